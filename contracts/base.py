@@ -1,0 +1,53 @@
+"""The base every wire message shares, and the constrained scalar types.
+
+Constraints live in the types so that decoding rejects bad values and the JSON
+Schema states them. Upper bounds are deliberately generous: they exist to reject
+absurd input (1e308 in-flight requests), not to second-guess real fleets.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta
+
+SCHEMA_VERSION = 1
+"""Bumped only for a breaking change; additive changes keep the version."""
+
+Token = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")]
+"""One NATS subject token: pool names, unit ids, actors, agent names."""
+
+Id = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
+"""A message or command id; also used as the JetStream de-duplication id."""
+
+Text = Annotated[str, Meta(max_length=4096)]
+"""Free text such as reasons; bounded so a message stays small."""
+
+Fraction = Annotated[float, Meta(ge=0.0, le=1.0)]
+"""A ratio in 0..1, such as utilization."""
+
+Count = Annotated[int, Meta(ge=0, le=1_000_000)]
+"""A non-negative count of units, requests or sessions."""
+
+Amount = Annotated[float, Meta(ge=0.0, le=1e9)]
+"""A non-negative finite quantity (requests, seconds, tokens)."""
+
+Usd = Annotated[float, Meta(ge=0.0, le=1e7)]
+"""A non-negative amount of US dollars (or dollars per hour)."""
+
+Seconds = Annotated[float, Meta(ge=0.0, le=1e9)]
+"""A non-negative duration in seconds."""
+
+
+def now() -> float:
+    """Unix time in seconds; the default for every message's `ts`."""
+    return time.time()
+
+
+class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
+    """Fields every message carries: schema version `v` and unix time `ts`."""
+
+    v: int = SCHEMA_VERSION
+    ts: float = msgspec.field(default_factory=now)

@@ -1,0 +1,181 @@
+"""The channel catalog: one row per subject pattern of the contract.
+
+The JSON Schema and the AsyncAPI document are generated from these rows and
+from the Structs they name; nothing in them is written by hand.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from contracts.commands import (
+    DecideReply,
+    DecideRequest,
+    ProvisionRequest,
+    ReleaseRequest,
+    ScaleProposal,
+    Verdict,
+)
+from contracts.events import Alert, AuditRecord, DeadLetter, UnitEvent
+from contracts.telemetry import PoolMetrics, UnitTelemetry
+
+Transport = Literal["core", "stream", "request"]
+
+
+class Channel(msgspec.Struct, frozen=True, kw_only=True):
+    """A subject pattern, what travels on it and how."""
+
+    key: str
+    address: str
+    """The subject with `{param}` placeholders, as AsyncAPI writes it."""
+    payload: Any
+    transport: Transport
+    description: str
+    reply: Any = None
+    stream: str | None = None
+    publishers: tuple[str, ...] = ()
+    subscribers: tuple[str, ...] = ()
+
+
+CHANNELS: tuple[Channel, ...] = (
+    Channel(
+        key="telemetry",
+        address="fleet.telemetry.{pool}.{unit}",
+        payload=UnitTelemetry,
+        transport="core",
+        description="Heartbeats from units; high rate, core NATS.",
+        publishers=("units", "runner"),
+        subscribers=("watcher",),
+    ),
+    Channel(
+        key="metrics",
+        address="fleet.metrics.{pool}",
+        payload=PoolMetrics,
+        transport="stream",
+        stream="FLEET_METRICS",
+        description="Per-pool metrics every tick.",
+        publishers=("watcher",),
+        subscribers=("scaler",),
+    ),
+    Channel(
+        key="scaleProposed",
+        address="fleet.scale.proposed.{pool}",
+        payload=ScaleProposal,
+        transport="stream",
+        stream="FLEET_CMDS",
+        description="The scaler's desired capacity for a pool.",
+        publishers=("scaler",),
+        subscribers=("costguard",),
+    ),
+    Channel(
+        key="provisionRequested",
+        address="fleet.provision.requested",
+        payload=ProvisionRequest,
+        transport="stream",
+        stream="FLEET_CMDS",
+        description="A request for new units from an operator, the brain or the API.",
+        publishers=("brain", "gateway", "api"),
+        subscribers=("costguard",),
+    ),
+    Channel(
+        key="releaseRequested",
+        address="fleet.release.requested",
+        payload=ReleaseRequest,
+        transport="stream",
+        stream="FLEET_CMDS",
+        description="A request to remove units.",
+        publishers=("brain", "gateway", "api", "provisioner"),
+        subscribers=("costguard",),
+    ),
+    Channel(
+        key="budgetApproved",
+        address="fleet.budget.approved",
+        payload=Verdict,
+        transport="stream",
+        stream="FLEET_CMDS",
+        description="Approved commands; only the cost-guard publishes here.",
+        publishers=("costguard",),
+        subscribers=("provisioner",),
+    ),
+    Channel(
+        key="budgetDenied",
+        address="fleet.budget.denied",
+        payload=Verdict,
+        transport="stream",
+        stream="FLEET_CMDS",
+        description="Denied commands with the numbers that decided it.",
+        publishers=("costguard",),
+    ),
+    Channel(
+        key="budgetHeld",
+        address="fleet.budget.held",
+        payload=Verdict,
+        transport="stream",
+        stream="FLEET_CMDS",
+        description="Commands above the approval threshold, waiting for a person.",
+        publishers=("costguard",),
+    ),
+    Channel(
+        key="budgetDecide",
+        address="fleet.budget.decide.{id}",
+        payload=DecideRequest,
+        reply=DecideReply,
+        transport="request",
+        description="An operator approves or rejects a held command.",
+        publishers=("operator",),
+        subscribers=("costguard",),
+    ),
+    Channel(
+        key="unit",
+        address="fleet.unit.{pool}.{unit}",
+        payload=UnitEvent,
+        transport="stream",
+        stream="FLEET_EVENTS",
+        description="Unit lifecycle: requested, booting, ready, draining, terminated, failed.",
+        publishers=("provisioner", "watcher"),
+        subscribers=("watcher", "costguard"),
+    ),
+    Channel(
+        key="alert",
+        address="fleet.alert.{severity}",
+        payload=Alert,
+        transport="stream",
+        stream="FLEET_EVENTS",
+        description="Things an operator should look at.",
+        publishers=("watcher", "provisioner", "brain"),
+    ),
+    Channel(
+        key="audit",
+        address="fleet.audit.{actor}",
+        payload=AuditRecord,
+        transport="stream",
+        stream="FLEET_AUDIT",
+        description="Every decision with its reasoning.",
+        publishers=("costguard", "provisioner", "brain", "scaler"),
+    ),
+    Channel(
+        key="dead",
+        address="fleet.dead.{subject}",
+        payload=DeadLetter,
+        transport="stream",
+        stream="FLEET_DEAD",
+        description="Messages that failed to decode or be handled, with the reason.",
+        publishers=("every service",),
+    ),
+)
+
+EXTRA_CHANNELS: list[Channel] = []
+"""Channels other contract modules (API, A2A) register with `register()`."""
+
+
+def register(channel: Channel) -> Channel:
+    """Add a channel to the catalog (used by contract modules beyond the core)."""
+    if all(c.key != channel.key for c in EXTRA_CHANNELS):
+        EXTRA_CHANNELS.append(channel)
+    return channel
+
+
+def all_channels() -> tuple[Channel, ...]:
+    return CHANNELS + tuple(EXTRA_CHANNELS)

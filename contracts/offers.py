@@ -1,0 +1,55 @@
+"""GPU offers and placement, shared by the provisioner, cost-guard, brain and CLI."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from contracts.base import Usd
+
+Vendor = Literal["NVIDIA", "AMD", "Intel", "Apple", "other"]
+Tier = Literal["enterprise", "high_end", "mid_range", "budget", "cpu"]
+
+
+class Offer(msgspec.Struct, frozen=True, kw_only=True):
+    """Something a provider will rent us now, at a price."""
+
+    provider: str
+    offer_id: str
+    """The provider's id for this offer (Vast.ai ask id, io.net hardware id, ...)."""
+    gpu_model: str
+    """Normalised model name, e.g. `H100`, `A100-80GB`, `RTX4090`."""
+    vendor: Vendor = "NVIDIA"
+    tier: Tier = "mid_range"
+    vram_gb: Annotated[float, Meta(ge=0)] = 0.0
+    """VRAM of one GPU, in GB."""
+    num_gpus: Annotated[int, Meta(ge=0)] = 1
+    usd_per_hour: Usd = 0.0
+    """Price of the whole offer (all its GPUs) per hour."""
+    reliability: Annotated[float, Meta(ge=0, le=1)] = 1.0
+    region: str = ""
+    available: int | None = None
+    """How many such units can be had now, when the provider says."""
+
+
+class OfferFilter(msgspec.Struct, frozen=True, kw_only=True):
+    """What a workload needs; every field optional."""
+
+    gpu_model: str | None = None
+    min_vram_gb: Annotated[float, Meta(ge=0)] | None = None
+    vendor: str | None = None
+    tier: str | None = None
+    max_usd_per_hour: Usd | None = None
+    num_gpus: Annotated[int, Meta(ge=1, le=64)] | None = None
+    provider: str | None = None
+
+
+class Placement(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a workload should run, and why."""
+
+    ok: bool
+    offer: Offer | None = None
+    alternatives: list[Offer] = msgspec.field(default_factory=list)
+    reasoning: str = ""

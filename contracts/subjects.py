@@ -1,0 +1,160 @@
+"""Every subject of the contract, built and parsed here and nowhere else."""
+
+from __future__ import annotations
+
+import re
+
+from contracts.commands import VerdictKind
+from contracts.events import Severity
+
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_ID = re.compile(r"^[A-Za-z0-9_:-]{1,128}$")
+
+TELEMETRY_ALL = "fleet.telemetry.>"
+METRICS_ALL = "fleet.metrics.>"
+SCALE_PROPOSED_ALL = "fleet.scale.proposed.>"
+PROVISION_REQUESTED = "fleet.provision.requested"
+RELEASE_REQUESTED = "fleet.release.requested"
+BUDGET_APPROVED = "fleet.budget.approved"
+BUDGET_DENIED = "fleet.budget.denied"
+BUDGET_HELD = "fleet.budget.held"
+BUDGET_DECIDE_ALL = "fleet.budget.decide.*"
+UNIT_ALL = "fleet.unit.>"
+AUDIT_ALL = "fleet.audit.>"
+ALERT_ALL = "fleet.alert.>"
+DEAD_ALL = "fleet.dead.>"
+API_PREFIX = "fleet.api"
+BRAIN_AGENT = "fleet"
+"""The agent name the brain answers A2A as."""
+DEMO_AGENT = "assistant"
+"""The demo hosted agent (`agents.assistant`)."""
+
+
+class SubjectError(ValueError):
+    """A subject token or subject that does not fit the contract."""
+
+
+def token(value: str, what: str = "token") -> str:
+    """Check one subject token (pool, unit, actor): letters, digits, `_` and `-`."""
+    if not _TOKEN.match(value):
+        raise SubjectError(
+            f"{what} {value!r} is not a valid subject token: use 1-128 of A-Z a-z 0-9 _ -"
+        )
+    return value
+
+
+def telemetry(pool: str, unit: str) -> str:
+    return f"fleet.telemetry.{token(pool, 'pool')}.{token(unit, 'unit')}"
+
+
+def metrics(pool: str) -> str:
+    return f"fleet.metrics.{token(pool, 'pool')}"
+
+
+def scale_proposed(pool: str) -> str:
+    return f"fleet.scale.proposed.{token(pool, 'pool')}"
+
+
+def budget(decision: VerdictKind) -> str:
+    return f"fleet.budget.{decision}"
+
+
+def budget_decide(request_id: str) -> str:
+    if not _ID.match(request_id):
+        raise SubjectError(f"request id {request_id!r} cannot be used in a subject")
+    return f"fleet.budget.decide.{request_id}"
+
+
+def unit(pool: str, unit_id: str) -> str:
+    return f"fleet.unit.{token(pool, 'pool')}.{token(unit_id, 'unit')}"
+
+
+def audit(actor: str) -> str:
+    return f"fleet.audit.{token(actor, 'actor')}"
+
+
+def alert(severity: Severity) -> str:
+    return f"fleet.alert.{severity}"
+
+
+def dead(original: str) -> str:
+    return f"fleet.dead.{original}"
+
+
+def api(op: str) -> str:
+    """`fleet.api.<op>`; ops may be dotted (`units.list`)."""
+    for part in op.split("."):
+        token(part, "api operation")
+    return f"{API_PREFIX}.{op}"
+
+
+def _agent(agent: str) -> str:
+    for part in agent.split("."):
+        token(part, "agent name")
+    return agent
+
+
+def a2a_rpc(agent: str) -> str:
+    return f"a2a.{_agent(agent)}.rpc"
+
+
+def a2a_card(agent: str) -> str:
+    return f"a2a.{_agent(agent)}.card"
+
+
+def a2a_task(agent: str, task_id: str) -> str:
+    return f"a2a.{_agent(agent)}.tasks.{token(task_id, 'task id')}"
+
+
+def hosted_agent(name: str) -> str:
+    """The A2A agent name of hosted agent `name`: `agents.<name>`."""
+    return f"agents.{token(name, 'agent name')}"
+
+
+def agent_pool(name: str) -> str:
+    """The pool that runs hosted agent `name`: `agents-<name>`."""
+    return f"agents-{token(name, 'agent name')}"
+
+
+def parse_telemetry(subject: str) -> tuple[str, str]:
+    """(pool, unit) of a telemetry subject."""
+    return _parse2(subject, "fleet.telemetry.")
+
+
+def parse_unit(subject: str) -> tuple[str, str]:
+    """(pool, unit) of a unit-event subject."""
+    return _parse2(subject, "fleet.unit.")
+
+
+def parse_metrics(subject: str) -> str:
+    return _parse1(subject, "fleet.metrics.")
+
+
+def parse_scale_proposed(subject: str) -> str:
+    return _parse1(subject, "fleet.scale.proposed.")
+
+
+def parse_budget_decide(subject: str) -> str:
+    return _parse1(subject, "fleet.budget.decide.")
+
+
+def parse_dead(subject: str) -> str:
+    """The original subject of a dead-letter subject."""
+    if not subject.startswith("fleet.dead."):
+        raise SubjectError(f"{subject!r} is not a dead-letter subject")
+    return subject[len("fleet.dead.") :]
+
+
+def _parse1(subject: str, prefix: str) -> str:
+    if not subject.startswith(prefix):
+        raise SubjectError(f"{subject!r} does not start with {prefix!r}")
+    return token(subject[len(prefix) :])
+
+
+def _parse2(subject: str, prefix: str) -> tuple[str, str]:
+    if not subject.startswith(prefix):
+        raise SubjectError(f"{subject!r} does not start with {prefix!r}")
+    parts = subject[len(prefix) :].split(".")
+    if len(parts) != 2:
+        raise SubjectError(f"{subject!r} should be {prefix}<pool>.<unit>")
+    return token(parts[0], "pool"), token(parts[1], "unit")

@@ -1,0 +1,42 @@
+"""Telemetry from units and the per-pool metrics the watcher derives from it."""
+
+from __future__ import annotations
+
+from contracts.base import Amount, Count, Fraction, Message, Seconds, Token
+
+
+class UnitTelemetry(Message, frozen=True, kw_only=True):
+    """One heartbeat from a unit, on `fleet.telemetry.<pool>.<unit>`."""
+
+    pool: Token
+    unit: Token
+    provider: Token = "unknown"
+    inflight: Amount = 0.0
+    """Requests or sessions being served right now."""
+    capacity: Amount = 1.0
+    """Requests or sessions this unit can serve at once."""
+    queue_depth: Amount = 0.0
+    """Requests waiting for this unit."""
+    utilization: Fraction = 0.0
+    gpu_util: Fraction = 0.0
+    healthy: bool = True
+    idle_s: Seconds = 0.0
+    """Seconds since the unit last served a request."""
+    tokens: Amount = 0.0
+    """Model tokens processed since the previous heartbeat (agent runners)."""
+
+
+class PoolMetrics(Message, frozen=True, kw_only=True):
+    """One pool's aggregate over a window, on `fleet.metrics.<pool>` every tick."""
+
+    pool: Token
+    window_s: Seconds = 1.0
+    units_ready: Count = 0
+    units_pending: Count = 0
+    """Units requested or booting, not serving yet."""
+    inflight: Amount = 0.0
+    capacity: Amount = 0.0
+    queue_depth: Amount = 0.0
+    utilization: Fraction = 0.0
+    arrival_rate: Amount = 0.0
+    """Requests per second arriving at the pool, averaged over the window."""

@@ -1,0 +1,1 @@
+"""fleetplane services: one package per service, meeting only on the wire."""

@@ -1,0 +1,1 @@
+"""The provisioner: carries out approved commands against provider APIs."""

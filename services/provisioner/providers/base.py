@@ -1,0 +1,100 @@
+"""The one Protocol every provider adapter implements, and its typed errors.
+
+Adapters translate a provider's API into these calls and its failures into
+these errors; the provisioner's retry, breaker and failover logic only ever
+sees the errors below.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol, runtime_checkable
+
+import msgspec
+
+from contracts.offers import Offer, OfferFilter
+
+UnitStatus = Literal["booting", "ready", "stopped", "failed", "terminated"]
+
+
+class ProviderUnit(msgspec.Struct, frozen=True, kw_only=True):
+    """A unit as the provider reports it."""
+
+    provider: str
+    unit_id: str
+    """The provider's id for the instance, VM, pod or process."""
+    status: UnitStatus
+    gpu_model: str = ""
+    usd_per_hour: float = 0.0
+    label: str = ""
+    """Our tag on the unit (the idempotency key), when the provider keeps one."""
+    address: str | None = None
+    created_ts: float = 0.0
+
+
+class ProviderError(Exception):
+    """Base of every provider failure; names the provider."""
+
+    def __init__(self, provider: str, message: str) -> None:
+        super().__init__(f"{provider}: {message}")
+        self.provider = provider
+        self.message = message
+
+
+class Retryable(ProviderError):
+    """Try again later: 5xx, timeouts, 429s."""
+
+    def __init__(self, provider: str, message: str, after_s: float | None = None) -> None:
+        super().__init__(provider, message)
+        self.after_s = after_s
+
+
+class CapacityError(ProviderError):
+    """This offer is gone or the provider has no capacity: try the next offer or provider."""
+
+
+class QuotaExceeded(ProviderError):
+    """The account's quota or spending limit at the provider is reached."""
+
+
+class NotFound(ProviderError):
+    """The unit or offer does not exist (destroying it again is a success)."""
+
+
+class AuthError(ProviderError):
+    """Credentials missing or refused; the message names the setting to fix."""
+
+    def __init__(self, provider: str, message: str, setting: str) -> None:
+        super().__init__(provider, f"{message} (set {setting})")
+        self.setting = setting
+
+
+class Unavailable(ProviderError):
+    """The provider is not configured here (no credentials or base URL)."""
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """A place to rent units from."""
+
+    name: str
+
+    async def offers(self, flt: OfferFilter) -> list[Offer]:
+        """Offers matching `flt`, any order."""
+        ...
+
+    async def create(self, offer: Offer, count: int, idempotency_key: str) -> list[ProviderUnit]:
+        """Start `count` units from `offer`. Calling again with the same key must not
+        create more units: adapters look up units labelled with the key first."""
+        ...
+
+    async def list(self) -> list[ProviderUnit]:
+        """Every unit this account has at the provider, including ones we did not start."""
+        ...
+
+    async def destroy(self, unit_id: str) -> None:
+        """Stop billing for `unit_id`; NotFound when it is already gone."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
