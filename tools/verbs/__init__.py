@@ -1,0 +1,1 @@
+"""One module per `fleet` verb; each defines `register(sub)`."""
