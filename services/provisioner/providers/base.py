@@ -68,6 +68,11 @@ class AuthError(ProviderError):
         self.setting = setting
 
 
+class Permanent(ProviderError):
+    """The provider refused the request as invalid (bad image, bad parameters): retrying
+    the same request will not help; fix the settings or the command."""
+
+
 class Unavailable(ProviderError):
     """The provider is not configured here (no credentials or base URL)."""
 
@@ -84,7 +89,11 @@ class Provider(Protocol):
 
     async def create(self, offer: Offer, count: int, idempotency_key: str) -> list[ProviderUnit]:
         """Start `count` units from `offer`. Calling again with the same key must not
-        create more units: adapters look up units labelled with the key first."""
+        create more units: adapters look up units labelled with the key first.
+
+        May return fewer than `count` units when the provider ran out part-way (Lambda
+        launches what it can); callers compare the length. Raises CapacityError only
+        when nothing could be started."""
         ...
 
     async def list(self) -> list[ProviderUnit]:

@@ -1,0 +1,134 @@
+"""One pooled httpx client per adapter, and the HTTP failures every provider shares.
+
+Each adapter maps what is specific to its API (Vast's 410 on a gone offer,
+Lambda's error codes, ...) and leaves the rest here: timeouts, connection
+errors, 429 and 5xx become Retryable; 401/403 become AuthError naming the
+setting to fix. The API key only ever travels in request headers.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from services.provisioner.providers.base import AuthError, ProviderError, Retryable, Unavailable
+from services.provisioner.providers.settings import ProviderSettings
+
+MAX_RETRY_AFTER_S = 600.0
+"""Cap on a provider's Retry-After, so a bad header cannot park a command for a day."""
+
+
+def retry_after_s(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date), if usable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
+
+
+def body_text(resp: httpx.Response, limit: int = 200) -> str:
+    """A short, single-line excerpt of a response body for error messages."""
+    text = resp.text.strip().replace("\n", " ")
+    return text[:limit] + ("..." if len(text) > limit else "")
+
+
+def json_or_none(resp: httpx.Response) -> Any:
+    """The JSON body, or None when the body is empty or not JSON."""
+    try:
+        return resp.json()
+    except ValueError:
+        return None
+
+
+class ProviderHttp:
+    """An httpx.AsyncClient bound to one provider, raising our typed errors."""
+
+    def __init__(
+        self,
+        settings: ProviderSettings,
+        auth_headers: Mapping[str, str],
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.settings = settings
+        self.provider = settings.name
+        self._client = httpx.AsyncClient(
+            base_url=settings.base_url,
+            headers={"Accept": "application/json", **auth_headers},
+            timeout=httpx.Timeout(settings.timeout_s),
+            limits=httpx.Limits(max_connections=16, max_keepalive_connections=8),
+            transport=transport,
+        )
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> httpx.Response:
+        """Send one request; raise Retryable/AuthError for the shared failures, else return it.
+
+        The caller inspects 4xx statuses that mean something specific at its provider.
+        """
+        if not self.settings.base_url and not url.startswith("http"):
+            raise Unavailable(self.provider, f"no base URL; set {self.settings.url_hint()}")
+        try:
+            resp = await self._client.request(method, url, json=json, params=params)
+        except httpx.TimeoutException as exc:
+            raise Retryable(
+                self.provider, f"{method} {url} timed out after {self.settings.timeout_s}s"
+            ) from exc
+        except httpx.TransportError as exc:
+            raise Retryable(self.provider, f"{method} {url} failed: {type(exc).__name__}") from exc
+        status = resp.status_code
+        if status == 429:
+            raise Retryable(
+                self.provider,
+                f"rate limited on {method} {url}: {body_text(resp) or 'HTTP 429'}",
+                after_s=retry_after_s(resp.headers.get("Retry-After")),
+            )
+        if status >= 500:
+            raise Retryable(
+                self.provider,
+                f"HTTP {status} on {method} {url}: {body_text(resp)}",
+                after_s=retry_after_s(resp.headers.get("Retry-After")),
+            )
+        if status in (401, 403):
+            raise self.auth_error(status)
+        return resp
+
+    def auth_error(self, status: int | str) -> AuthError:
+        """The error for refused credentials, naming where the key came from and what to set."""
+        came_from = f" from {self.settings.key_source}" if self.settings.key_source else ""
+        return AuthError(
+            self.provider,
+            f"the API key{came_from} was refused ({status})",
+            setting=self.settings.key_hint(),
+        )
+
+    def unexpected(self, resp: httpx.Response, what: str) -> ProviderError:
+        """A ProviderError for a status the adapter has no better mapping for."""
+        return ProviderError(
+            self.provider, f"{what}: unexpected HTTP {resp.status_code}: {body_text(resp)}"
+        )
+
+    async def aclose(self) -> None:
+        """Close pooled connections."""
+        await self._client.aclose()
