@@ -15,8 +15,19 @@ import sys
 from tools import verbs
 
 ORDER = [
-    "up", "run", "status", "tail", "approve", "offers", "place", "ask", "mcp",
-    "replay", "bench", "loadgen", "contracts",
+    "up",
+    "run",
+    "status",
+    "tail",
+    "approve",
+    "offers",
+    "place",
+    "ask",
+    "mcp",
+    "replay",
+    "bench",
+    "loadgen",
+    "contracts",
 ]
 
 EPILOG = """examples:

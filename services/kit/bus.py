@@ -1,0 +1,108 @@
+"""NATS connection and JetStream set-up, shared by services and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Iterable
+
+import nats
+from nats.aio.client import Client
+from nats.errors import NoServersError
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import BadRequestError, NotFoundError
+
+from contracts.streams import ALL_STREAMS, StreamSpec
+
+log = logging.getLogger("fleet.bus")
+
+
+async def connect(
+    url: str,
+    name: str,
+    *,
+    connect_timeout_s: float = 2.0,
+    deadline_s: float = 60.0,
+    reconnect_wait_s: float = 0.5,
+    user: str = "",
+    password: str = "",
+    creds_file: str = "",
+) -> Client:
+    """Connect, retrying with backoff until `deadline_s`; reconnects forever afterwards."""
+    servers = [u.strip() for u in url.split(",") if u.strip()]
+    give_up = time.monotonic() + deadline_s
+    delay = 0.1
+    while True:
+        try:
+            return await nats.connect(
+                servers=servers,
+                name=name,
+                connect_timeout=connect_timeout_s,
+                reconnect_time_wait=reconnect_wait_s,
+                max_reconnect_attempts=-1,
+                allow_reconnect=True,
+                user=user or None,
+                password=password or None,
+                user_credentials=creds_file or None,
+                error_cb=_on_error,
+                disconnected_cb=_on_disconnect,
+                reconnected_cb=_on_reconnect,
+            )
+        except (NoServersError, OSError, TimeoutError) as exc:
+            if time.monotonic() + delay > give_up:
+                raise ConnectionError(
+                    f"cannot reach NATS at {url} after {deadline_s:.0f} s ({exc}); start it with "
+                    "`fleet up`, or pass --nats URL / set FLEET_NATS_URL"
+                ) from exc
+            log.info("nats not reachable yet, retrying", extra={"url": url, "in_s": delay})
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 2.0)
+
+
+async def _on_error(exc: Exception) -> None:
+    log.warning("nats error", extra={"error": str(exc)})
+
+
+async def _on_disconnect() -> None:
+    log.warning("nats disconnected")
+
+
+async def _on_reconnect() -> None:
+    log.info("nats reconnected")
+
+
+def stream_config(spec: StreamSpec, replicas: int = 1) -> StreamConfig:
+    return StreamConfig(
+        name=spec.name,
+        description=spec.description,
+        subjects=list(spec.subjects),
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE if spec.storage == "file" else StorageType.MEMORY,
+        max_age=spec.max_age_s,
+        duplicate_window=spec.duplicate_window_s,
+        max_msg_size=spec.max_msg_size,
+        max_msgs_per_subject=spec.max_msgs_per_subject,
+        discard=DiscardPolicy.OLD,
+        num_replicas=replicas,
+    )
+
+
+async def ensure_streams(
+    js: JetStreamContext, specs: Iterable[StreamSpec] = ALL_STREAMS, replicas: int = 1
+) -> None:
+    """Create each stream, or bring an existing one to the contract's config."""
+    for spec in specs:
+        config = stream_config(spec, replicas)
+        try:
+            await js.stream_info(spec.name)
+        except NotFoundError:
+            try:
+                await js.add_stream(config)
+                continue
+            except BadRequestError as exc:
+                if "already in use" not in str(exc):
+                    raise
+        await js.update_stream(config)

@@ -1,0 +1,189 @@
+"""Typed settings from fleet.toml and FLEET_* environment variables.
+
+Every key of fleet.toml can be overridden by `FLEET_<SECTION>__<KEY>` (nested
+keys join with `__`, e.g. `FLEET_POOLS__H100__MAX=8`). Values from the
+environment are parsed as TOML literals when they are ones (`8`, `true`,
+`["a","b"]`) and taken as strings otherwise. A bad value fails at start with
+the key's name and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import msgspec
+
+from services.kit.errors import ConfigError
+
+T = TypeVar("T")
+
+ENV_PREFIX = "FLEET_"
+DEFAULT_CONFIG = "fleet.toml"
+STATE_DIR = ".fleet"
+URL_FILE = "nats.url"
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+
+_NON_SETTINGS = {"FLEET_CONFIG", "FLEET_NATS_URL"}
+
+
+class NatsSettings(msgspec.Struct, kw_only=True):
+    """How to reach NATS."""
+
+    url: str = ""
+    """Server URL(s), comma-separated; empty means: FLEET_NATS_URL, then .fleet/nats.url."""
+    connect_timeout_s: float = 2.0
+    """Per-attempt connect timeout; short so a start-up race retries quickly."""
+    connect_deadline_s: float = 60.0
+    """Give up starting when NATS cannot be reached for this long."""
+    reconnect_wait_s: float = 0.5
+    """Pause between reconnect attempts once connected; NATS clusters fail over fast."""
+    replicas: int = 1
+    """JetStream stream replicas: 1 on one machine, 3 on a cluster."""
+    creds_file: str = ""
+    """A NATS credentials file for secured deployments; empty for none."""
+    user: str = ""
+    password: str = ""
+    """Read from the environment or a file, never logged."""
+
+
+class HttpSettings(msgspec.Struct, kw_only=True):
+    """The service's /metrics, /healthz and /readyz endpoint."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    """0 picks a free port (logged at start); containers set 9090."""
+
+
+class StoreSettings(msgspec.Struct, kw_only=True):
+    """Where a service keeps its SQLite database."""
+
+    dir: str = STATE_DIR
+    """Directory for `<service>.db`; relative to the working directory."""
+
+
+class LogSettings(msgspec.Struct, kw_only=True):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    json: bool = True
+    """JSON lines for machines; `fleet up` keeps JSON and prefixes each line."""
+
+
+class TracingSettings(msgspec.Struct, kw_only=True):
+    exporter: Literal["none", "console", "otlp"] = "none"
+    """Where spans go; trace context is propagated in NATS headers in every case."""
+    sample_ratio: float = 1.0
+
+
+class KitSettings(msgspec.Struct, kw_only=True):
+    """Settings every service has; a service's own settings subclass this."""
+
+    nats: NatsSettings = msgspec.field(default_factory=NatsSettings)
+    http: HttpSettings = msgspec.field(default_factory=HttpSettings)
+    store: StoreSettings = msgspec.field(default_factory=StoreSettings)
+    log: LogSettings = msgspec.field(default_factory=LogSettings)
+    tracing: TracingSettings = msgspec.field(default_factory=TracingSettings)
+    stop_deadline_s: float = 10.0
+    """How long a stopping service waits for in-flight work before handing it back."""
+
+
+def config_path(explicit: str | None = None) -> Path | None:
+    """The fleet.toml to read: --config, else FLEET_CONFIG, else ./fleet.toml if present."""
+    raw = explicit or os.environ.get("FLEET_CONFIG")
+    if raw:
+        path = Path(raw)
+        if not path.is_file():
+            raise ConfigError(f"config file {raw} does not exist; pass an existing fleet.toml")
+        return path
+    default = Path(DEFAULT_CONFIG)
+    return default if default.is_file() else None
+
+
+def read_toml(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+
+
+def _env_value(raw: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    """The nested dict that FLEET_<SECTION>__<KEY> variables describe."""
+    out: dict[str, Any] = {}
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name or name in _NON_SETTINGS:
+            continue
+        path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__") if p]
+        node = out
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{name}: {'.'.join(path)} conflicts with another variable")
+            node = child
+        node[path[-1]] = _env_value(raw)
+    return out
+
+
+def merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """`over` laid onto `base`, recursively for tables."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+_PATH = re.compile(r"at `\$\.?(.*)`")
+
+
+def load_settings(
+    kind: type[T],
+    config: str | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> T:
+    """Settings of type `kind` from fleet.toml, the environment and explicit overrides."""
+    env = os.environ if env is None else env
+    path = config_path(config)
+    data = merge(merge(read_toml(path), env_overrides(env)), overrides or {})
+    try:
+        return msgspec.convert(data, kind, strict=False)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        match = _PATH.search(text)
+        key = match.group(1).replace("][", ".").replace("[", ".").strip(".]") if match else "?"
+        what = _PATH.sub("", text).strip(" -")
+        var = ENV_PREFIX + "__".join(p.upper() for p in key.split(".") if p)
+        where = str(path) if path else "fleet.toml"
+        raise ConfigError(
+            f"setting {key!r}: {what} (check {where} or the environment variable {var})"
+        ) from exc
+
+
+def resolve_nats_url(explicit: str | None = None, configured: str = "") -> str:
+    """--nats, else FLEET_NATS_URL, else the setting, else .fleet/nats.url, else localhost."""
+    if explicit:
+        return explicit
+    if env := os.environ.get("FLEET_NATS_URL"):
+        return env
+    if configured:
+        return configured
+    url_file = Path(STATE_DIR) / URL_FILE
+    if url_file.is_file():
+        text = url_file.read_text().strip()
+        if text:
+            return text
+    return DEFAULT_NATS_URL

@@ -1,0 +1,92 @@
+"""Structured JSON logs on stderr, with secrets scrubbed before they are written."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+import time
+from typing import Any
+
+_SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|CREDS)", re.IGNORECASE)
+_STD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+def secret_values(env: dict[str, str] | None = None) -> list[str]:
+    """Values of environment variables whose names say they are secrets."""
+    env = dict(os.environ) if env is None else env
+    return sorted(
+        (v for k, v in env.items() if _SECRET_NAME.search(k) and len(v) >= 6),
+        key=len,
+        reverse=True,
+    )
+
+
+def scrub(text: str, secrets: list[str]) -> str:
+    for value in secrets:
+        if value in text:
+            text = text.replace(value, "***")
+    return text
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, service, logger, msg and any extras."""
+
+    def __init__(self, service: str, secrets: list[str]) -> None:
+        super().__init__()
+        self.service = service
+        self.secrets = secrets
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "service": self.service,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STD_ATTRS and not key.startswith("_"):
+                doc[key] = value
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)
+        return scrub(json.dumps(doc, default=str), self.secrets)
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self, service: str, secrets: list[str]) -> None:
+        super().__init__()
+        self.service = service
+        self.secrets = secrets
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
+        extras = " ".join(
+            f"{k}={v}"
+            for k, v in vars(record).items()
+            if k not in _STD_ATTRS and not k.startswith("_")
+        )
+        line = f"{stamp} {record.levelname.lower():7} {record.getMessage()} {extras}".rstrip()
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return scrub(line, self.secrets)
+
+
+def setup_logging(service: str, level: str = "info", as_json: bool = True) -> None:
+    """Route every logger to stderr in the chosen format; idempotent."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_fleet", False):
+            root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler._fleet = True  # type: ignore[attr-defined]
+    secrets = secret_values()
+    handler.setFormatter(
+        JsonFormatter(service, secrets) if as_json else TextFormatter(service, secrets)
+    )
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    for noisy in ("nats", "httpx", "httpcore", "aiosqlite", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
