@@ -132,3 +132,57 @@ class ProviderHttp:
     async def aclose(self) -> None:
         """Close pooled connections."""
         await self._client.aclose()
+
+
+class HttpAdapter:
+    """What every HTTP adapter shares: settings, one pooled client, availability, close."""
+
+    name: str = ""
+    """Set by each adapter; also the provider name on offers and units."""
+
+    def __init__(
+        self, settings: ProviderSettings, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        self.settings = settings
+        self._http: ProviderHttp | None = None
+        if settings.configured:
+            self._http = ProviderHttp(settings, self.auth_headers(settings), transport)
+
+    def auth_headers(self, settings: ProviderSettings) -> dict[str, str]:
+        """Headers that carry the credentials (Bearer by default)."""
+        return {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
+
+    @property
+    def available(self) -> bool:
+        """True when configured (URL and, where needed, a key); False is not an error."""
+        return self._http is not None
+
+    @property
+    def http(self) -> ProviderHttp:
+        """The client; raises Unavailable naming the setting when not configured."""
+        if self._http is None:
+            if not self.settings.base_url:
+                raise Unavailable(self.name, f"not configured; set {self.settings.url_hint()}")
+            raise Unavailable(self.name, f"no API key; set {self.settings.key_hint()}")
+        return self._http
+
+    async def close(self) -> None:
+        """Release pooled connections."""
+        if self._http is not None:
+            await self._http.aclose()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.settings!r})"
+
+
+def as_float(value: Any, default: float = 0.0) -> float:
+    """A finite float from a JSON number or numeric string ("0.44"); `default` otherwise."""
+    if isinstance(value, bool):
+        return default
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return default
+    if out != out or out in (float("inf"), float("-inf")):
+        return default
+    return out

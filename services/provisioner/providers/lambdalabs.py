@@ -1,0 +1,221 @@
+"""Lambda Cloud adapter (https://cloud.lambdalabs.com/api/v1, Bearer auth); provider `lambda`.
+
+Offers are instance types, one per region with capacity. A unit is one
+instance named with the idempotency key; a launch may start fewer instances
+than asked, and we return what it started. Errors arrive as
+`{"error": {"code", "message", "suggestion"}}` and are mapped by code.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from contracts.offers import Offer, OfferFilter
+from services.provisioner.catalog import describe, normalize_gpu
+from services.provisioner.placement import filter_offers
+from services.provisioner.providers.base import (
+    CapacityError,
+    NotFound,
+    Permanent,
+    ProviderError,
+    ProviderUnit,
+    QuotaExceeded,
+    Retryable,
+    UnitStatus,
+)
+from services.provisioner.providers.settings import ProviderSettings
+from services.provisioner.providers.transport import HttpAdapter, as_float, body_text, json_or_none
+
+_STATUS: dict[str, UnitStatus] = {
+    "booting": "booting",
+    "active": "ready",
+    "unhealthy": "failed",
+    "terminating": "terminated",
+    "terminated": "terminated",
+}
+
+_VRAM = re.compile(r"(\d+(?:\.\d+)?)\s*GB", re.IGNORECASE)
+
+
+def usd_per_hour(instance_type: dict[str, Any]) -> float:
+    """Price of an instance type in USD/h from `price_cents_per_hour` (int or string)."""
+    return max(as_float(instance_type.get("price_cents_per_hour")), 0.0) / 100.0
+
+
+def gpu_of(instance_type: dict[str, Any]) -> tuple[str, float]:
+    """(model, VRAM per card in GB) of an instance type, from its description or name."""
+    text = str(
+        instance_type.get("gpu_description")
+        or instance_type.get("description")
+        or instance_type.get("name")
+        or ""
+    )
+    match = _VRAM.search(text)
+    vram = float(match.group(1)) if match else 0.0
+    gpu = describe(re.sub(r"^\d+x\s*", "", text), vram)
+    return gpu.model, vram or gpu.vram_gb
+
+
+class LambdaProvider(HttpAdapter):
+    """Launches Lambda Cloud on-demand instances."""
+
+    name = "lambda"
+
+    def _error(self, resp: Any, what: str) -> ProviderError:
+        """Our typed error for a Lambda error body, by its code."""
+        data = json_or_none(resp)
+        err = data.get("error") if isinstance(data, dict) else None
+        err = err if isinstance(err, dict) else {}
+        code = str(err.get("code") or "")
+        text = str(err.get("message") or body_text(resp))
+        if err.get("suggestion"):
+            text += f" ({err['suggestion']})"
+        if code == "global/invalid-api-key":
+            return self.http.auth_error(code)
+        if code.endswith("insufficient-capacity"):
+            return CapacityError(self.name, f"{what}: {text}")
+        if code == "global/quota-exceeded":
+            return QuotaExceeded(self.name, f"{what}: {text}")
+        if code == "global/object-does-not-exist" or resp.status_code == 404:
+            return NotFound(self.name, f"{what}: {text}")
+        if code == "global/too-many-requests":
+            return Retryable(self.name, f"{what}: {text}")
+        if resp.status_code in (400, 422) or code == "global/invalid-parameters":
+            return Permanent(self.name, f"{what}: {text}")
+        return ProviderError(self.name, f"{what}: HTTP {resp.status_code} {code} {text}")
+
+    async def offers(self, flt: OfferFilter) -> list[Offer]:
+        """One offer per instance type and region with capacity; sold-out types have available=0."""
+        resp = await self.http.request("GET", "/instance-types")
+        data = json_or_none(resp)
+        if resp.status_code != 200 or not isinstance(data, dict):
+            raise self._error(resp, "listing instance types")
+        out: list[Offer] = []
+        types = data.get("data") if isinstance(data.get("data"), dict) else {}
+        for key, entry in types.items():
+            if not isinstance(entry, dict) or not isinstance(entry.get("instance_type"), dict):
+                continue
+            it = entry["instance_type"]
+            name = str(it.get("name") or key)
+            model, vram = gpu_of(it)
+            gpu = describe(model, vram)
+            specs = it.get("specs") if isinstance(it.get("specs"), dict) else {}
+            gpus = int(as_float(specs.get("gpus"), 1))
+            if gpus == 0:
+                continue  # CPU-only types are not GPU offers
+            regions = [
+                str(r.get("name"))
+                for r in entry.get("regions_with_capacity_available") or []
+                if isinstance(r, dict) and r.get("name")
+            ]
+            for region in regions or [""]:
+                out.append(
+                    Offer(
+                        provider=self.name,
+                        offer_id=name,
+                        gpu_model=gpu.model,
+                        vendor=gpu.vendor,
+                        tier=gpu.tier,
+                        vram_gb=vram,
+                        num_gpus=gpus,
+                        usd_per_hour=usd_per_hour(it),
+                        region=region,
+                        available=None if region else 0,
+                    )
+                )
+        return filter_offers(out, flt)
+
+    async def create(self, offer: Offer, count: int, idempotency_key: str) -> list[ProviderUnit]:
+        """Launch `count` instances of `offer` named `idempotency_key`; reuse ones already up.
+
+        Returns what Lambda launched, which may be fewer than asked.
+        """
+        units = [
+            u
+            for u in await self.list()
+            if u.label == idempotency_key and u.status not in ("terminated", "failed")
+        ]
+        missing = count - len(units)
+        if missing <= 0:
+            return units[:count]
+        if not offer.region:
+            raise CapacityError(self.name, f"{offer.offer_id} has no region with capacity")
+        body: dict[str, Any] = {
+            "region_name": offer.region,
+            "instance_type_name": offer.offer_id,
+            "quantity": missing,
+            "name": idempotency_key,
+        }
+        if self.settings.ssh_key_name:
+            body["ssh_key_names"] = [self.settings.ssh_key_name]
+        resp = await self.http.request("POST", "/instance-operations/launch", json=body)
+        if not resp.is_success:
+            err = self._error(resp, f"launching {offer.offer_id} in {offer.region}")
+            if isinstance(err, CapacityError) and units:
+                return units
+            if isinstance(err, Permanent) and not self.settings.ssh_key_name:
+                raise Permanent(self.name, f"{err.message}; set ssh_key_name in [providers.lambda]")
+            raise err
+        data = json_or_none(resp)
+        inner = data.get("data") if isinstance(data, dict) else None
+        ids = inner.get("instance_ids") if isinstance(inner, dict) else None
+        if not isinstance(ids, list):
+            raise self.http.unexpected(resp, f"launching {offer.offer_id}")
+        for ident in ids:
+            units.append(
+                ProviderUnit(
+                    provider=self.name,
+                    unit_id=str(ident),
+                    status="booting",
+                    gpu_model=offer.gpu_model,
+                    usd_per_hour=offer.usd_per_hour,
+                    label=idempotency_key,
+                )
+            )
+        return units
+
+    async def list(self) -> list[ProviderUnit]:
+        """Every instance on the account."""
+        resp = await self.http.request("GET", "/instances")
+        data = json_or_none(resp)
+        if resp.status_code != 200 or not isinstance(data, dict):
+            raise self._error(resp, "listing instances")
+        out = []
+        for inst in data.get("data") or []:
+            if not isinstance(inst, dict) or not inst.get("id"):
+                continue
+            it = inst.get("instance_type") if isinstance(inst.get("instance_type"), dict) else {}
+            model, _ = gpu_of(it) if it else ("", 0.0)
+            out.append(
+                ProviderUnit(
+                    provider=self.name,
+                    unit_id=str(inst["id"]),
+                    status=_STATUS.get(str(inst.get("status") or "").lower(), "booting"),
+                    gpu_model=normalize_gpu(model) or model,
+                    usd_per_hour=usd_per_hour(it),
+                    label=str(inst.get("name") or ""),
+                    address=inst.get("ip") or None,
+                )
+            )
+        return out
+
+    async def destroy(self, unit_id: str) -> None:
+        """Terminate instance `unit_id`; NotFound when it is already gone."""
+        resp = await self.http.request(
+            "POST", "/instance-operations/terminate", json={"instance_ids": [unit_id]}
+        )
+        if not resp.is_success:
+            raise self._error(resp, f"terminating {unit_id}")
+        data = json_or_none(resp)
+        inner = data.get("data") if isinstance(data, dict) else None
+        gone = inner.get("terminated_instances") if isinstance(inner, dict) else None
+        if isinstance(gone, list) and not any(
+            (g.get("id") if isinstance(g, dict) else g) == unit_id for g in gone
+        ):
+            raise NotFound(self.name, f"instance {unit_id} was not terminated (unknown id)")
+
+
+def build(settings: ProviderSettings) -> LambdaProvider:
+    """The registry's constructor for this provider."""
+    return LambdaProvider(settings)
