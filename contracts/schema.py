@@ -38,7 +38,7 @@ def json_schema() -> dict[str, Any]:
         "title": "fleetplane wire contract",
         "description": f"Every message of fleetplane, schema version {SCHEMA_VERSION}.",
         "$defs": defs,
-        "oneOf": [{"$ref": f"#/$defs/{_type_name(t)}"} for t in types],
+        "anyOf": [{"$ref": f"#/$defs/{_type_name(t)}"} for t in types],
     }
 
 
@@ -94,10 +94,25 @@ def _operations(ch: Channel) -> dict[str, Any]:
     return ops
 
 
+def _asyncapi_schema(node: Any) -> Any:
+    """AsyncAPI's Schema Object names the discriminator property with a plain string,
+    where JSON Schema/OpenAPI (and msgspec) use `{"propertyName": ..., "mapping": ...}`."""
+    if isinstance(node, dict):
+        out = {k: _asyncapi_schema(v) for k, v in node.items()}
+        disc = out.get("discriminator")
+        if isinstance(disc, dict):
+            out["discriminator"] = disc["propertyName"]
+        return out
+    if isinstance(node, list):
+        return [_asyncapi_schema(v) for v in node]
+    return node
+
+
 def asyncapi(version: str = "0.1.0") -> dict[str, Any]:
     """The contract as an AsyncAPI 3.0.0 document."""
     types = _payload_types()
-    _, schemas = msgspec.json.schema_components(types, ref_template=_REF)
+    _, raw = msgspec.json.schema_components(types, ref_template=_REF)
+    schemas = _asyncapi_schema(raw)
     channels = all_channels()
     operations: dict[str, Any] = {}
     for ch in channels:

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -53,6 +54,7 @@ def start_nats(
     host: str = "127.0.0.1",
     log_file: Path | None = None,
     max_payload: int = 1024 * 1024 + 64 * 1024,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
     """Run nats-server with JetStream under `data_dir`; returns (process, url) once listening."""
     port = port or free_port(host)
@@ -69,6 +71,8 @@ def start_nats(
         stdout=out,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
+        start_new_session=preexec_fn is not None,
+        preexec_fn=preexec_fn,
     )
     try:
         wait_for_port(host, port, 30, proc)

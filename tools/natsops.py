@@ -1,0 +1,61 @@
+"""NATS operations the CLI shares: connect from the CLI's options, gather replies."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import nats
+from nats.aio.client import Client
+
+from services.kit.config import resolve_nats_url
+
+
+async def cli_connect(url: str | None, name: str = "fleet-cli") -> Client:
+    """Connect for a CLI verb, with a short timeout and a message that says what to do."""
+    target = resolve_nats_url(url)
+    try:
+        return await nats.connect(
+            target, name=name, connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False
+        )
+    except Exception as exc:
+        raise SystemExit(
+            f"fleet: cannot reach NATS at {target} ({exc or type(exc).__name__}). "
+            "Start it with `fleet up`, or pass --nats URL / set FLEET_NATS_URL."
+        ) from None
+
+
+async def gather(nc: Client, subject: str, payload: bytes = b"", wait_s: float = 0.5) -> list[Any]:
+    """Every JSON reply to one request within `wait_s` (for $SRV.PING/INFO/STATS)."""
+    inbox = nc.new_inbox()
+    replies: list[Any] = []
+    sub = await nc.subscribe(inbox)
+    await nc.publish(subject, payload, reply=inbox)
+    try:
+        deadline = asyncio.get_running_loop().time() + wait_s
+        while (left := deadline - asyncio.get_running_loop().time()) > 0:
+            try:
+                msg = await sub.next_msg(timeout=left)
+            except (TimeoutError, nats.errors.TimeoutError):
+                break
+            try:
+                replies.append(json.loads(msg.data))
+            except ValueError:
+                continue
+    finally:
+        await sub.unsubscribe()
+    return replies
+
+
+async def ask_json(nc: Client, subject: str, body: Any = None, timeout_s: float = 2.0) -> Any:
+    """One request/reply with JSON; None when nobody answers in time."""
+    data = json.dumps(body if body is not None else {}).encode()
+    try:
+        msg = await nc.request(subject, data, timeout=timeout_s)
+    except (TimeoutError, nats.errors.TimeoutError, nats.errors.NoRespondersError):
+        return None
+    try:
+        return json.loads(msg.data)
+    except ValueError:
+        return None

@@ -1,0 +1,156 @@
+"""`fleet status`: services, streams, pools and budget at a glance."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from tools.natsops import ask_json, cli_connect, gather
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "status",
+        help="services, streams, pools and budget at a glance",
+        description="Show the services answering $SRV.PING with their versions and counts, the "
+        "JetStream streams with message counts, each pool's ready/pending/desired units, "
+        "today's spend against the budget, and held requests.",
+        epilog="examples:\n  fleet status\n  fleet status --json | jq .services",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--nats", help="NATS URL (default: FLEET_NATS_URL, then .fleet/nats.url)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=run)
+
+
+async def collect(url: str | None) -> dict[str, Any]:
+    """Everything `fleet status` shows, as one JSON-able document."""
+    nc = await cli_connect(url)
+    try:
+        stats, streams, pools, budget, health = await asyncio.gather(
+            gather(nc, "$SRV.STATS", wait_s=0.7),
+            _streams(nc),
+            ask_json(nc, "fleet.api.pools", {}),
+            ask_json(nc, "fleet.api.budget", {}),
+            ask_json(nc, "fleet.api.health", {}, timeout_s=3.0),
+        )
+    finally:
+        await nc.close()
+    services = []
+    for s in sorted(stats, key=lambda x: (x.get("name", ""), x.get("id", ""))):
+        data = next((e.get("data") for e in s.get("endpoints") or [] if e.get("data")), {}) or {}
+        services.append(
+            {
+                "name": s.get("name"),
+                "version": s.get("version"),
+                "id": s.get("id"),
+                "state": data.get("state", "?"),
+                "uptime_s": data.get("uptime_s"),
+                "counts": data.get("counts", {}),
+                "requests": sum(e.get("num_requests", 0) for e in s.get("endpoints") or []),
+                "errors": sum(e.get("num_errors", 0) for e in s.get("endpoints") or []),
+            }
+        )
+    return {
+        "nats": url,
+        "services": services,
+        "streams": streams,
+        "pools": pools,
+        "budget": budget,
+        "health": health,
+    }
+
+
+async def _streams(nc: Any) -> list[dict[str, Any]]:
+    try:
+        infos = await nc.jetstream().streams_info()
+    except Exception:
+        return []
+    return [
+        {
+            "name": i.config.name,
+            "subjects": list(i.config.subjects or []),
+            "messages": i.state.messages,
+            "bytes": i.state.bytes,
+            "consumers": i.state.consumer_count,
+        }
+        for i in infos
+    ]
+
+
+def run(args: argparse.Namespace) -> int:
+    doc = asyncio.run(collect(args.nats))
+    if args.json:
+        json.dump(doc, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+        return 0 if doc["services"] else 1
+    render(doc, Console())
+    return 0 if doc["services"] else 1
+
+
+def _counts(counts: dict[str, int]) -> str:
+    keep = {k: v for k, v in counts.items() if v and not k.endswith(".ok")}
+    return " ".join(f"{k}={v}" for k, v in sorted(keep.items())[:6])
+
+
+def render(doc: dict[str, Any], console: Console) -> None:
+    services = Table(title="services", title_justify="left")
+    for col in ("service", "version", "state", "up", "counts"):
+        services.add_column(col)
+    for s in doc["services"]:
+        up = f"{s['uptime_s']:.0f} s" if isinstance(s.get("uptime_s"), int | float) else "?"
+        style = "green" if s["state"] == "ready" else "yellow"
+        services.add_row(
+            s["name"], s["version"], f"[{style}]{s['state']}[/]", up, _counts(s["counts"])
+        )
+    if not doc["services"]:
+        console.print("[red]no service answers $SRV.PING: is `fleet up` running?[/]")
+    else:
+        console.print(services)
+    streams = Table(title="streams", title_justify="left")
+    for col in ("stream", "messages", "bytes", "consumers"):
+        streams.add_column(col)
+    for st in doc["streams"]:
+        streams.add_row(st["name"], str(st["messages"]), str(st["bytes"]), str(st["consumers"]))
+    console.print(streams)
+    pools = doc.get("pools") or {}
+    rows = pools.get("pools", pools) if isinstance(pools, dict) else {}
+    if isinstance(rows, dict) and rows:
+        table = Table(title="pools", title_justify="left")
+        for col in ("pool", "ready", "pending", "desired", "in flight", "queue", "utilization"):
+            table.add_column(col)
+        for name, p in sorted(rows.items()):
+            if not isinstance(p, dict):
+                continue
+            m = p.get("metrics", p)
+            table.add_row(
+                name,
+                str(m.get("units_ready", "?")),
+                str(m.get("units_pending", "?")),
+                str(p.get("desired", "?")),
+                f"{m.get('inflight', 0):.0f}",
+                f"{m.get('queue_depth', 0):.0f}",
+                f"{m.get('utilization', 0):.0%}",
+            )
+        console.print(table)
+    budget = doc.get("budget")
+    if isinstance(budget, dict) and "error" not in budget:
+        spent = budget.get("spent_today_usd", 0.0)
+        total = budget.get("daily_usd", budget.get("budget_usd", 0.0))
+        burn = budget.get("burn_usd_per_hour", 0.0)
+        console.print(
+            f"[bold]budget[/]: spent ${spent:,.2f} of ${total:,.2f} today; "
+            f"burning ${burn:,.2f}/h; projected ${budget.get('projected_today_usd', 0.0):,.2f}"
+        )
+        held = budget.get("held") or []
+        for h in held:
+            console.print(
+                f"  [yellow]held[/] {h.get('id')}: {h.get('reason', '')} "
+                f"(fleet approve {h.get('id')} / fleet reject {h.get('id')})"
+            )

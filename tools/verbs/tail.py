@@ -1,0 +1,150 @@
+"""`fleet tail`: follow events, one readable line each (or raw JSON)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import re
+import signal
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from rich.console import Console
+
+from contracts.streams import ALL_STREAMS, StreamSpec, stream_for
+from tools.natsops import cli_connect
+from tools.tailfmt import line
+
+DEFAULT_SUBJECTS = ["fleet.>"]
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "tail",
+        help="follow events, one readable line each",
+        description="Follow subjects (default: every fleet.> subject except telemetry) and print "
+        "one coloured line per event: time, subject and the fields that matter. With --since, "
+        "first replays what the JetStream streams kept from that long ago.",
+        epilog="examples:\n  fleet tail\n  fleet tail 'fleet.budget.>' 'fleet.unit.>' --since 10m"
+        "\n  fleet tail fleet.dead.> --json\n  fleet tail fleet.telemetry.h100.> --count 5",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("subjects", nargs="*", metavar="SUBJECT", help="subjects, wildcards allowed")
+    p.add_argument("--since", help="replay from this long ago first: 30s, 10m, 2h, 1d")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--count", type=int, default=0, help="exit after this many events")
+    p.add_argument("--nats", help="NATS URL (default: FLEET_NATS_URL, then .fleet/nats.url)")
+    p.set_defaults(func=run)
+
+
+def parse_since(text: str) -> timedelta:
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise SystemExit(f"fleet tail: --since {text!r}: use a number with s, m, h or d (10m)")
+    n, unit = float(match.group(1)), match.group(2) or "s"
+    return timedelta(seconds=n * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit])
+
+
+def _covers(pattern: str, subject: str) -> bool:
+    """Whether `pattern` matches every subject `subject` (itself a pattern) can match."""
+    p, s = pattern.split("."), subject.split(".")
+    for i, tok in enumerate(p):
+        if tok == ">":
+            return len(s) > i
+        if i >= len(s) or s[i] == ">" or (tok != "*" and tok != s[i]):
+            return False
+    return len(p) == len(s)
+
+
+def stream_filters(patterns: list[str]) -> list[tuple[StreamSpec, str]]:
+    """(stream, filter subject) pairs that replay what `patterns` ask for."""
+    out: list[tuple[StreamSpec, str]] = []
+    for spec in ALL_STREAMS:
+        for pattern in patterns:
+            for subject in spec.subjects:
+                if _covers(subject, pattern):
+                    out.append((spec, pattern))
+                elif _covers(pattern, subject):
+                    out.append((spec, subject))
+    return list(dict.fromkeys(out))
+
+
+class Printer:
+    def __init__(self, as_json: bool, count: int) -> None:
+        self.as_json = as_json
+        self.left = count or -1
+        self.console = Console(highlight=False, soft_wrap=True)
+        self.done = asyncio.Event()
+
+    def show(self, subject: str, data: bytes, headers: dict[str, str] | None) -> None:
+        if self.done.is_set():
+            return
+        if self.as_json:
+            try:
+                body: Any = json.loads(data)
+            except ValueError:
+                body = data.decode("utf-8", "replace")
+            doc = {"subject": subject, "received": round(time.time(), 3), "data": body}
+            if headers:
+                doc["headers"] = headers
+            sys.stdout.write(json.dumps(doc) + "\n")
+            sys.stdout.flush()
+        else:
+            self.console.print(line(subject, data))
+        self.left -= 1
+        if self.left == 0:
+            self.done.set()
+
+
+async def follow(args: argparse.Namespace) -> int:
+    patterns = args.subjects or DEFAULT_SUBJECTS
+    printer = Printer(args.json, args.count)
+    nc = await cli_connect(args.nats, "fleet-tail")
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, printer.done.set)
+    explicit_telemetry = any(p.startswith("fleet.telemetry") for p in patterns)
+    replayed = bool(args.since)
+    try:
+        if replayed:
+            start = datetime.now(UTC) - parse_since(args.since)
+            js = nc.jetstream()
+            for spec, flt in stream_filters(patterns):
+
+                async def on_js(msg: Any) -> None:
+                    printer.show(msg.subject, msg.data, msg.headers)
+
+                config = ConsumerConfig(
+                    deliver_policy=DeliverPolicy.BY_START_TIME,
+                    opt_start_time=start.isoformat().replace("+00:00", "Z"),
+                    filter_subject=flt,
+                )
+                with contextlib.suppress(Exception):
+                    await js.subscribe(
+                        flt, stream=spec.name, cb=on_js, ordered_consumer=True, config=config
+                    )
+
+        async def on_core(msg: Any) -> None:
+            if msg.subject.startswith("fleet.telemetry.") and not explicit_telemetry:
+                return
+            if replayed and stream_for(msg.subject) is not None:
+                return  # the stream consumer shows it
+            printer.show(msg.subject, msg.data, msg.headers)
+
+        for pattern in patterns:
+            await nc.subscribe(pattern, cb=on_core)
+        await nc.flush()
+        await printer.done.wait()
+    finally:
+        await nc.close()
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    return asyncio.run(follow(args))

@@ -1,0 +1,193 @@
+"""`fleet up`: NATS with JetStream and every service, supervised, in one command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from tools.natsops import cli_connect, gather
+from tools.natsserver import free_port, start_nats, stop_nats
+from tools.registry import EMBEDDED, available
+from tools.supervisor import Supervisor, _die_with_parent
+
+DEMOS = {"gpu": "fleet.toml", "agents": "agents.toml"}
+READY_DEADLINE_S = 60.0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "up",
+        help="start NATS and every service, supervised (the embedded default)",
+        description="Start a NATS server with JetStream (data under --data) and every service "
+        "as a supervised child process: restarted on crash, log lines prefixed with the "
+        "service's name. Ctrl-C or SIGTERM stops everything and leaves no process behind. "
+        "Without a fleet.toml the demo configuration runs: a simulated H100 marketplace "
+        "with a daily load curve, bursts and a budget that the bursts reach.",
+        epilog="examples:\n  fleet up\n  fleet up --config fleet.toml --data /var/lib/fleet\n"
+        "  fleet up --nats nats://nats.internal:4222\n  fleet up --demo agents",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", help="fleet.toml (default: ./fleet.toml, else the built-in demo)")
+    p.add_argument("--nats", help="use this NATS server instead of starting one")
+    p.add_argument("--data", default=".fleet", help="state directory (default: .fleet)")
+    p.add_argument("--port", type=int, default=0, help="NATS port (default: 4222 if free)")
+    p.add_argument("--demo", choices=sorted(DEMOS), default="gpu", help="built-in demo config")
+    p.add_argument(
+        "--only", nargs="+", metavar="SERVICE", help="start only these services (default: all)"
+    )
+    p.set_defaults(func=run)
+
+
+def demo_config(name: str) -> Path:
+    return Path(__file__).resolve().parent.parent / "demo" / DEMOS[name]
+
+
+def pick_config(args: argparse.Namespace) -> Path:
+    if args.config:
+        path = Path(args.config)
+        if not path.is_file():
+            raise SystemExit(f"fleet up: config {args.config} does not exist")
+        return path.resolve()
+    if env := os.environ.get("FLEET_CONFIG"):
+        return Path(env).resolve()
+    if Path("fleet.toml").is_file() and args.demo == "gpu":
+        return Path("fleet.toml").resolve()
+    return demo_config(args.demo)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def run(args: argparse.Namespace) -> int:
+    console = Console(stderr=False, highlight=False)
+    data = Path(args.data).resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    state = Path(".fleet")
+    state.mkdir(exist_ok=True)
+    pid_file, url_file = state / "up.pid", state / "nats.url"
+    if pid_file.is_file():
+        with contextlib.suppress(ValueError):
+            other = int(pid_file.read_text().strip() or 0)
+            if other and other != os.getpid() and _pid_alive(other):
+                console.print(
+                    f"[red]fleet up: another `fleet up` (pid {other}) runs from this directory; "
+                    "stop it first, or run from another directory[/]"
+                )
+                return 1
+    names = [n for n in available(EMBEDDED) if not args.only or n in args.only]
+    if not names:
+        console.print("[red]fleet up: no services to start[/]")
+        return 1
+    config = pick_config(args)
+    nats_proc = None
+    if args.nats:
+        url = args.nats
+    else:
+        port = args.port or (4222 if _port_free(4222) else free_port())
+        try:
+            nats_proc, url = start_nats(
+                data / "nats", port=port, log_file=data / "nats.log", preexec_fn=_die_with_parent
+            )
+        except (OSError, RuntimeError, TimeoutError) as exc:
+            console.print(f"[red]fleet up: NATS did not start: {exc} (see {data}/nats.log)[/]")
+            return 1
+    pid_file.write_text(str(os.getpid()))
+    url_file.write_text(url + "\n")
+    console.print(
+        f"[bold]fleet up[/]: NATS {url}  config {config}  data {data}  services {', '.join(names)}"
+    )
+    try:
+        return asyncio.run(_supervise(console, names, url, config, data, nats_proc))
+    finally:
+        if nats_proc is not None:
+            stop_nats(nats_proc)
+        for f in (pid_file, url_file):
+            with contextlib.suppress(FileNotFoundError):
+                f.unlink()
+        console.print("[bold]fleet up[/]: stopped; no process left behind")
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+async def _supervise(
+    console: Console, names: list[str], url: str, config: Path, data: Path, nats_proc: object
+) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    sup = Supervisor(console, stop)
+    base_env = dict(os.environ)
+    base_env.update(
+        FLEET_NATS_URL=url,
+        FLEET_CONFIG=str(config),
+        FLEET_STORE__DIR=str(data),
+        PYTHONUNBUFFERED="1",
+    )
+    for name in names:
+        env = dict(base_env, FLEET_HTTP__PORT=str(free_port()))
+        sup.add(name, [sys.executable, "-m", "tools", "run", name], env)
+    started = time.monotonic()
+    sup.start()
+    ready_task = asyncio.create_task(_report_ready(console, names, url, started))
+    code = 0
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
+            if nats_proc is not None and getattr(nats_proc, "poll", lambda: 0)() is not None:
+                console.print("[red]fleet up: the NATS server exited; stopping[/]")
+                code = 1
+                break
+    finally:
+        ready_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ready_task
+        console.print("[bold]fleet up[/]: stopping services…")
+        await sup.shutdown()
+    return code
+
+
+async def _report_ready(console: Console, names: list[str], url: str, started: float) -> None:
+    nc = await cli_connect(url, "fleet-up")
+    try:
+        seen: set[str] = set()
+        while time.monotonic() - started < READY_DEADLINE_S:
+            for reply in await gather(nc, "$SRV.PING", wait_s=0.3):
+                seen.add(str(reply.get("name", "")))
+            if set(names) <= seen:
+                console.print(
+                    f"[bold green]fleet up: {len(names)} services ready in "
+                    f"{time.monotonic() - started:.1f} s[/] — in another terminal try "
+                    "`fleet status` and `fleet tail`; Ctrl-C stops everything"
+                )
+                return
+            await asyncio.sleep(0.5)
+        missing = sorted(set(names) - seen)
+        console.print(f"[red]fleet up: not ready after {READY_DEADLINE_S:.0f} s: {missing}[/]")
+    finally:
+        await nc.close()
