@@ -1,0 +1,220 @@
+"""Demand forecaster: Holt's level and trend plus a learned daily profile.
+
+Everything here is pure: `observe` and `predict` take a `ForecastState` and
+return values, never read a clock and never mutate. The state is a msgspec
+Struct, so the service stores it (`to_bytes`) and a restarted scaler resumes
+with the forecast it had (`from_bytes`).
+
+The model, learned online from one demand sample per scaler tick:
+
+- samples are averaged into buckets of `BUCKET_S` seconds; the model only
+  moves when a bucket closes, which keeps it cheap at a one-second tick and
+  insensitive to per-second noise;
+- a daily profile `P` holds the mean demand for each `SLOT_S` slot of the day
+  (EWMA across days), read with linear interpolation between slot centres;
+- Holt's linear method (level, damped trend) runs on the demand minus the
+  profile once the profile covers a full day, and on the raw demand before;
+- `error` is the EWMA of the absolute error the model made at the horizon
+  the scaler asks for (`horizon_s`), scored when that time arrives, so the
+  scaler can size its headroom to how wrong the forecast tends to be.
+"""
+
+from __future__ import annotations
+
+import math
+
+import msgspec
+
+BUCKET_S = 60.0
+"""Seconds averaged into one model update; a minute smooths per-second noise."""
+SLOT_S = 300.0
+"""Width of one slot of the daily profile, seconds (288 slots a day)."""
+DAY_S = 86_400.0
+SLOTS = int(DAY_S // SLOT_S)
+ALPHA = 0.3
+"""Level smoothing per bucket: follows a change within a few minutes."""
+BETA = 0.1
+"""Trend smoothing per bucket."""
+PHI = 0.97
+"""Trend damping per bucket, so a trend is not extrapolated for ever."""
+GAMMA = 0.15
+"""Profile smoothing per update; each slot gets ~5 updates a day, so ~1.5 days memory."""
+ERROR_WEIGHT = 0.05
+"""EWMA weight of one scored forecast error."""
+MIN_BUCKETS = 5
+"""Buckets of history before `ready()`; earlier forecasts are not trusted."""
+
+
+class ForecastState(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything the forecaster has learned; serialisable, immutable."""
+
+    horizon_s: float = 120.0
+    """How far ahead the owner predicts; errors are scored at this horizon, seconds."""
+    first_t: float | None = None
+    """Time of the first observation, unix seconds."""
+    bucket_start: float | None = None
+    bucket_sum: float = 0.0
+    bucket_n: int = 0
+    buckets: int = 0
+    """Buckets closed so far."""
+    level: float = 0.0
+    trend: float = 0.0
+    """Demand change per second."""
+    seasonal: bool = False
+    """True once the profile covers a whole day and the level is deseasonalised."""
+    profile: tuple[float, ...] = ()
+    """Mean demand per slot of the day (empty until the first bucket closes)."""
+    seen: tuple[int, ...] = ()
+    """Updates each profile slot has had."""
+    scored: tuple[tuple[float, float], ...] = ()
+    """(target time, predicted demand) awaiting their actual value."""
+    error: float = 0.0
+    """EWMA of the absolute forecast error at `horizon_s`, requests in flight."""
+    errors_scored: int = 0
+
+
+def _slot(t: float) -> int:
+    return int((t % DAY_S) // SLOT_S)
+
+
+def profile_at(state: ForecastState, t: float) -> float:
+    """The daily profile at time `t`, interpolated between slot centres (0 before any)."""
+    if not state.profile:
+        return 0.0
+    pos = (t % DAY_S) / SLOT_S - 0.5
+    lo = math.floor(pos)
+    frac = pos - lo
+    a = state.profile[lo % SLOTS]
+    b = state.profile[(lo + 1) % SLOTS]
+    # A slot never seen yet borrows its neighbour rather than reading as zero.
+    if not state.seen[lo % SLOTS]:
+        a = b
+    if not state.seen[(lo + 1) % SLOTS]:
+        b = a
+    return a + (b - a) * frac
+
+
+def _damped(trend: float, horizon_s: float) -> float:
+    """Trend contribution over `horizon_s`, damped per bucket."""
+    steps = max(0.0, horizon_s / BUCKET_S)
+    if steps == 0.0:
+        return 0.0
+    total = PHI * (1 - PHI**steps) / (1 - PHI)
+    return trend * BUCKET_S * total
+
+
+def predict(state: ForecastState, t_future: float) -> float:
+    """Forecast demand (requests in flight) at `t_future`; never negative."""
+    if state.buckets == 0:
+        return state.bucket_sum / state.bucket_n if state.bucket_n else 0.0
+    ref = (state.bucket_start or t_future) - BUCKET_S / 2
+    value = state.level + _damped(state.trend, t_future - ref)
+    if state.seasonal:
+        value += profile_at(state, t_future)
+    return max(0.0, value)
+
+
+def ready(state: ForecastState) -> bool:
+    """True when enough history has been seen for forecasts to be used."""
+    return state.buckets >= MIN_BUCKETS
+
+
+def covers_day(state: ForecastState) -> bool:
+    """True when the daily profile is in use (the history spans a day)."""
+    return state.seasonal
+
+
+def _close_bucket(state: ForecastState) -> ForecastState:
+    """Fold the finished bucket into profile, level, trend and error."""
+    assert state.bucket_start is not None and state.bucket_n > 0
+    y = state.bucket_sum / state.bucket_n
+    mid = state.bucket_start + BUCKET_S / 2
+    slot = _slot(mid)
+
+    # Score forecasts whose target falls in this bucket.
+    error, scored_n = state.error, state.errors_scored
+    keep: list[tuple[float, float]] = []
+    for target, predicted in state.scored:
+        if target < state.bucket_start + BUCKET_S:
+            miss = abs(y - predicted)
+            error = miss if scored_n == 0 else error + ERROR_WEIGHT * (miss - error)
+            scored_n += 1
+        else:
+            keep.append((target, predicted))
+
+    profile = list(state.profile) if state.profile else [0.0] * SLOTS
+    seen = list(state.seen) if state.seen else [0] * SLOTS
+    profile[slot] = y if seen[slot] == 0 else profile[slot] + GAMMA * (y - profile[slot])
+    seen[slot] += 1
+
+    seasonal = state.seasonal
+    level, trend = state.level, state.trend
+    if state.buckets == 0:
+        level, trend = y, 0.0
+    else:
+        switch = not seasonal and state.first_t is not None and mid - state.first_t >= DAY_S
+        if switch:
+            # From now on the level is demand minus the profile; restart Holt on it.
+            seasonal = True
+            level, trend = y - profile[slot], 0.0
+        else:
+            base = y - profile[slot] if seasonal else y
+            prev = level
+            level = ALPHA * base + (1 - ALPHA) * (prev + PHI * trend * BUCKET_S)
+            trend = BETA * (level - prev) / BUCKET_S + (1 - BETA) * PHI * trend
+
+    new = msgspec.structs.replace(
+        state,
+        bucket_sum=0.0,
+        bucket_n=0,
+        buckets=state.buckets + 1,
+        level=level,
+        trend=trend,
+        seasonal=seasonal,
+        profile=tuple(profile),
+        seen=tuple(seen),
+        error=error,
+        errors_scored=scored_n,
+    )
+    target = state.bucket_start + BUCKET_S + state.horizon_s
+    keep.append((target, predict(new, target)))
+    return msgspec.structs.replace(new, scored=tuple(keep[-64:]))
+
+
+def observe(state: ForecastState, t: float, demand: float) -> ForecastState:
+    """Learn from one demand sample (requests in flight) taken at time `t`.
+
+    Samples must come in time order; one older than the open bucket is ignored.
+    A gap of several buckets (no telemetry) simply closes the open bucket.
+    """
+    if demand < 0 or math.isnan(demand) or math.isinf(demand):
+        return state
+    if state.bucket_start is None:
+        start = t - (t % BUCKET_S)
+        return msgspec.structs.replace(
+            state, first_t=t, bucket_start=start, bucket_sum=demand, bucket_n=1
+        )
+    if t < state.bucket_start:
+        return state
+    if t >= state.bucket_start + BUCKET_S:
+        if state.bucket_n:
+            state = _close_bucket(state)
+        start = t - (t % BUCKET_S)
+        return msgspec.structs.replace(state, bucket_start=start, bucket_sum=demand, bucket_n=1)
+    return msgspec.structs.replace(
+        state, bucket_sum=state.bucket_sum + demand, bucket_n=state.bucket_n + 1
+    )
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(ForecastState)
+
+
+def to_bytes(state: ForecastState) -> bytes:
+    """Serialise the state (msgpack) for the service's store."""
+    return _encoder.encode(state)
+
+
+def from_bytes(data: bytes) -> ForecastState:
+    """Restore a state written by `to_bytes`; raises msgspec.DecodeError on bad data."""
+    return _decoder.decode(data)

@@ -1,0 +1,1 @@
+"""`fleet replay`: the scaler's decide() against reactive baselines in virtual time."""
