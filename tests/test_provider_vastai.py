@@ -1,0 +1,174 @@
+"""Vast.ai adapter against the local Vast fake over real HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from contracts.offers import Offer, OfferFilter
+from services.provisioner.providers.base import (
+    AuthError,
+    CapacityError,
+    NotFound,
+    Retryable,
+    Unavailable,
+)
+from services.provisioner.providers.registry import build_provider
+from services.provisioner.providers.settings import ProviderSettings
+from services.provisioner.providers.vastai import VastAiProvider
+from services.provisioner.retry import call_with_retry
+from tests.fakes import VastFake
+
+
+@pytest.fixture
+def fake() -> Iterator[VastFake]:
+    with VastFake() as f:
+        yield f
+
+
+def settings(fake: VastFake, key: str | None = None) -> ProviderSettings:
+    env = fake.env()
+    if key is not None:
+        env["FLEET_VASTAI_KEY"] = key
+    return ProviderSettings.from_env("vastai", {"timeout_s": 0.5}, environ=env)
+
+
+@pytest.fixture
+async def vast(fake: VastFake) -> AsyncIterator[VastAiProvider]:
+    provider = build_provider("vastai", settings(fake))
+    assert isinstance(provider, VastAiProvider)
+    yield provider
+    await provider.close()
+
+
+async def test_offers_are_searched_with_vast_filters_and_normalised(fake, vast) -> None:
+    offers = await vast.offers(OfferFilter(gpu_model="RTX4090", max_usd_per_hour=1.0))
+
+    assert [o.offer_id for o in offers] == ["5002", "5001"]  # cheapest first
+    assert {o.gpu_model for o in offers} == {"RTX4090"}
+    assert offers[0].vram_gb == 24 and offers[0].usd_per_hour == 0.31
+    search = next(r for r in fake.requests if r.path == "/bundles/")
+    assert search.headers["authorization"] == f"Bearer {fake.api_key}"
+    assert search.body["gpu_name"] == {"eq": "RTX 4090"}
+    assert search.body["rentable"] == {"eq": True}
+    assert search.body["order"] == [["dph_total", "asc"]]
+    assert search.body["type"] == "on-demand"
+
+
+async def test_min_vram_is_sent_in_megabytes(fake, vast) -> None:
+    offers = await vast.offers(OfferFilter(min_vram_gb=80))
+
+    assert [o.gpu_model for o in offers] == ["H100"]
+    assert fake.requests[-1].body["gpu_ram"] == {"gte": 80000}
+
+
+async def test_create_list_show_destroy_round_trip(fake, vast) -> None:
+    offer = (await vast.offers(OfferFilter(gpu_model="H100")))[0]
+
+    units = await vast.create(offer, 2, "cmd-42")
+    assert len(units) == 2 and all(u.status == "booting" for u in units)
+    assert {u.label for u in units} == {"cmd-42"}
+    put = next(r for r in fake.requests if r.method == "PUT")
+    assert put.path == "/asks/5003/" and put.body["label"] == "cmd-42"
+
+    fake.boot_all()
+    listed = {u.unit_id: u for u in await vast.list()}
+    assert set(listed) == {u.unit_id for u in units}
+    assert all(u.status == "ready" and u.gpu_model == "H100" for u in listed.values())
+    shown = await vast.get(units[0].unit_id)
+    assert shown.status == "ready" and shown.usd_per_hour == 2.40
+
+    for unit in units:
+        await vast.destroy(unit.unit_id)
+    assert await vast.list() == []
+    with pytest.raises(NotFound):
+        await vast.destroy(units[0].unit_id)
+    with pytest.raises(NotFound):
+        await vast.get(units[0].unit_id)
+
+
+async def test_create_is_idempotent_by_key(fake, vast) -> None:
+    offer = (await vast.offers(OfferFilter(gpu_model="RTX4090")))[0]
+
+    first = await vast.create(offer, 1, "cmd-7")
+    again = await vast.create(offer, 1, "cmd-7")
+
+    assert [u.unit_id for u in again] == [u.unit_id for u in first]
+    assert len(fake.instances) == 1
+
+
+async def test_plain_text_429_is_retryable_and_retry_succeeds(fake, vast) -> None:
+    fake.fail_next(429)
+    with pytest.raises(Retryable) as err:
+        await vast.list()
+    assert err.value.after_s is None  # Vast sends no Retry-After
+    assert "too frequent" in str(err.value)
+
+    waits: list[float] = []
+
+    async def no_sleep(s: float) -> None:
+        waits.append(s)
+
+    fake.fail_next(429, n=2)
+    assert await call_with_retry(vast.list, sleep=no_sleep, rand=lambda: 0.5) == []
+    assert len(waits) == 2 and waits[1] > waits[0]
+
+
+async def test_5xx_and_timeouts_are_retryable_and_retry_after_is_honoured(fake, vast) -> None:
+    fake.fail_next(503, retry_after=7)
+    with pytest.raises(Retryable) as err:
+        await vast.offers(OfferFilter())
+    assert err.value.after_s == 7
+
+    fake.fail_next("timeout")
+    with pytest.raises(Retryable, match="timed out"):
+        await vast.list()
+
+
+async def test_gone_offer_is_a_capacity_error(fake, vast) -> None:
+    offer = (await vast.offers(OfferFilter(gpu_model="H100")))[0]
+    fake.fail_creates(True)
+    with pytest.raises(CapacityError, match="no longer available"):
+        await vast.create(offer, 1, "cmd-1")
+
+    fake.fail_creates(False)
+    gone = Offer(provider="vastai", offer_id="999999", gpu_model="H100")
+    with pytest.raises(CapacityError):
+        await vast.create(gone, 1, "cmd-2")
+    assert fake.instances == {}
+
+
+async def test_bad_key_names_provider_and_setting_without_leaking_it(fake) -> None:
+    bad = "vast-WRONG-secret-5566"
+    provider = VastAiProvider(settings(fake, key=bad))
+    try:
+        with pytest.raises(AuthError) as err:
+            await provider.offers(OfferFilter())
+    finally:
+        await provider.close()
+    text = str(err.value)
+    assert "vastai" in text and "FLEET_VASTAI_KEY or VAST_API_KEY" in text
+    assert bad not in text and bad not in repr(err.value)
+    assert bad not in repr(provider) and bad not in repr(provider.settings)
+
+
+async def test_missing_credentials_make_it_unavailable_not_broken(fake) -> None:
+    provider = VastAiProvider(
+        ProviderSettings.from_env("vastai", {}, environ={"FLEET_VASTAI_URL": fake.url})
+    )
+    assert provider.available is False
+    with pytest.raises(Unavailable, match="VAST_API_KEY"):
+        await provider.offers(OfferFilter())
+    await provider.close()
+    assert fake.requests == []
+
+
+async def test_usual_vast_variable_is_read(fake) -> None:
+    env = {"FLEET_VASTAI_URL": fake.url, "VAST_API_KEY": fake.api_key}
+    provider = VastAiProvider(ProviderSettings.from_env("vastai", {}, environ=env))
+    try:
+        assert provider.available
+        assert await provider.list() == []
+    finally:
+        await provider.close()
