@@ -1,0 +1,1 @@
+"""The cost-guard: the budget gate every command that costs money passes through."""

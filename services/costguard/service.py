@@ -1,0 +1,301 @@
+"""The cost-guard service: wires `judge` to NATS and the store.
+
+Durable consumers read proposals, provision and release requests, and unit
+events. Every request gets exactly one verdict (approved, denied or held) on
+`fleet.budget.<decision>` plus an audit record; a held one gets a second when a
+person decides (`fleet.budget.decide.<id>`) or its hold times out.
+
+State: the store is authoritative. The ledger is saved whole after every
+change, in the same transaction as the verdict it produced, and a message is
+acked only after that, so a restart resumes from the store and the durable
+consumers deliver what it had not yet taken. A verdict is recorded before it is
+published and marked published after, so a crash in between republishes it on
+start with the same `Nats-Msg-Id` (JetStream drops the duplicate), and a
+redelivered request finds its verdict and is not judged twice. With no store
+(a new disk, a standby taking over) the unit-event consumer is recreated from
+the start of FLEET_EVENTS: spend and burn are rebuilt from the events'
+own times; held requests and reservations of the lost store are not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import msgspec
+from nats.js.errors import NotFoundError
+
+from contracts import subjects
+from contracts.commands import (
+    AnyCommand,
+    DecideReply,
+    DecideRequest,
+    ProvisionRequest,
+    ReleaseRequest,
+    ScaleProposal,
+    Verdict,
+)
+from contracts.events import AuditRecord, UnitEvent
+from contracts.offers import Offer
+from services.costguard import checks
+from services.costguard.judge import NotHeld, decide, expire, judge
+from services.costguard.ledger import Ledger, apply_unit_event, summary
+from services.costguard.quote import Quote, best_offer, offer_filter
+from services.costguard.settings import CostguardSettings
+from services.kit import Delivery, Permanent, Service
+from services.kit.service import RequestError, encode
+
+log = logging.getLogger("fleet.costguard")
+
+UNITS_DURABLE = "costguard-units"
+LEDGER_KEY = "ledger"
+DECIDE_PREFIX = "fleet.budget.decide."
+
+MIGRATIONS = [
+    """
+    CREATE TABLE verdicts (
+        id TEXT NOT NULL,
+        decision TEXT NOT NULL,
+        verdict BLOB NOT NULL,
+        audit BLOB NOT NULL,
+        published INTEGER NOT NULL DEFAULT 0,
+        ts REAL NOT NULL,
+        PRIMARY KEY (id, decision)
+    )
+    """,
+]
+
+
+class OffersReply(msgspec.Struct, kw_only=True):
+    """The provisioner's answer on `fleet.api.gpus.available`."""
+
+    offers: list[Offer] = msgspec.field(default_factory=list)
+
+
+class CostGuard(Service):
+    """The budget gate: the only publisher of `fleet.budget.approved`."""
+
+    name = "costguard"
+    description = "budget gate: approves, denies or holds every command that costs money"
+    settings_type = CostguardSettings
+    migrations = MIGRATIONS
+
+    async def setup(self) -> None:
+        """Load the ledger, finish unpublished verdicts, then start consuming."""
+        assert isinstance(self.settings, CostguardSettings)
+        assert self.store is not None
+        self.policy = self.settings.policy()
+        self.lock = asyncio.Lock()
+        self._ledger_dec = msgspec.json.Decoder(Ledger)
+        raw = await self.store.get(LEDGER_KEY)
+        if raw is None:
+            self.ledger = Ledger()
+            await self._replay_unit_events()
+        else:
+            self.ledger = self._ledger_dec.decode(raw)
+        await self._publish_pending()
+        await self.consume(subjects.UNIT_ALL, UnitEvent, self.on_unit, durable=UNITS_DURABLE)
+        for subject, kind, durable in (
+            (subjects.SCALE_PROPOSED_ALL, ScaleProposal, "costguard-proposals"),
+            (subjects.PROVISION_REQUESTED, ProvisionRequest, "costguard-provisions"),
+            (subjects.RELEASE_REQUESTED, ReleaseRequest, "costguard-releases"),
+        ):
+            await self.consume(subject, msgspec.Raw, self._on_raw(kind), durable=durable)
+        await self.endpoint("decide", subjects.BUDGET_DECIDE_ALL, DecideRequest, self.on_decide)
+        await self.api_endpoint("budget", dict, self.on_budget)
+        self.every(self.policy.budget.held_sweep_s, self.sweep, "held-sweep")
+
+    async def _replay_unit_events(self) -> None:
+        """A fresh store: read every unit event again from the start of the stream."""
+        try:
+            await self.js.delete_consumer("FLEET_EVENTS", UNITS_DURABLE)
+            log.info("no ledger in the store; replaying unit events from FLEET_EVENTS")
+        except NotFoundError:
+            pass
+
+    # -- requests ------------------------------------------------------------
+    def _on_raw(self, kind: type[AnyCommand]) -> Any:
+        dec = msgspec.json.Decoder(kind)
+
+        async def handle(raw: msgspec.Raw, d: Delivery) -> None:
+            try:
+                request = dec.decode(raw)
+            except msgspec.DecodeError as exc:
+                self.metrics.count("requests_rejected")
+                raise Permanent(f"not a valid {kind.__name__}: {exc}") from exc
+            await self.on_request(request, d)
+
+        return handle
+
+    async def on_request(self, request: AnyCommand, d: Delivery) -> None:
+        """Judge `request` once; a redelivery finds its verdict and publishes nothing new."""
+        if await self._judged(request.id):
+            return
+        quote = await self._quote(request)
+        async with self.lock:
+            if await self._judged(request.id):
+                return
+            if checks.problem(request, self.policy) is not None:
+                self.metrics.count("requests_rejected")
+            ledger, verdict, audit = judge(self.ledger, request, self.policy, time.time(), quote)
+            await self._record(ledger, verdict, audit)
+
+    async def _judged(self, request_id: str) -> bool:
+        assert self.store is not None
+        rows = await self.store.fetchall(
+            "SELECT decision, published FROM verdicts WHERE id = ?", (request_id,)
+        )
+        for row in rows:
+            if not row["published"]:
+                await self._publish_pending()
+        return bool(rows)
+
+    async def _quote(self, request: AnyCommand) -> Quote | None:
+        """The cheapest current offer for a provision, or None (no answer in time)."""
+        pool = self.policy.pools.get(request.pool)
+        if pool is None or checks.problem(request, self.policy) is not None:
+            return None
+        if isinstance(request, ScaleProposal):
+            if request.desired <= request.current:
+                return None
+            gpu_model, provider, ceiling = pool.gpu_model, None, pool.max_usd_per_hour
+        elif isinstance(request, ProvisionRequest):
+            gpu_model, provider = request.gpu_model, request.provider
+            ceiling = min(pool.max_usd_per_hour, request.max_usd_per_hour or pool.max_usd_per_hour)
+        else:
+            return None
+        query = offer_filter(pool, gpu_model, ceiling, provider)
+        try:
+            reply = await self.nc.request(
+                subjects.api("gpus.available"),
+                encode(query),
+                timeout=self.policy.budget.offers_timeout_s,
+            )
+            offers = msgspec.json.decode(reply.data, type=OffersReply).offers
+        except Exception as exc:
+            log.info("no offers; pricing at the pool's ceiling", extra={"why": str(exc)[:200]})
+            return None
+        return best_offer(offers, pool, ceiling, provider)
+
+    # -- unit events -----------------------------------------------------------
+    async def on_unit(self, event: UnitEvent, d: Delivery) -> None:
+        """Accrue spend and settle reservations from a unit's lifecycle event."""
+        async with self.lock:
+            ledger = apply_unit_event(self.ledger, event, time.time())
+            if ledger != self.ledger:
+                await self._save(ledger)
+
+    # -- people ------------------------------------------------------------------
+    async def on_decide(self, req: DecideRequest, d: Delivery) -> DecideReply:
+        """`fleet approve|reject ID`: decide a held request (approval re-checks the cap)."""
+        request_id = d.subject[len(DECIDE_PREFIX) :]
+        async with self.lock:
+            try:
+                ledger, verdict, audit = decide(
+                    self.ledger,
+                    request_id,
+                    req.approve,
+                    req.operator,
+                    req.reason,
+                    self.policy,
+                    time.time(),
+                )
+            except NotHeld:
+                assert self.store is not None
+                rows = await self.store.fetchall(
+                    "SELECT decision FROM verdicts WHERE id = ? ORDER BY ts", (request_id,)
+                )
+                if rows:
+                    raise RequestError(
+                        f"request {request_id} is not held: it was {rows[-1]['decision']}", 409
+                    ) from None
+                raise RequestError(
+                    f"no held request {request_id!r}; `fleet tail fleet.budget.held` shows them",
+                    404,
+                ) from None
+            await self._record(ledger, verdict, audit)
+        wanted = "approved" if req.approve else "denied"
+        return DecideReply(
+            ok=verdict.decision == wanted,
+            id=request_id,
+            decision=verdict.decision,
+            error=None if verdict.decision == wanted else verdict.reason,
+        )
+
+    async def on_budget(self, _req: dict[str, Any], d: Delivery) -> dict[str, Any]:
+        """`fleet.api.budget`: the day's figures and the requests waiting for a person."""
+        now = time.time()
+        budget = self.policy.budget
+        ledger = self.ledger
+        return {
+            "daily_usd": budget.daily_usd,
+            "hard_cap_usd": budget.cap_usd,
+            "approval_threshold_usd_per_hour": budget.approval_threshold_usd_per_hour,
+            **summary(ledger, now),
+            "held": [
+                {
+                    "id": rid,
+                    "pool": h.pool,
+                    "units": h.units,
+                    "usd_per_hour": round(h.usd_per_hour, 6),
+                    "requester": getattr(h.request, "requester", ""),
+                    "expires_in_s": round(max(0.0, h.expires_at - now), 1),
+                }
+                for rid, h in sorted(ledger.held.items())
+            ],
+        }
+
+    async def sweep(self) -> None:
+        """Deny held requests that timed out; drop stale reservations."""
+        async with self.lock:
+            ledger, outcomes = expire(self.ledger, self.policy, time.time())
+            for verdict, audit in outcomes:
+                await self._record(ledger, verdict, audit)
+            if not outcomes and ledger != self.ledger:
+                await self._save(ledger)
+
+    # -- store and wire ----------------------------------------------------------
+    async def _save(self, ledger: Ledger) -> None:
+        assert self.store is not None
+        await self.store.put(LEDGER_KEY, encode(ledger))
+        self.ledger = ledger
+
+    async def _record(self, ledger: Ledger, verdict: Verdict, audit: AuditRecord) -> None:
+        """Store the ledger and the verdict in one transaction, then publish both."""
+        assert self.store is not None
+        db = self.store.db
+        await db.execute(
+            "INSERT OR IGNORE INTO verdicts(id, decision, verdict, audit, ts) VALUES (?,?,?,?,?)",
+            (verdict.id, verdict.decision, encode(verdict), encode(audit), verdict.ts),
+        )
+        await db.execute(
+            "INSERT INTO kv(key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (LEDGER_KEY, encode(ledger)),
+        )
+        await db.commit()
+        self.ledger = ledger
+        self.metrics.count(f"verdicts_{verdict.decision}")
+        await self._publish_pending()
+
+    async def _publish_pending(self) -> None:
+        """Publish every recorded verdict not yet published (de-duplicated by msg id)."""
+        assert self.store is not None
+        rows = await self.store.fetchall(
+            "SELECT id, decision, verdict, audit FROM verdicts WHERE published = 0 ORDER BY ts"
+        )
+        for row in rows:
+            key = f"{row['id']}:{row['decision']}"
+            await self.publish(subjects.budget(row["decision"]), bytes(row["verdict"]), msg_id=key)
+            await self.publish(
+                subjects.audit("costguard"), bytes(row["audit"]), msg_id=f"audit:{key}"
+            )
+            await self.store.execute(
+                "UPDATE verdicts SET published = 1 WHERE id = ? AND decision = ?",
+                (row["id"], row["decision"]),
+            )
+
+
+SERVICE = CostGuard

@@ -1,0 +1,77 @@
+"""The cost-guard's settings: `[budget]` and its view of `[pools.<pool>]`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta
+
+from services.kit.config import KitSettings
+
+Usd = Annotated[float, Meta(ge=0.0, le=1e9)]
+Positive = Annotated[float, Meta(gt=0.0, le=1e9)]
+
+
+class BudgetSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """`[budget]`: how much the fleet may spend and who must say yes."""
+
+    daily_usd: Usd = 100.0
+    """Spend allowed per UTC day, USD; automatic approvals keep the day's projection under it."""
+    hard_cap_usd: Usd | None = None
+    """USD per UTC day that nothing exceeds, not even an operator's approval; default daily_usd."""
+    approval_threshold_usd_per_hour: Usd = 10.0
+    """A command adding more than this, USD/hour, waits for a person (`fleet approve ID`)."""
+    hold_timeout_s: Positive = 900.0
+    """Seconds a held command waits for a person before it is denied."""
+    rate_limit_per_min: Positive = 60.0
+    """Commands one requester may send per minute (token bucket; bursts up to this many)."""
+    reservation_timeout_s: Positive = 900.0
+    """Seconds an approved unit stays reserved while it has not started billing; a
+    provider that takes longer than this to boot is counted from its first billed event."""
+    offers_timeout_s: Positive = 1.0
+    """How long to wait for the provisioner's offers, seconds; after it the pool's
+    `max_usd_per_hour` is the price estimate."""
+    held_sweep_s: Positive = 1.0
+    """Seconds between sweeps that deny timed-out held commands and drop stale reservations."""
+
+    @property
+    def cap_usd(self) -> float:
+        """The hard cap in force (daily_usd when none is set)."""
+        return self.daily_usd if self.hard_cap_usd is None else self.hard_cap_usd
+
+    @property
+    def auto_limit_usd(self) -> float:
+        """What the day may reach without a person deciding."""
+        return min(self.daily_usd, self.cap_usd)
+
+
+class PoolView(msgspec.Struct, frozen=True, kw_only=True):
+    """The cost-guard's view of `[pools.<pool>]`; the other services' keys are ignored."""
+
+    gpu_model: str = "any"
+    """The GPU model the pool runs; requests for another model are denied."""
+    providers: list[str] = msgspec.field(default_factory=lambda: ["sim"])
+    """Providers the pool may use, in failover order."""
+    max_usd_per_hour: Usd = 5.0
+    """Price ceiling of one unit, USD/hour; the price estimate when no offer is known."""
+    max: int | None = None
+    """Most units the pool may have; a single command asking for more is denied."""
+
+
+class Policy(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything `judge()` needs from the configuration."""
+
+    budget: BudgetSettings = msgspec.field(default_factory=BudgetSettings)
+    pools: dict[str, PoolView] = msgspec.field(default_factory=dict)
+
+
+class CostguardSettings(KitSettings, kw_only=True):
+    """Settings of `fleet run costguard`."""
+
+    budget: BudgetSettings = msgspec.field(default_factory=BudgetSettings)
+    pools: dict[str, PoolView] = msgspec.field(default_factory=dict)
+
+    def policy(self) -> Policy:
+        """The pure judge's view of these settings."""
+        return Policy(budget=self.budget, pools=dict(self.pools))
