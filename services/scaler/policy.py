@@ -150,7 +150,9 @@ def decide(
 
     # Panic: the short window's demand needs panic_threshold x the ready units.
     panic_vals = [d for t, d in samples if t > now - policy.panic_window_s]
-    panic_need = units_for(sum(panic_vals) / len(panic_vals), policy)
+    # The latest metrics are themselves a window_s average, so a step shows in
+    # them at once; the window mean alone would take the whole window to show it.
+    panic_need = units_for(max(sum(panic_vals) / len(panic_vals), demand), policy)
     over = panic_need >= policy.panic_threshold * max(ready, 1) and panic_need > current
     panic, panic_since, panic_high = state.panic, state.panic_since, state.panic_high
     if over:

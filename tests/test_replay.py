@@ -1,0 +1,186 @@
+"""`fleet replay`: trace readers, the virtual pool's totals, and the CLI."""
+
+from __future__ import annotations
+
+import bz2
+import io
+import json
+import math
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tools.cli import main
+from tools.replay.sim import demand_series, simulate, zero_runs
+from tools.replay.traces import TraceError, parse_timestamp, read_trace
+
+TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "traces"
+
+
+def test_per_second_counts(tmp_path: Path) -> None:
+    p = tmp_path / "w.txt"
+    p.write_text("1 2 3\n4\n\n5 0\n")
+    tr = read_trace(p)
+    assert tr.arrivals == [1, 2, 3, 4, 5, 0] and tr.shape == "per-second"
+
+
+def test_per_minute_csv(tmp_path: Path) -> None:
+    p = tmp_path / "m.csv"
+    p.write_text("period,count\n0,60\n1,120\n3,6\n")
+    tr = read_trace(p)
+    assert len(tr.arrivals) == 240 and tr.shape == "per-minute"
+    assert tr.arrivals[0] == 1.0 and tr.arrivals[60] == 2.0 and tr.arrivals[120] == 0.0
+    assert math.isclose(sum(tr.arrivals), 186.0)
+
+
+def test_request_timestamps_with_tokens(tmp_path: Path) -> None:
+    p = tmp_path / "r.csv"
+    p.write_text(
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+        "2023-11-16 18:15:46.6805900,5000,50\n"
+        "2023-11-16 18:15:46.9000000,0,0\n"
+        "2023-11-16 18:15:48.1000000,0,100\n"
+    )
+    tr = read_trace(p)
+    assert tr.shape == "timestamps"
+    assert tr.arrivals[:3] == [2.0, 0.0, 1.0]
+    assert tr.busy is not None
+    # First request: 1 s prefill + 1 s decode = 2 s in flight; third: 2 s.
+    assert math.isclose(sum(tr.busy), 4.0)
+
+
+def test_timestamp_parsing_keeps_all_fractional_digits() -> None:
+    a = parse_timestamp("2023-11-16 18:15:46.6805900")
+    b = parse_timestamp("2023-11-16 18:15:46")
+    assert math.isclose(a - b, 0.68059, abs_tol=1e-6)
+    with pytest.raises(TraceError):
+        parse_timestamp("yesterday")
+
+
+def test_bz2_tar_and_plain_bz2(tmp_path: Path) -> None:
+    body = b"3 4 5\n6\n"
+    tp = tmp_path / "w.tbz2"
+    with tarfile.open(tp, "w:bz2") as tar:
+        info = tarfile.TarInfo("workload.txt")
+        info.size = len(body)
+        tar.addfile(info, io.BytesIO(body))
+    assert read_trace(tp).arrivals == [3, 4, 5, 6]
+    bp = tmp_path / "m.csv.bz2"
+    bp.write_bytes(bz2.compress(b"0,60\n1,0\n"))
+    assert len(read_trace(bp).arrivals) == 120
+
+
+@pytest.mark.parametrize("text", ["", "1 2 x\n", "TIMESTAMP,a\nnot-a-time,1\n", "1 -2\n"])
+def test_bad_traces_give_a_clear_error(tmp_path: Path, text: str) -> None:
+    p = tmp_path / "bad.txt"
+    p.write_text(text)
+    with pytest.raises(TraceError, match=r"bad\.txt"):
+        read_trace(p)
+
+
+def test_littles_law_demand() -> None:
+    assert demand_series([2, 4, 6], 1.0) == [2, 4, 6]
+    assert demand_series([2, 4, 6], 2.0) == [2, 6, 10]
+    assert demand_series([2, 4, 6], 1.5) == [2, 5, 8]
+
+
+def test_zero_runs_are_flagged_only_when_long() -> None:
+    flags = zero_runs([1, 0, 0, 1, 0, 0, 0, 1], 3)
+    assert flags == [False, False, False, False, True, True, True, False]
+
+
+def test_sim_totals_by_hand() -> None:
+    # 10 in flight for 100 s, 4 per unit: 2.5 units needed. One unit at start,
+    # the policy asks for 3 at once; they are ready after 10 s.
+    tot, series = simulate(
+        "fixed",
+        [10.0] * 100,
+        [10.0] * 100,
+        lambda m, now: 3,
+        tick_s=5,
+        lead_s=10,
+        unit_capacity=4.0,
+        initial_units=1,
+        price_usd_per_hour=2.0,
+        record=True,
+    )
+    assert math.isclose(tot.under_unit_s, 10 * 1.5)
+    assert tot.under_seconds == 10
+    assert math.isclose(tot.unit_hours, 300 / 3600)
+    assert math.isclose(tot.cost_usd, 600 / 3600)
+    assert tot.actions == 1
+    assert series is not None and series.ready[9] == 1 and series.ready[10] == 3
+
+
+def synthetic_trace(path: Path) -> None:
+    counts = [5] * 600 + [40] * 300 + [0] * 200 + [15] * 600
+    path.write_text("\n".join(str(c) for c in counts) + "\n")
+
+
+def test_cli_totals_match_the_series(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    trace, out = tmp_path / "syn.txt", tmp_path / "out.json"
+    synthetic_trace(trace)
+    args = [str(trace), "--unit-capacity", "4", "--lead-time", "30", "--price", "2.5"]
+    assert main(["replay", *args, "--json", str(out)]) == 0
+    assert "ours" in capsys.readouterr().out
+    doc = json.loads(out.read_text())
+    assert set(doc["policies"]) == {"ours", "hpa", "kpa"}
+    for entry in doc["policies"].values():
+        s, tot = entry["series"], entry["totals"]
+        under = [max(0.0, d / 4 - r) for d, r in zip(s["demand"], s["ready"], strict=True)]
+        assert math.isclose(tot["under_unit_s"], sum(under), rel_tol=1e-9, abs_tol=1e-9)
+        assert tot["under_seconds"] == sum(1 for u in under if u > 0)
+        assert math.isclose(tot["unit_hours"], sum(s["desired"]) / 3600)
+        assert math.isclose(tot["cost_usd"], 2.5 * sum(s["desired"]) / 3600)
+        assert len(s["t"]) == 1700  # the 200 s zero run is real silence (< 600 s)
+    # A step to 8x the load: every policy is short while units boot.
+    assert all(doc["policies"][p]["totals"]["under_unit_s"] > 0 for p in doc["policies"])
+
+
+def test_cli_window_and_skipped_gap(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    trace, out = tmp_path / "syn.txt", tmp_path / "out.json"
+    synthetic_trace(trace)
+    args = ["replay", str(trace), "--policy", "kpa", "--skip-zero-runs", "100"]
+    assert main([*args, "--start", "500", "--duration", "700", "--json", str(out)]) == 0
+    s = json.loads(out.read_text())["policies"]["kpa"]["series"]
+    assert s["t"][0] == 500 and len(s["t"]) == 500  # 200 s of gap not scored
+
+
+def test_cli_bad_input_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", str(tmp_path / "missing.txt")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    trace = tmp_path / "syn.txt"
+    synthetic_trace(trace)
+    assert main(["replay", str(trace), "--unit-capacity", "0"]) == 2
+    assert main(["replay", str(trace), "--start", "99999"]) == 2
+
+
+def _acceptance(path: Path, **kw: object) -> None:
+    from services.scaler.policy import Policy
+    from tools.replay.report import replay
+
+    policy = Policy(unit_capacity=8.0, lead_time_s=120.0, max=1000)
+    totals, _ = replay(
+        read_trace(path), ["ours", "hpa", "kpa"], policy, service_s=1.0, price=1.0, **kw
+    )  # type: ignore[arg-type]
+    ours, hpa, kpa = totals
+    cheaper = min(hpa, kpa, key=lambda t: t.unit_hours)
+    assert ours.under_unit_s < min(hpa.under_unit_s, kpa.under_unit_s)
+    assert ours.unit_hours <= 1.10 * cheaper.unit_hours
+
+
+@pytest.mark.skipif(not TRACES.is_dir(), reason="shared traces absent")
+def test_azure_trace_beats_both_baselines() -> None:
+    _acceptance(TRACES / "azure_llm_conv_2023-11-16.csv")
+
+
+@pytest.mark.skipif(not TRACES.is_dir(), reason="shared traces absent")
+def test_twitter_two_days_beat_both_baselines() -> None:
+    _acceptance(TRACES / "twitter_2021_per_second.tbz2", duration_s=2 * 86_400)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not TRACES.is_dir(), reason="shared traces absent")
+def test_twitter_whole_trace_beats_both_baselines() -> None:
+    _acceptance(TRACES / "twitter_2021_per_second.tbz2")
