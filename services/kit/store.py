@@ -7,6 +7,7 @@ the list is the version, applied once each, in order, inside a transaction.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import aiosqlite
 _BOOK = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
     version INTEGER PRIMARY KEY,
-    applied_ts REAL NOT NULL DEFAULT (unixepoch('subsec'))
+    applied_ts REAL NOT NULL
 )
 """
 
@@ -24,7 +25,7 @@ _KV = """
 CREATE TABLE IF NOT EXISTS kv (
     key TEXT PRIMARY KEY,
     value BLOB NOT NULL,
-    updated_ts REAL NOT NULL DEFAULT (unixepoch('subsec'))
+    updated_ts REAL NOT NULL
 )
 """
 
@@ -47,7 +48,7 @@ class Store:
         await db.execute("PRAGMA synchronous=NORMAL")
         await db.execute("PRAGMA busy_timeout=5000")
         store = cls(db, str(path))
-        await store.migrate([_KV, *migrations])
+        await store.migrate(migrations)
         return store
 
     async def version(self) -> int:
@@ -56,10 +57,12 @@ class Store:
         return int(row[0] or 0) if row else 0
 
     async def migrate(self, migrations: Sequence[str]) -> int:
-        """Apply the migrations not yet applied; returns the schema version."""
+        """Apply the migrations not yet applied; returns the schema version.
+
+        Version 1 is the store's own key/value table; a service's first migration is 2."""
         await self.db.execute(_BOOK)
         current = await self.version()
-        for number, script in enumerate(migrations, start=1):
+        for number, script in enumerate([_KV, *migrations], start=1):
             if number <= current:
                 continue
             await self.db.execute("BEGIN")
@@ -67,7 +70,8 @@ class Store:
                 for statement in _statements(script):
                     await self.db.execute(statement)
                 await self.db.execute(
-                    "INSERT INTO schema_migrations(version) VALUES (?)", (number,)
+                    "INSERT INTO schema_migrations(version, applied_ts) VALUES (?, ?)",
+                    (number, time.time()),
                 )
                 await self.db.commit()
             except Exception:
@@ -82,9 +86,9 @@ class Store:
 
     async def put(self, key: str, value: bytes) -> None:
         await self.db.execute(
-            "INSERT INTO kv(key, value, updated_ts) VALUES (?, ?, unixepoch('subsec')) "
-            "ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_ts = excluded.updated_ts",
-            (key, value),
+            "INSERT INTO kv(key, value, updated_ts) VALUES (?, ?, ?) ON CONFLICT(key) "
+            "DO UPDATE SET value = excluded.value, updated_ts = excluded.updated_ts",
+            (key, value, time.time()),
         )
         await self.db.commit()
 

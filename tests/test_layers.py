@@ -1,0 +1,59 @@
+"""The layers cannot tangle: contracts import nothing of ours, services.kit imports only
+contracts, and no service imports another (the same rules `just lint` checks with
+import-linter)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SERVICES = sorted(p.name for p in (REPO / "services").iterdir() if (p / "__init__.py").exists())
+
+
+def imports_of(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module)
+    return out
+
+
+def ours(name: str) -> str | None:
+    top = name.split(".")[0]
+    if top in ("contracts", "tools"):
+        return top
+    if top == "services":
+        parts = name.split(".")
+        return ".".join(parts[:2]) if len(parts) > 1 else "services"
+    return None
+
+
+def violations(package: str, allowed: set[str]) -> list[str]:
+    bad = []
+    for path in (REPO / package.replace(".", "/")).rglob("*.py"):
+        for name in imports_of(path):
+            owner = ours(name)
+            if owner and owner not in allowed:
+                bad.append(f"{path.relative_to(REPO)} imports {name}")
+    return bad
+
+
+def test_contracts_import_nothing_of_ours() -> None:
+    assert violations("contracts", {"contracts"}) == []
+
+
+def test_kit_imports_only_contracts() -> None:
+    assert violations("services.kit", {"contracts", "services.kit"}) == []
+
+
+def test_services_meet_only_on_the_wire() -> None:
+    bad: list[str] = []
+    for name in SERVICES:
+        if name == "kit":
+            continue
+        bad += violations(f"services.{name}", {"contracts", "services.kit", f"services.{name}"})
+    assert bad == []
