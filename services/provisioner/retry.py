@@ -29,7 +29,7 @@ def backoff_s(
     `rand` in [0, 1) as the pick. A provider's Retry-After (`after_s`) is a floor:
     coming back earlier only earns another 429.
     """
-    ceiling = min(max_s, base_s * (2 ** max(attempt - 1, 0)))
+    ceiling = min(max_s, base_s * float(2 ** max(attempt - 1, 0)))
     delay = ceiling * min(max(rand, 0.0), 1.0)
     if after_s is not None:
         delay = max(delay, min(after_s, max_s))

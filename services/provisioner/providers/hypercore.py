@@ -22,7 +22,13 @@ from services.provisioner.providers.base import (
     ProviderUnit,
 )
 from services.provisioner.providers.settings import ProviderSettings
-from services.provisioner.providers.transport import HttpAdapter, as_float, body_text, json_or_none
+from services.provisioner.providers.transport import (
+    HttpAdapter,
+    as_dict,
+    as_float,
+    body_text,
+    json_or_none,
+)
 
 LABEL_ENV = "FLEET_LABEL"
 
@@ -118,18 +124,18 @@ class HypercoreProvider(HttpAdapter):
         data = json_or_none(resp)
         if not resp.is_success or not isinstance(data, dict):
             raise ProviderError(self.name, f"listing microVMs failed: {_error_text(resp)}")
-        inner = data.get("response") if isinstance(data.get("response"), dict) else {}
+        inner = as_dict(data.get("response"))
         return [st for st in inner.get("states") or [] if isinstance(st, dict)]
 
     async def list(self) -> list[ProviderUnit]:
         """Every microVM on every node the cluster reports; present means running."""
         out: list[ProviderUnit] = []
         for state in await self._list_raw():
-            node = state.get("node") if isinstance(state.get("node"), dict) else {}
+            node = as_dict(state.get("node"))
             for wl in state.get("workloads") or []:
                 if not isinstance(wl, dict) or not wl.get("id"):
                     continue
-                src = wl.get("source_request") if isinstance(wl.get("source_request"), dict) else {}
+                src = as_dict(wl.get("source_request"))
                 cores = as_float(src.get("cores"))
                 out.append(
                     ProviderUnit(

@@ -31,7 +31,13 @@ from services.provisioner.providers.base import (
     UnitStatus,
 )
 from services.provisioner.providers.settings import ProviderSettings
-from services.provisioner.providers.transport import HttpAdapter, as_float, body_text, json_or_none
+from services.provisioner.providers.transport import (
+    HttpAdapter,
+    as_dict,
+    as_float,
+    body_text,
+    json_or_none,
+)
 
 VMAAS = "/enterprise/v1/io-cloud/vmaas"
 
@@ -108,7 +114,7 @@ class IoNetProvider(HttpAdapter):
         data = json_or_none(resp)
         if resp.status_code != 200 or not isinstance(data, dict):
             raise self.http.unexpected(resp, "listing hardware")
-        inner = data.get("data") if isinstance(data.get("data"), dict) else data
+        inner = as_dict(data.get("data")) or data
         cards = flt.num_gpus or 1
         out: list[Offer] = []
         for hw in inner.get("hardware") or []:
@@ -178,7 +184,7 @@ class IoNetProvider(HttpAdapter):
             raise Permanent(self.name, f"deploy of hardware {hw_id} refused: {why}")
         dep_id = None
         if isinstance(data, dict):
-            inner = data.get("data") if isinstance(data.get("data"), dict) else {}
+            inner = as_dict(data.get("data"))
             dep_id = data.get("deployment_id") or inner.get("deployment_id") or inner.get("id")
         if not resp.is_success or dep_id is None:
             raise self.http.unexpected(resp, f"deploying hardware {hw_id}")

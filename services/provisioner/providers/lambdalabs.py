@@ -25,7 +25,13 @@ from services.provisioner.providers.base import (
     UnitStatus,
 )
 from services.provisioner.providers.settings import ProviderSettings
-from services.provisioner.providers.transport import HttpAdapter, as_float, body_text, json_or_none
+from services.provisioner.providers.transport import (
+    HttpAdapter,
+    as_dict,
+    as_float,
+    body_text,
+    json_or_none,
+)
 
 _STATUS: dict[str, UnitStatus] = {
     "booting": "booting",
@@ -92,7 +98,7 @@ class LambdaProvider(HttpAdapter):
         if resp.status_code != 200 or not isinstance(data, dict):
             raise self._error(resp, "listing instance types")
         out: list[Offer] = []
-        types = data.get("data") if isinstance(data.get("data"), dict) else {}
+        types = as_dict(data.get("data"))
         for key, entry in types.items():
             if not isinstance(entry, dict) or not isinstance(entry.get("instance_type"), dict):
                 continue
@@ -100,7 +106,7 @@ class LambdaProvider(HttpAdapter):
             name = str(it.get("name") or key)
             model, vram = gpu_of(it)
             gpu = describe(model, vram)
-            specs = it.get("specs") if isinstance(it.get("specs"), dict) else {}
+            specs = as_dict(it.get("specs"))
             gpus = int(as_float(specs.get("gpus"), 1))
             if gpus == 0:
                 continue  # CPU-only types are not GPU offers
@@ -185,7 +191,7 @@ class LambdaProvider(HttpAdapter):
         for inst in data.get("data") or []:
             if not isinstance(inst, dict) or not inst.get("id"):
                 continue
-            it = inst.get("instance_type") if isinstance(inst.get("instance_type"), dict) else {}
+            it = as_dict(inst.get("instance_type"))
             model, _ = gpu_of(it) if it else ("", 0.0)
             out.append(
                 ProviderUnit(

@@ -29,7 +29,13 @@ from services.provisioner.providers.base import (
     UnitStatus,
 )
 from services.provisioner.providers.settings import DEFAULT_URLS, ProviderSettings
-from services.provisioner.providers.transport import HttpAdapter, as_float, body_text, json_or_none
+from services.provisioner.providers.transport import (
+    HttpAdapter,
+    as_dict,
+    as_float,
+    body_text,
+    json_or_none,
+)
 
 GPU_TYPES_QUERY = (
     "query GpuTypes { gpuTypes { id displayName memoryInGb secureCloud communityCloud "
@@ -74,7 +80,7 @@ def _error_text(data: Any, fallback: str) -> str:
 
 def to_unit(pod: dict[str, Any]) -> ProviderUnit:
     """A ProviderUnit from a REST v1 Pod object."""
-    gpu = pod.get("gpu") if isinstance(pod.get("gpu"), dict) else {}
+    gpu = as_dict(pod.get("gpu"))
     gpu_name = str(gpu.get("displayName") or gpu.get("id") or pod.get("gpuTypeId") or "")
     return ProviderUnit(
         provider="runpod",
@@ -104,7 +110,7 @@ class RunPodProvider(HttpAdapter):
             raise self.http.unexpected(resp, "listing GPU types")
         if data.get("errors") and not data.get("data"):
             raise ProviderError(self.name, f"GPU types query failed: {data['errors']}")
-        inner = data.get("data") if isinstance(data.get("data"), dict) else {}
+        inner = as_dict(data.get("data"))
         secure = self.settings.cloud_type.upper() != "COMMUNITY"
         cards = flt.num_gpus or 1
         out: list[Offer] = []

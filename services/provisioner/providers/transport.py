@@ -186,3 +186,8 @@ def as_float(value: Any, default: float = 0.0) -> float:
     if out != out or out in (float("inf"), float("-inf")):
         return default
     return out
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    """`value` when it is a JSON object, else an empty dict (for tolerant reads)."""
+    return value if isinstance(value, dict) else {}
