@@ -42,8 +42,14 @@ async def collect(url: str | None) -> dict[str, Any]:
         )
     finally:
         await nc.close()
-    services = []
+    services, api = [], []
     for s in sorted(stats, key=lambda x: (x.get("name", ""), x.get("id", ""))):
+        if s.get("name") == "fleet-api":
+            api.extend(
+                {"op": e.get("subject"), "served_by": (s.get("metadata") or {}).get("served_by")}
+                for e in s.get("endpoints") or []
+            )
+            continue
         data = next((e.get("data") for e in s.get("endpoints") or [] if e.get("data")), {}) or {}
         services.append(
             {
@@ -60,6 +66,7 @@ async def collect(url: str | None) -> dict[str, Any]:
     return {
         "nats": url,
         "services": services,
+        "api": sorted(api, key=lambda a: str(a["op"])),
         "streams": streams,
         "pools": pools,
         "budget": budget,
