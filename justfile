@@ -1,0 +1,45 @@
+# Developer tasks. `just` lists them.
+
+set shell := ["bash", "-uc"]
+
+venv := ".venv/bin/"
+
+default:
+    @just --list
+
+# install with dev tools into .venv
+setup:
+    python3 -m venv .venv && {{venv}}pip install -q -e '.[dev]'
+
+# NATS and every service with the simulated fleet
+up *ARGS:
+    {{venv}}fleet up {{ARGS}}
+
+# the default test suite (what CI runs)
+test *ARGS:
+    {{venv}}python -m pytest {{ARGS}}
+
+# slow soak/chaos tests
+test-slow *ARGS:
+    {{venv}}python -m pytest -m slow {{ARGS}}
+
+# ruff (lint and format check), mypy strict on contracts/ and services/kit/, import layers
+lint:
+    {{venv}}ruff check .
+    {{venv}}ruff format --check .
+    {{venv}}mypy contracts services/kit
+    {{venv}}lint-imports
+
+# benchmarks with same-run baselines
+bench *ARGS:
+    {{venv}}fleet bench {{ARGS}}
+
+# the scaler against HPA/KPA baselines on the shared traces
+replay TRACE *ARGS:
+    {{venv}}fleet replay {{TRACE}} --policy ours hpa kpa --lead-time 120 {{ARGS}}
+
+# validate deployment files: compose config, promtool rules tests
+deploy-check:
+    docker compose -f deploy/compose.yaml config -q
+    promtool check rules deploy/prometheus/alerts.yml
+    promtool test rules deploy/prometheus/alerts_test.yml
