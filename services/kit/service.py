@@ -36,8 +36,8 @@ from contracts import subjects
 from contracts.events import DeadLetter
 from contracts.streams import stream_for
 from services.kit.bus import connect, ensure_streams
-from services.kit.config import ConfigError, KitSettings, load_settings, resolve_nats_url
-from services.kit.errors import Permanent, Retryable
+from services.kit.config import KitSettings, load_settings, resolve_nats_url
+from services.kit.errors import ConfigError, Permanent, Retryable
 from services.kit.http import HealthServer
 from services.kit.logs import setup_logging
 from services.kit.metrics import ServiceMetrics
@@ -606,10 +606,9 @@ class Service:
                     description="fleetplane request/reply API (fleet.api.<op>)",
                     metadata={"served_by": self.name, "instance": self.instance},
                 )
-            micro = self._api
-        else:
-            micro = self._micro
-        assert micro is not None, "endpoint() must be called from setup()"
+        micro = self._api if api else self._micro
+        if micro is None:
+            raise RuntimeError("endpoint() must be called from setup(), once connected")
         await micro.add_endpoint(
             name=name.replace(".", "_"),
             subject=subject,
