@@ -1,0 +1,91 @@
+"""The provisioner's settings: its own options, its view of `[pools.*]`, and the
+raw `[providers.*]` and `[sim]` tables its providers read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from services.kit.config import KitSettings
+
+
+class PoolView(msgspec.Struct, kw_only=True):
+    """The keys of `[pools.<pool>]` the provisioner reads; others are ignored."""
+
+    gpu_model: str = "any"
+    """Model to rent when a command says `any`."""
+    providers: list[str] = msgspec.field(default_factory=lambda: ["sim"])
+    """Provider names in failover order."""
+    max_usd_per_hour: float | None = None
+    """Price ceiling for one unit, in USD per hour; None for no ceiling."""
+    min: int = 0
+    """Idle cleanup never asks to go below this many ready units."""
+    unit_capacity: float = 4.0
+    """Requests one unit serves at once (the simulator's per-unit capacity)."""
+    drain_deadline_s: float = 120.0
+    """Seconds a draining unit may finish in-flight work before it is destroyed anyway."""
+    idle_cleanup_s: float = 1800.0
+    """A ready unit idle this many seconds is offered for release (through the cost-guard);
+    30 minutes keeps a unit through a lunch-break lull. 0 turns it off."""
+
+
+class ProvisionerOptions(msgspec.Struct, kw_only=True):
+    """`[provisioner]` in fleet.toml."""
+
+    reconcile_interval_s: float = 30.0
+    """Seconds between comparing the inventory with every provider's list."""
+    boot_poll_s: float = 1.0
+    """Seconds between polls of providers that have booting units."""
+    drain_check_s: float = 1.0
+    """Seconds between checks of draining units (telemetry beats every second)."""
+    cleanup_check_s: float = 30.0
+    """Seconds between idle-cleanup scans."""
+    retry_attempts: int = 4
+    """Calls per provider operation before the provider counts as failing (1 = no retry)."""
+    retry_base_s: float = 0.5
+    """First backoff ceiling in seconds; doubled each retry, with full jitter."""
+    retry_max_s: float = 10.0
+    """Largest backoff between two calls, in seconds."""
+    breaker_failures: int = 5
+    """Consecutive failed calls that open a provider's circuit breaker."""
+    breaker_cooldown_s: float = 30.0
+    """Seconds an open breaker refuses calls before one probe is let through."""
+    command_retry_s: float = 15.0
+    """When every provider failed transiently, seconds before the command is tried again."""
+    command_attempts: int = 8
+    """Tries of a command whose providers all fail transiently before it fails with an alert."""
+    ack_wait_s: float = 300.0
+    """JetStream ack wait for approved commands; long, since creates retry and back off."""
+    adopt_orphans: bool = True
+    """Take units labelled as ours that the store does not know into the inventory
+    (after a lost write); off destroys them instead."""
+    default_providers: list[str] = msgspec.field(default_factory=lambda: ["sim"])
+    """Providers for a pool that has no `[pools.<pool>]` section."""
+
+
+class ProvisionerSettings(KitSettings, kw_only=True):
+    """Everything the provisioner reads from fleet.toml and FLEET_* variables."""
+
+    provisioner: ProvisionerOptions = msgspec.field(default_factory=ProvisionerOptions)
+    pools: dict[str, PoolView] = msgspec.field(default_factory=dict)
+    providers: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    """`[providers.<name>]` tables; `kind` picks the implementation (default: the name)."""
+    sim: dict[str, Any] = msgspec.field(default_factory=dict)
+    """`[sim]`: the simulated marketplace and `[sim.load.<pool>]` load patterns."""
+
+    def pool(self, name: str) -> PoolView:
+        """The pool's settings, or defaults with the default providers for an unknown pool."""
+        view = self.pools.get(name)
+        if view is None:
+            return PoolView(providers=list(self.provisioner.default_providers))
+        return view
+
+    def provider_names(self) -> list[str]:
+        """Every provider a pool or a `[providers.*]` table names, in first-seen order;
+        the default providers when nothing names any."""
+        names: list[str] = []
+        for view in self.pools.values():
+            names.extend(view.providers)
+        names.extend(self.providers)
+        return list(dict.fromkeys(names or self.provisioner.default_providers))

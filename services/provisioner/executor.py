@@ -1,0 +1,235 @@
+"""Carrying out approved commands: provisioning with failover, and releasing by draining.
+
+Idempotent by command id. Before any provider is called, the unit of each slot
+is stored as `requested` under a name derived from the command id and the
+slot's index; the provider gets the idempotency key `fleet.<pool>.<unit>`
+and returns the unit it already has for that key rather than a second one. A
+redelivered or resumed command therefore skips the slots that have units and
+retries only those that have none.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from contracts.commands import ProvisionRequest, ReleaseRequest
+from contracts.offers import Offer, OfferFilter
+from services.provisioner.inventory import Load, Unit, idempotency_key, pick_idlest, unit_name
+from services.provisioner.lifecycle import Lifecycle
+from services.provisioner.placement import merge_offers
+from services.provisioner.providers.base import (
+    CapacityError,
+    Permanent,
+    ProviderError,
+    ProviderUnit,
+    Retryable,
+)
+from services.provisioner.unitstore import AnyApproved
+
+log = logging.getLogger("fleet.provisioner")
+
+
+@dataclass
+class Outcome:
+    """How a command went: `done`, `failed`, or `retry` (try again later)."""
+
+    status: str
+    detail: str
+    notes: list[str] = field(default_factory=list)
+
+
+class Executor:
+    """Provision and release, on top of a Lifecycle."""
+
+    def __init__(self, life: Lifecycle, loads: Mapping[str, Load]) -> None:
+        self.life = life
+        self.loads = loads
+        """Live telemetry view (unit -> Load), kept by the service."""
+
+    async def run(self, cmd: AnyApproved) -> Outcome:
+        """Carry out `cmd` (already recorded as running)."""
+        if isinstance(cmd, ProvisionRequest):
+            return await self.provision(cmd)
+        return await self.release(cmd)
+
+    # -- provisioning ------------------------------------------------------------
+    def order(self, cmd: ProvisionRequest, first: str | None = None) -> list[str]:
+        """Providers to try: the slot's last provider, the command's, then the pool's list."""
+        pool = self.life.settings.pool(cmd.pool)
+        names = [first, cmd.provider, *pool.providers]
+        return list(dict.fromkeys(n for n in names if n))
+
+    async def provision(self, cmd: ProvisionRequest) -> Outcome:
+        """Create the command's units, one slot at a time."""
+        life = self.life
+        created, notes, transient = 0, [], False
+        for index in range(cmd.count):
+            name = unit_name(cmd.id, index)
+            unit = life.inventory.get(name)
+            if unit is not None and (unit.provider_unit_id or unit.state != "requested"):
+                created += unit.state != "failed"
+                continue
+            if unit is None:
+                order = self.order(cmd)
+                unit = Unit(
+                    unit=name,
+                    pool=cmd.pool,
+                    provider=order[0] if order else "none",
+                    key=idempotency_key(cmd.pool, name),
+                    gpu_model=self._model(cmd),
+                    command_id=cmd.id,
+                    created_ts=time.time(),
+                    updated_ts=time.time(),
+                )
+                await life.inventory.put(unit)
+            await life.event(unit, cmd.reason or "approved")
+            result, why = await self._create(unit, cmd)
+            notes.extend(why)
+            if result == "created":
+                created += 1
+            elif result == "retry":
+                transient = True
+            else:
+                await self._give_up(name, cmd, why)
+                detail = f"created {created} of {cmd.count}; " + "; ".join(why[-4:])
+                return Outcome("failed", detail, notes)
+        if transient:
+            return Outcome("retry", f"created {created} of {cmd.count} so far", notes)
+        life.count("commands_applied")
+        return Outcome("done", f"created {created} of {cmd.count}", notes)
+
+    def _model(self, cmd: ProvisionRequest) -> str:
+        if cmd.gpu_model and cmd.gpu_model != "any":
+            return cmd.gpu_model
+        return self.life.settings.pool(cmd.pool).gpu_model
+
+    async def _create(self, unit: Unit, cmd: ProvisionRequest) -> tuple[str, list[str]]:
+        """Try each provider in turn: `created`, `retry` (only transient failures) or `failed`."""
+        life, why, transient = self.life, [], False
+        model = self._model(cmd)
+        ceiling = cmd.max_usd_per_hour or life.settings.pool(cmd.pool).max_usd_per_hour
+        flt = OfferFilter(
+            gpu_model=None if model in ("", "any") else model, max_usd_per_hour=ceiling
+        )
+        for provider in self.order(cmd, unit.provider):
+            if not life.providers.usable(provider):
+                why.append(f"{provider}: unavailable or breaker open")
+                transient = transient or provider in life.providers.providers
+                continue
+            try:
+                offers = await life.providers.call(provider, lambda p: p.offers(flt))
+            except Retryable as exc:
+                why.append(str(exc))
+                transient = True
+                continue
+            except ProviderError as exc:
+                why.append(str(exc))
+                continue
+            ranked = _rank(offers, cmd.offer_id)
+            if not ranked:
+                cap = f" within ${ceiling:g}/h" if ceiling else ""
+                why.append(f"{provider}: no {model} offer{cap} with capacity")
+                continue
+            if unit.provider != provider:
+                await life.update(unit.unit, provider=provider)
+            for offer in ranked:
+                try:
+                    made = await life.providers.call(
+                        provider, lambda p, o=offer: p.create(o, 1, unit.key)
+                    )
+                except CapacityError as exc:
+                    why.append(str(exc))
+                    continue
+                except Permanent as exc:
+                    why.append(str(exc))
+                    return "failed", why
+                except Retryable as exc:
+                    why.append(str(exc))
+                    transient = True
+                    break
+                except ProviderError as exc:
+                    why.append(str(exc))
+                    break
+                if made:
+                    await self._record(unit.unit, made[0], offer)
+                    return "created", why
+                why.append(f"{provider}: created nothing from {offer.offer_id}")
+        return ("retry" if transient else "failed"), why
+
+    async def _record(self, name: str, found: ProviderUnit, offer: Offer) -> None:
+        life = self.life
+        life.count("units_created")
+        unit = life.inventory.get(name)
+        if unit is not None and unit.provider_unit_id and unit.state != "requested":
+            return  # reconciliation got there first
+        fields = {
+            "provider": found.provider or offer.provider,
+            "provider_unit_id": found.unit_id,
+            "gpu_model": found.gpu_model or offer.gpu_model,
+            "usd_per_hour": found.usd_per_hour or offer.usd_per_hour,
+            "address": found.address,
+        }
+        await life.update(name, **fields)
+        await self.apply_status(name, found.status, "created")
+
+    async def apply_status(self, name: str, status: str, reason: str) -> None:
+        """Follow what the provider says about a unit we just learned the id of."""
+        life = self.life
+        if status in ("booting", "ready"):
+            await life.move(name, "booting", reason)
+        if status == "ready":
+            await life.move(name, "ready", "booted")
+        elif status in ("failed", "stopped", "terminated"):
+            await life.failed(name, f"provider reports it {status}")
+
+    async def _give_up(self, name: str, cmd: ProvisionRequest, why: list[str]) -> None:
+        life = self.life
+        reason = "; ".join(why[-4:]) or "no provider could create it"
+        await life.move(name, "failed", reason, failover_done=True, destroyed=True)
+        await life.alert(
+            "provision_failed",
+            f"command {cmd.id} for pool {cmd.pool}: {reason}",
+            severity="critical",
+            pool=cmd.pool,
+            unit=name,
+        )
+
+    # -- releasing -----------------------------------------------------------------
+    async def release(self, cmd: ReleaseRequest) -> Outcome:
+        """Destroy the named unit, or drain the `count` idlest units of the pool."""
+        life = self.life
+        if cmd.unit:
+            unit = life.inventory.get(cmd.unit)
+            if unit is None or unit.pool != cmd.pool:
+                return Outcome("failed", f"no unit {cmd.unit} in pool {cmd.pool}")
+            if unit.state in ("terminated", "failed"):
+                life.count("commands_applied")
+                return Outcome("done", f"{cmd.unit} is already {unit.state}")
+            await life.update(cmd.unit, released_by=cmd.id)
+            if not await life.destroy(cmd.unit, cmd.reason or f"released by {cmd.requester}"):
+                return Outcome("retry", f"could not reach {unit.provider} to destroy {cmd.unit}")
+            life.count("commands_applied")
+            return Outcome("done", f"destroyed {cmd.unit}")
+        want = cmd.count or 0
+        mine = [u for u in life.inventory.live(cmd.pool) if u.released_by == cmd.id]
+        others = [u for u in life.inventory.live(cmd.pool) if u.released_by is None]
+        picked = pick_idlest(others, self.loads, want - len(mine))
+        for unit in picked:
+            await life.update(unit.unit, released_by=cmd.id)
+            await life.move(unit.unit, "draining", cmd.reason or "scale down: idlest unit")
+            hook = getattr(life.providers.get(unit.provider), "drain", None)
+            if callable(hook) and unit.provider_unit_id:
+                hook(unit.provider_unit_id)
+        life.count("commands_applied")
+        names = ", ".join(u.unit for u in [*mine, *picked]) or "none"
+        return Outcome("done", f"draining {len(mine) + len(picked)} of {want}: {names}")
+
+
+def _rank(offers: list[Offer], preferred: str | None) -> list[Offer]:
+    usable = [o for o in merge_offers([offers]) if o.available is None or o.available > 0]
+    if preferred:
+        usable.sort(key=lambda o: o.offer_id != preferred)
+    return usable

@@ -1,0 +1,307 @@
+"""The provisioner: carries out approved commands against providers.
+
+Consumes `fleet.budget.approved` (durable, idempotent by command id), keeps the
+unit inventory in its store, publishes each unit's lifecycle on
+`fleet.unit.<pool>.<unit>`, reconciles with every provider on a timer, drains
+the idlest units on scale-down, offers idle units for release and asks for a
+replacement when a unit fails (both through the cost-guard). Serves
+`fleet.api.units.list`, `fleet.api.gpus.available` and `fleet.api.place`.
+
+The `sim` provider's world (and its units' telemetry) runs inside this process;
+`local` units are child processes of it and stop with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from nats.js.api import DeliverPolicy
+
+from contracts import subjects
+from contracts.commands import ProvisionRequest, ReleaseRequest, Verdict
+from contracts.events import UnitEvent, UnitState
+from contracts.offers import Offer, OfferFilter, Placement
+from contracts.telemetry import UnitTelemetry
+from services.kit import ConfigError, Delivery, Retryable, Service
+from services.kit.service import encode
+from services.provisioner.breaker import Breaker, BreakerPolicy, Transition
+from services.provisioner.catalog import lookup
+from services.provisioner.config import ProvisionerSettings
+from services.provisioner.executor import Executor, Outcome
+from services.provisioner.inventory import Load
+from services.provisioner.lifecycle import Lifecycle
+from services.provisioner.placement import filter_offers, merge_offers, place
+from services.provisioner.providers.base import ProviderError
+from services.provisioner.providerset import ProviderSet, build_providers
+from services.provisioner.unitstore import MIGRATIONS, AnyApproved, Inventory
+from services.provisioner.upkeep import Upkeep
+
+OFFERS_TIMEOUT_S = 20.0
+"""Longest an offers query waits for one provider before leaving it out."""
+LOAD_TTL_S = 600.0
+"""Telemetry of units not heard from for this long is forgotten."""
+
+
+class UnitsQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """Filters of `fleet.api.units.list`; every field optional."""
+
+    pool: str | None = None
+    provider: str | None = None
+    state: UnitState | None = None
+
+
+class ProvisionerService(Service):
+    """See the module docstring."""
+
+    name = "provisioner"
+    description = "Carries out approved commands against GPU providers"
+    settings_type = ProvisionerSettings
+    migrations = MIGRATIONS
+    settings: ProvisionerSettings
+
+    async def setup(self) -> None:
+        """Build providers, load the inventory, subscribe, serve, start the timers."""
+        s, opts = self.settings, self.settings.provisioner
+        assert self.store is not None
+        try:
+            built = build_providers(s, Path(s.store.dir), self.nats_url, os.environ)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        self.loads: dict[str, Load] = {}
+        self.providers = ProviderSet(
+            built,
+            BreakerPolicy(
+                failure_threshold=opts.breaker_failures, cooldown_s=opts.breaker_cooldown_s
+            ),
+            attempts=opts.retry_attempts,
+            base_s=opts.retry_base_s,
+            max_s=opts.retry_max_s,
+            on_transition=self._breaker_moved,
+            on_error=lambda _name, _exc: self.metrics.count("provider_errors"),
+        )
+        self.inventory = Inventory(self.store)
+        await self.inventory.load()
+        self.life = Lifecycle(s, self.inventory, self.providers, self._publish, self.metrics.count)
+        self.executor = Executor(self.life, self.loads)
+        self.upkeep = Upkeep(self.life, self.executor, self.loads)
+        self._running: dict[str, asyncio.Task[Outcome]] = {}
+        for provider in built.values():
+            hook = getattr(provider, "start_telemetry", None)
+            if callable(hook):
+                hook(self._publish_core)
+
+        await self.subscribe(
+            subjects.TELEMETRY_ALL, UnitTelemetry, self._on_telemetry, traced=False
+        )
+        await self.consume(
+            subjects.BUDGET_APPROVED,
+            Verdict,
+            self._on_verdict,
+            durable="provisioner-approved",
+            max_deliver=opts.command_attempts + 2,
+            ack_wait_s=opts.ack_wait_s,
+            batch=1,
+        )
+        await self.consume(
+            subjects.UNIT_ALL,
+            UnitEvent,
+            self._on_unit_event,
+            durable="provisioner-unit-events",
+            deliver_policy=DeliverPolicy.NEW,
+        )
+        await self.api_endpoint("units.list", UnitsQuery, self._units_list)
+        await self.api_endpoint("gpus.available", OfferFilter, self._gpus_available)
+        await self.api_endpoint("place", OfferFilter, self._place)
+        self.every(opts.reconcile_interval_s, self.upkeep.sync_all, "reconcile")
+        self.every(opts.boot_poll_s, self.upkeep.sync_booting, "boot-poll")
+        self.every(opts.drain_check_s, self._drain_tick, "drain")
+        self.every(opts.cleanup_check_s, self.upkeep.cleanup_idle, "cleanup-idle")
+        self.spawn(self._resume(), "resume")
+
+    async def teardown(self) -> None:
+        """Stop units that live in this process (local workers), then close providers."""
+        for name, provider in self.providers.providers.items():
+            if getattr(provider, "owns_processes", False):
+                await self.life.retire_provider(name, "the provisioner stopped")
+        await self.providers.close()
+
+    # -- bus ---------------------------------------------------------------------
+    async def _publish(self, subject: str, msg: Any, *, msg_id: str | None = None) -> None:
+        await self.publish(subject, msg, msg_id=msg_id)
+
+    async def _publish_core(self, subject: str, msg: Any) -> None:
+        await self.nc.publish(subject, encode(msg))
+
+    async def _breaker_moved(self, provider: str, moved: Transition, state: Breaker) -> None:
+        if moved == "half_opened":
+            return
+        opened = moved == "opened"
+        text = (
+            f"circuit breaker for {provider} opened after {state.failures} consecutive "
+            f"failures; calls paused for {self.providers.policy.cooldown_s:g}s, failing over "
+            "to the next provider"
+            if opened
+            else f"circuit breaker for {provider} closed: a probe call succeeded"
+        )
+        self.metrics.count(f"breaker_{moved}")
+        await self.life.alert(f"breaker_{moved}", text, "critical" if opened else "info")
+        await self.life.audit(f"breaker_{moved}", text, result=moved, provider=provider)
+
+    # -- handlers ----------------------------------------------------------------
+    async def _on_telemetry(self, beat: UnitTelemetry, _d: Delivery) -> None:
+        self.loads[beat.unit] = Load(
+            inflight=beat.inflight, idle_s=beat.idle_s, seen_ts=time.time()
+        )
+
+    async def _on_unit_event(self, event: UnitEvent, _d: Delivery) -> None:
+        if event.state != "failed":
+            return
+        unit = self.inventory.get(event.unit)
+        if unit is None or unit.failover_done:
+            return
+        await self.life.failed(event.unit, event.reason or "reported failed", publish=False)
+
+    async def _on_verdict(self, verdict: Verdict, d: Delivery) -> None:
+        cmd = verdict.command
+        if cmd is None and isinstance(verdict.request, ProvisionRequest | ReleaseRequest):
+            cmd = verdict.request
+        if verdict.decision != "approved" or cmd is None:
+            self.metrics.count("verdicts_ignored")
+            return
+        if await self.inventory.command_status(cmd.id) in ("done", "failed"):
+            self.metrics.count("commands_duplicate")
+            return
+        outcome = await self._run(cmd)
+        if outcome.status != "retry":
+            return
+        if d.attempt >= self.settings.provisioner.command_attempts:
+            await self._fail(cmd, f"gave up after {d.attempt} attempts: {outcome.detail}")
+            return
+        raise Retryable(outcome.detail, self.settings.provisioner.command_retry_s)
+
+    async def _run(self, cmd: AnyApproved) -> Outcome:
+        """Carry out `cmd` once at a time: a redelivery waits for the run in progress."""
+        running = self._running.get(cmd.id)
+        if running is not None:
+            return await asyncio.shield(running)
+        task = asyncio.ensure_future(self._execute(cmd))
+        self._running[cmd.id] = task
+        try:
+            return await asyncio.shield(task)
+        finally:
+            if task.done():
+                self._running.pop(cmd.id, None)
+
+    async def _execute(self, cmd: AnyApproved) -> Outcome:
+        await self.inventory.begin(cmd)
+        try:
+            outcome = await self.executor.run(cmd)
+        except ProviderError as exc:
+            outcome = Outcome("retry", str(exc))
+        if outcome.status in ("done", "failed"):
+            await self.inventory.finish(cmd.id, outcome.status, outcome.detail)
+            action = "provision" if isinstance(cmd, ProvisionRequest) else "release"
+            await self.life.audit(
+                action,
+                f"{cmd.reason or 'approved command'}; " + "; ".join(outcome.notes[-6:]),
+                result=f"{outcome.status}: {outcome.detail}",
+                command=cmd.id,
+                pool=cmd.pool,
+            )
+        return outcome
+
+    async def _fail(self, cmd: AnyApproved, detail: str) -> None:
+        await self.inventory.finish(cmd.id, "failed", detail)
+        await self.life.alert("command_failed", f"command {cmd.id}: {detail}", pool=cmd.pool)
+
+    async def _resume(self) -> None:
+        """Finish what a previous run started (it may have been killed mid-command)."""
+        opts = self.settings.provisioner
+        for cmd in await self.inventory.unfinished():
+            for attempt in range(1, opts.command_attempts + 1):
+                outcome = await self._run(cmd)
+                if outcome.status != "retry":
+                    break
+                if attempt == opts.command_attempts:
+                    await self._fail(cmd, f"gave up after resuming: {outcome.detail}")
+                    break
+                await asyncio.sleep(opts.command_retry_s)
+            self.metrics.count("commands_resumed")
+
+    async def _drain_tick(self) -> None:
+        await self.upkeep.finish_drains()
+        cutoff = time.time() - LOAD_TTL_S
+        for unit in [u for u, load in self.loads.items() if load.seen_ts < cutoff]:
+            self.loads.pop(unit, None)
+
+    # -- API -----------------------------------------------------------------------
+    async def _units_list(self, q: UnitsQuery, _d: Delivery) -> dict[str, Any]:
+        units = [
+            u
+            for u in self.inventory.all()
+            if (q.pool is None or u.pool == q.pool)
+            and (q.provider is None or u.provider == q.provider)
+            and (q.state is None or u.state == q.state)
+        ]
+        units.sort(key=lambda u: (u.pool, u.created_ts, u.unit))
+        rows = []
+        for u in units:
+            row = msgspec.to_builtins(u)
+            load = self.loads.get(u.unit)
+            if load is not None:
+                row["inflight"], row["idle_s"] = load.inflight, load.idle_s
+            rows.append(row)
+        return {"units": rows, "count": len(rows)}
+
+    async def _offers(self, flt: OfferFilter) -> tuple[list[Offer], dict[str, str], set[str]]:
+        status: dict[str, str] = {}
+        skipped: set[str] = set()
+
+        async def one(name: str) -> list[Offer]:
+            if not self.providers.usable(name):
+                status[name], _ = (
+                    self.providers.status().get(name, "unavailable"),
+                    skipped.add(name),
+                )
+                return []
+            try:
+                got = await asyncio.wait_for(
+                    self.providers.call(name, lambda p: p.offers(flt)), OFFERS_TIMEOUT_S
+                )
+            except (ProviderError, TimeoutError) as exc:
+                status[name] = f"error: {exc}"[:300]
+                skipped.add(name)
+                return []
+            status[name] = "ok"
+            return [_with_catalog(o) for o in got]
+
+        names = [n for n in self.providers.providers if flt.provider in (None, n)]
+        lists = await asyncio.gather(*(one(n) for n in names))
+        return merge_offers(lists), status, skipped
+
+    async def _gpus_available(self, flt: OfferFilter, _d: Delivery) -> dict[str, Any]:
+        offers, status, _ = await self._offers(flt)
+        matched = filter_offers(offers, flt)
+        return {"offers": msgspec.to_builtins(matched), "providers": status}
+
+    async def _place(self, need: OfferFilter, _d: Delivery) -> Placement:
+        offers, _, skipped = await self._offers(OfferFilter(provider=need.provider))
+        return place(offers, need, unavailable_providers=skipped)
+
+
+def _with_catalog(offer: Offer) -> Offer:
+    """The offer with vendor, tier and VRAM from the catalog when the provider left them out."""
+    if offer.vram_gb > 0:
+        return offer
+    info = lookup(offer.gpu_model)
+    if info is None:
+        return offer
+    return msgspec.structs.replace(offer, vendor=info.vendor, tier=info.tier, vram_gb=info.vram_gb)
+
+
+SERVICE = ProvisionerService

@@ -1,0 +1,108 @@
+"""The built-in worker the `local` provider starts: a stand-in unit on this machine.
+
+    python -m services.provisioner.worker --pool P --unit U --nats URL
+
+It publishes a UnitTelemetry heartbeat every second on
+`fleet.telemetry.<pool>.<unit>`, answers pings on `fleet.ping.<unit>` with its
+pid and uptime, stops taking work when its unit is published `draining`, and
+exits on SIGTERM or when its unit is published `terminated`. The hosted-agent
+runner replaces it through `[providers.local] command`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import msgspec
+import nats
+
+from contracts import subjects
+from contracts.events import UnitEvent
+from contracts.telemetry import UnitTelemetry
+
+PING_PREFIX = "fleet.ping"
+
+
+def ping_subject(unit: str) -> str:
+    """Where a worker answers pings: `fleet.ping.<unit>` (core NATS request/reply)."""
+    return f"{PING_PREFIX}.{subjects.token(unit, 'unit')}"
+
+
+async def run(args: argparse.Namespace) -> int:
+    """Connect, beat, answer pings, until told to stop."""
+    started = time.time()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    nc = await nats.connect(args.nats, name=f"fleet-worker-{args.unit}", max_reconnect_attempts=-1)
+    draining = False
+
+    async def on_ping(msg: nats.aio.msg.Msg) -> None:
+        body = {
+            "unit": args.unit,
+            "pool": args.pool,
+            "pid": os.getpid(),
+            "uptime_s": round(time.time() - started, 3),
+            "draining": draining,
+        }
+        await msg.respond(json.dumps(body).encode())
+
+    async def on_event(msg: nats.aio.msg.Msg) -> None:
+        nonlocal draining
+        try:
+            event = msgspec.json.decode(msg.data, type=UnitEvent)
+        except msgspec.DecodeError:
+            return
+        if event.state == "draining":
+            draining = True
+        elif event.state in ("terminated", "failed"):
+            stop.set()
+
+    await nc.subscribe(ping_subject(args.unit), cb=on_ping)
+    await nc.subscribe(subjects.unit(args.pool, args.unit), cb=on_event)
+    await nc.flush()
+    if args.ready_file:
+        await asyncio.to_thread(Path(args.ready_file).touch)
+    try:
+        while not stop.is_set():
+            beat = UnitTelemetry(
+                pool=args.pool,
+                unit=args.unit,
+                provider=args.provider,
+                inflight=0.0,
+                capacity=args.capacity,
+                idle_s=round(time.time() - started, 3),
+            )
+            await nc.publish(subjects.telemetry(args.pool, args.unit), msgspec.json.encode(beat))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), args.interval)
+    finally:
+        with contextlib.suppress(Exception):
+            await nc.drain()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m services.provisioner.worker`."""
+    parser = argparse.ArgumentParser(prog="python -m services.provisioner.worker")
+    parser.add_argument("--pool", required=True)
+    parser.add_argument("--unit", required=True)
+    parser.add_argument("--nats", required=True)
+    parser.add_argument("--provider", default="local")
+    parser.add_argument("--capacity", type=float, default=1.0)
+    parser.add_argument("--interval", type=float, default=1.0, help="seconds between heartbeats")
+    parser.add_argument("--ready-file", default="", help="touched once connected")
+    args = parser.parse_args(argv)
+    return asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
