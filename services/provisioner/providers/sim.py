@@ -76,6 +76,8 @@ class SimSettings(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit_rate: float = 0.0
     """Probability (0..1) that a call gets a 429 with Retry-After `rate_limit_after_s`."""
     rate_limit_after_s: float = 1.0
+    api_latency_s: float = 0.0
+    """Seconds every call takes, as a real API's round trip does."""
     timeout_s: float = 0.05
     """How long a timed-out call hangs before failing, in seconds."""
     capacity: dict[str, int] = msgspec.field(default_factory=dict)
@@ -134,6 +136,8 @@ class SimProvider:
     # -- faults --------------------------------------------------------------
     async def _fault(self, op: str) -> None:
         s, roll = self.settings, self._rng.random()
+        if s.api_latency_s > 0:
+            await asyncio.sleep(s.api_latency_s)
         if roll < s.error_rate:
             raise Retryable(self.name, f"{op}: HTTP 503 (simulated)")
         roll -= s.error_rate

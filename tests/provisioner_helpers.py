@@ -1,0 +1,119 @@
+"""Shared pieces of the provisioner tests: settings, approved verdicts, event watching."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from nats.aio.client import Client
+
+from contracts import subjects
+from contracts.commands import ProvisionRequest, ReleaseRequest, Verdict
+from contracts.events import Alert, UnitEvent
+from services.kit.config import load_settings
+from services.kit.service import encode
+from services.provisioner.config import ProvisionerSettings
+
+
+def settings(
+    tmp_path: Path,
+    pools: dict[str, Any],
+    providers: dict[str, Any] | None = None,
+    sim: dict[str, Any] | None = None,
+    **options: Any,
+) -> ProvisionerSettings:
+    """Fast timers, no real waits: boots in a fraction of a second, tiny backoffs."""
+    opts = {
+        "reconcile_interval_s": 2.0,
+        "boot_poll_s": 0.1,
+        "drain_check_s": 0.1,
+        "retry_base_s": 0.01,
+        "retry_max_s": 0.05,
+        "command_retry_s": 0.3,
+        **options,
+    }
+    return load_settings(
+        ProvisionerSettings,
+        env={},
+        overrides={
+            "store": {"dir": str(tmp_path)},
+            "stop_deadline_s": 2.0,
+            "pools": pools,
+            "providers": providers or {},
+            "sim": {
+                "boot_delay_s": [0.1, 0.3],
+                "seed": 7,
+                "telemetry_interval_s": 0,
+                **(sim or {}),
+            },
+            "provisioner": opts,
+        },
+    )
+
+
+async def approve(nc: Client, cmd: ProvisionRequest | ReleaseRequest, msg_id: str = "") -> None:
+    """Publish an approved Verdict for `cmd`, as the cost-guard does."""
+    verdict = Verdict(id=cmd.id, decision="approved", request=cmd, command=cmd)
+    await nc.jetstream().publish(
+        subjects.BUDGET_APPROVED, encode(verdict), headers={"Nats-Msg-Id": msg_id or cmd.id}
+    )
+
+
+class Watch:
+    """Everything seen on a subject, decoded, with waiting for a condition."""
+
+    def __init__(self, kind: Any) -> None:
+        self.kind = kind
+        self.items: list[Any] = []
+        self._changed = asyncio.Event()
+
+    async def start(self, nc: Client, subject: str) -> Watch:
+        async def on(msg: Any) -> None:
+            self.items.append(msgspec.json.decode(msg.data, type=self.kind))
+            self._changed.set()
+
+        self._sub = await nc.subscribe(subject, cb=on)
+        await nc.flush()
+        return self
+
+    async def until(self, pred: Callable[[list[Any]], bool], timeout: float = 15.0) -> list[Any]:
+        async def loop() -> list[Any]:
+            while not pred(self.items):
+                self._changed.clear()
+                await self._changed.wait()
+            return self.items
+
+        try:
+            return await asyncio.wait_for(loop(), timeout)
+        except TimeoutError:
+            raise AssertionError(
+                f"condition not met in {timeout}s; saw {self.items[-10:]}"
+            ) from None
+
+    async def stop(self) -> None:
+        await self._sub.unsubscribe()
+
+
+def states(events: list[UnitEvent], state: str) -> set[str]:
+    """Units that reached `state`."""
+    return {e.unit for e in events if e.state == state}
+
+
+def alerts(items: list[Alert], kind: str) -> list[Alert]:
+    return [a for a in items if a.kind == kind]
+
+
+async def eventually(pred: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait until `pred()` holds (checked every 50 ms), or fail after `timeout`."""
+
+    async def loop() -> None:
+        while not pred():
+            await asyncio.sleep(0.05)
+
+    try:
+        await asyncio.wait_for(loop(), timeout)
+    except TimeoutError:
+        raise AssertionError(f"condition not met in {timeout}s") from None
