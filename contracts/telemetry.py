@@ -24,6 +24,9 @@ class UnitTelemetry(Message, frozen=True, kw_only=True):
     """Seconds since the unit last served a request."""
     tokens: Amount = 0.0
     """Model tokens processed since the previous heartbeat (agent runners)."""
+    completed: Amount = 0.0
+    """Requests finished since the previous heartbeat; with the change in inflight and
+    queue_depth it gives the arrivals (the watcher's `arrival_rate`)."""
 
 
 class PoolMetrics(Message, frozen=True, kw_only=True):

@@ -1,0 +1,240 @@
+"""The watcher: telemetry in, PoolMetrics out every tick, silent or sick units failed.
+
+Wiring only: the unit table (`units`), the windows (`windows`) and the
+Prometheus parsing (`prometheus`) are pure; this module feeds them from
+NATS, publishes what they return and keeps lifecycle states in the store so
+a restarted watcher still knows which units are ready, pending or ended.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import httpx
+import msgspec
+
+from contracts import subjects
+from contracts.events import TERMINAL_STATES, Alert, UnitEvent
+from contracts.telemetry import PoolMetrics, UnitTelemetry
+from services.kit import Delivery, Permanent, Service
+from services.kit.service import RequestError
+from services.watcher.prometheus import PrometheusError, PrometheusSource, query
+from services.watcher.settings import WatcherSettings
+from services.watcher.units import (
+    Failure,
+    UnitTable,
+    apply_event,
+    check_telemetry,
+    failures,
+    forget_ended,
+    ingest,
+    mark_failed,
+    unit_key,
+)
+from services.watcher.windows import PoolWindow, aggregate, with_external
+
+log = logging.getLogger("fleet.watcher")
+
+MIGRATIONS = [
+    """
+    CREATE TABLE units (
+        pool TEXT NOT NULL,
+        unit TEXT NOT NULL,
+        state TEXT NOT NULL,
+        ts REAL NOT NULL,
+        PRIMARY KEY (pool, unit)
+    )
+    """,
+]
+
+
+class PoolsQuery(msgspec.Struct, kw_only=True):
+    """Request of `fleet.api.pools`: every pool, or one."""
+
+    pool: str | None = None
+
+
+class Watcher(Service):
+    """Turns unit telemetry into pool metrics and declares dead units failed."""
+
+    name = "watcher"
+    description = "telemetry -> per-pool metrics; missed heartbeats -> failed units"
+    settings_type = WatcherSettings
+    migrations = MIGRATIONS
+
+    def __init__(self, settings: WatcherSettings | None = None, *, nats_url: str | None = None):
+        super().__init__(settings, nats_url=nats_url)
+        self.opts = self.settings.watcher  # type: ignore[attr-defined]
+        self.table = UnitTable()
+        self.windows: dict[str, PoolWindow] = {}
+        self.latest: dict[str, PoolMetrics] = {}
+        self.external: dict[str, tuple[float, float]] = {}
+        """pool -> (value, read at) from its Prometheus source."""
+        self._client: httpx.AsyncClient | None = None
+        self._last_tick = 0.0
+        self._tick_index = 0
+
+    # -- lifecycle ---------------------------------------------------------
+    async def setup(self) -> None:
+        await self._load_units()
+        self._last_tick = time.time()
+        self._tick_index = int(self._last_tick / self.opts.tick_s)
+        await self.subscribe(subjects.TELEMETRY_ALL, UnitTelemetry, self.on_telemetry, traced=False)
+        await self.consume(subjects.UNIT_ALL, UnitEvent, self.on_event, durable="watcher-units")
+        await self.api_endpoint("pools", PoolsQuery, self.on_pools)
+        if self.opts.prometheus:
+            self._client = httpx.AsyncClient()
+            for pool, source in self.opts.prometheus.items():
+                subjects.token(pool, "pool")
+                self.every(source.interval_s, self._poller(pool, source), f"prometheus:{pool}")
+        self.every(self.opts.tick_s, self.tick, "tick")
+
+    async def teardown(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+
+    async def _load_units(self) -> None:
+        assert self.store is not None
+        now = time.time()
+        for row in await self.store.fetchall("SELECT pool, unit, state, ts FROM units"):
+            ev = UnitEvent(pool=row["pool"], unit=row["unit"], state=row["state"], ts=row["ts"])
+            apply_event(self.table, ev, now)
+            if row["state"] in TERMINAL_STATES:
+                self.table.units[unit_key(ev.pool, ev.unit)].failed_at = row["ts"]
+
+    # -- input ----------------------------------------------------------------
+    async def on_telemetry(self, t: UnitTelemetry, d: Delivery) -> None:
+        """Hot path: check, fold into the unit table, count."""
+        problem = check_telemetry(t, d.subject, self.opts.max_load_ratio)
+        if problem is not None:
+            self.metrics.counts["telemetry_rejected"] += 1
+            raise Permanent(problem)
+        ingest(self.table, d.subject, t, time.time())
+        self.metrics.counts["telemetry_ingested"] += 1
+
+    async def on_event(self, ev: UnitEvent, d: Delivery) -> None:
+        """A lifecycle step: remember it (store first, so a restart knows it too)."""
+        assert self.store is not None
+        await self.store.execute(
+            "INSERT INTO units(pool, unit, state, ts) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(pool, unit) DO UPDATE SET state = excluded.state, ts = excluded.ts "
+            "WHERE excluded.ts >= units.ts",
+            (ev.pool, ev.unit, ev.state, ev.ts),
+        )
+        apply_event(self.table, ev, time.time())
+        self.metrics.count("unit_events")
+
+    # -- every tick -------------------------------------------------------------
+    async def tick(self) -> None:
+        """Fail dead units, then publish each pool's metrics."""
+        now = time.time()
+        dt = max(now - self._last_tick, 1e-3)
+        self._last_tick = now
+        self._tick_index = max(self._tick_index + 1, int(now / self.opts.tick_s))
+        failed = failures(self.table, now, self.opts.heartbeat_timeout_s, self.opts.unhealthy_limit)
+        if failed:
+            mark_failed(self.table, failed, now)
+            for f in failed:
+                await self._declare_failed(f, now)
+        if forget_ended(self.table, now, self.opts.forget_after_s):
+            await self._forget_rows(now)
+        samples = aggregate(self.table, now, dt, self.opts.heartbeat_timeout_s, set(self.external))
+        for pool, sample in samples.items():
+            ext = self.external.get(pool)
+            if ext is not None:
+                source = self.opts.prometheus[pool]
+                stale_s = source.stale_after_s or 3 * source.interval_s
+                if now - ext[1] <= stale_s:
+                    with_external(sample, source.measures, ext[0])
+            window = self.windows.get(pool)
+            if window is None:
+                window = self.windows[pool] = PoolWindow()
+            window.add(sample, self.opts.window_s)
+            self.latest[pool] = window.metrics(pool)
+        for pool in [p for p in self.windows if p not in samples]:
+            del self.windows[pool]
+            self.latest.pop(pool, None)
+        for pool in samples:
+            try:
+                await self.publish(
+                    subjects.metrics(pool),
+                    self.latest[pool],
+                    msg_id=f"{pool}:{self._tick_index}",
+                )
+            except Exception:
+                log.warning("could not publish metrics", exc_info=True, extra={"pool": pool})
+                continue
+            self.metrics.count("metrics_published")
+
+    async def _declare_failed(self, f: Failure, now: float) -> None:
+        event = UnitEvent(ts=now, pool=f.pool, unit=f.unit, state="failed", reason=f.reason)
+        alert = Alert(
+            ts=now,
+            kind="unit_failed",
+            severity="warning",
+            pool=f.pool,
+            unit=f.unit,
+            message=f"unit {f.unit} in pool {f.pool} failed: {f.reason}",
+        )
+        try:
+            await self.publish(
+                subjects.unit(f.pool, f.unit), event, msg_id=f"watcher-failed:{f.key}:{now:.3f}"
+            )
+            await self.publish(
+                subjects.alert("warning"), alert, msg_id=f"watcher-alert:{f.key}:{now:.3f}"
+            )
+        except Exception:
+            log.warning("could not declare a unit failed; will retry", exc_info=True)
+            rec = self.table.units.get(f.key)
+            if rec is not None:
+                rec.failed_at = None
+                rec.state = ""
+            return
+        self.metrics.count("units_failed")
+        log.warning("unit failed", extra={"pool": f.pool, "unit": f.unit, "reason": f.reason})
+
+    async def _forget_rows(self, now: float) -> None:
+        assert self.store is not None
+        await self.store.execute(
+            "DELETE FROM units WHERE state IN ('failed', 'terminated') AND ts < ?",
+            (now - self.opts.forget_after_s,),
+        )
+
+    # -- Prometheus -------------------------------------------------------------
+    def _poller(self, pool: str, source: PrometheusSource) -> Any:
+        async def poll() -> None:
+            assert self._client is not None
+            try:
+                value = await query(self._client, source)
+            except PrometheusError as exc:
+                self.metrics.count("prometheus_errors")
+                log.warning("prometheus query failed", extra={"pool": pool, "error": str(exc)})
+                return
+            self.external[pool] = (value, time.time())
+            self.metrics.count("prometheus_reads")
+
+        return poll
+
+    # -- API ------------------------------------------------------------------------
+    async def on_pools(self, q: PoolsQuery, d: Delivery) -> dict[str, Any]:
+        """`fleet.api.pools`: the latest PoolMetrics per pool, with unit counts."""
+        counts: dict[str, dict[str, int]] = {}
+        for rec in self.table.units.values():
+            c = counts.setdefault(rec.pool, {"known": 0, "ended": 0})
+            c["known"] += 1
+            if rec.failed_at is not None:
+                c["ended"] += 1
+        pools = []
+        for pool, m in sorted(self.latest.items()):
+            if q.pool is not None and pool != q.pool:
+                continue
+            pools.append({"metrics": m, "units": counts.get(pool, {"known": 0, "ended": 0})})
+        if q.pool is not None and not pools:
+            known = ", ".join(sorted(self.latest)) or "none yet"
+            raise RequestError(f"no metrics for pool {q.pool!r}; pools with metrics: {known}", 404)
+        return {"pools": pools, "tick_s": self.opts.tick_s}
+
+
+SERVICE = Watcher

@@ -1,0 +1,39 @@
+"""The watcher's settings: `[watcher]` in fleet.toml, `FLEET_WATCHER__<KEY>` in the environment."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta
+
+from services.kit.config import KitSettings
+from services.watcher.prometheus import PrometheusSource
+
+Positive = Annotated[float, Meta(gt=0)]
+
+
+class WatcherOptions(msgspec.Struct, kw_only=True):
+    """`[watcher]`."""
+
+    tick_s: Positive = 1.0
+    """Seconds between PoolMetrics per pool; 1 s lets the scaler's 6 s panic window see bursts."""
+    window_s: Positive = 3.0
+    """Seconds of ticks averaged into one PoolMetrics; smooths heartbeats landing either
+    side of a tick, short because the scaler keeps its own longer windows."""
+    heartbeat_timeout_s: Positive = 10.0
+    """Seconds without a heartbeat after which a unit is declared failed (units heartbeat ~1 s)."""
+    unhealthy_limit: Annotated[int, Meta(ge=1)] = 3
+    """Heartbeats in a row with healthy=false after which a unit is declared failed."""
+    max_load_ratio: Positive = 100.0
+    """Telemetry with inflight above this many times capacity is rejected as absurd."""
+    forget_after_s: Positive = 3600.0
+    """Seconds an ended (failed or terminated) unit is remembered, so it is never failed twice."""
+    prometheus: dict[str, PrometheusSource] = msgspec.field(default_factory=dict)
+    """`[watcher.prometheus.<pool>]`: optional external demand per pool."""
+
+
+class WatcherSettings(KitSettings, kw_only=True):
+    """Settings of the watcher service."""
+
+    watcher: WatcherOptions = msgspec.field(default_factory=WatcherOptions)
