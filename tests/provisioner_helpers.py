@@ -79,7 +79,7 @@ class Watch:
         await nc.flush()
         return self
 
-    async def until(self, pred: Callable[[list[Any]], bool], timeout: float = 15.0) -> list[Any]:
+    async def until(self, pred: Callable[[list[Any]], bool], within_s: float = 15.0) -> list[Any]:
         async def loop() -> list[Any]:
             while not pred(self.items):
                 self._changed.clear()
@@ -87,10 +87,10 @@ class Watch:
             return self.items
 
         try:
-            return await asyncio.wait_for(loop(), timeout)
+            return await asyncio.wait_for(loop(), within_s)
         except TimeoutError:
             raise AssertionError(
-                f"condition not met in {timeout}s; saw {self.items[-10:]}"
+                f"condition not met in {within_s}s; saw {self.items[-10:]}"
             ) from None
 
     async def stop(self) -> None:
@@ -106,14 +106,11 @@ def alerts(items: list[Alert], kind: str) -> list[Alert]:
     return [a for a in items if a.kind == kind]
 
 
-async def eventually(pred: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait until `pred()` holds (checked every 50 ms), or fail after `timeout`."""
-
-    async def loop() -> None:
-        while not pred():
-            await asyncio.sleep(0.05)
-
-    try:
-        await asyncio.wait_for(loop(), timeout)
-    except TimeoutError:
-        raise AssertionError(f"condition not met in {timeout}s") from None
+async def eventually(pred: Callable[[], bool], within_s: float = 10.0) -> None:
+    """Wait until `pred()` holds (checked every 50 ms), or fail after `within_s`."""
+    for _ in range(max(int(within_s / 0.05), 1)):
+        if pred():
+            return
+        await asyncio.sleep(0.05)
+    if not pred():
+        raise AssertionError(f"condition not met in {within_s}s")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import msgspec
 from nats.aio.client import Client
 
 from contracts import subjects
@@ -192,7 +191,3 @@ async def test_idle_units_are_offered_for_release_not_destroyed(
         await events.stop()
         await asks.stop()
         await svc.stop()
-
-
-def _decode(data: bytes) -> dict:
-    return msgspec.json.decode(data)
