@@ -191,3 +191,31 @@ async def test_idle_units_are_offered_for_release_not_destroyed(
         await events.stop()
         await asks.stop()
         await svc.stop()
+
+
+async def test_sim_units_beat_with_the_pools_load_shared_among_them(
+    nats_url: str, nc: Client, tmp_path: Path
+) -> None:
+    pools = {"gpu": {"gpu_model": "H100", "providers": ["sim"], "unit_capacity": 4}}
+    load = {"gpu": {"base": 10, "peak": 10, "period_s": 600}}
+    cfg = settings(tmp_path, pools, sim={"telemetry_interval_s": 0.1, "load": load})
+    svc = ProvisionerService(cfg, nats_url=nats_url)
+    await svc.start()
+    events = await Watch(UnitEvent).start(nc, subjects.UNIT_ALL)
+    beats = await Watch(UnitTelemetry).start(nc, "fleet.telemetry.gpu.>")
+    try:
+        await approve(nc, ProvisionRequest(id="prov-load", requester="scaler", pool="gpu", count=2))
+        units = states(await events.until(lambda ev: len(states(ev, "ready")) == 2), "ready")
+
+        def both_loaded(items: list[UnitTelemetry]) -> bool:
+            return {b.unit for b in items if b.queue_depth > 0} == units
+
+        got = await beats.until(both_loaded)
+        last = {b.unit: b for b in got}
+        # demand 10 over two units of capacity 4: each serves 4 and queues 1
+        assert all(b.inflight == 4 and b.queue_depth == 1 for b in last.values())
+        assert all(b.utilization == 1.0 and b.provider == "sim" for b in last.values())
+    finally:
+        await events.stop()
+        await beats.stop()
+        await svc.stop()

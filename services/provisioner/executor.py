@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from contracts.commands import ProvisionRequest, ReleaseRequest
@@ -23,6 +23,7 @@ from services.provisioner.placement import merge_offers
 from services.provisioner.providers.base import (
     CapacityError,
     Permanent,
+    Provider,
     ProviderError,
     ProviderUnit,
     Retryable,
@@ -137,9 +138,7 @@ class Executor:
                 await life.update(unit.unit, provider=provider)
             for offer in ranked:
                 try:
-                    made = await life.providers.call(
-                        provider, lambda p, o=offer: p.create(o, 1, unit.key)
-                    )
+                    made = await life.providers.call(provider, _creator(offer, unit.key))
                 except CapacityError as exc:
                     why.append(str(exc))
                     continue
@@ -226,6 +225,13 @@ class Executor:
         life.count("commands_applied")
         names = ", ".join(u.unit for u in [*mine, *picked]) or "none"
         return Outcome("done", f"draining {len(mine) + len(picked)} of {want}: {names}")
+
+
+def _creator(offer: Offer, key: str) -> Callable[[Provider], Awaitable[list[ProviderUnit]]]:
+    async def create(p: Provider) -> list[ProviderUnit]:
+        return await p.create(offer, 1, key)
+
+    return create
 
 
 def _rank(offers: list[Offer], preferred: str | None) -> list[Offer]:

@@ -69,12 +69,17 @@ class Lifecycle:
         )
 
     async def alert(
-        self, kind: str, message: str, severity: Severity = "warning", **where: str | None
+        self,
+        kind: str,
+        message: str,
+        severity: Severity = "warning",
+        pool: str | None = None,
+        unit: str | None = None,
     ) -> None:
         """Publish an Alert on `fleet.alert.<severity>`."""
         await self.publish(
             subjects.alert(severity),
-            Alert(kind=kind, message=message[:4000], severity=severity, **where),
+            Alert(kind=kind, message=message[:4000], severity=severity, pool=pool, unit=unit),
         )
 
     async def audit(

@@ -120,7 +120,7 @@ class ProvisionerService(Service):
         self.every(opts.reconcile_interval_s, self.upkeep.sync_all, "reconcile")
         self.every(opts.boot_poll_s, self.upkeep.sync_booting, "boot-poll")
         self.every(opts.drain_check_s, self._drain_tick, "drain")
-        self.every(opts.cleanup_check_s, self.upkeep.cleanup_idle, "cleanup-idle")
+        self.every(opts.cleanup_check_s, self._cleanup_tick, "cleanup-idle")
         self.spawn(self._resume(), "resume")
 
     async def teardown(self) -> None:
@@ -233,6 +233,9 @@ class ProvisionerService(Service):
                 await asyncio.sleep(opts.command_retry_s)
             self.metrics.count("commands_resumed")
 
+    async def _cleanup_tick(self) -> None:
+        await self.upkeep.cleanup_idle()
+
     async def _drain_tick(self) -> None:
         await self.upkeep.finish_drains()
         cutoff = time.time() - LOAD_TTL_S
@@ -264,10 +267,8 @@ class ProvisionerService(Service):
 
         async def one(name: str) -> list[Offer]:
             if not self.providers.usable(name):
-                status[name], _ = (
-                    self.providers.status().get(name, "unavailable"),
-                    skipped.add(name),
-                )
+                status[name] = self.providers.status().get(name, "unavailable")
+                skipped.add(name)
                 return []
             try:
                 got = await asyncio.wait_for(

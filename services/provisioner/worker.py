@@ -22,6 +22,7 @@ from pathlib import Path
 
 import msgspec
 import nats
+from nats.aio.msg import Msg
 
 from contracts import subjects
 from contracts.events import UnitEvent
@@ -45,7 +46,7 @@ async def run(args: argparse.Namespace) -> int:
     nc = await nats.connect(args.nats, name=f"fleet-worker-{args.unit}", max_reconnect_attempts=-1)
     draining = False
 
-    async def on_ping(msg: nats.aio.msg.Msg) -> None:
+    async def on_ping(msg: Msg) -> None:
         body = {
             "unit": args.unit,
             "pool": args.pool,
@@ -55,7 +56,7 @@ async def run(args: argparse.Namespace) -> int:
         }
         await msg.respond(json.dumps(body).encode())
 
-    async def on_event(msg: nats.aio.msg.Msg) -> None:
+    async def on_event(msg: Msg) -> None:
         nonlocal draining
         try:
             event = msgspec.json.decode(msg.data, type=UnitEvent)

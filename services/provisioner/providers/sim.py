@@ -15,6 +15,7 @@ restarts (even after SIGKILL) finds the units it had, as at a real provider.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import os
 import random
 import time
@@ -219,7 +220,7 @@ class SimProvider:
         used = sum(1 for u in self._units.values() if u.gpu_model == model)
         return max(self._cap(model) - used, 0)
 
-    def _offers(self) -> list[Offer]:
+    def _offers(self) -> builtins.list[Offer]:
         out = []
         for model, price in sorted(self._prices().items()):
             info = CATALOG.get(model) or describe(model)
@@ -239,7 +240,7 @@ class SimProvider:
             )
         return out
 
-    def _start(self, offer: Offer, n: int, key: str, now: float) -> list[SimUnit]:
+    def _start(self, offer: Offer, n: int, key: str, now: float) -> builtins.list[SimUnit]:
         low, high = self.settings.boot_delay_s
         pool, unit = parse_key(key) or ("", "")
         price = round(self._prices().get(offer.gpu_model, 0.0) * self.settings.price_factor, 4)
