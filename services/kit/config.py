@@ -14,7 +14,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
@@ -78,6 +78,15 @@ class TracingSettings(msgspec.Struct, kw_only=True):
     sample_ratio: float = 1.0
 
 
+class LeaseSettings(msgspec.Struct, kw_only=True):
+    """The lease a singleton service holds in the `fleet_leases` KV bucket."""
+
+    lease_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    """Lease length (the bucket's TTL): a standby takes over at most this long after the
+    holder dies; renewed every third of it. Shorter fails over faster but lets a
+    slow or partitioned holder lose the lease sooner."""
+
+
 class KitSettings(msgspec.Struct, kw_only=True):
     """Settings every service has; a service's own settings subclass this."""
 
@@ -86,6 +95,7 @@ class KitSettings(msgspec.Struct, kw_only=True):
     store: StoreSettings = msgspec.field(default_factory=StoreSettings)
     log: LogSettings = msgspec.field(default_factory=LogSettings)
     tracing: TracingSettings = msgspec.field(default_factory=TracingSettings)
+    lease: LeaseSettings = msgspec.field(default_factory=LeaseSettings)
     stop_deadline_s: float = 10.0
     """How long a stopping service waits for in-flight work before handing it back."""
 

@@ -5,6 +5,11 @@ A service subclasses `Service`, sets `name`, and in `setup()` calls
 created -> starting -> ready -> draining -> stopped. `stop()` stops taking work,
 lets in-flight handlers finish until `stop_deadline_s`, naks what is still
 running (JetStream redelivers it), then closes connections.
+
+A service with `singleton = True` waits in state `standby` after connecting
+until it holds its lease (services/kit/lease.py), and only then runs setup();
+losing the lease stops it, and `main()` exits non-zero so a supervisor
+restarts it as a standby.
 """
 
 from __future__ import annotations
@@ -39,16 +44,19 @@ from services.kit.bus import connect, ensure_streams
 from services.kit.config import KitSettings, load_settings, resolve_nats_url
 from services.kit.errors import ConfigError, Permanent, Retryable
 from services.kit.http import HealthServer
+from services.kit.lease import Lease, lease_bucket, lease_gauge
 from services.kit.logs import setup_logging
 from services.kit.metrics import ServiceMetrics
 from services.kit.store import Store
 from services.kit.tracing import extract, inject, setup_tracing, tracer
 
 T = TypeVar("T")
-State = Literal["created", "starting", "ready", "draining", "stopped"]
+State = Literal["created", "starting", "standby", "ready", "draining", "stopped"]
 log = logging.getLogger("fleet.service")
 
 _ENCODER = msgspec.json.Encoder()
+LEASE_LOST_EXIT = 3
+"""Exit code of `fleet run` when a singleton lost its lease (restart it as a standby)."""
 MAX_PREVIEW = 256
 """Bytes of a bad payload kept in its dead letter: enough to see what it was."""
 
@@ -106,6 +114,8 @@ class Service:
     settings_type: ClassVar[type[KitSettings]] = KitSettings
     migrations: ClassVar[Sequence[str] | None] = None
     """SQL migrations of the service's store; None for a service with no store."""
+    singleton: ClassVar[bool] = False
+    """True: only the instance holding the lease runs; others wait as standbys."""
 
     def __init__(self, settings: KitSettings | None = None, *, nats_url: str | None = None):
         self.settings = settings if settings is not None else load_settings(self.settings_type)
@@ -129,6 +139,10 @@ class Service:
         self._decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
         self._stream_of: dict[str, bool] = {}
         self._tracer = tracer(self.name)
+        self.lease: Lease | None = None
+        self.lease_lost = False
+        """True once a singleton lost its lease; it then stops."""
+        self._lease_stop: asyncio.Future[None] | None = None
 
     # -- to override -------------------------------------------------------
     async def setup(self) -> None:
@@ -136,6 +150,10 @@ class Service:
 
     async def teardown(self) -> None:
         """Flush state before connections close; called once work has stopped."""
+
+    def lease_key(self) -> str:
+        """The singleton's key in the lease bucket; one holder per key."""
+        return self.name
 
     # -- lifecycle ---------------------------------------------------------
     @property
@@ -180,9 +198,13 @@ class Service:
         await self._micro.add_endpoint(
             name="status", subject=f"fleet.svc.{self.name}.status", handler=self._status_endpoint
         )
+        if self.singleton and not await self._stand_by():
+            return  # stopped while waiting for the lease
         await self.setup()
         await self._nc.flush()  # subscriptions are live on the server before we say ready
         self.state = "ready"
+        if self.lease is not None:
+            self.spawn(self._keep_lease(), "lease")
         self.metrics.up.labels(self.name).set(1)
         log.info(
             "ready",
@@ -209,6 +231,8 @@ class Service:
         try:
             await self.teardown()
         finally:
+            if self.lease is not None:
+                await self.lease.release()  # after teardown: the next holder sees our last writes
             for micro in (self._micro, self._api):
                 if micro is not None:
                     try:
@@ -249,12 +273,41 @@ class Service:
             return 2
         setup_logging(cls.name, settings.log.level, settings.log.json)
         setup_tracing(cls.name, settings.tracing.exporter, settings.tracing.sample_ratio)
+        service = cls(settings, nats_url=nats_url)
         try:
-            asyncio.run(cls(settings, nats_url=nats_url).serve())
+            asyncio.run(service.serve())
         except ConnectionError as exc:
             log.error(str(exc))
             return 1
-        return 0
+        return LEASE_LOST_EXIT if service.lease_lost else 0
+
+    # -- singleton lease -----------------------------------------------------
+    async def _stand_by(self) -> bool:
+        """Wait as `standby` until we hold the lease; False if stopped first."""
+        s = self.settings
+        kv = await lease_bucket(self.js, s.lease.lease_s, s.nats.replicas)
+        self.lease = Lease(kv, self.lease_key(), self.instance, s.lease.lease_s)
+        self._lease_held = held = lease_gauge(self.metrics.registry).labels(self.name)
+        held.set(0)
+        if self._stopping.is_set():
+            return False
+        self.state = "standby"
+        log.info("standby: waiting for the lease", extra={"service": self.name})
+        if not await self.lease.acquire(self._stopping) or self._stopping.is_set():
+            return False
+        held.set(1)
+        log.info("lease acquired", extra={"service": self.name, "key": self.lease_key()})
+        return True
+
+    async def _keep_lease(self) -> None:
+        assert self.lease is not None
+        if await self.lease.keep(self._stopping):
+            return
+        self.lease_lost = True
+        self._lease_held.set(0)
+        log.error("lost the lease; stopping so that a standby takes over")
+        self._stopping.set()
+        self._lease_stop = asyncio.ensure_future(self.stop())
 
     # -- health ------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -266,13 +319,16 @@ class Service:
             "uptime_s": round(time.time() - self._started, 1),
             "connected": bool(self._nc and self._nc.is_connected),
             "counts": dict(self.metrics.counts),
+            **({"lease": "held" if self.lease.held else "none"} if self.lease else {}),
         }
 
     def _healthz(self) -> tuple[bool, dict[str, object]]:
         return self.state not in ("stopped",), self.status()
 
     def _readyz(self) -> tuple[bool, dict[str, object]]:
-        ok = self.state == "ready" and bool(self._nc and self._nc.is_connected)
+        # A standby is ready: it is healthy and waiting to take over, and a rolling
+        # update must be able to replace the holder while it stands by.
+        ok = self.state in ("ready", "standby") and bool(self._nc and self._nc.is_connected)
         return ok, self.status()
 
     async def _status_endpoint(self, req: Request) -> None:
