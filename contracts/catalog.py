@@ -179,3 +179,49 @@ def register(channel: Channel) -> Channel:
 
 def all_channels() -> tuple[Channel, ...]:
     return CHANNELS + tuple(EXTRA_CHANNELS)
+
+
+def _register_a2a() -> None:
+    from contracts.a2a import AgentCard, AgentCardRequest, JsonRpcRequest, StreamResponse
+
+    register(
+        Channel(
+            key="a2aRpc",
+            address="a2a.{agent}.rpc",
+            payload=JsonRpcRequest,
+            transport="request",
+            description="A2A 1.0 JSON-RPC 2.0 calls to an agent (the brain is `fleet`, hosted "
+            "agents `agents.<name>`). Streaming methods answer with several messages to the "
+            "reply inbox, closed by an empty message with header `A2A-Stream-End: true`.",
+            publishers=("clients",),
+            subscribers=("brain", "runner"),
+        )
+    )
+    register(
+        Channel(
+            key="a2aCard",
+            address="a2a.{agent}.card",
+            payload=AgentCardRequest,
+            reply=AgentCard,
+            transport="request",
+            description="The agent's AgentCard, with a supportedInterfaces entry for NATS.",
+            publishers=("clients",),
+            subscribers=("brain", "runner"),
+        )
+    )
+    register(
+        Channel(
+            key="a2aTask",
+            address="a2a.{agent}.tasks.{task_id}",
+            payload=StreamResponse,
+            transport="stream",
+            stream="A2A_TASKS",
+            description="Every status and artifact event of a task, for late subscribers "
+            "and SubscribeToTask.",
+            publishers=("brain", "runner"),
+            subscribers=("clients",),
+        )
+    )
+
+
+_register_a2a()

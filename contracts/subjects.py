@@ -106,6 +106,16 @@ def a2a_task(agent: str, task_id: str) -> str:
     return f"a2a.{_agent(agent)}.tasks.{token(task_id, 'task id')}"
 
 
+def a2a_cancel(agent: str, task_id: str) -> str:
+    """Where a CancelTask is forwarded to the process that runs the task (not streamed)."""
+    return f"a2a.{_agent(agent)}.cancel.{token(task_id, 'task id')}"
+
+
+def a2a_cancel_all(agent: str) -> str:
+    """Every forwarded CancelTask of `agent` (one subscription per process)."""
+    return f"a2a.{_agent(agent)}.cancel.*"
+
+
 def hosted_agent(name: str) -> str:
     """The A2A agent name of hosted agent `name`: `agents.<name>`."""
     return f"agents.{token(name, 'agent name')}"
