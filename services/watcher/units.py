@@ -63,13 +63,16 @@ def unit_key(pool: str, unit: str) -> str:
     return f"{TELEMETRY_PREFIX}{pool}.{unit}"
 
 
-def check_telemetry(t: UnitTelemetry, subject: str, max_load_ratio: float) -> str | None:
+def check_telemetry(
+    t: UnitTelemetry, subject: str, max_load_ratio: float, subject_known: bool = False
+) -> str | None:
     """Why a decoded heartbeat is still nonsense, or None when it is believable.
 
     The contract types already reject negative, non-finite and huge values; this
-    adds what needs two fields or the subject to see.
+    adds what needs two fields or the subject to see. `subject_known`: the table
+    already holds this subject for this pool and unit, so it needs no new check.
     """
-    if subject != f"{TELEMETRY_PREFIX}{t.pool}.{t.unit}":
+    if not subject_known and subject != f"{TELEMETRY_PREFIX}{t.pool}.{t.unit}":
         return f"subject {subject} does not match pool {t.pool!r} and unit {t.unit!r} in the body"
     if t.inflight > max_load_ratio * max(t.capacity, 1.0):
         return (
