@@ -26,6 +26,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--units", type=int, default=10_000, help="units sending telemetry (watcher)")
     p.add_argument("--pools", type=int, default=100, help="pools the units belong to (watcher)")
+    for target in TARGETS:  # a benchmark module may add options of its own
+        module = _module(target)
+        if module is not None and hasattr(module, "add_arguments"):
+            module.add_arguments(p)
     p.set_defaults(func=run)
 
 
