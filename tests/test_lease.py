@@ -32,6 +32,7 @@ class Single(Service):
 
     name = "single"
     singleton = True
+    migrations = ["CREATE TABLE notes (x INTEGER)"]
 
     def __init__(self, settings: KitSettings | None = None, *, nats_url: str | None = None) -> None:
         super().__init__(settings, nats_url=nats_url)
@@ -91,6 +92,7 @@ async def test_only_the_lease_holder_runs_setup(pair: tuple[Single, Single]) -> 
     first, second = pair
     assert first.set_up.is_set() and first.state == "ready"
     assert not second.set_up.is_set()
+    assert first.store is not None and second.store is None  # the store is the holder's
     assert first.status()["lease"] == "held" and second.status()["lease"] == "none"
     async with httpx.AsyncClient() as http:
         ready = await http.get(f"http://127.0.0.1:{second.http_port}/readyz")

@@ -185,8 +185,6 @@ class Service:
         )
         self._js = self._nc.jetstream()
         await ensure_streams(self._js, replicas=s.nats.replicas)
-        if self.migrations is not None:
-            self.store = await Store.open(Path(s.store.dir) / f"{self.name}.db", self.migrations)
         self._micro = await add_service(
             self._nc,
             name=self.name,
@@ -200,6 +198,8 @@ class Service:
         )
         if self.singleton and not await self._stand_by():
             return  # stopped while waiting for the lease
+        if self.migrations is not None:  # a standby leaves the store to the holder
+            self.store = await Store.open(Path(s.store.dir) / f"{self.name}.db", self.migrations)
         await self.setup()
         await self._nc.flush()  # subscriptions are live on the server before we say ready
         self.state = "ready"
