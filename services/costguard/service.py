@@ -79,6 +79,8 @@ class CostGuard(Service):
 
     name = "costguard"
     description = "budget gate: approves, denies or holds every command that costs money"
+    singleton = True
+    """Two active cost-guards would keep two ledgers; a second replica stands by."""
     settings_type = CostguardSettings
     migrations = MIGRATIONS
 
