@@ -1,0 +1,1 @@
+"""The agent brain: Claude with fleet tools, a rule policy without a key, and A2A agent `fleet`."""

@@ -1,0 +1,154 @@
+"""The brain (`fleet run brain`): agent `fleet` over A2A, and a routine check on a timer.
+
+With ANTHROPIC_API_KEY set (ANTHROPIC_BASE_URL is honoured, as the SDK reads
+it), tasks run Claude with the fleet tools (services.brain.loop); without it,
+the deterministic rule policy answers (services.brain.rules) and says so. Every
+tool call goes through fleet.api, so money still passes the cost-guard, and is
+audited on `fleet.audit.brain`. The routine check (every
+`brain.routine_interval_s`) reads stats, health and the budget, runs idle
+cleanup, and audits each finding; anomalies are also published as Alerts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import anthropic
+import msgspec
+
+from contracts import subjects
+from contracts.a2a import AgentCapabilities, AgentCard, AgentProvider, AgentSkill
+from contracts.events import Alert
+from services.brain.agent import BrainAgent, limits_of
+from services.brain.routine import findings
+from services.brain.settings import BrainOptions, BrainSettings
+from services.brain.toolbox import Toolbox
+from services.kit import Service
+from services.kit.a2a import A2AServer, nats_interface
+
+log = logging.getLogger("fleet.brain")
+
+SKILLS = (
+    ("provision", "Provision GPUs", "Ask for GPU units in a pool, within budget.", ["gpu", "cost"]),
+    (
+        "place",
+        "Place a workload",
+        "Find where a workload with a VRAM need runs cheapest.",
+        ["placement"],
+    ),
+    ("scale", "Scale pools", "Read utilization and queues; add or release capacity.", ["scaling"]),
+    ("report", "Report", "Stats, spend, budget and health at a glance.", ["observability"]),
+    (
+        "failover",
+        "Failover",
+        "Explain and act on provider failures and open breakers.",
+        ["reliability"],
+    ),
+)
+EXAMPLES = {"place": ["where should a 70B model with 40 GB VRAM run?"]}
+
+
+def brain_card(nats_url: str, model: str | None) -> AgentCard:
+    """The AgentCard of agent `fleet`."""
+    how = f"Claude ({model})" if model else "a deterministic rule policy (no model configured)"
+    return AgentCard(
+        name=subjects.BRAIN_AGENT,
+        description="fleetplane's autonomous GPU infrastructure manager; answers with " + how,
+        supported_interfaces=[nats_interface(subjects.BRAIN_AGENT, nats_url)],
+        version="0.1.0",
+        capabilities=AgentCapabilities(streaming=True, push_notifications=False),
+        default_input_modes=["text/plain"],
+        default_output_modes=["text/plain", "application/json"],
+        skills=[
+            AgentSkill(id=i, name=n, description=d, tags=t, examples=EXAMPLES.get(i, []))
+            for i, n, d, t in SKILLS
+        ],
+        provider=AgentProvider(organization="fleetplane", url="https://fleetplane.dev"),
+    )
+
+
+def build_client(opts: BrainOptions, env: dict[str, str]) -> anthropic.AsyncAnthropic | None:
+    """The Anthropic client when a key is set; None selects the rule policy."""
+    key = env.get("ANTHROPIC_API_KEY", "").strip()
+    if not key:
+        return None
+    return anthropic.AsyncAnthropic(
+        api_key=key,
+        base_url=env.get("ANTHROPIC_BASE_URL") or None,
+        max_retries=0,
+        timeout=opts.api_timeout_s,
+    )
+
+
+class Brain(Service):
+    """See the module docstring."""
+
+    name = "brain"
+    description = "The agent: Claude with fleet tools, A2A agent `fleet`, routine checks"
+    settings_type = BrainSettings
+    migrations: ClassVar[Sequence[str] | None] = []
+    settings: BrainSettings
+
+    async def setup(self) -> None:
+        self.opts = self.settings.brain
+        self.client = build_client(self.opts, dict(os.environ))
+        self.routine_runs = 0
+        card = brain_card(self.nats_url, self.opts.model if self.client else None)
+        self.a2a = await A2AServer.mount(
+            self,
+            subjects.BRAIN_AGENT,
+            BrainAgent(self),
+            card,
+            self.settings.a2a,
+            queue_group="brain",
+        )
+        if self.opts.routine_interval_s > 0:
+            self.every(self.opts.routine_interval_s, self.routine_check, "routine")
+        log.info("brain ready", extra={"mode": "model" if self.client else "rules"})
+
+    async def teardown(self) -> None:
+        await self.a2a.stop()
+        if self.client is not None:
+            await self.client.close()
+
+    async def api(self, op: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A fleet.api answer, or {"error": {...}} saying what did not answer."""
+        try:
+            reply = await self.nc.request(
+                subjects.api(op), msgspec.json.encode(body), timeout=self.opts.fleet_api_timeout_s
+            )
+            answer: dict[str, Any] = msgspec.json.decode(reply.data)
+            return answer if isinstance(answer, dict) else {"result": answer}
+        except Exception as exc:
+            return {
+                "error": {
+                    "code": 503,
+                    "message": f"fleet.api.{op} did not answer "
+                    f"({type(exc).__name__}); is its service running?",
+                }
+            }
+
+    async def routine_check(self) -> None:
+        """Stats, scaling needs, idle cleanup, health and anomalies, each audited."""
+        self.routine_runs += 1
+        toolbox = Toolbox(self, f"routine-{self.routine_runs}", limits_of(self.opts))
+        why = "routine check"
+        stats, _ = await toolbox.call("get_stats", {}, why)
+        health, _ = await toolbox.call("get_health", {}, why)
+        budget, _ = await toolbox.call("get_budget", {}, why)
+        await toolbox.call("cleanup_idle", {"idle_minutes": self.opts.idle_cleanup_s / 60.0}, why)
+        for f in findings(stats, health, budget):
+            await toolbox.audit(f"routine.{f.kind}", {"pool": f.pool}, why, f.message, 0.0)
+            if f.is_anomaly:
+                alert = Alert(
+                    kind=f"brain_{f.kind}", message=f.message, severity=f.severity, pool=f.pool
+                )
+                await self.publish(subjects.alert(f.severity), alert)
+                self.metrics.count("alerts")
+        self.metrics.count("routine_checks")
+
+
+SERVICE = Brain

@@ -1,0 +1,315 @@
+"""The gateway (`fleet run gateway`): the composite fleet.api operations.
+
+Serves `fleet.api.stats`, `health`, `report`, `provision`, `release` and
+`cleanup_idle` in the shared `fleet-api` micro service. Money still passes the
+cost-guard: `provision` and `release` publish a command on the FLEET_CMDS
+stream and answer with the Verdict that carries the same id (subscribed before
+publishing, so a fast verdict is never missed), or `pending` when none came in
+`wait_s`. Callers name themselves with the `Fleet-Tenant` header; each tenant
+gets a rate limit on the commands that may cost money.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import msgspec
+from nats.aio.msg import Msg
+
+from contracts import subjects
+from contracts.a2a import HEADER_TENANT
+from contracts.api import CleanupIdleCall, HealthQuery, ProvisionCall, ReleaseCall, StatsQuery
+from contracts.commands import ProvisionRequest, ReleaseRequest, Verdict
+from services.gateway import composites
+from services.kit import Service
+from services.kit.a2a_tenants import Refused, TenantLimits
+from services.kit.config import KitSettings
+from services.kit.service import Delivery, RequestError
+
+EXPECTED = ("watcher", "scaler", "costguard", "provisioner", "brain", "gateway")
+
+
+class GatewayOptions(msgspec.Struct, kw_only=True):
+    """`[gateway]`."""
+
+    upstream_timeout_s: float = 3.0
+    """How long to wait for another service's fleet.api answer, seconds."""
+    commands_per_min_per_tenant: int = 30
+    """Provision/release/cleanup calls one tenant may make per minute."""
+    lag_warn: int = 1000
+    """Messages a durable consumer may be behind before health reports it."""
+    expected_services: list[str] = msgspec.field(default_factory=lambda: list(EXPECTED))
+    """Services health expects to answer `$SRV.PING`."""
+
+
+class GatewaySettings(KitSettings, kw_only=True):
+    gateway: GatewayOptions = msgspec.field(default_factory=GatewayOptions)
+
+
+class Gateway(Service):
+    """The composite fleet.api operations; see the module docstring."""
+
+    name = "gateway"
+    description = "fleet.api composites: stats, health, report, provision, release, cleanup_idle"
+    settings_type = GatewaySettings
+    settings: GatewaySettings
+
+    async def setup(self) -> None:
+        opts = self.settings.gateway
+        self.limits = TenantLimits(opts.commands_per_min_per_tenant, 1_000_000)
+        self.waiting: dict[str, asyncio.Future[Verdict]] = {}
+        self.verdicts = msgspec.json.Decoder(Verdict)
+        # Core subscription: JetStream publishes reach it too, and it exists before any publish.
+        sub = await self.nc.subscribe("fleet.budget.*", cb=self._on_verdict)
+        self._subs.append(sub)
+        await self.api_endpoint("stats", StatsQuery, self.on_stats)
+        await self.api_endpoint("health", HealthQuery, self.on_health)
+        await self.api_endpoint("report", StatsQuery, self.on_report)
+        await self.api_endpoint("provision", ProvisionCall, self.on_provision)
+        await self.api_endpoint("release", ReleaseCall, self.on_release)
+        await self.api_endpoint("cleanup_idle", CleanupIdleCall, self.on_cleanup_idle)
+
+    # -- upstream calls --------------------------------------------------------------
+    async def ask(self, op: str, body: Any = None, *, required: bool = True) -> dict[str, Any]:
+        """Another service's fleet.api answer; {"error": ...} (or RequestError) when absent."""
+        data = b"{}" if body is None else msgspec.json.encode(body)
+        try:
+            reply = await self.nc.request(
+                subjects.api(op), data, timeout=self.settings.gateway.upstream_timeout_s
+            )
+            answer: dict[str, Any] = msgspec.json.decode(reply.data)
+        except Exception as exc:
+            text = f"fleet.api.{op} did not answer ({type(exc).__name__}); is its service running?"
+            if required:
+                raise RequestError(text, 503) from None
+            return {"error": {"code": 503, "message": text}}
+        return answer
+
+    def _admit(self, d: Delivery) -> str:
+        tenant = d.headers.get(HEADER_TENANT, "public")
+        try:
+            self.limits.admit(tenant, time.monotonic())
+        except Refused as exc:
+            raise RequestError(str(exc), 429) from None
+        return tenant
+
+    # -- verdicts ------------------------------------------------------------------------
+    async def _on_verdict(self, msg: Msg) -> None:
+        try:
+            verdict = self.verdicts.decode(msg.data)
+        except msgspec.DecodeError:
+            return
+        fut = self.waiting.get(verdict.id)
+        if fut is not None and not fut.done():
+            fut.set_result(verdict)
+
+    async def _command(
+        self, cmd: ProvisionRequest | ReleaseRequest, wait_s: float
+    ) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Verdict] = loop.create_future()
+        self.waiting[cmd.id] = fut
+        try:
+            subject = (
+                subjects.PROVISION_REQUESTED
+                if isinstance(cmd, ProvisionRequest)
+                else subjects.RELEASE_REQUESTED
+            )
+            await self.publish(subject, cmd, msg_id=cmd.id)
+            self.metrics.count("commands_sent")
+            try:
+                verdict = await asyncio.wait_for(fut, wait_s)
+            except TimeoutError:
+                return {
+                    "id": cmd.id,
+                    "decision": "pending",
+                    "reason": f"no verdict from the cost-guard within {wait_s:g} s; "
+                    f"follow it with `fleet tail fleet.budget.>` (id {cmd.id})",
+                    "request": msgspec.to_builtins(cmd),
+                }
+        finally:
+            self.waiting.pop(cmd.id, None)
+        return {
+            "id": verdict.id,
+            "decision": verdict.decision,
+            "reason": verdict.reason,
+            "usd_per_hour": verdict.usd_per_hour,
+            "spent_today_usd": verdict.spent_today_usd,
+            "budget_usd": verdict.budget_usd,
+            "projected_today_usd": verdict.projected_today_usd,
+            "request": msgspec.to_builtins(cmd),
+        }
+
+    # -- the operations --------------------------------------------------------------------
+    async def on_provision(self, call: ProvisionCall, d: Delivery) -> dict[str, Any]:
+        """Publish a ProvisionRequest; the cost-guard's verdict on it."""
+        self._admit(d)
+        req = ProvisionRequest(
+            id=f"prov-{uuid.uuid4().hex[:16]}",
+            requester=call.requester,
+            pool=call.pool,
+            gpu_model=call.gpu_model,
+            count=call.count,
+            provider=call.provider,
+            max_usd_per_hour=call.max_usd_per_hour,
+            reason=call.reason,
+        )
+        return await self._command(req, call.wait_s)
+
+    async def on_release(self, call: ReleaseCall, d: Delivery) -> dict[str, Any]:
+        """Publish a ReleaseRequest; the cost-guard's verdict on it."""
+        self._admit(d)
+        if call.unit is None and call.count is None:
+            raise RequestError("name a unit or a count of units to release", 400)
+        req = ReleaseRequest(
+            id=f"rel-{uuid.uuid4().hex[:16]}",
+            requester=call.requester,
+            pool=call.pool,
+            unit=call.unit,
+            count=call.count if call.unit is None else None,
+            reason=call.reason,
+        )
+        return await self._command(req, call.wait_s)
+
+    async def on_cleanup_idle(self, call: CleanupIdleCall, d: Delivery) -> dict[str, Any]:
+        """Release every ready unit idle for `idle_s` or more (through the cost-guard)."""
+        self._admit(d)
+        units = await self.ask("units.list", {"pool": call.pool} if call.pool else {})
+        idle = composites.idle_units(units, call.idle_s, call.pool)
+        found = [
+            {
+                "unit": u["unit"],
+                "pool": u["pool"],
+                "idle_s": u.get("idle_s", 0),
+                "usd_per_hour": u.get("usd_per_hour", 0),
+            }
+            for u in idle
+        ]
+        if call.dry_run or not idle:
+            return {"idle": found, "released": [], "dry_run": call.dry_run}
+        verdicts = await asyncio.gather(
+            *(
+                self._command(
+                    ReleaseRequest(
+                        id=f"idle-{uuid.uuid4().hex[:16]}",
+                        requester=call.requester,
+                        pool=u["pool"],
+                        unit=u["unit"],
+                        reason=f"idle for {float(u.get('idle_s', 0)):.0f} s "
+                        f"(threshold {call.idle_s:.0f} s)",
+                    ),
+                    5.0,
+                )
+                for u in idle
+            )
+        )
+        saved = sum(
+            f["usd_per_hour"]
+            for f, v in zip(found, verdicts, strict=True)
+            if v["decision"] == "approved"
+        )
+        return {
+            "idle": found,
+            "released": verdicts,
+            "saved_usd_per_hour": round(float(saved), 4),
+            "dry_run": False,
+        }
+
+    async def stats(self, pool: str | None) -> dict[str, Any]:
+        """Per-pool figures with today's spend and budget."""
+        body = {"pool": pool} if pool else {}
+        pools, units, budget = await asyncio.gather(
+            self.ask("pools", body, required=False),
+            self.ask("units.list", body, required=False),
+            self.ask("budget", required=False),
+        )
+        table = composites.pool_stats(
+            pools if "error" not in pools else {}, units if "error" not in units else {}
+        )
+        if pool is not None:
+            table = {k: v for k, v in table.items() if k == pool}
+        missing = [
+            f"fleet.api.{op}: {ans['error']['message']}"
+            for op, ans in (("pools", pools), ("units.list", units), ("budget", budget))
+            if "error" in ans
+        ]
+        return {
+            "pools": table,
+            "budget": composites.budget_brief(budget) if "error" not in budget else {},
+            "incomplete": missing,
+            "ts": time.time(),
+        }
+
+    async def on_stats(self, q: StatsQuery, _d: Delivery) -> dict[str, Any]:
+        """`fleet.api.stats`."""
+        return await self.stats(q.pool)
+
+    async def health(self, wait_s: float) -> dict[str, Any]:
+        """Which services answer, their breakers, and how far behind the durable consumers are."""
+        pings = await self._gather("$SRV.PING", wait_s)
+        names = sorted({p.get("name", "") for p in pings} - {"", "fleet-api"})
+        status_replies = await asyncio.gather(
+            *(self.ask_subject(f"fleet.svc.{n}.status") for n in names)
+        )
+        statuses = {n: s for n, s in zip(names, status_replies, strict=True) if s}
+        consumers: list[dict[str, Any]] = []
+        try:
+            for info in await self.js.streams_info():
+                for c in await self.js.consumers_info(info.config.name or ""):
+                    consumers.append(
+                        {
+                            "stream": info.config.name,
+                            "consumer": c.name,
+                            "pending": c.num_pending or 0,
+                            "unacked": c.num_ack_pending or 0,
+                        }
+                    )
+        except Exception:
+            consumers = []
+        opts = self.settings.gateway
+        return composites.health_summary(
+            pings, opts.expected_services, statuses, consumers, opts.lag_warn
+        )
+
+    async def on_health(self, q: HealthQuery, _d: Delivery) -> dict[str, Any]:
+        """`fleet.api.health`."""
+        return await self.health(q.wait_s)
+
+    async def on_report(self, q: StatsQuery, _d: Delivery) -> dict[str, Any]:
+        """`fleet.api.report`: stats and health, with a few readable lines."""
+        stats, health = await asyncio.gather(self.stats(q.pool), self.health(0.5))
+        return {"text": composites.report_text(stats, health), "stats": stats, "health": health}
+
+    async def ask_subject(self, subject: str) -> dict[str, Any]:
+        try:
+            reply = await self.nc.request(subject, b"", timeout=1.0)
+            answer: dict[str, Any] = msgspec.json.decode(reply.data)
+            return answer
+        except Exception:
+            return {}
+
+    async def _gather(self, subject: str, wait_s: float) -> list[dict[str, Any]]:
+        inbox = self.nc.new_inbox()
+        sub = await self.nc.subscribe(inbox)
+        out: list[dict[str, Any]] = []
+        try:
+            await self.nc.publish(subject, b"", reply=inbox)
+            deadline = time.monotonic() + wait_s
+            while (left := deadline - time.monotonic()) > 0:
+                try:
+                    msg = await sub.next_msg(timeout=left)
+                except Exception:
+                    break
+                try:
+                    out.append(msgspec.json.decode(msg.data))
+                except msgspec.DecodeError:
+                    continue
+        finally:
+            await sub.unsubscribe()
+        return out
+
+
+SERVICE = Gateway
