@@ -102,7 +102,10 @@ def _judge_provision(
     command = plan.command
     assert isinstance(command, ProvisionRequest)
     if proj > budget.cap_usd:
-        reason = f"Denied: {numbers}, above the hard cap of ${budget.cap_usd:.2f}."
+        limit = f"the hard cap of ${budget.cap_usd:.2f}"
+        if budget.cap_usd == budget.daily_usd:
+            limit = f"the daily budget of ${budget.daily_usd:.2f} (also the hard cap)"
+        reason = f"Denied: {numbers}, above {limit}."
         return state, *_outcome("denied", request, command, rate, state, policy, now, reason)
     if proj > budget.auto_limit_usd:
         if budget.cap_usd <= budget.auto_limit_usd:
