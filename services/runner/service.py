@@ -1,0 +1,247 @@
+"""The runner: the hosted-agent data plane (`fleet run runner`).
+
+Serves each agent of `[runner] agents` as A2A agent `agents.<name>` in the
+queue group `runner-<name>` on `a2a.agents.<name>.rpc`, with tasks, sessions
+and task ownership in JetStream KV so any runner can answer for any task or
+session (services.runner.taskstore, services.runner.sessions). Reports a
+UnitTelemetry heartbeat per agent pool every second on
+`fleet.telemetry.agents-<name>.<unit>`, stops taking work when its unit is
+published `draining`, and exits when it is published `terminated`.
+
+The `local` provider starts runners as units with (see tools/demo/agents.toml):
+
+    [providers.local]
+    command = ["env", "FLEET_RUNNER__UNIT={unit}", "FLEET_RUNNER__POOL={pool}",
+               "FLEET_RUNNER__READY_FILE={ready_file}", "FLEET_RUNNER__PROVIDER={provider}",
+               "{python}", "-m", "tools", "run", "runner", "--nats", "{nats}"]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import socket
+import sys
+import time
+from pathlib import Path
+
+from contracts import subjects
+from contracts.a2a import AgentCapabilities, AgentCard, AgentProvider, AgentSkill
+from contracts.events import UnitEvent
+from services.kit import ConfigError, Service
+from services.kit.a2a import nats_interface
+from services.kit.service import Delivery
+from services.runner.executor import AgentExecutor
+from services.runner.host import HostedAgent
+from services.runner.models import ModelBackend, build_model
+from services.runner.sessions import SessionStore
+from services.runner.settings import RunnerSettings, a2a_settings
+from services.runner.taskstore import LeasedTaskStore
+from services.runner.telemetry import RunnerMetrics, Tally, heartbeat
+
+log = logging.getLogger("fleet.runner")
+
+
+def default_unit() -> str:
+    """`<host>-<pid>` as a subject token."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", f"{socket.gethostname()}-{os.getpid()}")[:100]
+
+
+def agent_card(name: str, nats_url: str, model: str) -> AgentCard:
+    """The AgentCard of hosted agent `name`."""
+    agent = subjects.hosted_agent(name)
+    return AgentCard(
+        name=agent,
+        description=f"Hosted agent {name!r} served by fleetplane runners (model: {model}"
+        + (", simulated" if model == "sim" else "")
+        + ").",
+        supported_interfaces=[nats_interface(agent, nats_url)],
+        version="1.0.0",
+        capabilities=AgentCapabilities(streaming=True, push_notifications=False),
+        default_input_modes=["text/plain"],
+        default_output_modes=["text/plain", "application/json"],
+        skills=[
+            AgentSkill(
+                id="chat",
+                name="Conversation",
+                description="Multi-turn conversation; send follow-ups with the same contextId.",
+                tags=["chat", model],
+            )
+        ],
+        provider=AgentProvider(organization="fleetplane", url="https://github.com/fleetplane"),
+    )
+
+
+class RunnerService(Service):
+    """Hosted agents on this process; see the module docstring."""
+
+    name = "runner"
+    description = "hosted-agent runner (A2A agents.<name>)"
+    settings_type = RunnerSettings
+    migrations = None
+
+    settings: RunnerSettings
+
+    def __init__(self, settings: RunnerSettings | None = None, *, nats_url: str | None = None):
+        super().__init__(settings, nats_url=nats_url)
+        section = self.settings.runner
+        self.unit = section.unit or default_unit()
+        subjects.token(self.unit, "unit")
+        self.runner_id = f"{self.unit}-{os.getpid()}-{id(self) % 10000}"
+        self.agents: dict[str, HostedAgent] = {}
+        self.stores: dict[str, LeasedTaskStore] = {}
+        self.tallies: dict[str, Tally] = {}
+        self.model: ModelBackend = build_model(section)
+        self._drained = False
+        self.rmetrics = RunnerMetrics(self.metrics.registry)
+        self._since = time.time()
+
+    def pool_of(self, name: str) -> str:
+        return self.settings.runner.pool or subjects.agent_pool(name)
+
+    async def setup(self) -> None:
+        s = self.settings.runner
+        replicas = self.settings.nats.replicas
+        for name in s.agents:
+            agent = subjects.hosted_agent(name)
+            store = await LeasedTaskStore.open(
+                self.js, agent, self.runner_id, storage=s.kv_storage, replicas=replicas
+            )
+            await store.renew(s.lease_s)
+            sessions = await SessionStore.open(
+                self.js,
+                agent,
+                idle_s=s.session_idle_s,
+                quota=s.tenant_max_sessions,
+                storage=s.kv_storage,
+                replicas=replicas,
+            )
+            tally = Tally(last_active=time.time())
+            executor = AgentExecutor(
+                agent=name,
+                model=self.model,
+                sessions=sessions,
+                section=s,
+                runner_id=self.runner_id,
+                metrics=self.rmetrics,
+                tally=tally,
+            )
+            host = HostedAgent(
+                self,
+                agent,
+                executor,
+                agent_card(name, self.nats_url, s.model),
+                store,
+                a2a_settings(s),
+                queue_group=f"runner-{name}",
+            )
+            host.configure(
+                max_sessions=s.max_sessions, max_queue=s.max_queue, metrics=self.rmetrics, name=name
+            )
+            await host.start()
+            self.agents[name], self.stores[name], self.tallies[name] = host, store, tally
+            await self.subscribe(
+                subjects.unit(self.pool_of(name), self.unit), UnitEvent, self._on_unit_event
+            )
+        self.every(s.telemetry_interval_s, self._beat, "telemetry")
+        self.every(max(0.2, s.lease_s / 3), self._renew, "lease")
+        self.every(s.reap_interval_s, self._reap, "reap")
+        if s.ready_file:
+            await asyncio.to_thread(Path(s.ready_file).touch)
+        log.info(
+            "serving",
+            extra={
+                "agents": s.agents,
+                "unit": self.unit,
+                "model": s.model,
+                "max_sessions": s.max_sessions,
+            },
+        )
+
+    @classmethod
+    def main(cls, config: str | None = None, nats_url: str | None = None) -> int:
+        """`fleet run runner`; a configuration the runner cannot serve with exits 2."""
+        try:
+            return super().main(config, nats_url)
+        except ConfigError as exc:
+            print(f"fleet run runner: {exc}", file=sys.stderr)
+            return 2
+
+    async def stop(self) -> None:
+        """Leave every queue group, let running tasks finish (up to stop_deadline_s), stop."""
+        if self.state == "ready" and not self._drained:
+            self._drained = True
+            self.metrics.up.labels(self.name).set(0)
+            for host in self.agents.values():
+                await host.drain(self.settings.stop_deadline_s)
+        await super().stop()
+
+    async def teardown(self) -> None:
+        for host in self.agents.values():
+            await host.stop()
+        for store in self.stores.values():
+            await store.resign()
+        await self.model.close()
+
+    def status(self) -> dict[str, object]:
+        out = super().status()
+        out["unit"] = self.unit
+        out["agents"] = {
+            name: {
+                "inflight": h.inflight,
+                "queued": h.waiting,
+                "capacity": h.max_sessions,
+                "joined": h.joined,
+            }
+            for name, h in self.agents.items()
+        }
+        return out
+
+    # -- periodic work ---------------------------------------------------------------------
+    async def _beat(self) -> None:
+        now = time.time()
+        for name, host in self.agents.items():
+            tally = self.tallies[name]
+            tokens, completed = tally.take()
+            idle = 0.0 if host.inflight else now - tally.last_active
+            beat = heartbeat(
+                pool=self.pool_of(name),
+                unit=self.unit,
+                provider=self.settings.runner.provider,
+                inflight=host.inflight,
+                capacity=host.max_sessions,
+                queued=host.waiting,
+                tokens=tokens,
+                completed=completed,
+                idle_s=idle,
+                healthy=self.state == "ready",
+            )
+            await self.publish(subjects.telemetry(beat.pool, beat.unit), beat)
+
+    async def _renew(self) -> None:
+        for store in self.stores.values():
+            await store.renew(self.settings.runner.lease_s)
+
+    async def _reap(self) -> None:
+        for name, store in self.stores.items():
+            failed = await store.reap(self.agents[name].publish_event)
+            if failed:
+                self.metrics.count("tasks_reaped", len(failed))
+                log.warning(
+                    "failed the tasks of a runner that stopped",
+                    extra={"agent": name, "tasks": len(failed)},
+                )
+
+    async def _on_unit_event(self, event: UnitEvent, _d: Delivery) -> None:
+        if event.state == "draining":
+            for host in self.agents.values():
+                host.draining = True
+                await host.leave()
+        elif event.state in ("terminated", "failed"):
+            log.info("unit ended; stopping", extra={"unit": self.unit, "state": event.state})
+            self._stopping.set()
+
+
+SERVICE = RunnerService

@@ -1,0 +1,192 @@
+"""Sessions: a tenant's conversation with a hosted agent, shared by every runner.
+
+A session is keyed by (tenant, context id) and lives in the JetStream KV bucket
+`RUNNER_SESSIONS_<agent>` whose TTL is `session_idle_s`: each turn rewrites the
+record, so a session expires once it has been idle that long, and any runner
+can continue any session. A per-tenant index in the same bucket holds when
+each live session was last seen; `admit` is the pure quota decision over it,
+applied with compare-and-set so runners racing for a tenant's last slot cannot
+both win.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Literal
+
+import msgspec
+from nats.js import JetStreamContext
+from nats.js.api import StorageType
+from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError, NotFoundError
+from nats.js.kv import KeyValue
+
+CAS_ATTEMPTS = 8
+
+
+class Turn(msgspec.Struct, frozen=True, kw_only=True):
+    """One message of a conversation."""
+
+    role: Literal["user", "assistant"]
+    text: str
+
+
+class Session(msgspec.Struct, kw_only=True):
+    """A conversation: its turns and what it has cost in tokens."""
+
+    tenant: str
+    context_id: str
+    turns: list[Turn] = msgspec.field(default_factory=list)
+    created_ts: float = 0.0
+    updated_ts: float = 0.0
+    indexed_ts: float = 0.0
+    """When the tenant index last saw this session (refreshed every `idle_s / 2`)."""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    runner: str = ""
+    """The runner that handled the latest turn."""
+
+
+class TenantIndex(msgspec.Struct, kw_only=True):
+    """A tenant's live sessions: session key -> last seen (unix seconds)."""
+
+    tenant: str
+    live: dict[str, float] = msgspec.field(default_factory=dict)
+
+
+class QuotaFull(Exception):
+    """The tenant holds as many live sessions as its quota allows."""
+
+    def __init__(self, tenant: str, live: int, quota: int) -> None:
+        super().__init__(
+            f"tenant {tenant!r} already has {live} live sessions, its quota of {quota}; "
+            "continue an existing session (same contextId) or wait for one to go idle"
+        )
+        self.tenant = tenant
+        self.live = live
+        self.quota = quota
+
+
+def admit(index: TenantIndex, key: str, now: float, idle_s: float, quota: int) -> TenantIndex:
+    """The index with session `key` seen at `now`, expired sessions dropped; QuotaFull
+    when `key` is new and the tenant already holds `quota` live sessions."""
+    live = {k: ts for k, ts in index.live.items() if now - ts < idle_s}
+    if key not in live and len(live) >= quota:
+        raise QuotaFull(index.tenant, len(live), quota)
+    live[key] = now
+    return TenantIndex(tenant=index.tenant, live=live)
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.blake2b("\x00".join(parts).encode(), digest_size=16).hexdigest()
+
+
+def session_key(tenant: str, context_id: str) -> str:
+    """KV key of a session (ids are hashed: tenants and context ids may hold any text)."""
+    return f"s.{_digest(tenant, context_id)}"
+
+
+def index_key(tenant: str) -> str:
+    return f"t.{_digest(tenant)}"
+
+
+def bucket_name(agent: str) -> str:
+    return "RUNNER_SESSIONS_" + agent.replace(".", "_").replace("-", "_")
+
+
+_SESSION = msgspec.json.Decoder(Session)
+_INDEX = msgspec.json.Decoder(TenantIndex)
+_ENC = msgspec.json.Encoder()
+
+
+class SessionStore:
+    """Sessions and tenant indexes of one agent in a KV bucket."""
+
+    def __init__(self, kv: KeyValue, idle_s: float, quota: int) -> None:
+        self.kv = kv
+        self.idle_s = idle_s
+        self.quota = quota
+
+    @classmethod
+    async def open(
+        cls,
+        js: JetStreamContext,
+        agent: str,
+        *,
+        idle_s: float,
+        quota: int,
+        storage: str = "file",
+        replicas: int = 1,
+    ) -> SessionStore:
+        """Bind to (creating) the agent's session bucket with TTL `idle_s`."""
+        name = bucket_name(agent)
+        try:
+            kv = await js.key_value(name)
+        except BucketNotFoundError:
+            kv = await js.create_key_value(
+                bucket=name,
+                ttl=idle_s,
+                history=1,
+                replicas=replicas,
+                storage=StorageType.MEMORY if storage == "memory" else StorageType.FILE,
+                description="hosted-agent sessions and per-tenant session indexes",
+            )
+        return cls(kv, idle_s, quota)
+
+    async def _get_session(self, key: str) -> Session | None:
+        try:
+            entry = await self.kv.get(key)
+        except NotFoundError:
+            return None
+        return _SESSION.decode(entry.value) if entry.value else None
+
+    async def open_session(self, tenant: str, context_id: str, now: float | None = None) -> Session:
+        """The live session of (tenant, context), or a new one if the quota allows (QuotaFull)."""
+        now = time.time() if now is None else now
+        key = session_key(tenant, context_id)
+        session = await self._get_session(key)
+        if session is not None and session.tenant == tenant and session.context_id == context_id:
+            if now - session.indexed_ts >= self.idle_s / 2:
+                await self._touch_index(tenant, key, now)
+                session.indexed_ts = now
+            return session
+        await self._touch_index(tenant, key, now)
+        return Session(
+            tenant=tenant, context_id=context_id, created_ts=now, updated_ts=now, indexed_ts=now
+        )
+
+    async def save(self, session: Session) -> None:
+        """Write the session back (which also restarts its idle clock)."""
+        session.updated_ts = time.time()
+        await self.kv.put(session_key(session.tenant, session.context_id), _ENC.encode(session))
+
+    async def get(self, tenant: str, context_id: str) -> Session | None:
+        """The session as stored, or None when it does not exist or has expired."""
+        session = await self._get_session(session_key(tenant, context_id))
+        return session if session is not None and session.tenant == tenant else None
+
+    async def live_count(self, tenant: str, now: float | None = None) -> int:
+        """Live sessions of `tenant` per its index."""
+        now = time.time() if now is None else now
+        index, _ = await self._index(tenant)
+        return sum(1 for ts in index.live.values() if now - ts < self.idle_s)
+
+    async def _index(self, tenant: str) -> tuple[TenantIndex, int]:
+        try:
+            entry = await self.kv.get(index_key(tenant))
+        except NotFoundError:
+            return TenantIndex(tenant=tenant), 0
+        if not entry.value:
+            return TenantIndex(tenant=tenant), entry.revision or 0
+        return _INDEX.decode(entry.value), entry.revision or 0
+
+    async def _touch_index(self, tenant: str, key: str, now: float) -> None:
+        for _ in range(CAS_ATTEMPTS):
+            index, revision = await self._index(tenant)
+            updated = admit(index, key, now, self.idle_s, self.quota)
+            try:
+                await self.kv.update(index_key(tenant), _ENC.encode(updated), last=revision)
+                return
+            except KeyWrongLastSequenceError:
+                continue  # another runner changed it first: decide again on the new index
+        raise RuntimeError(f"session index of tenant {tenant!r} is too contended; retry")
