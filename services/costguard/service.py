@@ -273,9 +273,9 @@ class CostGuard(Service):
             (verdict.id, verdict.decision, encode(verdict), encode(audit), verdict.ts),
         )
         await db.execute(
-            "INSERT INTO kv(key, value) VALUES (?, ?) "
-            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            (LEDGER_KEY, encode(ledger)),
+            "INSERT INTO kv(key, value, updated_ts) VALUES (?, ?, ?) ON CONFLICT(key) "
+            "DO UPDATE SET value = excluded.value, updated_ts = excluded.updated_ts",
+            (LEDGER_KEY, encode(ledger), time.time()),
         )
         await db.commit()
         self.ledger = ledger

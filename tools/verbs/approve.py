@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError:
         print(f"fleet: the cost-guard's answer is not JSON: {body[:200]!r}", file=sys.stderr)
         return 1
-    if "error" in data:
+    if isinstance(data.get("error"), dict):  # the service's error envelope
         print(f"fleet: {data['error'].get('message', data['error'])}", file=sys.stderr)
         return 1
     reply = DecideReply(**{k: data.get(k) for k in ("ok", "id", "decision", "error")})
