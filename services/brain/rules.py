@@ -97,7 +97,7 @@ def placement_answer(text: str, need: dict[str, Any], placement: dict[str, Any])
         ).strip()
     alts = placement.get("alternatives") or []
     alt = ""
-    if alts:
+    if alts and "runner-up" not in str(placement.get("reasoning", "")).lower():
         a = alts[0]
         alt = f" Next best: {a['gpu_model']} on {a['provider']} at ${a['usd_per_hour']:.2f}/h."
     gpus = offer.get("num_gpus", 1)

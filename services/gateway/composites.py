@@ -91,7 +91,7 @@ def health_summary(
     lag_warn: int,
 ) -> dict[str, Any]:
     """Services answering, open breakers, consumer lag and what is wrong, as one answer."""
-    answering = sorted({p.get("name", "") for p in pings if p.get("name")})
+    answering = sorted({p.get("name", "") for p in pings} - {"", "fleet-api"})
     missing = [s for s in expected if s not in answering]
     breakers: dict[str, Any] = {}
     for name, st in statuses.items():

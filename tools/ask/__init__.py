@@ -1,0 +1,1 @@
+"""`fleet ask`: an A2A SendStreamingMessage to the brain, printed as it streams."""

@@ -1,0 +1,24 @@
+"""`fleet mcp`: the MCP server on stdio (for Claude Desktop and other MCP clients)."""
+
+from __future__ import annotations
+
+import argparse
+
+from tools.mcp_server import serve
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "mcp",
+        help="the MCP server on stdio",
+        description="Serve the fleet's operations as MCP tools on stdin/stdout: provision_gpu, "
+        "get_gpu_stats, list_gpu_instances, destroy_gpu_instance, cleanup_idle_gpus, "
+        "get_health_status, get_available_gpus, place_workload, get_budget. Each goes through "
+        "fleet.api on NATS; provisioning is judged by the cost-guard.",
+        epilog="Claude Desktop: add to claude_desktop_config.json\n"
+        '  {"mcpServers": {"fleetplane": {"command": "fleet", "args": ["mcp", "--nats", '
+        '"nats://127.0.0.1:4222"]}}}',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--nats", help="NATS URL (default: FLEET_NATS_URL, then .fleet/nats.url)")
+    p.set_defaults(func=lambda args: serve(args.nats))
