@@ -15,9 +15,21 @@ from services.kit.config import resolve_nats_url
 async def cli_connect(url: str | None, name: str = "fleet-cli") -> Client:
     """Connect for a CLI verb, with a short timeout and a message that says what to do."""
     target = resolve_nats_url(url)
+
+    async def quiet(_exc: Exception) -> None:
+        """No traceback per failed attempt: the SystemExit below says it once."""
+
     try:
+        # max_reconnect_attempts=0 would make nats-py retry an absent server forever;
+        # 1 means: one more try, shortly after the first, then give up.
         return await nats.connect(
-            target, name=name, connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False
+            target,
+            name=name,
+            connect_timeout=2,
+            max_reconnect_attempts=1,
+            reconnect_time_wait=0.2,
+            allow_reconnect=False,
+            error_cb=quiet,
         )
     except Exception as exc:
         raise SystemExit(

@@ -36,7 +36,7 @@ from services.provisioner.executor import Executor, Outcome
 from services.provisioner.inventory import Load
 from services.provisioner.lifecycle import Lifecycle
 from services.provisioner.placement import filter_offers, merge_offers, place
-from services.provisioner.providers.base import ProviderError
+from services.provisioner.providers.base import AuthError, ProviderError
 from services.provisioner.providerset import ProviderSet, build_providers
 from services.provisioner.unitstore import MIGRATIONS, AnyApproved, Inventory
 from services.provisioner.upkeep import Upkeep
@@ -274,6 +274,10 @@ class ProvisionerService(Service):
                 got = await asyncio.wait_for(
                     self.providers.call(name, lambda p: p.offers(flt)), OFFERS_TIMEOUT_S
                 )
+            except AuthError as exc:
+                status[name] = f"auth error: {exc}"[:300]
+                skipped.add(name)
+                return []
             except (ProviderError, TimeoutError) as exc:
                 status[name] = f"error: {exc}"[:300]
                 skipped.add(name)
