@@ -15,6 +15,7 @@ restarts it as a standby.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -509,8 +510,12 @@ class Service:
 
         async def loop() -> None:
             while not self._stopping.is_set():
+                # A long poll for a whole batch returns only when the batch is full or
+                # the poll expires, which would hold a lone message for up to the poll's
+                # length. So: long-poll for one message, then take whatever else is
+                # already waiting without blocking.
                 try:
-                    msgs = await psub.fetch(batch, timeout=1.0)
+                    msgs = await psub.fetch(1, timeout=1.0)
                 except (NatsTimeout, TimeoutError):
                     continue
                 except ConnectionClosedError:
@@ -519,6 +524,9 @@ class Service:
                     log.warning("fetch failed", exc_info=True, extra={"durable": durable})
                     await asyncio.sleep(0.5)
                     continue
+                if batch > 1:
+                    with contextlib.suppress(NatsTimeout, TimeoutError):
+                        msgs += await psub.fetch(batch - 1, timeout=0.05)
                 consumer.pending = list(msgs)
                 while consumer.pending:
                     msg = consumer.pending.pop(0)

@@ -18,9 +18,10 @@ class WatcherOptions(msgspec.Struct, kw_only=True):
 
     tick_s: Positive = 1.0
     """Seconds between PoolMetrics per pool; 1 s lets the scaler's 6 s panic window see bursts."""
-    window_s: Positive = 3.0
-    """Seconds of ticks averaged into one PoolMetrics; smooths heartbeats landing either
-    side of a tick, short because the scaler keeps its own longer windows."""
+    window_s: Positive = 1.0
+    """Seconds of ticks averaged into one PoolMetrics. One tick by default: each unit's
+    latest heartbeat already absorbs jitter around a tick, and the scaler keeps its own
+    stable and panic windows, so averaging here too would only delay a burst by a tick."""
     heartbeat_timeout_s: Positive = 10.0
     """Seconds without a heartbeat after which a unit is declared failed (units heartbeat ~1 s)."""
     unhealthy_limit: Annotated[int, Meta(ge=1)] = 3

@@ -95,11 +95,15 @@ class PoolWindow:
     samples: deque[PoolSample] = field(default_factory=deque)
 
     def add(self, sample: PoolSample, window_s: float) -> None:
-        """Append the newest sample and drop those that left the window."""
+        """Append the newest sample and drop those that left the window.
+
+        The window is measured in the samples' own durations, not wall-clock
+        horizons: a tick that runs a millisecond early must not keep the previous
+        sample in a one-tick window (that would hide a burst for a whole tick)."""
         self.samples.append(sample)
-        horizon = sample.t - window_s
-        while len(self.samples) > 1 and self.samples[0].t <= horizon:
-            self.samples.popleft()
+        covered = sum(s.dt for s in self.samples)
+        while len(self.samples) > 1 and covered - self.samples[0].dt >= window_s * 0.99:
+            covered -= self.samples.popleft().dt
 
     def metrics(self, pool: str) -> PoolMetrics:
         """The pool's metrics over the window; counts and capacity are the latest."""
