@@ -61,13 +61,15 @@ class AgentExecutor:
             self.metrics.errors.labels(self.agent, f"model_{type(exc).__name__}").inc()
             raise
         yield self._chunk(ctx, held or "", artifact_id, sent, meta, last=True)
-        session.turns = [*session.turns, user, Turn(role="assistant", text="".join(answer))]
+        reply = Turn(role="assistant", text="".join(answer))
+        session.turns = [*session.turns, user, reply][-self.section.max_history :]
+        session.turn_count += 1
         session.input_tokens += usage.input_tokens
         session.output_tokens += usage.output_tokens
         session.runner = self.runner_id
         await self.sessions.save(session)
         self._record(ctx.tenant, usage)
-        turn = sum(1 for t in session.turns if t.role == "user")
+        turn = session.turn_count
         yield ctx.status(
             TaskState.COMPLETED,
             data={

@@ -25,7 +25,7 @@ import msgspec
 from nats.aio.msg import Msg
 
 from contracts import subjects
-from contracts.a2a import QUOTA_EXCEEDED, SendMessageRequest, StreamResponse
+from contracts.a2a import QUOTA_EXCEEDED, Message, SendMessageRequest, StreamResponse, Task
 from services.kit.a2a import A2AServer, Run
 from services.kit.a2a_tenants import Refused
 from services.runner.executor import AgentExecutor
@@ -55,7 +55,7 @@ class HostedAgent(A2AServer):
         self._slots = asyncio.Semaphore(max_sessions)
         self._rpc_sub: Any = None
         self._membership = asyncio.Lock()
-        self._started_at: dict[str, float] = {}
+        self._preset_id: str | None = None
         metrics.capacity.labels(name).set(max_sessions)
 
     # -- serving and the queue group ----------------------------------------------------
@@ -140,9 +140,15 @@ class HostedAgent(A2AServer):
             ) from None
         await self._acquire()
         self.executor.opened[message.message_id] = session
+        task_id = uuid.uuid4().hex
         try:
+            # The claim is durable before the task exists, so no accepted task is unowned.
+            await self.store.claim(task_id, tenant)  # type: ignore[attr-defined]
+            self._preset_id = task_id  # taken by new_task() below, with no await between
             run = await super()._start(params, tenant, msg)
         except BaseException:
+            self._preset_id = None
+            self.store.release(task_id)  # type: ignore[attr-defined]
             self.executor.opened.pop(message.message_id, None)
             self._release()
             raise
@@ -151,8 +157,18 @@ class HostedAgent(A2AServer):
         run.runner.add_done_callback(lambda _t: self._finished(run, started))
         return run
 
+    def new_task(self, message: Message) -> tuple[Task, Message]:
+        """As the binding's, with the id claimed in _start()."""
+        task, message = super().new_task(message)
+        preset, self._preset_id = self._preset_id, None
+        if preset is None:
+            return task, message
+        message = msgspec.structs.replace(message, task_id=preset)
+        return msgspec.structs.replace(task, id=preset, history=[message]), message
+
     def _finished(self, run: Run, started: float) -> None:
         self._release()
+        self.store.release(run.task.id)  # type: ignore[attr-defined]
         self.executor.opened.pop(run.task.history[0].message_id if run.task.history else "", None)
         state = run.task.status.state
         self.rmetrics.latency.labels(self.name, state.name.lower()).observe(

@@ -74,6 +74,15 @@ def agent_card(name: str, nats_url: str, model: str) -> AgentCard:
     )
 
 
+def _fast_loop() -> None:
+    """uvloop where installed: nats-py's per-message work dominates a runner's CPU."""
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
 class RunnerService(Service):
     """Hosted agents on this process; see the module docstring."""
 
@@ -107,9 +116,14 @@ class RunnerService(Service):
         for name in s.agents:
             agent = subjects.hosted_agent(name)
             store = await LeasedTaskStore.open(
-                self.js, agent, self.runner_id, storage=s.kv_storage, replicas=replicas
+                self.js,
+                agent,
+                self.runner_id,
+                lease_s=s.lease_s,
+                storage=s.kv_storage,
+                replicas=replicas,
             )
-            await store.renew(s.lease_s)
+            await store.renew()
             sessions = await SessionStore.open(
                 self.js,
                 agent,
@@ -163,6 +177,7 @@ class RunnerService(Service):
     @classmethod
     def main(cls, config: str | None = None, nats_url: str | None = None) -> int:
         """`fleet run runner`; a configuration the runner cannot serve with exits 2."""
+        _fast_loop()
         try:
             return super().main(config, nats_url)
         except ConfigError as exc:
@@ -222,7 +237,7 @@ class RunnerService(Service):
 
     async def _renew(self) -> None:
         for store in self.stores.values():
-            await store.renew(self.settings.runner.lease_s)
+            await store.renew()
 
     async def _reap(self) -> None:
         for name, store in self.stores.items():

@@ -41,6 +41,8 @@ class Session(msgspec.Struct, kw_only=True):
     updated_ts: float = 0.0
     indexed_ts: float = 0.0
     """When the tenant index last saw this session (refreshed every `idle_s / 2`)."""
+    turn_count: int = 0
+    """Turns answered in this session (older turns may have left `turns`)."""
     input_tokens: int = 0
     output_tokens: int = 0
     runner: str = ""

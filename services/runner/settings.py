@@ -38,7 +38,7 @@ class RunnerSection(msgspec.Struct, kw_only=True):
     session_idle_s: Positive = 1800.0
     """A session unused this long expires with its history (the KV bucket's TTL)."""
     max_history: Annotated[int, Meta(ge=1)] = 40
-    """Turns of a session sent to the model; older ones are dropped from the prompt."""
+    """Turns (messages) of a session kept and sent to the model; older ones are dropped."""
     lease_s: Positive = 5.0
     """A runner that has not renewed its lease for this long is presumed dead and its
     running tasks are failed explicitly by a surviving runner."""
