@@ -121,7 +121,9 @@ class Executor:
                 transient = transient or provider in life.providers.providers
                 continue
             try:
-                offers = await life.providers.call(provider, lambda p: p.offers(flt))
+                offers = await life.providers.call(
+                    provider, lambda p: p.offers(flt), read_only=True
+                )
             except Retryable as exc:
                 why.append(str(exc))
                 transient = True

@@ -17,20 +17,21 @@ DEFAULT_MIN_RELIABILITY = 0.9
 a host that fails one rental in ten costs more in restarts than it saves."""
 
 
-def _order_key(offer: Offer) -> tuple[float, float, str, str]:
-    return (offer.usd_per_hour, -offer.reliability, offer.provider, offer.offer_id)
+def _order_key(offer: Offer) -> tuple[float, float, str, str, str]:
+    return (offer.usd_per_hour, -offer.reliability, offer.provider, offer.offer_id, offer.region)
 
 
 def merge_offers(per_provider: Iterable[Iterable[Offer]]) -> list[Offer]:
     """All offers from every provider in one list, cheapest first, duplicates dropped.
 
     Ties go to the more reliable offer, then by provider and offer id so the order
-    is stable from one call to the next.
+    is stable from one call to the next. The region is part of an offer's identity:
+    Lambda names an instance type once and offers it in each region with capacity.
     """
-    seen: dict[tuple[str, str], Offer] = {}
+    seen: dict[tuple[str, str, str], Offer] = {}
     for offers in per_provider:
         for offer in offers:
-            key = (offer.provider, offer.offer_id)
+            key = (offer.provider, offer.offer_id, offer.region)
             if key not in seen or offer.usd_per_hour < seen[key].usd_per_hour:
                 seen[key] = offer
     return sorted(seen.values(), key=_order_key)

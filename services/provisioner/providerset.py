@@ -91,9 +91,17 @@ class ProviderSet:
                 out[name] = self.breakers[name].state
         return out
 
-    async def call(self, name: str, fn: Callable[[Provider], Awaitable[T]]) -> T:
+    async def call(
+        self, name: str, fn: Callable[[Provider], Awaitable[T]], *, read_only: bool = False
+    ) -> T:
         """`fn(provider)` with retries and the breaker; raises the provider's typed errors,
-        BreakerOpen when the breaker refuses, Unavailable when `name` is not configured."""
+        BreakerOpen when the breaker refuses, Unavailable when `name` is not configured.
+
+        `read_only` calls (offers, list) count their failures but their successes do not
+        reset a closed breaker's count: a provider whose creates all fail while its reads
+        work is still down for our purpose, and the reconcile timer's reads would otherwise
+        keep its breaker shut forever. A read that gets through as the half-open probe
+        closes it as any call does."""
         provider = self.providers.get(name)
         if provider is None:
             raise Unavailable(name, f"provider {name!r} is not configured here")
@@ -122,7 +130,8 @@ class ProviderSet:
                 delay = backoff_s(attempt, self.base_s, self.max_s, self._rng.random(), err.after_s)
                 await asyncio.sleep(delay)
                 continue
-            await self._set(name, *br.on_success(self.breakers[name]))
+            if not (read_only and self.breakers[name].state == "closed"):
+                await self._set(name, *br.on_success(self.breakers[name]))
             return result
 
     def _error(self, name: str, exc: ProviderError) -> None:

@@ -272,7 +272,8 @@ class ProvisionerService(Service):
                 return []
             try:
                 got = await asyncio.wait_for(
-                    self.providers.call(name, lambda p: p.offers(flt)), OFFERS_TIMEOUT_S
+                    self.providers.call(name, lambda p: p.offers(flt), read_only=True),
+                    OFFERS_TIMEOUT_S,
                 )
             except AuthError as exc:
                 status[name] = f"auth error: {exc}"[:300]

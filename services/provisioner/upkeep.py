@@ -53,7 +53,7 @@ class Upkeep:
         lock = self._locks.setdefault(provider, asyncio.Lock())
         async with lock:
             try:
-                listed = await life.providers.call(provider, lambda p: p.list())
+                listed = await life.providers.call(provider, lambda p: p.list(), read_only=True)
             except ProviderError as exc:
                 log.info("reconcile skipped", extra={"provider": provider, "error": str(exc)})
                 return []
