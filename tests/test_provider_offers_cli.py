@@ -166,3 +166,26 @@ async def test_offers_and_place_through_a_running_provisioner(
         assert "from the provisioner" in run.out
     finally:
         await svc.stop()
+
+
+async def test_a_refused_key_at_the_provisioner_is_reported_too(
+    nats_url, vast, ionet, tmp_path
+) -> None:
+    providers = {
+        "vastai": {"base_url": vast.url, "api_key": "wrong-key", "timeout_s": 2.0},
+        "ionet": {"base_url": ionet.url, "api_key": ionet.api_key, "timeout_s": 2.0},
+    }
+    pools = {"gpu": {"gpu_model": "H100", "providers": ["vastai", "ionet"]}}
+    svc = ProvisionerService(settings(tmp_path, pools, providers), nats_url=nats_url)
+    await svc.start()
+    try:
+        run = await fleet("offers", "--json", "--nats", nats_url, env=clean_env(), cwd=tmp_path)
+    finally:
+        await svc.stop()
+    assert run.code == 1
+    doc = run.json()
+    assert doc["source"] == "provisioner"
+    assert doc["providers"]["vastai"]["state"] == "auth"
+    assert "[providers.vastai] api_key was refused (401)" in doc["providers"]["vastai"]["detail"]
+    assert {o["provider"] for o in doc["offers"]} == {"ionet"}
+    assert "fleet offers: vastai:" in run.err and "wrong-key" not in run.err + run.out

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 import msgspec
 
 from contracts.offers import OfferFilter
-from services.kit.config import ConfigError
+from services.kit import ConfigError
 from tools.market import direct, remote
 from tools.market.report import Report
 from tools.market.view import show_offers, show_placement
