@@ -120,7 +120,7 @@ class AnthropicModel:
             model=s.anthropic_model,
             max_tokens=s.max_tokens,
             system=s.system_prompt,
-            messages=claude_messages(turns),
+            messages=claude_messages(turns),  # type: ignore[arg-type]
         ) as stream:
             async for text in stream.text_stream:
                 if text:

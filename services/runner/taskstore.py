@@ -17,6 +17,7 @@ task ends in a state the client can see. `lapsed` is the pure decision.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -171,14 +172,14 @@ class LeasedTaskStore:
         self,
         publish_event: Callable[[str, StreamResponse], Awaitable[None]],
         now: float | None = None,
-    ) -> list[str]:
+    ) -> builtins.list[str]:
         """Fail the running tasks of runners whose lease lapsed; the ids of those failed.
 
         `publish_event(task_id, item)` sends the terminal event to the task's subject,
         for streaming and subscribed clients.
         """
         now = time.time() if now is None else now
-        failed: list[str] = []
+        failed: builtins.list[str] = []
         for dead in lapsed(await self.records(), self.me, now):
             for task_id, tenant in dead.tasks.items():
                 if await self._fail(dead.runner, task_id, tenant, publish_event):
