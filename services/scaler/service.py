@@ -22,7 +22,7 @@ from nats.js.api import DeliverPolicy
 from contracts import subjects
 from contracts.events import TERMINAL_STATES, AuditRecord, UnitEvent
 from contracts.telemetry import PoolMetrics
-from services.kit import ConfigError, Delivery, Service
+from services.kit import Delivery, Service
 from services.kit.config import KitSettings
 from services.scaler.policy import (
     Policy,
@@ -53,15 +53,45 @@ MIGRATIONS = [
 ]
 
 
+def _check_keys(self: Any) -> None:
+    """Values a Policy cannot work with, named with the fix (run on every pool table)."""
+    lo, hi = self.min, self.max
+    if (lo is not None and lo < 0) or (lo is not None and hi is not None and lo > hi):
+        raise ValueError(f"min={lo} and max={hi} need 0 <= min <= max")
+    if self.unit_capacity is not None and self.unit_capacity <= 0:
+        raise ValueError(f"unit_capacity={self.unit_capacity} must be > 0")
+    t = self.target_utilization
+    if t is not None and not 0 < t <= 1:
+        raise ValueError(f"target_utilization={t} must be in (0, 1]")
+
+
+PolicyKeys: Any = msgspec.defstruct(
+    "PolicyKeys",
+    [(f.name, f.type | None, None) for f in msgspec.structs.fields(Policy)],
+    kw_only=True,
+    namespace={"__post_init__": _check_keys},
+)
+"""A `[pools.<pool>]` table as the scaler reads it: Policy's fields, each optional (unset
+keys come from the default policy); other services' keys in the table are ignored."""
+
+
+def build_policy(keys: Any | None = None, base: Policy | None = None) -> Policy:
+    """`base` (or Policy's defaults) with the keys that are set laid over it."""
+    data = msgspec.structs.asdict(base) if base is not None else {}
+    if keys is not None:
+        data.update({k: v for k, v in msgspec.structs.asdict(keys).items() if v is not None})
+    return msgspec.convert(data, Policy)
+
+
 class ScalerOptions(msgspec.Struct, kw_only=True):
     """`[scaler]`."""
 
     stale_after_s: Annotated[float, Meta(gt=0)] = 5.0
     """Metrics older than this (seconds, by their `ts`) are skipped: after a restart the
     backlog describes a past that no proposal can fix. A few of the watcher's 1 s ticks."""
-    default_policy: dict[str, Any] = msgspec.field(default_factory=dict)
-    """Policy keys for pools without a `[pools.<pool>]` table, and the base the tables
-    override; empty means Policy's own defaults."""
+    default_policy: PolicyKeys = msgspec.field(default_factory=PolicyKeys)
+    """`[scaler.default_policy]`: Policy keys for pools without a `[pools.<pool>]` table,
+    and the base those tables override; unset keys keep Policy's own defaults."""
 
 
 class ScalerSettings(KitSettings, kw_only=True):
@@ -71,25 +101,34 @@ class ScalerSettings(KitSettings, kw_only=True):
     pools: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
     """`[pools.<pool>]`: the keys named as Policy's fields; other services' keys are ignored."""
 
+    def __post_init__(self) -> None:
+        # Fail at load time, naming the pool and the key; check the merged policies too
+        # (a default max below a pool's min is only visible once merged).
+        default, pools = policies(self)
+        for where, policy in [("scaler.default_policy", default), *pools.items()]:
+            try:
+                _check_keys(policy)
+            except ValueError as exc:
+                path = where if where.startswith("scaler.") else f"pools.{where}"
+                raise ValueError(f"{exc} - at `$.{path}`") from None
 
-def build_policy(where: str, keys: dict[str, Any], base: dict[str, Any] | None = None) -> Policy:
-    """A Policy from config keys (over `base`); a bad key or value names itself and the fix."""
-    known = set(Policy.__struct_fields__)
-    data = {**(base or {}), **{k: v for k, v in keys.items() if k in known}}
+
+def pool_keys(s: ScalerSettings, pool: str) -> Any:
+    """One pool's table as PolicyKeys; a bad value raises naming `pools.<pool>.<key>`."""
     try:
-        policy = msgspec.convert(data, Policy, strict=False)
+        return msgspec.convert(s.pools[pool], PolicyKeys, strict=False)
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"setting {where!r}: {exc}") from exc
-    problems = []
-    if not 0 <= policy.min <= policy.max:
-        problems.append(f"min={policy.min} and max={policy.max} need 0 <= min <= max")
-    if policy.unit_capacity <= 0:
-        problems.append(f"unit_capacity={policy.unit_capacity} must be > 0")
-    if not 0 < policy.target_utilization <= 1:
-        problems.append(f"target_utilization={policy.target_utilization} must be in (0, 1]")
-    if problems:
-        raise ConfigError(f"setting {where!r}: " + "; ".join(problems))
-    return policy
+        # msgspec paths do not name dict keys; say which pool, in msgspec's own form.
+        text = str(exc)
+        if " - at `$" in text:
+            raise ValueError(text.replace(" - at `$", f" - at `$.pools.{pool}", 1)) from None
+        raise ValueError(f"{text} - at `$.pools.{pool}`") from None
+
+
+def policies(s: ScalerSettings) -> tuple[Policy, dict[str, Policy]]:
+    """The default policy and each configured pool's, from the settings."""
+    default = build_policy(s.scaler.default_policy)
+    return default, {pool: build_policy(pool_keys(s, pool), default) for pool in s.pools}
 
 
 class Scaler(Service):
@@ -104,11 +143,7 @@ class Scaler(Service):
         super().__init__(settings, nats_url=nats_url)
         s: ScalerSettings = self.settings  # type: ignore[assignment]
         self.opts = s.scaler
-        self.default_policy = build_policy("scaler.default_policy", self.opts.default_policy)
-        base = msgspec.structs.asdict(self.default_policy)
-        self.policies = {
-            pool: build_policy(f"pools.{pool}", keys, base) for pool, keys in s.pools.items()
-        }
+        self.default_policy, self.policies = policies(s)
         self.states: dict[str, tuple[PoolState, float]] = {}
         """pool -> (state, ts of the last metrics decided on); a cache of the store."""
         self._lock = asyncio.Lock()
