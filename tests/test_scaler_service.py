@@ -193,4 +193,6 @@ def test_a_bad_pool_policy_fails_at_start_naming_the_pool(
 
 def test_a_default_policy_that_clashes_with_a_pool_table_fails_at_start(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"pools\.gpu.*min=20 and max=10"):
-        scaler_settings(tmp_path, scaler={"default_policy": {"min": 20, "max": 50}})
+        scaler_settings(
+            tmp_path, pools={"gpu": {"max": 10}}, scaler={"default_policy": {"min": 20}}
+        )
