@@ -10,8 +10,12 @@ and does no I/O. In order it:
    provision; desired < current a release), id = the request's id;
 3. applies the requester's rate limit;
 4. approves releases (they lower cost);
-5. projects the UTC day's spend at the new burn rate:
+5. checks the committed burn rate (billing + reserved + new, USD/hour) against
+   `max_burn_usd_per_hour`, and projects the UTC day's spend at the new burn rate:
    spent + (burn + reserved + new) x hours left. Above the hard cap: denied.
+   A scaler's proposal is elastic: when only part of it fits under the burn cap
+   or the daily budget, that part is approved and the verdict says so; an
+   explicit provision request is all or nothing.
    Above the daily budget: denied, or held when a hard cap above the budget
    leaves room a person may grant. Adding more than the approval threshold
    per hour: held. Otherwise approved, and the new units are reserved.
@@ -27,6 +31,7 @@ from contracts.commands import (
     AnyCommand,
     ProvisionRequest,
     ReleaseRequest,
+    ScaleProposal,
     Verdict,
     VerdictKind,
 )
@@ -36,9 +41,12 @@ from services.costguard.ledger import (
     Held,
     Ledger,
     Reservation,
+    burn_rate,
+    hours_left,
     pool_rate,
     projected,
     reserve,
+    reserved_rate,
     roll,
     spent_today,
     take_token,
@@ -89,10 +97,42 @@ def judge(
     return _judge_provision(state, request, plan, policy, now)
 
 
+def affordable_units(state: Ledger, unit_usd_per_hour: float, policy: Policy, now: float) -> int:
+    """How many more units at this price fit under the burn cap and the daily budget."""
+    budget = policy.budget
+    if unit_usd_per_hour <= 0:
+        return MAX_UNITS
+    committed = burn_rate(state) + reserved_rate(state, now)
+    room = [(budget.auto_limit_usd - projected(state, now)) / max(hours_left(now), 1e-9)]
+    if budget.max_burn_usd_per_hour is not None:
+        room.append(budget.max_burn_usd_per_hour - committed)
+    return max(0, min(MAX_UNITS, math.floor(min(room) / unit_usd_per_hour + 1e-9)))
+
+
+MAX_UNITS = 1_000_000
+
+
+def _shrink(plan: Plan, units: int) -> Plan:
+    command = plan.command
+    assert isinstance(command, ProvisionRequest)
+    note = f"{plan.note}; {units} of {plan.units} fit the budget"
+    return msgspec.structs.replace(
+        plan, command=msgspec.structs.replace(command, count=units), units=units, note=note
+    )
+
+
 def _judge_provision(
     state: Ledger, request: AnyCommand, plan: Plan, policy: Policy, now: float
 ) -> Outcome:
     budget = policy.budget
+    partial = ""
+    if isinstance(request, ScaleProposal) and plan.units > 1:
+        fits = affordable_units(state, plan.unit_usd_per_hour, policy, now)
+        if 0 < fits < plan.units:
+            partial = (
+                f" (approved {fits} of the {plan.units} asked; the rest would exceed the budget)"
+            )
+            plan = _shrink(plan, fits)
     rate = plan.units * plan.unit_usd_per_hour
     proj = projected(state, now, rate)
     numbers = (
@@ -106,6 +146,13 @@ def _judge_provision(
         if budget.cap_usd == budget.daily_usd:
             limit = f"the daily budget of ${budget.daily_usd:.2f} (also the hard cap)"
         reason = f"Denied: {numbers}, above {limit}."
+        return state, *_outcome("denied", request, command, rate, state, policy, now, reason)
+    committed = burn_rate(state) + reserved_rate(state, now) + rate
+    if budget.max_burn_usd_per_hour is not None and committed > budget.max_burn_usd_per_hour:
+        reason = (
+            f"Denied: {plan.units} x ${plan.unit_usd_per_hour:.2f}/h would commit the fleet to "
+            f"${committed:.2f}/h, above the burn cap of ${budget.max_burn_usd_per_hour:.2f}/h."
+        )
         return state, *_outcome("denied", request, command, rate, state, policy, now, reason)
     if proj > budget.auto_limit_usd:
         if budget.cap_usd <= budget.auto_limit_usd:
@@ -123,7 +170,7 @@ def _judge_provision(
             f"`fleet approve {request.id}` or `fleet reject {request.id}`."
         )
         return _hold(state, request, plan, rate, policy, now, reason)
-    reason = f"Approved: {numbers}, within the daily budget of ${budget.daily_usd:.2f}."
+    reason = f"Approved: {numbers}, within the daily budget of ${budget.daily_usd:.2f}{partial}."
     return _approve(
         state, request, command, plan.units, plan.unit_usd_per_hour, policy, now, reason
     )
@@ -219,6 +266,24 @@ def decide(
         )
     proj = projected(state, now, held.usd_per_hour)
     cap = policy.budget.cap_usd
+    burn_cap = policy.budget.max_burn_usd_per_hour
+    committed = burn_rate(state) + reserved_rate(state, now) + held.usd_per_hour
+    if burn_cap is not None and committed > burn_cap:
+        reason = (
+            f"Denied: approved by {operator}{said}, but at decision time it would commit the "
+            f"fleet to ${committed:.2f}/h, above the burn cap of ${burn_cap:.2f}/h."
+        )
+        return state, *_outcome(
+            "denied",
+            held.request,
+            held.command,
+            held.usd_per_hour,
+            state,
+            policy,
+            now,
+            reason,
+            operator,
+        )
     if proj > cap:
         reason = (
             f"Denied: approved by {operator}{said}, but at decision time "

@@ -20,6 +20,10 @@ class BudgetSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Spend allowed per UTC day, USD; automatic approvals keep the day's projection under it."""
     hard_cap_usd: Usd | None = None
     """USD per UTC day that nothing exceeds, not even an operator's approval; default daily_usd."""
+    max_burn_usd_per_hour: Usd | None = None
+    """Most USD/hour the fleet may be committed to at once (billing units, reserved
+    units and the new command together); None for no limit. Unlike the daily
+    projection, which loosens as the UTC day runs out, this binds at any hour."""
     approval_threshold_usd_per_hour: Usd = 10.0
     """A command adding more than this, USD/hour, waits for a person (`fleet approve ID`)."""
     hold_timeout_s: Positive = 900.0

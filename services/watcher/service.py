@@ -71,6 +71,7 @@ class Watcher(Service):
     def __init__(self, settings: WatcherSettings | None = None, *, nats_url: str | None = None):
         super().__init__(settings, nats_url=nats_url)
         self.opts = self.settings.watcher  # type: ignore[attr-defined]
+        self.configured: set[str] = set(self.settings.pools)  # type: ignore[attr-defined]
         self.table = UnitTable()
         self.windows: dict[str, PoolWindow] = {}
         self.latest: dict[str, PoolMetrics] = {}
@@ -182,7 +183,8 @@ class Watcher(Service):
                 await self._declare_failed(f, now)
         if forget_ended(self.table, now, self.opts.forget_after_s):
             await self._forget_rows(now)
-        samples = aggregate(self.table, now, dt, self.opts.heartbeat_timeout_s, set(self.external))
+        known = set(self.external) | self.configured
+        samples = aggregate(self.table, now, dt, self.opts.heartbeat_timeout_s, known)
         for pool, sample in samples.items():
             ext = self.external.get(pool)
             if ext is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 from msgspec import Meta
@@ -38,3 +38,6 @@ class WatcherSettings(KitSettings, kw_only=True):
     """Settings of the watcher service."""
 
     watcher: WatcherOptions = msgspec.field(default_factory=WatcherOptions)
+    pools: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    """`[pools.<pool>]`: only the names matter here. A configured pool gets PoolMetrics
+    every tick even before it has a unit, so the scaler can bring it up to its `min`."""

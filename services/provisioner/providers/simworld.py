@@ -50,8 +50,8 @@ class LoadPattern(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def demand(p: LoadPattern, t: float) -> float:
-    """Requests in flight the pool sees at unix time `t`: a daily cosine from base to peak,
-    times `burst_factor` during bursts."""
+    """Requests in flight the pool sees `t` seconds into the simulation: a daily cosine
+    from base (at t = 0) to peak (half a period later), times `burst_factor` during bursts."""
     wave = (1 - math.cos(2 * math.pi * ((t + p.phase_s) % max(p.period_s, 1e-9)) / p.period_s)) / 2
     level = p.base + (max(p.peak, p.base) - p.base) * wave
     if p.burst_every_s > 0 and p.burst_s > 0 and (t % p.burst_every_s) < p.burst_s:
@@ -94,6 +94,9 @@ class SimWorld:
         self.default_capacity = default_capacity
         self.sources: list[UnitSource] = []
         self._task: asyncio.Task[None] | None = None
+        self.started = time.time()
+        """The simulated day starts when the world does, so every run of the demo shows
+        the same story: a quiet start, the rise, bursts, and the fall."""
 
     @classmethod
     def from_section(cls, sim: Mapping[str, Any], capacities: Mapping[str, float]) -> SimWorld:
@@ -123,7 +126,7 @@ class SimWorld:
             capacity = self.capacities.get(pool, self.default_capacity)
             serving = [m for m in members if not m[1].draining]
             pattern = self.loads.get(pool)
-            load = demand(pattern, now) if pattern is not None else 0.0
+            load = demand(pattern, now - self.started) if pattern is not None else 0.0
             share = load / len(serving) if serving else 0.0
             for provider, u in members:
                 inflight = 0.0 if u.draining else min(capacity, share)
