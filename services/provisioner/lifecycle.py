@@ -8,6 +8,7 @@ cost-guard like any other spend, never done directly.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from contracts import subjects
 from contracts.commands import ProvisionRequest
 from contracts.events import Alert, AuditRecord, Severity, UnitEvent, UnitState
 from services.provisioner.config import ProvisionerSettings
+from services.provisioner.crashloop import CrashLoop
 from services.provisioner.inventory import Unit, transition
 from services.provisioner.providers.base import NotFound, ProviderError
 from services.provisioner.providerset import ProviderSet
@@ -48,6 +50,15 @@ class Lifecycle:
         self.providers = providers
         self.publish = publish
         self.count = count
+        self.crashloop = CrashLoop()
+        self._delayed: set[asyncio.Task[None]] = set()
+
+    async def close(self) -> None:
+        """Cancel replacements still waiting out a crash-loop backoff (the scaler asks
+        again for capacity the pool still lacks)."""
+        for task in list(self._delayed):
+            task.cancel()
+        await asyncio.gather(*self._delayed, return_exceptions=True)
 
     # -- events --------------------------------------------------------------
     async def event(self, unit: Unit, reason: str = "") -> None:
@@ -169,7 +180,11 @@ class Lifecycle:
         assert unit is not None
         replacement = ""
         if was in ("requested", "booting", "ready", "failed") and unit.released_by is None:
-            replacement = await self._ask_replacement(unit, reason)
+            delay = self.crashloop.failed(unit.pool, unit.created_ts, time.time())
+            if delay > 0:
+                replacement = await self._replace_later(unit, reason, delay)
+            else:
+                replacement = await self._ask_replacement(unit, reason)
         await self.destroy(name, f"failed: {reason}")
         await self.alert(
             "unit_failed",
@@ -186,6 +201,28 @@ class Lifecycle:
         ring = order[start:] + order[:start]
         usable = [p for p in ring if self.providers.usable(p)]
         return (usable or ring)[0]
+
+    async def _replace_later(self, unit: Unit, reason: str, delay_s: float) -> str:
+        streak = self.crashloop.streak.get(unit.pool, 0)
+        await self.alert(
+            "crash_loop",
+            f"{streak} units of pool {unit.pool} in a row failed within "
+            f"{self.crashloop.early_s:.0f} s of creation (last: {unit.unit}, {reason}); "
+            f"the next replacement waits {delay_s:.0f} s. Check the pool's image, command "
+            "and provider.",
+            severity="critical",
+            pool=unit.pool,
+            unit=unit.unit,
+        )
+
+        async def later() -> None:
+            await asyncio.sleep(delay_s)
+            await self._ask_replacement(unit, reason)
+
+        task = asyncio.ensure_future(later())
+        self._delayed.add(task)
+        task.add_done_callback(self._delayed.discard)
+        return f"{self.next_provider(unit.pool, unit.provider)} in {delay_s:.0f} s"
 
     async def _ask_replacement(self, unit: Unit, reason: str) -> str:
         provider = self.next_provider(unit.pool, unit.provider)

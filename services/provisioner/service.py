@@ -128,6 +128,7 @@ class ProvisionerService(Service):
         for name, provider in self.providers.providers.items():
             if getattr(provider, "owns_processes", False):
                 await self.life.retire_provider(name, "the provisioner stopped")
+        await self.life.close()
         await self.providers.close()
 
     # -- bus ---------------------------------------------------------------------

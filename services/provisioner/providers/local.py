@@ -52,6 +52,10 @@ DEFAULT_COMMAND = (
 PR_SET_PDEATHSIG = 1
 
 
+_NOT_INHERITED = frozenset({"FLEET_HTTP__PORT", "FLEET_HTTP__HOST"})
+"""Variables of the provisioner's own service that a unit must not share."""
+
+
 class LocalSettings(msgspec.Struct, frozen=True, kw_only=True):
     """`[providers.local]` (or any `[providers.<name>] kind = "local"`)."""
 
@@ -174,7 +178,10 @@ class LocalProvider:
             argv = [part.format(**values) for part in self.settings.command]
         except (KeyError, IndexError) as exc:
             raise Permanent(self.name, f"[providers.{self.name}] command: unknown {exc}") from None
-        env = {**os.environ, **self.settings.env}
+        # A unit is its own service: it must not inherit this process's HTTP port or
+        # store (fleet up gives each service its own), or it cannot bind and dies.
+        env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
+        env.update(FLEET_HTTP__PORT="0", **self.settings.env)
         log = open(self.dir / f"{unit}.log", "ab")
         try:
             proc = subprocess.Popen(
