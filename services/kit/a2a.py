@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -72,10 +71,18 @@ from contracts.a2a import (
     message_text,
 )
 from services.kit.a2a_rpc import RpcDispatch, RpcFailure
-from services.kit.a2a_tasks import KvTaskStore, SqliteTaskStore, TaskStore, apply_event
+from services.kit.a2a_tasks import (
+    KvTaskStore,
+    ProgressWrites,
+    SqliteTaskStore,
+    TaskStore,
+    apply_event,
+    new_id,
+)
 from services.kit.a2a_tenants import A2ASettings, TenantLimits
 
 log = logging.getLogger("fleet.a2a")
+_ENC = msgspec.json.Encoder()
 
 A2AEvent = TaskStatusUpdateEvent | TaskArtifactUpdateEvent
 
@@ -110,7 +117,7 @@ class TaskContext:
         if data is not None:
             parts.append(data_part(data))
         return Message(
-            message_id=uuid.uuid4().hex,
+            message_id=new_id(),
             role=Role.AGENT,
             parts=parts or [Part(text="")],
             context_id=self.context_id,
@@ -147,7 +154,7 @@ class TaskContext:
         return TaskArtifactUpdateEvent(
             task_id=self.task_id,
             context_id=self.context_id,
-            artifact=Artifact(artifact_id=artifact_id or uuid.uuid4().hex, parts=parts, name=name),
+            artifact=Artifact(artifact_id=artifact_id or new_id(), parts=parts, name=name),
             append=append,
             last_chunk=last_chunk,
         )
@@ -170,6 +177,8 @@ class Run:
     done: asyncio.Event = field(default_factory=asyncio.Event)
     cancel_requested: bool = False
     seq: int = 0
+    headers: dict[str, str] | None = None
+    """Trace context of the request, carried by the task's events."""
 
 
 def ends_stream(state: TaskState) -> bool:
@@ -216,6 +225,7 @@ class A2AServer(RpcDispatch):
         self.runs: dict[str, Run] = {}
         self._subs: list[Any] = []
         self._card_bytes = msgspec.json.encode(card)
+        self.progress = ProgressWrites(store, self.settings.progress_write_s, service.spawn)
 
     @classmethod
     async def mount(
@@ -288,7 +298,8 @@ class A2AServer(RpcDispatch):
     # -- running tasks --------------------------------------------------------------------
     def begin(self, task: Task, message: Message, tenant: str, headers: dict[str, str]) -> Run:
         """Start executing `task` for `message`; the caller has taken the tenant's slot."""
-        run = Run(task=task, tenant=tenant)
+        trace = headers.get("traceparent")
+        run = Run(task=task, tenant=tenant, headers={"traceparent": trace} if trace else None)
         self.runs[task.id] = run
         ctx = TaskContext(task=task, message=message, tenant=tenant, headers=headers)
         run.runner = self.service.spawn(self._execute(run, ctx), f"a2a-task:{task.id}")
@@ -327,20 +338,27 @@ class A2AServer(RpcDispatch):
     async def _emit(self, run: Run, event: A2AEvent) -> None:
         run.task = apply_event(run.task, event)
         run.seq += 1
-        await self.store.put(run.task, run.tenant)
         if isinstance(event, TaskStatusUpdateEvent):
             item = StreamResponse(status_update=event)
-            if event.status.state in TERMINAL_STATES:
-                self.service.metrics.count(f"a2a.tasks_{event.status.state.name.lower()}")
+            state = event.status.state
+            if state in TERMINAL_STATES:
+                self.service.metrics.count(f"a2a.tasks_{state.name.lower()}")
         else:
             item = StreamResponse(artifact_update=event)
+            state = None
+        if state is not None and ends_stream(state):
+            # Stored before any caller or subscriber hears of it.
+            await self.progress.settle(run.task.id)
+            await self.store.put(run.task, run.tenant)
+        else:
+            self.progress.mark(run.task, run.tenant)
         for q in run.listeners:
             q.put_nowait(item)
         try:
-            await self.service.publish(
-                subjects.a2a_task(self.agent, run.task.id),
-                item,
-                msg_id=f"{run.task.id}-{run.seq}",
+            # The stream's copy is for late subscribers (the store holds the task); core
+            # NATS keeps the order of this connection's publishes, with no ack to wait for.
+            await self.service.nc.publish(
+                subjects.a2a_task(self.agent, run.task.id), _ENC.encode(item), headers=run.headers
             )
         except Exception:
             log.warning("could not publish task event", exc_info=True)
@@ -372,8 +390,8 @@ class A2AServer(RpcDispatch):
 
     def new_task(self, message: Message) -> tuple[Task, Message]:
         """A SUBMITTED task for a first message (ids filled in where the client left them)."""
-        task_id = uuid.uuid4().hex
-        context_id = message.context_id or uuid.uuid4().hex
+        task_id = new_id()
+        context_id = message.context_id or new_id()
         message = msgspec.structs.replace(message, task_id=task_id, context_id=context_id)
         task = Task(
             id=task_id,

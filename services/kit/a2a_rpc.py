@@ -104,12 +104,17 @@ class RpcDispatch:
         raise NotImplementedError
 
     async def reply_stream(self, msg: Msg, rpc_id: Any, items: AsyncIterator[Any]) -> None:
-        """Send each item as a JSON-RPC response to the inbox, then the end-of-stream marker."""
+        """Send each item as a JSON-RPC response to the inbox, then the end-of-stream marker.
+
+        An error raised by `items` propagates without the marker: handle() answers it
+        and then ends the stream, so a call refused before its first event sees why."""
         try:
             async for item in items:
                 await self.service.nc.publish(msg.reply, self.envelope(rpc_id, item))
-        finally:
+        except asyncio.CancelledError:
             await self.service.nc.publish(msg.reply, b"", headers={HEADER_STREAM_END: "true"})
+            raise
+        await self.service.nc.publish(msg.reply, b"", headers={HEADER_STREAM_END: "true"})
 
     @staticmethod
     def tenant_of(msg: Msg) -> str | None:

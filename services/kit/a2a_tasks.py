@@ -10,12 +10,16 @@ another tenant finds nothing.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import random
 import time
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
 from contracts.a2a import (
@@ -24,7 +28,11 @@ from contracts.a2a import (
     TaskArtifactUpdateEvent,
     TaskStatusUpdateEvent,
 )
+from services.kit.a2a_jetstream import KvView
 from services.kit.store import Store
+
+log = logging.getLogger("fleet.a2a")
+_IDS = random.Random()  # seeded from the OS once; ids need to be unique, not secret
 
 
 class StoredTask(msgspec.Struct, kw_only=True):
@@ -53,6 +61,11 @@ class TaskStore(Protocol):
     async def list(self, tenant: str) -> list[StoredTask]:
         """Every task of `tenant`, most recently changed first."""
         ...
+
+
+def new_id() -> str:
+    """A random 32-hex-digit id for a task, context, message or artifact (no syscall)."""
+    return f"{_IDS.getrandbits(128):032x}"
 
 
 def apply_event(task: Task, event: TaskStatusUpdateEvent | TaskArtifactUpdateEvent) -> Task:
@@ -162,8 +175,9 @@ def kv_bucket_name(agent: str) -> str:
 class KvTaskStore:
     """Tasks in a JetStream KV bucket, readable and writable by every process of the agent."""
 
-    def __init__(self, kv: KeyValue) -> None:
+    def __init__(self, kv: KeyValue, view: KvView) -> None:
         self.kv = kv
+        self.view = view
 
     @classmethod
     async def open(
@@ -174,22 +188,21 @@ class KvTaskStore:
         try:
             kv = await js.key_value(name)
         except BucketNotFoundError:
-            kv = await js.create_key_value(bucket=name, ttl=ttl_s, replicas=replicas, history=1)
-        return cls(kv)
+            kv = await js.create_key_value(
+                bucket=name, ttl=ttl_s, replicas=replicas, history=1, direct=True
+            )
+        return cls(kv, await KvView.open(js, name, kv))
 
     async def _rec(self, task_id: str) -> StoredTask | None:
-        try:
-            entry = await self.kv.get(task_id)
-        except KeyNotFoundError:
-            return None
-        return _DEC.decode(entry.value) if entry.value else None
+        value, _ = await self.view.get(task_id)
+        return _DEC.decode(value) if value else None
 
     async def get(self, task_id: str, tenant: str) -> Task | None:
         rec = await self._rec(task_id)
         return rec.task if rec is not None and rec.tenant == tenant else None
 
     async def put(self, task: Task, tenant: str) -> None:
-        await self.kv.put(task.id, _ENC.encode(StoredTask(task=task, tenant=tenant)))
+        await self.view.put(task.id, _ENC.encode(StoredTask(task=task, tenant=tenant)))
 
     async def list(self, tenant: str) -> list[StoredTask]:
         try:
@@ -199,3 +212,59 @@ class KvTaskStore:
         recs = [r for k in keys[:10000] if (r := await self._rec(k)) is not None]
         recs = [r for r in recs if r.tenant == tenant]
         return sorted(recs, key=lambda r: r.updated_ts, reverse=True)
+
+
+class ProgressWrites:
+    """Intermediate states of running tasks, stored in the background.
+
+    A task's latest state is written `delay_s` after it first changed since its
+    last write, so a task that ends sooner costs no write for its progress;
+    `settle()` (before a synchronous write of the same task) drops what is
+    pending and waits for a write in flight, so a late progress write can never
+    overwrite a final state.
+    """
+
+    def __init__(
+        self,
+        store: TaskStore,
+        delay_s: float,
+        spawn: Callable[[Awaitable[Any], str], asyncio.Task[Any]],
+    ) -> None:
+        self.store = store
+        self.delay_s = delay_s
+        self._spawn = spawn
+        self._dirty: dict[str, tuple[Task, str, float]] = {}
+        self._writing: dict[str, asyncio.Future[None]] = {}
+        self._flusher: asyncio.Task[None] | None = None
+
+    def mark(self, task: Task, tenant: str) -> None:
+        """Remember `task` as changed; it is written within `delay_s`."""
+        prev = self._dirty.get(task.id)
+        self._dirty[task.id] = (task, tenant, prev[2] if prev else time.monotonic())
+        if self._flusher is None or self._flusher.done():
+            self._flusher = self._spawn(self._flush(), "a2a-progress")
+
+    async def settle(self, task_id: str) -> None:
+        """Forget the pending write of `task_id` and wait for one in flight."""
+        self._dirty.pop(task_id, None)
+        writing = self._writing.get(task_id)
+        if writing is not None:
+            await asyncio.wait([writing])
+
+    async def _flush(self) -> None:
+        while self._dirty:
+            task_id, (task, tenant, since) = next(iter(self._dirty.items()))
+            wait = since + self.delay_s - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
+            del self._dirty[task_id]
+            write = self._spawn(self._write(task, tenant), "a2a-progress-write")
+            self._writing[task_id] = write
+            write.add_done_callback(lambda _f, k=task_id: self._writing.pop(k, None))
+
+    async def _write(self, task: Task, tenant: str) -> None:
+        try:
+            await self.store.put(task, tenant)
+        except Exception:
+            log.warning("could not store the progress of a task", exc_info=True)

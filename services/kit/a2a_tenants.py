@@ -32,6 +32,10 @@ class A2ASettings(msgspec.Struct, kw_only=True):
     """Longest a blocking SendMessage waits before answering with the task as it is."""
     max_page_size: int = 100
     """Most tasks one ListTasks page returns."""
+    progress_write_s: float = 2.0
+    """Seconds after it changes that a running task's progress (WORKING, artifact chunks)
+    is stored, its latest state only; submitted, interrupted and final states are stored
+    before anyone hears of them. Other processes' GetTask sees progress this late."""
     store: str = "sqlite"
     """`sqlite` (the service's store; one process) or `kv` (JetStream KV; any process)."""
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from contracts.a2a import TaskState
 from services.kit.a2a import A2AEvent, TaskContext
+from services.kit.a2a_tasks import new_id
 from services.runner.models import ModelBackend, Usage
 from services.runner.sessions import Session, SessionStore, Turn
 from services.runner.settings import RunnerSection
@@ -41,7 +41,7 @@ class AgentExecutor:
             session = await self.sessions.open_session(ctx.tenant, ctx.context_id)
         user = Turn(role="user", text=ctx.text)
         turns = [*session.turns[-self.section.max_history :], user]
-        artifact_id = uuid.uuid4().hex
+        artifact_id = new_id()
         held: str | None = None
         sent = 0
         answer: list[str] = []

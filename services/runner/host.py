@@ -7,9 +7,7 @@ plane needs on top:
   the runner leaves the rpc queue group so NATS sends new requests to other
   runners; it rejoins when it has room again;
 - before a task is created its session is opened: a tenant over its live
-  session quota gets QUOTA_EXCEEDED, a JSON-RPC error, and no task;
-- a streaming call refused before its first event gets the error and then
-  the end-of-stream marker (in that order).
+  session quota gets QUOTA_EXCEEDED, a JSON-RPC error, and no task.
 """
 
 from __future__ import annotations
@@ -17,8 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
@@ -27,6 +23,7 @@ from nats.aio.msg import Msg
 from contracts import subjects
 from contracts.a2a import QUOTA_EXCEEDED, Message, SendMessageRequest, StreamResponse, Task
 from services.kit.a2a import A2AServer, Run
+from services.kit.a2a_tasks import new_id
 from services.kit.a2a_tenants import Refused
 from services.runner.executor import AgentExecutor
 from services.runner.sessions import QuotaFull
@@ -126,7 +123,7 @@ class HostedAgent(A2AServer):
         if message.task_id:
             return await super()._start(params, tenant, msg)  # the binding refuses or continues
         if not message.context_id:
-            message = msgspec.structs.replace(message, context_id=uuid.uuid4().hex)
+            message = msgspec.structs.replace(message, context_id=new_id())
             params.message = message
         assert message.context_id is not None
         try:
@@ -140,7 +137,7 @@ class HostedAgent(A2AServer):
             ) from None
         await self._acquire()
         self.executor.opened[message.message_id] = session
-        task_id = uuid.uuid4().hex
+        task_id = new_id()
         try:
             # The claim is durable before the task exists, so no accepted task is unowned.
             await self.store.claim(task_id, tenant)  # type: ignore[attr-defined]
@@ -177,21 +174,6 @@ class HostedAgent(A2AServer):
         if state.name != "COMPLETED":
             self.rmetrics.errors.labels(self.name, f"task_{state.name.lower()}").inc()
         self.executor.tally.completed += 1
-
-    async def reply_stream(self, msg: Msg, rpc_id: Any, items: AsyncIterator[Any]) -> None:
-        """As the binding's, but a refusal before the first event reaches the caller."""
-        try:
-            first = await anext(aiter(items))  # an error here is answered by handle(), then the end
-        except StopAsyncIteration:
-            await super().reply_stream(msg, rpc_id, items)
-            return
-
-        async def chained() -> AsyncIterator[Any]:
-            yield first
-            async for item in items:
-                yield item
-
-        await super().reply_stream(msg, rpc_id, chained())
 
     async def publish_event(self, task_id: str, item: StreamResponse) -> None:
         """Send a task event to `a2a.<agent>.tasks.<id>` (what reaped tasks announce)."""

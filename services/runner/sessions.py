@@ -21,6 +21,8 @@ from nats.js.api import StorageType
 from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 
+from services.kit.a2a_jetstream import KvView
+
 CAS_ATTEMPTS = 8
 
 
@@ -104,8 +106,9 @@ _ENC = msgspec.json.Encoder()
 class SessionStore:
     """Sessions and tenant indexes of one agent in a KV bucket."""
 
-    def __init__(self, kv: KeyValue, idle_s: float, quota: int) -> None:
+    def __init__(self, kv: KeyValue, view: KvView, idle_s: float, quota: int) -> None:
         self.kv = kv
+        self.view = view
         self.idle_s = idle_s
         self.quota = quota
 
@@ -132,15 +135,13 @@ class SessionStore:
                 replicas=replicas,
                 storage=StorageType.MEMORY if storage == "memory" else StorageType.FILE,
                 description="hosted-agent sessions and per-tenant session indexes",
+                direct=True,
             )
-        return cls(kv, idle_s, quota)
+        return cls(kv, await KvView.open(js, name, kv), idle_s, quota)
 
     async def _get_session(self, key: str) -> Session | None:
-        try:
-            entry = await self.kv.get(key)
-        except NotFoundError:
-            return None
-        return _SESSION.decode(entry.value) if entry.value else None
+        value, _ = await self.view.get(key)
+        return _SESSION.decode(value) if value else None
 
     async def open_session(self, tenant: str, context_id: str, now: float | None = None) -> Session:
         """The live session of (tenant, context), or a new one if the quota allows (QuotaFull)."""
@@ -160,7 +161,7 @@ class SessionStore:
     async def save(self, session: Session) -> None:
         """Write the session back (which also restarts its idle clock)."""
         session.updated_ts = time.time()
-        await self.kv.put(session_key(session.tenant, session.context_id), _ENC.encode(session))
+        await self.view.put(session_key(session.tenant, session.context_id), _ENC.encode(session))
 
     async def get(self, tenant: str, context_id: str) -> Session | None:
         """The session as stored, or None when it does not exist or has expired."""

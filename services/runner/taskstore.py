@@ -65,9 +65,13 @@ def lapsed(records: dict[str, Claims], me: str, now: float) -> list[Claims]:
 class LeasedTaskStore:
     """The agent's tasks (shared KV) with this runner's claims on the ones it runs."""
 
-    def __init__(self, tasks: KvTaskStore, claims: KeyValue, me: str, lease_s: float) -> None:
+    def __init__(
+        self, tasks: KvTaskStore, claims: KeyValue, bucket: str, me: str, lease_s: float
+    ) -> None:
         self.tasks = tasks
         self.claims = claims
+        self.link = tasks.view.link
+        self.prefix = f"$KV.{bucket}."
         self.me = me
         self.lease_s = lease_s
         self._mine: dict[str, str] = {}
@@ -100,7 +104,7 @@ class LeasedTaskStore:
                 storage=StorageType.MEMORY if storage == "memory" else StorageType.FILE,
                 description="runner leases and the tasks each runner runs",
             )
-        return cls(tasks, kv, me, lease_s)
+        return cls(tasks, kv, name, me, lease_s)
 
     # -- the TaskStore interface ---------------------------------------------------------
     async def get(self, task_id: str, tenant: str) -> Task | None:
@@ -135,7 +139,7 @@ class LeasedTaskStore:
             record = Claims(
                 runner=self.me, expires_ts=time.time() + self.lease_s, tasks=dict(self._mine)
             )
-            await self.claims.put(self.me, _ENC.encode(record))
+            await self.link.put(self.prefix + self.me, _ENC.encode(record))
             self._written = max(self._written, covers)
 
     async def renew(self) -> None:
