@@ -176,6 +176,9 @@ class KvView:
             return None, revision
         return (msg.data or None), revision
 
-    async def put(self, key: str, value: bytes) -> int:
-        """Write `key`; its new revision once the server stored it."""
-        return await self.link.put(self.prefix + key, value)
+    async def put(self, key: str, value: bytes, *, last: int | None = None) -> int:
+        """Write `key`; its new revision once the server stored it. With `last`, only if
+        the key's revision is still `last` (0: only if it does not exist), else
+        KeyWrongLastSequenceError."""
+        headers = None if last is None else {"Nats-Expected-Last-Subject-Sequence": str(last)}
+        return await self.link.put(self.prefix + key, value, headers=headers)

@@ -18,7 +18,7 @@ from typing import Literal
 import msgspec
 from nats.js import JetStreamContext
 from nats.js.api import StorageType
-from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError, NotFoundError
+from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from services.kit.a2a_jetstream import KvView
@@ -175,20 +175,17 @@ class SessionStore:
         return sum(1 for ts in index.live.values() if now - ts < self.idle_s)
 
     async def _index(self, tenant: str) -> tuple[TenantIndex, int]:
-        try:
-            entry = await self.kv.get(index_key(tenant))
-        except NotFoundError:
-            return TenantIndex(tenant=tenant), 0
-        if not entry.value:
-            return TenantIndex(tenant=tenant), entry.revision or 0
-        return _INDEX.decode(entry.value), entry.revision or 0
+        value, revision = await self.view.get(index_key(tenant))
+        if not value:
+            return TenantIndex(tenant=tenant), revision
+        return _INDEX.decode(value), revision
 
     async def _touch_index(self, tenant: str, key: str, now: float) -> None:
         for _ in range(CAS_ATTEMPTS):
             index, revision = await self._index(tenant)
             updated = admit(index, key, now, self.idle_s, self.quota)
             try:
-                await self.kv.update(index_key(tenant), _ENC.encode(updated), last=revision)
+                await self.view.put(index_key(tenant), _ENC.encode(updated), last=revision)
                 return
             except KeyWrongLastSequenceError:
                 continue  # another runner changed it first: decide again on the new index
