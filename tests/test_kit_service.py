@@ -189,3 +189,50 @@ async def test_health_metrics_and_micro_discovery(
     finally:
         await svc.stop()
     assert svc.state == "stopped"
+
+
+def test_a_service_still_connecting_stops_on_sigterm(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tools", "run", "scaler", "--nats", "nats://127.0.0.1:1"],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(repo), "FLEET_LOG__LEVEL": "info"},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # wait until it is retrying the connection
+            if "connecting to NATS" in line:
+                break
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_a_service_that_cannot_reach_nats_exits_saying_so(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-m", "tools", "run", "scaler", "--nats", "nats://127.0.0.1:1"],
+        cwd=tmp_path,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "PYTHONPATH": str(repo),
+            "FLEET_NATS__CONNECT_DEADLINE_S": "2",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 1
+    assert "cannot reach NATS at nats://127.0.0.1:1" in out.stderr

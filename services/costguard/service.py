@@ -234,6 +234,7 @@ class CostGuard(Service):
         return {
             "daily_usd": budget.daily_usd,
             "hard_cap_usd": budget.cap_usd,
+            "max_burn_usd_per_hour": budget.max_burn_usd_per_hour,
             "approval_threshold_usd_per_hour": budget.approval_threshold_usd_per_hour,
             **summary(ledger, now),
             "held": [

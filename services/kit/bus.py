@@ -6,9 +6,8 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
-import nats
 from nats.aio.client import Client
 from nats.errors import NoServersError
 from nats.js import JetStreamContext
@@ -30,19 +29,29 @@ async def connect(
     user: str = "",
     password: str = "",
     creds_file: str = "",
+    stopping: Callable[[], bool] = lambda: False,
 ) -> Client:
-    """Connect, retrying with backoff until `deadline_s`; reconnects forever afterwards."""
+    """Connect within `deadline_s`, retrying with backoff; reconnect forever once connected.
+
+    Each attempt gives up after two tries per server (nats-py would otherwise retry the
+    first connection forever, and can swallow a cancellation while doing so); between
+    attempts the caller's `stopping()` is checked, so a stop signal ends the wait
+    promptly. A server of a cluster list that was down at start is dropped from the
+    client's pool; the servers the cluster announces are used instead.
+    """
     servers = [u.strip() for u in url.split(",") if u.strip()]
+    log.info("connecting to NATS", extra={"url": url, "deadline_s": deadline_s})
     give_up = time.monotonic() + deadline_s
     delay = 0.1
     while True:
+        nc = Client()
         try:
-            return await nats.connect(
+            await nc.connect(
                 servers=servers,
                 name=name,
-                connect_timeout=connect_timeout_s,
-                reconnect_time_wait=reconnect_wait_s,
-                max_reconnect_attempts=-1,
+                connect_timeout=connect_timeout_s,  # type: ignore[arg-type]
+                reconnect_time_wait=reconnect_wait_s,  # type: ignore[arg-type]
+                max_reconnect_attempts=1,  # nats-py never gives up a server at <= 0
                 allow_reconnect=True,
                 user=user or None,
                 password=password or None,
@@ -52,14 +61,19 @@ async def connect(
                 reconnected_cb=_on_reconnect,
             )
         except (NoServersError, OSError, TimeoutError) as exc:
+            if stopping():
+                raise asyncio.CancelledError from exc
             if time.monotonic() + delay > give_up:
                 raise ConnectionError(
-                    f"cannot reach NATS at {url} after {deadline_s:.0f} s ({exc}); start it with "
-                    "`fleet up`, or pass --nats URL / set FLEET_NATS_URL"
+                    f"cannot reach NATS at {url} within {deadline_s:.0f} s ({exc}); start it "
+                    "with `fleet up`, or pass --nats URL / set FLEET_NATS_URL"
                 ) from exc
-            log.info("nats not reachable yet, retrying", extra={"url": url, "in_s": delay})
+            log.info("NATS not reachable yet; retrying", extra={"url": url, "in_s": delay})
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 2.0)
+            continue
+        nc.options["max_reconnect_attempts"] = -1  # from now on, ride out any outage
+        return nc
 
 
 async def _on_error(exc: Exception) -> None:

@@ -134,6 +134,7 @@ class Service:
         self._subs: list[Any] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = asyncio.Event()
+        self._set_up = False
         self._stopped = asyncio.Event()
         self._http = HealthServer(self.metrics.registry, self._healthz, self._readyz)
         self._started = time.time()
@@ -183,6 +184,7 @@ class Service:
             user=s.nats.user,
             password=s.nats.password,
             creds_file=s.nats.creds_file,
+            stopping=self._stopping.is_set,
         )
         self._js = self._nc.jetstream()
         await ensure_streams(self._js, replicas=s.nats.replicas)
@@ -202,6 +204,7 @@ class Service:
         if self.migrations is not None:  # a standby leaves the store to the holder
             self.store = await Store.open(Path(s.store.dir) / f"{self.name}.db", self.migrations)
         await self.setup()
+        self._set_up = True
         await self._nc.flush()  # subscriptions are live on the server before we say ready
         self.state = "ready"
         if self.lease is not None:
@@ -230,7 +233,8 @@ class Service:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         try:
-            await self.teardown()
+            if self._set_up:  # nothing to flush for a service stopped before setup()
+                await self.teardown()
         finally:
             if self.lease is not None:
                 await self.lease.release()  # after teardown: the next holder sees our last writes
@@ -258,10 +262,19 @@ class Service:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
+        starting = asyncio.ensure_future(self.start())
+        stop_asked = asyncio.ensure_future(self._stopping.wait())
         try:
-            await self.start()
-            await self._stopping.wait()
+            await asyncio.wait({starting, stop_asked}, return_when=asyncio.FIRST_COMPLETED)
+            if starting.done():
+                starting.result()  # a failed start raises here
+                await stop_asked
+            else:  # asked to stop while still connecting or waiting for the lease
+                starting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await starting
         finally:
+            stop_asked.cancel()
             await self.stop()
 
     @classmethod
@@ -272,6 +285,9 @@ class Service:
         except ConfigError as exc:
             print(f"fleet run {cls.name}: {exc}", file=sys.stderr)
             return 2
+        # A process inherits its parent thread's blocked-signal mask across exec; a
+        # service spawned from a thread that blocks SIGTERM would never hear it.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
         setup_logging(cls.name, settings.log.level, settings.log.json)
         setup_tracing(cls.name, settings.tracing.exporter, settings.tracing.sample_ratio)
         service = cls(settings, nats_url=nats_url)

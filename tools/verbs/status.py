@@ -106,6 +106,14 @@ def _counts(counts: dict[str, int]) -> str:
     return " ".join(f"{k}={v}" for k, v in sorted(keep.items())[:6])
 
 
+def pool_rows(answer: Any) -> list[dict[str, Any]]:
+    """The PoolMetrics in the watcher's `fleet.api.pools` answer, by pool name."""
+    if not isinstance(answer, dict) or not isinstance(answer.get("pools"), list):
+        return []
+    rows = [p.get("metrics", {}) for p in answer["pools"] if isinstance(p, dict)]
+    return sorted((r for r in rows if isinstance(r, dict)), key=lambda r: str(r.get("pool")))
+
+
 def render(doc: dict[str, Any], console: Console) -> None:
     services = Table(title="services", title_justify="left")
     for col in ("service", "version", "state", "up", "counts"):
@@ -126,24 +134,20 @@ def render(doc: dict[str, Any], console: Console) -> None:
     for st in doc["streams"]:
         streams.add_row(st["name"], str(st["messages"]), str(st["bytes"]), str(st["consumers"]))
     console.print(streams)
-    pools = doc.get("pools") or {}
-    rows = pools.get("pools", pools) if isinstance(pools, dict) else {}
-    if isinstance(rows, dict) and rows:
+    rows = pool_rows(doc.get("pools"))
+    if rows:
         table = Table(title="pools", title_justify="left")
-        for col in ("pool", "ready", "pending", "desired", "in flight", "queue", "utilization"):
+        for col in ("pool", "ready", "pending", "in flight", "queue", "utilization", "arrivals"):
             table.add_column(col)
-        for name, p in sorted(rows.items()):
-            if not isinstance(p, dict):
-                continue
-            m = p.get("metrics", p)
+        for m in rows:
             table.add_row(
-                name,
+                str(m.get("pool", "?")),
                 str(m.get("units_ready", "?")),
                 str(m.get("units_pending", "?")),
-                str(p.get("desired", "?")),
                 f"{m.get('inflight', 0):.0f}",
                 f"{m.get('queue_depth', 0):.0f}",
                 f"{m.get('utilization', 0):.0%}",
+                f"{m.get('arrival_rate', 0):.1f}/s",
             )
         console.print(table)
     budget = doc.get("budget")
@@ -151,13 +155,18 @@ def render(doc: dict[str, Any], console: Console) -> None:
         spent = budget.get("spent_today_usd", 0.0)
         total = budget.get("daily_usd", budget.get("budget_usd", 0.0))
         burn = budget.get("burn_usd_per_hour", 0.0)
+        cap = budget.get("max_burn_usd_per_hour")
         console.print(
-            f"[bold]budget[/]: spent ${spent:,.2f} of ${total:,.2f} today; "
-            f"burning ${burn:,.2f}/h; projected ${budget.get('projected_today_usd', 0.0):,.2f}"
+            f"[bold]budget[/]: spent ${spent:,.2f} of ${total:,.2f} today "
+            f"(hard cap ${budget.get('hard_cap_usd', total):,.2f}); burning ${burn:,.2f}/h"
+            + (f" of at most ${cap:,.2f}/h" if cap else "")
+            + f", ${budget.get('reserved_usd_per_hour', 0.0):,.2f}/h reserved; "
+            f"projected ${budget.get('projected_today_usd', 0.0):,.2f} by midnight UTC"
         )
-        held = budget.get("held") or []
-        for h in held:
+        for h in budget.get("held") or []:
             console.print(
-                f"  [yellow]held[/] {h.get('id')}: {h.get('reason', '')} "
-                f"(fleet approve {h.get('id')} / fleet reject {h.get('id')})"
+                f"  [yellow]held[/] {h.get('id')}: {h.get('units')} unit(s) of {h.get('pool')} "
+                f"for ${h.get('usd_per_hour', 0):,.2f}/h from {h.get('requester')}, "
+                f"denied in {h.get('expires_in_s', 0):.0f} s unless "
+                f"`fleet approve {h.get('id')}` (or `fleet reject {h.get('id')}`)"
             )
