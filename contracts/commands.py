@@ -6,7 +6,7 @@ whatever it was, and decoders dispatch on the tag.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
@@ -63,7 +63,7 @@ class ReleaseRequest(Command, frozen=True, kw_only=True):
     """How many units to remove when no unit is named; the idlest go first."""
 
 
-AnyCommand = Union[ScaleProposal, ProvisionRequest, ReleaseRequest]
+AnyCommand = ScaleProposal | ProvisionRequest | ReleaseRequest
 
 
 class Verdict(Message, frozen=True, kw_only=True):

@@ -69,15 +69,6 @@ def settings(tmp_path: Path) -> KitSettings:
     )
 
 
-async def next_dead(nc: Client, timeout: float = 5.0) -> DeadLetter:
-    sub = await nc.subscribe("fleet.dead.>")
-    try:
-        msg = await sub.next_msg(timeout)
-        return msgspec.json.decode(msg.data, type=DeadLetter)
-    finally:
-        await sub.unsubscribe()
-
-
 async def test_bad_telemetry_is_dead_lettered_and_the_service_keeps_running(
     nats_url: str, nc: Client, settings: KitSettings
 ) -> None:

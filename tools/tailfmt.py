@@ -50,7 +50,7 @@ def summary(subject: str, d: dict[str, Any]) -> str:
         return f"{g('current')}→{g('desired')} {g('mode')}{fc}: {g('reason', '')}"
     if subject == "fleet.provision.requested":
         return (
-            f"{g('requester')} wants {g('count')}× {g('gpu_model')} in {g('pool')}"
+            f"{g('requester')} wants {g('count')} x {g('gpu_model')} in {g('pool')}"
             f" [{g('id')}]: {g('reason', '')}"
         )
     if subject == "fleet.release.requested":
@@ -65,7 +65,8 @@ def summary(subject: str, d: dict[str, Any]) -> str:
     if subject.startswith("fleet.unit."):
         price = f" {_usd(g('usd_per_hour'))}/h" if g("usd_per_hour") else ""
         why = f": {g('reason')}" if g("reason") else ""
-        return f"{g('unit')} {str(g('state')).upper()} on {g('provider')} {g('gpu_model', '')}{price}{why}"
+        state = str(g("state")).upper()
+        return f"{g('unit')} {state} on {g('provider')} {g('gpu_model', '')}{price}{why}"
     if subject.startswith("fleet.alert."):
         where = "/".join(x for x in (g("pool"), g("unit")) if x)
         return f"{g('kind')} {where}: {g('message')}"

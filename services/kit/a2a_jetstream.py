@@ -59,7 +59,7 @@ class JetStreamLink:
     @classmethod
     async def of(cls, js_or_nc: JetStreamContext | Client) -> JetStreamLink:
         """The link of this connection (created, and subscribed, on first use)."""
-        nc: Client = getattr(js_or_nc, "_nc", js_or_nc)
+        nc: Client = js_or_nc._nc if isinstance(js_or_nc, JetStreamContext) else js_or_nc
         link = _LINKS.get(nc)
         if link is None:
             link = _LINKS[nc] = cls(nc)

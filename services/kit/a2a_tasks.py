@@ -11,6 +11,7 @@ another tenant finds nothing.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
@@ -261,7 +262,10 @@ class ProgressWrites:
             del self._dirty[task_id]
             write = self._spawn(self._write(task, tenant), "a2a-progress-write")
             self._writing[task_id] = write
-            write.add_done_callback(lambda _f, k=task_id: self._writing.pop(k, None))
+            write.add_done_callback(functools.partial(self._written, task_id))
+
+    def _written(self, task_id: str, _done: asyncio.Future[None]) -> None:
+        self._writing.pop(task_id, None)
 
     async def _write(self, task: Task, tenant: str) -> None:
         try:

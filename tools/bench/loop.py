@@ -186,7 +186,8 @@ async def _step(
     return fut.result() - t0
 
 
-async def _measure(url: str, tmp: Path, pools: list[str], parallel: int) -> dict[str, Any]:
+def _spawn_services(url: str, tmp: Path) -> dict[str, subprocess.Popen[bytes]]:
+    """The services under test, as `fleet up` runs them: one `fleet run` process each."""
     env = dict(
         os.environ,
         FLEET_NATS_URL=url,
@@ -205,6 +206,12 @@ async def _measure(url: str, tmp: Path, pools: list[str], parallel: int) -> dict
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
+    return procs
+
+
+async def _measure(
+    url: str, tmp: Path, pools: list[str], parallel: int, procs: dict[str, subprocess.Popen[bytes]]
+) -> dict[str, Any]:
     nc = await nats.connect(url)
     try:
         await _wait_services(nc, procs, tmp)
@@ -232,13 +239,6 @@ async def _measure(url: str, tmp: Path, pools: list[str], parallel: int) -> dict
             latencies += await asyncio.gather(*(_step(nc, p, approved, hops) for p in batch))
     finally:
         await nc.close()
-        for proc in procs.values():
-            proc.terminate()
-        for proc in procs.values():
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
     split = {
         "telemetry_to_metrics_s": [],
         "metrics_to_proposal_s": [],
@@ -265,9 +265,17 @@ def measure(steps: int, parallel: int) -> dict[str, Any]:
         tmp = Path(d)
         (tmp / "fleet.toml").write_text(config(pools))
         proc, url = start_nats(tmp / "nats")
+        services = _spawn_services(url, tmp)
         try:
-            raw = asyncio.run(_measure(url, tmp, pools, parallel))
+            raw = asyncio.run(_measure(url, tmp, pools, parallel, services))
         finally:
+            for service in services.values():
+                service.terminate()
+            for service in services.values():
+                try:
+                    service.wait(15)
+                except subprocess.TimeoutExpired:
+                    service.kill()
             stop_nats(proc)
     lat, base = raw["latencies_s"], raw["baseline_s"]
     p99 = _pct(lat, 0.99)
@@ -306,9 +314,10 @@ def run(args: argparse.Namespace) -> int:
             f"  baseline, one JetStream hop (publish+ack -> consumer): "
             f"p50 {r['baseline_jetstream_hop_p50_ms']:.2f} ms, "
             f"p99 {r['baseline_jetstream_hop_p99_ms']:.2f} ms\n"
-            f"  per hop p50/p99: "
+            "  per hop p50/p99: "
             + ", ".join(
-                f"{k.removesuffix('_s').replace('_', ' ')} {r['hops_p50_s'][k]:.3f}/{r['hops_p99_s'][k]:.3f} s"
+                f"{k.removesuffix('_s').replace('_', ' ')} "
+                f"{r['hops_p50_s'][k]:.3f}/{r['hops_p99_s'][k]:.3f} s"
                 for k in r["hops_p50_s"]
             )
             + "\n"

@@ -1,0 +1,1 @@
+"""The hosted-agent runner: Claude (or simulated) agents served over A2A, scaled as a pool."""
