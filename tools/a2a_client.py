@@ -11,6 +11,7 @@ A2AError with the JSON-RPC code, message and data.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from types import TracebackType
@@ -19,6 +20,8 @@ from typing import Any
 import msgspec
 import nats
 from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import NoRespondersError
 
 from contracts import subjects
 from contracts.a2a import (
@@ -47,6 +50,34 @@ class A2AError(Exception):
         self.code = code
         self.message = message
         self.data = data
+
+
+NO_RESPONDER_RETRIES_S = (0.05, 0.1, 0.2, 0.4, 0.8)
+"""Pauses before retrying a request nobody received: agents restarting, runners that left
+their queue group because they are full, interest still propagating after a (re)subscribe."""
+
+
+async def request(
+    nc: Client,
+    subject: str,
+    data: bytes,
+    *,
+    timeout_s: float,
+    headers: dict[str, str] | None = None,
+) -> Msg:
+    """nc.request, retried with backoff while the server answers "no responders".
+
+    The server sends that answer only when no subscriber received the message, so
+    retrying cannot run a request twice.
+    """
+    for pause in (*NO_RESPONDER_RETRIES_S, None):
+        try:
+            return await nc.request(subject, data, timeout=timeout_s, headers=headers)
+        except NoRespondersError:
+            if pause is None:
+                raise
+            await asyncio.sleep(pause)
+    raise AssertionError("unreachable")
 
 
 class A2AClient:
@@ -102,10 +133,11 @@ class A2AClient:
 
     async def call_raw(self, data: bytes, timeout_s: float | None = None) -> dict[str, Any]:
         """Send raw bytes to the agent's rpc subject; the decoded JSON answer."""
-        reply = await self.nc.request(
+        reply = await request(
+            self.nc,
             subjects.a2a_rpc(self.agent),
             data,
-            timeout=timeout_s or self.timeout_s,
+            timeout_s=timeout_s or self.timeout_s,
             headers=self._headers(),
         )
         body: dict[str, Any] = msgspec.json.decode(reply.data)

@@ -269,6 +269,7 @@ class A2AServer(RpcDispatch):
         ]
         # The service unsubscribes these first when it stops, like its own subscriptions.
         self.service._subs.extend(self._subs)
+        await nc.flush()  # started means reachable: the server has the subscriptions
 
     async def stop(self) -> None:
         """Stop executing: running tasks fail with a message saying to send them again."""

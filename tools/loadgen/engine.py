@@ -25,6 +25,7 @@ from nats.errors import TimeoutError as NatsTimeout
 
 from contracts import subjects
 from contracts.a2a import A2A_VERSION, HEADER_STREAM_END, HEADER_TENANT, HEADER_VERSION
+from tools.a2a_client import request
 from tools.loadgen.stats import Tally, error_kind
 
 
@@ -181,8 +182,8 @@ class LoadRun:
             t.errors[kind] += 1
 
     async def _send(self, body: bytes, headers: dict[str, str]) -> str:
-        msg = await self.nc.request(
-            self.subject, body, timeout=self.plan.timeout_s, headers=headers
+        msg = await request(
+            self.nc, self.subject, body, timeout_s=self.plan.timeout_s, headers=headers
         )
         kind = _kind(msg)
         return "task_unfinished" if kind == "working" else kind
