@@ -175,8 +175,9 @@ async def test_pool_fails_over_from_a_broken_vast_to_ionet_through_the_costguard
                 "breaker_opened",
             )
             assert "vastai" in opened[0].message and opened[0].severity == "critical"
-            # Vast.ai was really asked, with retries, and rented nothing.
-            assert len(creates(vast, "PUT", "/asks/5003")) == 3
+            # Vast.ai was really asked, with retries, and rented nothing. Each of the two
+            # slots retries at most 3 times; both may run before the breaker opens.
+            assert 3 <= len(creates(vast, "PUT", "/asks/5003")) <= 2 * 3
             assert vast.instances == {}
             provision = await audits.until(lambda a: any(r.action == "provision" for r in a), 10)
             note = next(r for r in provision if r.action == "provision")
