@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from nats.aio.client import Client
@@ -44,6 +45,8 @@ def start(tmp_path: Path, nats_url: str) -> subprocess.Popen[bytes]:
         "FLEET_STORE__DIR": str(tmp_path / "store"),
         "FLEET_CONFIG": str(tmp_path / "fleet.toml"),
         "FLEET_LOG__LEVEL": "warning",
+        # A killed holder's lease lapses in 2 s, so the restart does not stand by for long.
+        "FLEET_LEASE__LEASE_S": "2",
     }
     log = open(tmp_path / "provisioner.log", "ab")
     try:
@@ -59,7 +62,9 @@ def start(tmp_path: Path, nats_url: str) -> subprocess.Popen[bytes]:
 
 
 async def wait_ready(nc: Client, proc: subprocess.Popen[bytes], tmp_path: Path) -> None:
-    for _ in range(200):
+    """Until the provisioner says `ready` (a restart first stands by for the lease)."""
+    give_up = time.monotonic() + 30
+    while time.monotonic() < give_up:
         if proc.poll() is not None:
             raise AssertionError((tmp_path / "provisioner.log").read_text()[-3000:])
         try:
@@ -67,8 +72,9 @@ async def wait_ready(nc: Client, proc: subprocess.Popen[bytes], tmp_path: Path) 
             if json.loads(reply.data).get("state") == "ready":
                 return
         except Exception:
-            await asyncio.sleep(0.1)
-    raise AssertionError("provisioner did not become ready")
+            pass
+        await asyncio.sleep(0.1)
+    raise AssertionError("provisioner did not become ready within 30 s")
 
 
 async def test_sigkill_mid_command_then_restart_creates_no_duplicate(

@@ -221,3 +221,20 @@ def test_max_is_respected() -> None:
     policy = Policy(min=1, max=4, unit_capacity=10.0)
     _, proposal = decide(PoolState(), metrics(500.0, 2), policy, 0.0)
     assert proposal is not None and proposal.desired == 4
+
+
+def test_a_denied_burst_is_asked_again_and_the_reason_says_it_is_held_not_bursting() -> None:
+    state, t = PoolState(), 0.0
+    for _ in range(50):  # calm on 3 units
+        state, _ = decide(state, metrics(20.0, 3), POLICY, t)
+        t += 2.0
+    state, burst = decide(state, metrics(180.0, 3), POLICY, t)
+    assert burst is not None and burst.mode == "panic" and "over 2x" in burst.reason
+    # The cost-guard denied it: still 3 units while the burst fades.
+    again = None
+    while again is None and t < 600:
+        t += 2.0
+        state, again = decide(state, metrics(20.0, 3), POLICY, t)
+    assert again is not None and again.desired == burst.desired and again.mode == "panic"
+    assert "holding the burst's high-water mark" in again.reason
+    assert "over 2x" not in again.reason

@@ -59,6 +59,7 @@ class ProvisionerService(Service):
     """See the module docstring."""
 
     name = "provisioner"
+    singleton = True  # one provisioner reconciles the inventory; two would adopt each other's units
     description = "Carries out approved commands against GPU providers"
     settings_type = ProvisionerSettings
     migrations = MIGRATIONS

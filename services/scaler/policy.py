@@ -235,7 +235,7 @@ def decide(
             desired=desired,
             mode=mode,
             forecast=round(predicted, 3) if predicted is not None else None,
-            reason=_reason(mode, current, desired, demand, predicted, lead, policy),
+            reason=_reason(mode, current, desired, demand, predicted, lead, policy, burst_now=over),
         )
 
     new_state = msgspec.structs.replace(
@@ -264,6 +264,8 @@ def _reason(
     predicted: float | None,
     lead: float,
     policy: Policy,
+    *,
+    burst_now: bool = True,
 ) -> str:
     """One sentence naming the numbers behind a proposal."""
     cap = current * policy.unit_capacity
@@ -272,8 +274,13 @@ def _reason(
     head = f"Scale {verb} {current} -> {desired} units ({mode}): {demand:.1f} in flight, {util}"
     if mode == "predictive" and predicted is not None:
         return f"{head}; forecast {predicted:.1f} in flight in {lead:.0f} s."
-    if mode == "panic":
+    if mode == "panic" and burst_now:
         return f"{head}, over {policy.panic_threshold:g}x the ready capacity."
+    if mode == "panic":
+        return (
+            f"{head}; holding the burst's high-water mark until "
+            f"{policy.stable_window_s:.0f} s without a burst."
+        )
     return f"{head} of {cap:.0f} at target {policy.target_utilization:.0%}."
 
 

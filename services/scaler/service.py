@@ -135,6 +135,7 @@ class Scaler(Service):
     """Proposes each pool's unit count from its metrics."""
 
     name = "scaler"
+    singleton = True  # one scaler decides per pool; a standby takes over from the stored state
     description = "PoolMetrics -> ScaleProposal per pool (steady, panic, predictive)"
     settings_type = ScalerSettings
     migrations = MIGRATIONS
