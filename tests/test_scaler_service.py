@@ -4,6 +4,7 @@ out, state and learned lead times kept across a restart, stale backlog skipped."
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -88,6 +89,9 @@ async def test_telemetry_through_the_watcher_becomes_a_scale_proposal(
         while audit.refs["proposal"] != proposal.id:
             audit = await next_of(audits, AuditRecord)
         assert audit.actor == "scaler" and audit.reasoning == proposal.reason
+        # `fleet status` reads what the scaler wants from fleet.api.scaling.
+        wants = json.loads((await nc.request("fleet.api.scaling", b"{}", timeout=5)).data)
+        assert wants["pools"]["gpu"]["desired"] >= 4
         await proposals.unsubscribe()
         await audits.unsubscribe()
     finally:

@@ -28,6 +28,7 @@ from services.scaler.policy import (
     Policy,
     PoolState,
     decide,
+    lead_time,
     learn_lead_time,
     state_from_bytes,
     state_to_bytes,
@@ -165,6 +166,22 @@ class Scaler(Service):
             deliver_policy=DeliverPolicy.NEW,
         )
         await self.consume(subjects.UNIT_ALL, UnitEvent, self.on_unit, durable="scaler-units")
+        await self.api_endpoint("scaling", dict, self.on_scaling)
+
+    async def on_scaling(self, _req: dict[str, Any], d: Delivery) -> dict[str, Any]:
+        """`fleet.api.scaling`: per pool, the count the scaler wants and why."""
+        pools = {}
+        for pool, (state, last_ts) in sorted(self.states.items()):
+            policy = self.policy_for(pool)
+            pools[pool] = {
+                "desired": state.last_desired,
+                "panic": state.panic,
+                "lead_time_s": round(lead_time(state, policy), 1),
+                "min": policy.min,
+                "max": policy.max,
+                "last_metrics_ts": last_ts if last_ts != float("-inf") else None,
+            }
+        return {"pools": pools}
 
     def policy_for(self, pool: str) -> Policy:
         """The pool's configured policy, or the default one."""

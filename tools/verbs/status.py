@@ -33,10 +33,11 @@ async def collect(url: str | None) -> dict[str, Any]:
     """Everything `fleet status` shows, as one JSON-able document."""
     nc = await cli_connect(url)
     try:
-        stats, streams, pools, budget, health = await asyncio.gather(
+        stats, streams, pools, scaling, budget, health = await asyncio.gather(
             gather(nc, "$SRV.STATS", wait_s=0.7),
             _streams(nc),
             ask_json(nc, "fleet.api.pools", {}),
+            ask_json(nc, "fleet.api.scaling", {}),
             ask_json(nc, "fleet.api.budget", {}),
             ask_json(nc, "fleet.api.health", {}, timeout_s=3.0),
         )
@@ -69,6 +70,7 @@ async def collect(url: str | None) -> dict[str, Any]:
         "api": sorted(api, key=lambda a: str(a["op"])),
         "streams": streams,
         "pools": pools,
+        "scaling": scaling,
         "budget": budget,
         "health": health,
     }
@@ -135,15 +137,22 @@ def render(doc: dict[str, Any], console: Console) -> None:
         streams.add_row(st["name"], str(st["messages"]), str(st["bytes"]), str(st["consumers"]))
     console.print(streams)
     rows = pool_rows(doc.get("pools"))
+    scaling = doc.get("scaling") or {}
+    wants = scaling.get("pools", {}) if isinstance(scaling, dict) else {}
     if rows:
         table = Table(title="pools", title_justify="left")
-        for col in ("pool", "ready", "pending", "in flight", "queue", "utilization", "arrivals"):
+        cols = ("pool", "ready", "pending", "desired", "in flight", "queue", "utilization")
+        for col in (*cols, "arrivals"):
             table.add_column(col)
         for m in rows:
+            want = wants.get(m.get("pool"), {}) if isinstance(wants, dict) else {}
+            desired = want.get("desired")
             table.add_row(
                 str(m.get("pool", "?")),
                 str(m.get("units_ready", "?")),
                 str(m.get("units_pending", "?")),
+                ("?" if desired is None else str(desired))
+                + (" (panic)" if want.get("panic") else ""),
                 f"{m.get('inflight', 0):.0f}",
                 f"{m.get('queue_depth', 0):.0f}",
                 f"{m.get('utilization', 0):.0%}",
