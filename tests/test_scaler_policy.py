@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import math
 
+import msgspec
+
 from contracts.telemetry import PoolMetrics
 from services.scaler.forecast import predict
 from services.scaler.policy import (
@@ -238,3 +240,23 @@ def test_a_denied_burst_is_asked_again_and_the_reason_says_it_is_held_not_bursti
     assert again is not None and again.desired == burst.desired and again.mode == "panic"
     assert "holding the burst's high-water mark" in again.reason
     assert "over 2x" not in again.reason
+
+
+def test_the_tick_that_leaves_panic_says_it_holds_the_high_water_mark() -> None:
+    policy = msgspec.structs.replace(POLICY, repropose_s=2.0)  # re-propose every tick
+    state, t = PoolState(), 0.0
+    for _ in range(50):
+        state, _ = decide(state, metrics(20.0, 3), policy, t)
+        t += 2.0
+    state, burst = decide(state, metrics(180.0, 3), policy, t)
+    assert burst is not None
+    held = []  # proposals above the 3 units we have, once panic has ended
+    end = t + policy.stable_window_s + 120.0
+    while t < end:
+        t += 2.0
+        state, p = decide(state, metrics(20.0, 3), policy, t)
+        if p is not None and not state.panic and p.desired > 3:
+            held.append(p.reason)
+    assert held, "the exit tick re-proposes the high-water mark"
+    assert all("holding the burst's high-water mark" in r for r in held)
+    assert not any("at target" in r for r in held)

@@ -235,7 +235,16 @@ def decide(
             desired=desired,
             mode=mode,
             forecast=round(predicted, 3) if predicted is not None else None,
-            reason=_reason(mode, current, desired, demand, predicted, lead, policy, burst_now=over),
+            reason=_reason(
+                mode,
+                current,
+                desired,
+                demand,
+                predicted,
+                lead,
+                policy,
+                holding=(panic and not over) or (state.panic and not panic),
+            ),
         )
 
     new_state = msgspec.structs.replace(
@@ -265,7 +274,7 @@ def _reason(
     lead: float,
     policy: Policy,
     *,
-    burst_now: bool = True,
+    holding: bool = False,
 ) -> str:
     """One sentence naming the numbers behind a proposal."""
     cap = current * policy.unit_capacity
@@ -274,13 +283,13 @@ def _reason(
     head = f"Scale {verb} {current} -> {desired} units ({mode}): {demand:.1f} in flight, {util}"
     if mode == "predictive" and predicted is not None:
         return f"{head}; forecast {predicted:.1f} in flight in {lead:.0f} s."
-    if mode == "panic" and burst_now:
-        return f"{head}, over {policy.panic_threshold:g}x the ready capacity."
-    if mode == "panic":
+    if holding:
         return (
-            f"{head}; holding the burst's high-water mark until "
+            f"{head}; holding the burst's high-water mark of {desired} units until "
             f"{policy.stable_window_s:.0f} s without a burst."
         )
+    if mode == "panic":
+        return f"{head}, over {policy.panic_threshold:g}x the ready capacity."
     return f"{head} of {cap:.0f} at target {policy.target_utilization:.0%}."
 
 
