@@ -13,13 +13,10 @@ from pathlib import Path
 
 import msgspec
 import nats
-import pytest
 
 from contracts.events import UnitEvent
 from tools.loadgen.engine import LoadRun, Plan
 from tools.natsserver import free_port
-
-pytestmark = pytest.mark.slow
 
 
 async def test_a_load_ramp_adds_runners_and_they_go_when_it_stops(tmp_path: Path) -> None:
