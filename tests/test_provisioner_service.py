@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from nats.aio.client import Client
 
 from contracts import subjects
@@ -197,7 +198,7 @@ async def test_sim_units_beat_with_the_pools_load_shared_among_them(
     nats_url: str, nc: Client, tmp_path: Path
 ) -> None:
     pools = {"gpu": {"gpu_model": "H100", "providers": ["sim"], "unit_capacity": 4}}
-    load = {"gpu": {"base": 10, "peak": 10, "period_s": 600}}
+    load = {"gpu": {"base": 10, "peak": 10, "period_s": 600, "service_s": 2.0}}
     cfg = settings(tmp_path, pools, sim={"telemetry_interval_s": 0.1, "load": load})
     svc = ProvisionerService(cfg, nats_url=nats_url)
     await svc.start()
@@ -215,6 +216,8 @@ async def test_sim_units_beat_with_the_pools_load_shared_among_them(
         # demand 10 over two units of capacity 4: each serves 4 and queues 1
         assert all(b.inflight == 4 and b.queue_depth == 1 for b in last.values())
         assert all(b.utilization == 1.0 and b.provider == "sim" for b in last.values())
+        # 4 requests of 2 s each per unit: 2 complete per second, 0.2 per 0.1 s beat
+        assert all(b.completed == pytest.approx(0.2) for b in last.values())
     finally:
         await events.stop()
         await beats.stop()

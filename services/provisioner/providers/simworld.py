@@ -47,6 +47,9 @@ class LoadPattern(msgspec.Struct, frozen=True, kw_only=True):
     """Demand multiplier during a burst."""
     burst_s: float = 0.0
     """How long a burst lasts, in seconds."""
+    service_s: float = 1.0
+    """Mean time one request takes, seconds: a unit with `inflight` requests completes
+    inflight / service_s of them per second (what the watcher's arrival rate counts)."""
 
 
 def demand(p: LoadPattern, t: float) -> float:
@@ -128,6 +131,7 @@ class SimWorld:
             pattern = self.loads.get(pool)
             load = demand(pattern, now - self.started) if pattern is not None else 0.0
             share = load / len(serving) if serving else 0.0
+            service_s = max(pattern.service_s, 1e-3) if pattern is not None else 1.0
             for provider, u in members:
                 inflight = 0.0 if u.draining else min(capacity, share)
                 queue = 0.0 if u.draining else max(share - capacity, 0.0)
@@ -146,6 +150,7 @@ class SimWorld:
                         utilization=min(round(util, 4), 1.0),
                         gpu_util=min(round(util * 0.95, 4), 1.0),
                         idle_s=round(max(now - u.last_busy_ts, 0.0), 3),
+                        completed=round(inflight * self.interval_s / service_s, 3),
                     )
                 )
         return out
