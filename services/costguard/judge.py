@@ -246,8 +246,8 @@ def decide(
         state, held={k: h for k, h in state.held.items() if k != request_id}
     )
     said = f" ({note})" if note else ""
-    if not approve:
-        reason = f"Denied: rejected by {operator}{said}."
+
+    def deny(reason: str) -> Outcome:
         return state, *_outcome(
             "denied",
             held.request,
@@ -259,6 +259,9 @@ def decide(
             reason,
             operator,
         )
+
+    if not approve:
+        return deny(f"Denied: rejected by {operator}{said}.")
     if isinstance(held.command, ReleaseRequest):
         reason = f"Approved by {operator}{said}."
         return state, *_outcome(
@@ -269,37 +272,15 @@ def decide(
     burn_cap = policy.budget.max_burn_usd_per_hour
     committed = burn_rate(state) + reserved_rate(state, now) + held.usd_per_hour
     if burn_cap is not None and committed > burn_cap:
-        reason = (
+        return deny(
             f"Denied: approved by {operator}{said}, but at decision time it would commit the "
             f"fleet to ${committed:.2f}/h, above the burn cap of ${burn_cap:.2f}/h."
         )
-        return state, *_outcome(
-            "denied",
-            held.request,
-            held.command,
-            held.usd_per_hour,
-            state,
-            policy,
-            now,
-            reason,
-            operator,
-        )
     if proj > cap:
-        reason = (
+        return deny(
             f"Denied: approved by {operator}{said}, but at decision time "
-            f"${held.usd_per_hour:.2f}/h "
-            f"takes the day to ${proj:.2f}, above the hard cap of ${cap:.2f}."
-        )
-        return state, *_outcome(
-            "denied",
-            held.request,
-            held.command,
-            held.usd_per_hour,
-            state,
-            policy,
-            now,
-            reason,
-            operator,
+            f"${held.usd_per_hour:.2f}/h takes the day to ${proj:.2f}, above the hard cap of "
+            f"${cap:.2f}."
         )
     unit_price = held.usd_per_hour / held.units if held.units else 0.0
     reason = (

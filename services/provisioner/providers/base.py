@@ -7,6 +7,7 @@ sees the errors below.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Literal, Protocol, runtime_checkable
 
 import msgspec
@@ -107,3 +108,24 @@ class Provider(Protocol):
     async def close(self) -> None:
         """Release connections."""
         ...
+
+
+async def create_missing(
+    existing: list[ProviderUnit],
+    key: str,
+    count: int,
+    start_one: Callable[[], Awaitable[ProviderUnit]],
+    gone: tuple[str, ...] = ("terminated", "failed"),
+) -> list[ProviderUnit]:
+    """`count` live units labelled `key`: the ones `existing` already has, then new ones
+    from `start_one`. A CapacityError part-way returns what there is; it is raised only
+    when there is nothing. This is what makes `create` idempotent by its key."""
+    units = [u for u in existing if u.label == key and u.status not in gone]
+    while len(units) < count:
+        try:
+            units.append(await start_one())
+        except CapacityError:
+            if units:
+                break
+            raise
+    return units[:count]

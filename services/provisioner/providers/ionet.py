@@ -29,6 +29,7 @@ from services.provisioner.providers.base import (
     ProviderUnit,
     QuotaExceeded,
     UnitStatus,
+    create_missing,
 )
 from services.provisioner.providers.settings import ProviderSettings
 from services.provisioner.providers.transport import (
@@ -143,19 +144,9 @@ class IoNetProvider(HttpAdapter):
 
     async def create(self, offer: Offer, count: int, idempotency_key: str) -> list[ProviderUnit]:
         """Deploy `count` VMs of `offer` named `idempotency_key`; reuse ones already deployed."""
-        units = [
-            u
-            for u in await self.list()
-            if u.label == idempotency_key and u.status not in ("terminated", "failed")
-        ]
-        while len(units) < count:
-            try:
-                units.append(await self._deploy(offer, idempotency_key))
-            except CapacityError:
-                if units:
-                    break
-                raise
-        return units[:count]
+        return await create_missing(
+            await self.list(), idempotency_key, count, lambda: self._deploy(offer, idempotency_key)
+        )
 
     async def _deploy(self, offer: Offer, name: str) -> ProviderUnit:
         hw_id, _, loc = offer.offer_id.partition("@")

@@ -27,6 +27,7 @@ from services.provisioner.providers.base import (
     ProviderUnit,
     QuotaExceeded,
     UnitStatus,
+    create_missing,
 )
 from services.provisioner.providers.settings import DEFAULT_URLS, ProviderSettings
 from services.provisioner.providers.transport import (
@@ -138,19 +139,9 @@ class RunPodProvider(HttpAdapter):
 
     async def create(self, offer: Offer, count: int, idempotency_key: str) -> list[ProviderUnit]:
         """Start `count` pods of `offer` named `idempotency_key`; reuse ones already running."""
-        units = [
-            u
-            for u in await self.list()
-            if u.label == idempotency_key and u.status not in ("terminated", "failed")
-        ]
-        while len(units) < count:
-            try:
-                units.append(await self._start(offer, idempotency_key))
-            except CapacityError:
-                if units:
-                    break
-                raise
-        return units[:count]
+        return await create_missing(
+            await self.list(), idempotency_key, count, lambda: self._start(offer, idempotency_key)
+        )
 
     async def _start(self, offer: Offer, name: str) -> ProviderUnit:
         body = {

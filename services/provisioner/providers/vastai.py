@@ -20,6 +20,7 @@ from services.provisioner.providers.base import (
     ProviderUnit,
     QuotaExceeded,
     UnitStatus,
+    create_missing,
 )
 from services.provisioner.providers.settings import ProviderSettings
 from services.provisioner.providers.transport import HttpAdapter, as_float, body_text, json_or_none
@@ -146,17 +147,13 @@ class VastAiProvider(HttpAdapter):
         Vast rents one instance per call; when the offer goes (404/410) part-way, the
         instances already rented are returned, and CapacityError is raised only if none were.
         """
-        units = [
-            u for u in await self.list() if u.label == idempotency_key and u.status != "terminated"
-        ]
-        while len(units) < count:
-            try:
-                units.append(await self._rent(offer, idempotency_key))
-            except CapacityError:
-                if units:
-                    break
-                raise
-        return units[:count]
+        return await create_missing(
+            await self.list(),
+            idempotency_key,
+            count,
+            lambda: self._rent(offer, idempotency_key),
+            gone=("terminated",),
+        )
 
     async def _rent(self, offer: Offer, label: str) -> ProviderUnit:
         body = {
