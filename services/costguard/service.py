@@ -26,6 +26,7 @@ from typing import Any
 
 import msgspec
 from nats.js.errors import NotFoundError
+from prometheus_client import Counter, Gauge
 
 from contracts import subjects
 from contracts.commands import (
@@ -107,7 +108,37 @@ class CostGuard(Service):
             await self.consume(subject, msgspec.Raw, self._on_raw(kind), durable=durable)
         await self.endpoint("decide", subjects.BUDGET_DECIDE_ALL, DecideRequest, self.on_decide)
         await self.api_endpoint("budget", dict, self.on_budget)
+        self._gauges()
         self.every(self.policy.budget.held_sweep_s, self.sweep, "held-sweep")
+
+    def _gauges(self) -> None:
+        """Prometheus metrics of the budget, for the dashboard and the alert rules."""
+        reg = self.metrics.registry
+        self.m_verdicts = Counter(
+            "fleet_verdicts_total", "Verdicts published, by decision.", ["decision"], registry=reg
+        )
+        self.m_spent = Gauge(
+            "fleet_budget_spent_today_usd",
+            "USD spent today (UTC), accrued by the second.",
+            registry=reg,
+        )
+        self.m_daily = Gauge("fleet_budget_daily_usd", "The daily budget, USD.", registry=reg)
+        self.m_burn = Gauge(
+            "fleet_budget_burn_usd_per_hour", "USD/hour of the units billing now.", registry=reg
+        )
+        self.m_projected = Gauge(
+            "fleet_budget_projected_today_usd",
+            "Spend by midnight UTC at the current burn and reservations, USD.",
+            registry=reg,
+        )
+        self.m_daily.set(self.policy.budget.daily_usd)
+        self._refresh_gauges()
+
+    def _refresh_gauges(self) -> None:
+        figures = summary(self.ledger, time.time())
+        self.m_spent.set(figures["spent_today_usd"])
+        self.m_burn.set(figures["burn_usd_per_hour"])
+        self.m_projected.set(figures["projected_today_usd"])
 
     async def _replay_unit_events(self) -> None:
         """A fresh store: read every unit event again from the start of the stream."""
@@ -258,6 +289,7 @@ class CostGuard(Service):
                 await self._record(ledger, verdict, audit)
             if not outcomes and ledger != self.ledger:
                 await self._save(ledger)
+        self._refresh_gauges()
 
     # -- store and wire ----------------------------------------------------------
     async def _save(self, ledger: Ledger) -> None:
@@ -281,6 +313,7 @@ class CostGuard(Service):
         await db.commit()
         self.ledger = ledger
         self.metrics.count(f"verdicts_{verdict.decision}")
+        self.m_verdicts.labels(verdict.decision).inc()
         await self._publish_pending()
 
     async def _publish_pending(self) -> None:

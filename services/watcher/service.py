@@ -8,6 +8,7 @@ a restarted watcher still knows which units are ready, pending or ended.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -16,7 +17,7 @@ from typing import Any
 import httpx
 import msgspec
 from nats.aio.msg import Msg
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from contracts import subjects
 from contracts.events import TERMINAL_STATES, Alert, UnitEvent
@@ -86,6 +87,18 @@ class Watcher(Service):
             registry=self.metrics.registry,
         )
         self._ingested_seen = 0
+        self._units = Gauge(
+            "fleet_pool_units",
+            "Units per pool: ready (serving) or pending (requested or booting).",
+            ["pool", "state"],
+            registry=self.metrics.registry,
+        )
+        self._utilization = Gauge(
+            "fleet_pool_utilization",
+            "In-flight work over the pool's ready capacity, 0..1.",
+            ["pool"],
+            registry=self.metrics.registry,
+        )
 
     # -- lifecycle ---------------------------------------------------------
     async def setup(self) -> None:
@@ -200,6 +213,15 @@ class Watcher(Service):
         for pool in [p for p in self.windows if p not in samples]:
             del self.windows[pool]
             self.latest.pop(pool, None)
+            for state in ("ready", "pending"):
+                with contextlib.suppress(KeyError):
+                    self._units.remove(pool, state)
+            with contextlib.suppress(KeyError):
+                self._utilization.remove(pool)
+        for pool, m in self.latest.items():
+            self._units.labels(pool, "ready").set(m.units_ready)
+            self._units.labels(pool, "pending").set(m.units_pending)
+            self._utilization.labels(pool).set(m.utilization)
         for pool in samples:
             try:
                 await self.publish(
