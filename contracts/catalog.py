@@ -18,7 +18,7 @@ from contracts.commands import (
     ScaleProposal,
     Verdict,
 )
-from contracts.events import Alert, AuditRecord, DeadLetter, UnitEvent
+from contracts.events import Alert, AuditRecord, DeadLetter, PingReply, PingRequest, UnitEvent
 from contracts.telemetry import PoolMetrics, UnitTelemetry
 
 Transport = Literal["core", "stream", "request"]
@@ -154,6 +154,16 @@ CHANNELS: tuple[Channel, ...] = (
         stream="FLEET_AUDIT",
         description="Every decision with its reasoning.",
         publishers=("costguard", "provisioner", "brain", "scaler"),
+    ),
+    Channel(
+        key="unitPing",
+        address="fleet.ping.{unit}",
+        payload=PingRequest,
+        reply=PingReply,
+        transport="request",
+        description="A unit's liveness ping; it answers with its pid and pool.",
+        publishers=("operator", "provisioner"),
+        subscribers=("units",),
     ),
     Channel(
         key="dead",

@@ -58,6 +58,20 @@ class AuditRecord(Message, frozen=True, kw_only=True):
     id: Id | None = None
 
 
+class PingRequest(msgspec.Struct, frozen=True):
+    """A liveness ping to a unit, on `fleet.ping.<unit>`; it carries nothing."""
+
+
+class PingReply(msgspec.Struct, frozen=True, kw_only=True):
+    """A unit's answer to a ping."""
+
+    unit: str
+    pool: str
+    pid: int
+    uptime_s: float
+    draining: bool = False
+
+
 class DeadLetter(Message, frozen=True, kw_only=True):
     """A message that could not be decoded or handled, on `fleet.dead.<subject>`."""
 
@@ -75,6 +89,8 @@ __all__ = [
     "Alert",
     "AuditRecord",
     "DeadLetter",
+    "PingReply",
+    "PingRequest",
     "Severity",
     "UnitEvent",
     "UnitState",

@@ -69,6 +69,11 @@ def unit(pool: str, unit_id: str) -> str:
     return f"fleet.unit.{token(pool, 'pool')}.{token(unit_id, 'unit')}"
 
 
+def unit_ping(unit_id: str) -> str:
+    """Where a unit answers liveness pings: `fleet.ping.<unit>` (core request/reply)."""
+    return f"fleet.ping.{token(unit_id, 'unit')}"
+
+
 def audit(actor: str) -> str:
     return f"fleet.audit.{token(actor, 'actor')}"
 

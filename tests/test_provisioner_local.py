@@ -15,7 +15,6 @@ from contracts.commands import ProvisionRequest, ReleaseRequest
 from contracts.events import UnitEvent
 from contracts.telemetry import UnitTelemetry
 from services.provisioner.service import ProvisionerService
-from services.provisioner.worker import ping_subject
 from tests.provisioner_helpers import Watch, approve, eventually, settings, states
 
 POOLS = {"cpu": {"gpu_model": "CPU", "providers": ["local"]}}
@@ -48,7 +47,7 @@ async def test_local_workers_beat_answer_and_are_killed_on_release_and_stop(
 
         got = await beats.until(lambda b: {x.unit for x in b} >= {first, second}, 10)
         assert {b.provider for b in got} == {"local"}
-        pong = json.loads((await nc.request(ping_subject(first), b"", timeout=5)).data)
+        pong = json.loads((await nc.request(subjects.unit_ping(first), b"", timeout=5)).data)
         assert pong["unit"] == first and pong["pid"] in pids
 
         await approve(nc, ReleaseRequest(id="loc-rel", requester="op", pool="cpu", unit=first))

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import time
@@ -25,15 +24,8 @@ import nats
 from nats.aio.msg import Msg
 
 from contracts import subjects
-from contracts.events import UnitEvent
+from contracts.events import PingReply, UnitEvent
 from contracts.telemetry import UnitTelemetry
-
-PING_PREFIX = "fleet.ping"
-
-
-def ping_subject(unit: str) -> str:
-    """Where a worker answers pings: `fleet.ping.<unit>` (core NATS request/reply)."""
-    return f"{PING_PREFIX}.{subjects.token(unit, 'unit')}"
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -47,14 +39,14 @@ async def run(args: argparse.Namespace) -> int:
     draining = False
 
     async def on_ping(msg: Msg) -> None:
-        body = {
-            "unit": args.unit,
-            "pool": args.pool,
-            "pid": os.getpid(),
-            "uptime_s": round(time.time() - started, 3),
-            "draining": draining,
-        }
-        await msg.respond(json.dumps(body).encode())
+        reply = PingReply(
+            unit=args.unit,
+            pool=args.pool,
+            pid=os.getpid(),
+            uptime_s=round(time.time() - started, 3),
+            draining=draining,
+        )
+        await msg.respond(msgspec.json.encode(reply))
 
     async def on_event(msg: Msg) -> None:
         nonlocal draining
@@ -67,7 +59,7 @@ async def run(args: argparse.Namespace) -> int:
         elif event.state in ("terminated", "failed"):
             stop.set()
 
-    await nc.subscribe(ping_subject(args.unit), cb=on_ping)
+    await nc.subscribe(subjects.unit_ping(args.unit), cb=on_ping)
     await nc.subscribe(subjects.unit(args.pool, args.unit), cb=on_event)
     await nc.flush()
     if args.ready_file:
