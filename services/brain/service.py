@@ -87,6 +87,7 @@ class Brain(Service):
     """See the module docstring."""
 
     name = "brain"
+    singleton = True  # one routine check per interval; a standby takes over A2A too
     description = "The agent: Claude with fleet tools, A2A agent `fleet`, routine checks"
     settings_type = BrainSettings
     migrations: ClassVar[Sequence[str] | None] = []
