@@ -25,7 +25,7 @@ from nats.errors import TimeoutError as NatsTimeout
 
 from contracts import subjects
 from contracts.a2a import A2A_VERSION, HEADER_STREAM_END, HEADER_TENANT, HEADER_VERSION
-from tools.a2a_client import request
+from tools.a2a_client import NO_RESPONDER_RETRIES_S, request
 from tools.loadgen.stats import Tally, error_kind
 
 
@@ -193,6 +193,7 @@ class LoadRun:
         queue: asyncio.Queue[Msg] = asyncio.Queue()
         self._streams[inbox] = queue
         last = "no_events"
+        retries = iter(NO_RESPONDER_RETRIES_S)
         try:
             await self.nc.publish(self.subject, body, reply=inbox, headers=headers)
             first = True
@@ -202,8 +203,13 @@ class LoadRun:
                     hdrs = msg.headers or {}
                     if hdrs.get(HEADER_STREAM_END) == "true":
                         return last
-                    if hdrs.get("Status") == "503":
-                        return "no_responders"
+                    if hdrs.get("Status") == "503":  # nobody got it: safe to send again
+                        pause = next(retries, None)
+                        if pause is None or not first:
+                            return "no_responders"
+                        await asyncio.sleep(pause)
+                        await self.nc.publish(self.subject, body, reply=inbox, headers=headers)
+                        continue
                     if first:
                         first = False
                         self.tally.first_event_s.append(time.monotonic() - scheduled)
