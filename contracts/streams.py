@@ -13,6 +13,8 @@ from typing import Literal
 
 import msgspec
 
+from contracts.subjects import covers
+
 HOUR_S = 3600.0
 DAY_S = 24 * HOUR_S
 
@@ -89,16 +91,6 @@ ALL_STREAMS: tuple[StreamSpec, ...] = (
 def stream_for(subject: str) -> StreamSpec | None:
     """The stream that captures `subject`, or None for core-NATS-only subjects."""
     for spec in ALL_STREAMS:
-        if any(_matches(pattern, subject) for pattern in spec.subjects):
+        if any(covers(pattern, subject) for pattern in spec.subjects):
             return spec
     return None
-
-
-def _matches(pattern: str, subject: str) -> bool:
-    p, s = pattern.split("."), subject.split(".")
-    for i, tok in enumerate(p):
-        if tok == ">":
-            return len(s) > i
-        if i >= len(s) or (tok != "*" and tok != s[i]):
-            return False
-    return len(p) == len(s)

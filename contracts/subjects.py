@@ -43,6 +43,18 @@ def token(value: str, what: str = "token") -> str:
     return value
 
 
+def covers(pattern: str, subject: str) -> bool:
+    """Whether `pattern` matches every subject that `subject` (itself possibly a pattern
+    with `*` and `>`) can match; for a plain subject, whether the pattern matches it."""
+    p, s = pattern.split("."), subject.split(".")
+    for i, tok in enumerate(p):
+        if tok == ">":
+            return len(s) > i
+        if i >= len(s) or s[i] == ">" or (tok != "*" and tok != s[i]):
+            return False
+    return len(p) == len(s)
+
+
 def telemetry(pool: str, unit: str) -> str:
     return f"fleet.telemetry.{token(pool, 'pool')}.{token(unit, 'unit')}"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -36,28 +35,6 @@ async def cli_connect(url: str | None, name: str = "fleet-cli") -> Client:
             f"fleet: cannot reach NATS at {target} ({exc or type(exc).__name__}). "
             "Start it with `fleet up`, or pass --nats URL / set FLEET_NATS_URL."
         ) from None
-
-
-async def gather(nc: Client, subject: str, payload: bytes = b"", wait_s: float = 0.5) -> list[Any]:
-    """Every JSON reply to one request within `wait_s` (for $SRV.PING/INFO/STATS)."""
-    inbox = nc.new_inbox()
-    replies: list[Any] = []
-    sub = await nc.subscribe(inbox)
-    await nc.publish(subject, payload, reply=inbox)
-    try:
-        deadline = asyncio.get_running_loop().time() + wait_s
-        while (left := deadline - asyncio.get_running_loop().time()) > 0:
-            try:
-                msg = await sub.next_msg(timeout=left)
-            except (TimeoutError, nats.errors.TimeoutError):
-                break
-            try:
-                replies.append(json.loads(msg.data))
-            except ValueError:
-                continue
-    finally:
-        await sub.unsubscribe()
-    return replies
 
 
 async def ask_json(nc: Client, subject: str, body: Any = None, timeout_s: float = 2.0) -> Any:

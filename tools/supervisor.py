@@ -16,7 +16,6 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rich.console import Console
@@ -157,6 +156,3 @@ def render_log(text: str) -> Text:
     if "exc" in doc:
         out.append("\n" + str(doc["exc"]), style="red")
     return out
-
-
-StopHook = Callable[[], None]

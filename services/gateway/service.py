@@ -26,6 +26,7 @@ from contracts.commands import ProvisionRequest, ReleaseRequest, Verdict
 from services.gateway import composites
 from services.kit import Service
 from services.kit.a2a_tenants import Refused, TenantLimits
+from services.kit.bus import gather_replies
 from services.kit.config import KitSettings
 from services.kit.service import Delivery, RequestError
 
@@ -249,7 +250,7 @@ class Gateway(Service):
 
     async def health(self, wait_s: float) -> dict[str, Any]:
         """Which services answer, their breakers, and how far behind the durable consumers are."""
-        pings = await self._gather("$SRV.PING", wait_s)
+        pings = await gather_replies(self.nc, "$SRV.PING", wait_s)
         names = sorted({p.get("name", "") for p in pings} - {"", "fleet-api"})
         status_replies = await asyncio.gather(
             *(self.ask_subject(f"fleet.svc.{n}.status") for n in names)
@@ -290,26 +291,6 @@ class Gateway(Service):
             return answer
         except Exception:
             return {}
-
-    async def _gather(self, subject: str, wait_s: float) -> list[dict[str, Any]]:
-        inbox = self.nc.new_inbox()
-        sub = await self.nc.subscribe(inbox)
-        out: list[dict[str, Any]] = []
-        try:
-            await self.nc.publish(subject, b"", reply=inbox)
-            deadline = time.monotonic() + wait_s
-            while (left := deadline - time.monotonic()) > 0:
-                try:
-                    msg = await sub.next_msg(timeout=left)
-                except Exception:
-                    break
-                try:
-                    out.append(msgspec.json.decode(msg.data))
-                except msgspec.DecodeError:
-                    continue
-        finally:
-            await sub.unsubscribe()
-        return out
 
 
 SERVICE = Gateway

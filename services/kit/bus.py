@@ -7,7 +7,9 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
+import msgspec
 from nats.aio.client import Client
 from nats.errors import NoServersError
 from nats.js import JetStreamContext
@@ -74,6 +76,31 @@ async def connect(
             continue
         nc.options["max_reconnect_attempts"] = -1  # from now on, ride out any outage
         return nc
+
+
+async def gather_replies(
+    nc: Client, subject: str, payload: bytes = b"", wait_s: float = 0.5
+) -> list[Any]:
+    """Every JSON reply to one request within `wait_s` (for $SRV.PING/INFO/STATS, where
+    each service instance answers); replies that are not JSON are skipped."""
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox)
+    out: list[Any] = []
+    try:
+        await nc.publish(subject, payload, reply=inbox)
+        deadline = time.monotonic() + wait_s
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                msg = await sub.next_msg(timeout=left)
+            except Exception:  # nats-py raises its own TimeoutError when the wait ends
+                break
+            try:
+                out.append(msgspec.json.decode(msg.data))
+            except msgspec.DecodeError:
+                continue
+    finally:
+        await sub.unsubscribe()
+    return out
 
 
 async def _on_error(exc: Exception) -> None:

@@ -62,6 +62,20 @@ def _finish(verb: str, report: Report, as_json: bool) -> int:
     return 1 if report.auth_failures else 0
 
 
+def _fetch(
+    verb: str,
+    args: argparse.Namespace,
+    ask_remote: Callable[[], Awaitable[Report]],
+    ask_direct: Callable[[], Awaitable[Report]],
+) -> Report | None:
+    """The report from the provisioner or the providers; None (said on stderr) on bad input."""
+    try:
+        return asyncio.run(_source(verb, args, ask_remote, ask_direct))
+    except (remote.ApiError, ValueError, ConfigError) as exc:
+        print(f"fleet {verb}: {exc}", file=sys.stderr)
+        return None
+
+
 def run_offers(args: argparse.Namespace) -> int:
     """`fleet offers`."""
     flt = offer_filter(
@@ -73,17 +87,13 @@ def run_offers(args: argparse.Namespace) -> int:
         max_usd_per_hour=args.max_usd_per_hour,
         provider=args.provider,
     )
-    try:
-        report = asyncio.run(
-            _source(
-                "offers",
-                args,
-                lambda: remote.offers(flt, args.nats, args.timeout),
-                lambda: direct.gather_offers(flt, args.config),
-            )
-        )
-    except (remote.ApiError, ValueError, ConfigError) as exc:
-        print(f"fleet offers: {exc}", file=sys.stderr)
+    report = _fetch(
+        "offers",
+        args,
+        lambda: remote.offers(flt, args.nats, args.timeout),
+        lambda: direct.gather_offers(flt, args.config),
+    )
+    if report is None:
         return 2
     if not args.json:
         show_offers(report)
@@ -100,17 +110,13 @@ def run_place(args: argparse.Namespace) -> int:
         max_usd_per_hour=args.max_usd_per_hour,
         num_gpus=args.gpus,
     )
-    try:
-        report = asyncio.run(
-            _source(
-                "place",
-                args,
-                lambda: remote.place(need, args.nats, args.timeout),
-                lambda: direct.place_direct(need, args.config),
-            )
-        )
-    except (remote.ApiError, ValueError, ConfigError) as exc:
-        print(f"fleet place: {exc}", file=sys.stderr)
+    report = _fetch(
+        "place",
+        args,
+        lambda: remote.place(need, args.nats, args.timeout),
+        lambda: direct.place_direct(need, args.config),
+    )
+    if report is None:
         return 2
     if not args.json:
         show_placement(report)

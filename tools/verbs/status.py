@@ -11,7 +11,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from tools.natsops import ask_json, cli_connect, gather
+from services.kit.bus import gather_replies
+from tools.natsops import ask_json, cli_connect
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -34,7 +35,7 @@ async def collect(url: str | None) -> dict[str, Any]:
     nc = await cli_connect(url)
     try:
         stats, streams, pools, scaling, budget, health = await asyncio.gather(
-            gather(nc, "$SRV.STATS", wait_s=0.7),
+            gather_replies(nc, "$SRV.STATS", wait_s=0.7),
             _streams(nc),
             ask_json(nc, "fleet.api.pools", {}),
             ask_json(nc, "fleet.api.scaling", {}),

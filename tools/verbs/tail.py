@@ -17,6 +17,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from rich.console import Console
 
 from contracts.streams import ALL_STREAMS, StreamSpec, stream_for
+from contracts.subjects import covers
 from tools.natsops import cli_connect
 from tools.tailfmt import line
 
@@ -51,26 +52,15 @@ def parse_since(text: str) -> timedelta:
     return timedelta(seconds=n * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit])
 
 
-def _covers(pattern: str, subject: str) -> bool:
-    """Whether `pattern` matches every subject `subject` (itself a pattern) can match."""
-    p, s = pattern.split("."), subject.split(".")
-    for i, tok in enumerate(p):
-        if tok == ">":
-            return len(s) > i
-        if i >= len(s) or s[i] == ">" or (tok != "*" and tok != s[i]):
-            return False
-    return len(p) == len(s)
-
-
 def stream_filters(patterns: list[str]) -> list[tuple[StreamSpec, str]]:
     """(stream, filter subject) pairs that replay what `patterns` ask for."""
     out: list[tuple[StreamSpec, str]] = []
     for spec in ALL_STREAMS:
         for pattern in patterns:
             for subject in spec.subjects:
-                if _covers(subject, pattern):
+                if covers(subject, pattern):
                     out.append((spec, pattern))
-                elif _covers(pattern, subject):
+                elif covers(pattern, subject):
                     out.append((spec, subject))
     return list(dict.fromkeys(out))
 

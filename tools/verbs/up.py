@@ -13,7 +13,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from tools.natsops import cli_connect, gather
+from services.kit.bus import gather_replies
+from tools.natsops import cli_connect
 from tools.natsserver import free_port, start_nats, stop_nats
 from tools.registry import EMBEDDED, available
 from tools.supervisor import Supervisor, _die_with_parent
@@ -177,7 +178,7 @@ async def _report_ready(console: Console, names: list[str], url: str, started: f
     try:
         seen: set[str] = set()
         while time.monotonic() - started < READY_DEADLINE_S:
-            for reply in await gather(nc, "$SRV.PING", wait_s=0.3):
+            for reply in await gather_replies(nc, "$SRV.PING", wait_s=0.3):
                 seen.add(str(reply.get("name", "")))
             if set(names) <= seen:
                 console.print(
