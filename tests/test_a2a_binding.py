@@ -191,6 +191,25 @@ async def test_tasks_survive_a_restart_and_cancel_stops_a_running_task(
         await svc.stop()
 
 
+async def test_a_blocking_call_that_times_out_hands_out_a_task_that_is_stored(
+    nats_url: str, nc: Client, settings: KitSettings
+) -> None:
+    # A blocking call's task is stored when it ends; one that outlives the blocking
+    # timeout is answered as it is, and must then be readable from any process.
+    svc = await started(settings, nats_url, blocking_timeout_s=0.3, progress_write_s=60.0)
+    client = A2AClient(nc, AGENT, tenant="acme", timeout_s=10)
+    try:
+        running = await client.send("slow")
+        assert running.status.state == TaskState.WORKING
+        assert svc.a2a is not None
+        stored = await svc.a2a.store.get(running.id, "acme")  # what another process reads
+        assert stored is not None and stored.status.state == TaskState.WORKING
+        quick = await client.send("quick")
+        assert await svc.a2a.store.get(quick.id, "acme") == quick
+    finally:
+        await svc.stop()
+
+
 async def test_bad_requests_get_the_spec_error_codes(
     nats_url: str, nc: Client, settings: KitSettings
 ) -> None:

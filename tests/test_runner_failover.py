@@ -15,7 +15,18 @@ from pathlib import Path
 from nats.aio.client import Client
 
 from contracts import subjects
-from contracts.a2a import TERMINAL_STATES, TaskState
+from contracts.a2a import (
+    TERMINAL_STATES,
+    Message,
+    Part,
+    Role,
+    StreamResponse,
+    Task,
+    TaskState,
+    TaskStatus,
+    iso_now,
+)
+from services.runner.taskstore import LeasedTaskStore
 from tools.a2a_client import A2AClient
 
 AGENT = subjects.hosted_agent("assistant")
@@ -98,3 +109,34 @@ async def test_a_runner_killed_mid_task_loses_no_task(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
+
+
+async def test_a_running_task_is_claimed_before_it_is_stored_and_reaped_when_its_runner_dies(
+    nc: Client,
+) -> None:
+    js = nc.jetstream()
+    dead = await LeasedTaskStore.open(js, AGENT, "runner-a", lease_s=0.5)
+    alive = await LeasedTaskStore.open(js, AGENT, "runner-b", lease_s=30)
+    message = Message(message_id="m1", role=Role.USER, parts=[Part(text="hi")], context_id="c1")
+
+    def task(task_id: str, state: TaskState) -> Task:
+        status = TaskStatus(state=state, timestamp=iso_now())
+        return Task(id=task_id, context_id="c1", status=status, history=[message])
+
+    await dead.put(task("t-running", TaskState.WORKING), "acme")  # no claim() beforehand
+    await dead.put(task("t-done", TaskState.COMPLETED), "acme")  # ended before any store
+    records = await alive.records()
+    assert records["runner-a"].tasks == {"t-running": "acme"}
+
+    heard: list[tuple[str, StreamResponse]] = []
+
+    async def publish(task_id: str, item: StreamResponse) -> None:
+        heard.append((task_id, item))
+
+    failed = await alive.reap(publish, now=time.time() + 1)  # runner-a's lease has lapsed
+    assert failed == ["t-running"]
+    got = await alive.get("t-running", "acme")
+    assert got is not None and got.status.state == TaskState.FAILED
+    assert heard[0][0] == "t-running"
+    done = await alive.get("t-done", "acme")
+    assert done is not None and done.status.state == TaskState.COMPLETED

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -95,6 +95,15 @@ class TaskContext:
     message: Message
     tenant: str
     headers: dict[str, str] = field(default_factory=dict)
+    with_result: list[Coroutine[Any, Any, Any]] = field(default_factory=list)
+    """Writes that must be durable before anyone hears how this run ended; see
+    `store_with_result`."""
+
+    def store_with_result(self, write: Coroutine[Any, Any, Any]) -> None:
+        """Run `write` (e.g. saving the session this turn changed) alongside the store's
+        write of the run's final or interrupted state; callers hear of that state only
+        once both are done, and if `write` fails the task fails."""
+        self.with_result.append(write)
 
     @property
     def task_id(self) -> str:
@@ -179,6 +188,8 @@ class Run:
     seq: int = 0
     headers: dict[str, str] | None = None
     """Trace context of the request, carried by the task's events."""
+    with_result: list[Coroutine[Any, Any, Any]] = field(default_factory=list)
+    """The context's `store_with_result` writes (the same list)."""
 
 
 def ends_stream(state: TaskState) -> bool:
@@ -303,6 +314,7 @@ class A2AServer(RpcDispatch):
         run = Run(task=task, tenant=tenant, headers={"traceparent": trace} if trace else None)
         self.runs[task.id] = run
         ctx = TaskContext(task=task, message=message, tenant=tenant, headers=headers)
+        run.with_result = ctx.with_result
         run.runner = self.service.spawn(self._execute(run, ctx), f"a2a-task:{task.id}")
         return run
 
@@ -330,6 +342,8 @@ class A2AServer(RpcDispatch):
             await self._emit(run, ctx.status(TaskState.FAILED, f"the agent failed: {exc}"))
         finally:
             await _close(events)
+            for write in run.with_result:
+                write.close()  # registered, but the run ended before a final state
             self.runs.pop(run.task.id, None)
             self.limits.finish(run.tenant)
             for q in run.listeners:
@@ -350,7 +364,11 @@ class A2AServer(RpcDispatch):
         if state is not None and ends_stream(state):
             # Stored before any caller or subscriber hears of it.
             await self.progress.settle(run.task.id)
-            await self.store.put(run.task, run.tenant)
+            writes, run.with_result[:] = list(run.with_result), []
+            if writes:
+                await asyncio.gather(self.store.put(run.task, run.tenant), *writes)
+            else:
+                await self.store.put(run.task, run.tenant)
         else:
             self.progress.mark(run.task, run.tenant)
         for q in run.listeners:

@@ -52,7 +52,7 @@ from contracts.a2a import (
     iso_now,
 )
 from services.kit.a2a_compat import upgrade_params
-from services.kit.a2a_tasks import TaskStore, trimmed
+from services.kit.a2a_tasks import ProgressWrites, TaskStore, trimmed
 from services.kit.a2a_tenants import A2ASettings, Refused, TenantLimits, valid_tenant
 
 if TYPE_CHECKING:
@@ -93,6 +93,8 @@ class RpcDispatch:
     settings: A2ASettings
     limits: TenantLimits
     runs: dict[str, Run]
+
+    progress: ProgressWrites
 
     def begin(self, task: Task, message: Message, tenant: str, headers: dict[str, str]) -> Run:
         raise NotImplementedError
@@ -249,12 +251,21 @@ class RpcDispatch:
         raise RpcFailure(METHOD_NOT_FOUND, f"method {method!r} not found")
 
     async def _task(self, task_id: str, tenant: str) -> Task:
+        run = self.runs.get(task_id)
+        if run is not None and run.tenant == tenant:
+            return run.task  # running here: fresher than the store
         task = await self.store.get(task_id, tenant)
         if task is None:
             raise RpcFailure.not_found(task_id)
         return task
 
-    async def _start(self, params: SendMessageRequest, tenant: str, msg: Msg) -> Run:
+    async def _start(
+        self, params: SendMessageRequest, tenant: str, msg: Msg, *, store_now: bool = True
+    ) -> Run:
+        """Create (or continue) the task and start it. With `store_now` the task is stored
+        before this returns, because the caller is about to hand out its id; a blocking
+        call hands it out only with the result, so its task is stored with its progress
+        (after `progress_write_s`) or its end, whichever comes first."""
         message = params.message
         if not message.parts:
             raise RpcFailure(INVALID_PARAMS, "message.parts must not be empty")
@@ -279,6 +290,9 @@ class RpcDispatch:
         else:
             task, message = self.new_task(message)
         self.limits.start(tenant)
+        if not store_now:
+            self.progress.mark(task, tenant)
+            return self.begin(task, message, tenant, dict(msg.headers or {}))
         try:
             await self.store.put(task, tenant)
         except Exception:
@@ -287,13 +301,14 @@ class RpcDispatch:
         return self.begin(task, message, tenant, dict(msg.headers or {}))
 
     async def _send(self, params: SendMessageRequest, tenant: str, msg: Msg) -> SendMessageResponse:
-        queue: asyncio.Queue[StreamResponse | None] = asyncio.Queue()
-        run = await self._start(params, tenant, msg)
-        run.listeners.append(queue)
         config = params.configuration
         history = config.history_length if config else None
         if config is not None and config.return_immediately:
+            run = await self._start(params, tenant, msg)
             return SendMessageResponse(task=trimmed(run.task, history))
+        queue: asyncio.Queue[StreamResponse | None] = asyncio.Queue()
+        run = await self._start(params, tenant, msg, store_now=False)
+        run.listeners.append(queue)
         try:
             async with asyncio.timeout(self.settings.blocking_timeout_s):
                 while (item := await queue.get()) is not None:
@@ -301,7 +316,8 @@ class RpcDispatch:
                     if update is not None and _ends(update.status.state):
                         break
         except TimeoutError:
-            pass
+            # The caller learns the id of a task still running: it must be readable.
+            await self.progress.write_now(run.task, tenant)
         return SendMessageResponse(task=trimmed(run.task, history))
 
     async def _stream(

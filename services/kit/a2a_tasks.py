@@ -252,6 +252,14 @@ class ProgressWrites:
         if writing is not None:
             await asyncio.wait([writing])
 
+    async def write_now(self, task: Task, tenant: str) -> None:
+        """Store `task` now, in order with its other progress writes; raises if it fails."""
+        await self.settle(task.id)
+        write = self._spawn(self._write(task, tenant, quiet=False), "a2a-progress-write")
+        self._writing[task.id] = write
+        write.add_done_callback(functools.partial(self._written, task.id))
+        await write
+
     async def _flush(self) -> None:
         while self._dirty:
             task_id, (task, tenant, since) = next(iter(self._dirty.items()))
@@ -264,11 +272,14 @@ class ProgressWrites:
             self._writing[task_id] = write
             write.add_done_callback(functools.partial(self._written, task_id))
 
-    def _written(self, task_id: str, _done: asyncio.Future[None]) -> None:
-        self._writing.pop(task_id, None)
+    def _written(self, task_id: str, done: asyncio.Future[None]) -> None:
+        if self._writing.get(task_id) is done:
+            del self._writing[task_id]
 
-    async def _write(self, task: Task, tenant: str) -> None:
+    async def _write(self, task: Task, tenant: str, *, quiet: bool = True) -> None:
         try:
             await self.store.put(task, tenant)
         except Exception:
+            if not quiet:
+                raise
             log.warning("could not store the progress of a task", exc_info=True)

@@ -67,7 +67,8 @@ class AgentExecutor:
         session.input_tokens += usage.input_tokens
         session.output_tokens += usage.output_tokens
         session.runner = self.runner_id
-        await self.sessions.save(session)
+        # Durable together with the task's final state, before the caller hears of it.
+        ctx.store_with_result(self.sessions.save(session))
         self._record(ctx.tenant, usage)
         turn = session.turn_count
         yield ctx.status(

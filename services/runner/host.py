@@ -21,7 +21,7 @@ import msgspec
 from nats.aio.msg import Msg
 
 from contracts import subjects
-from contracts.a2a import QUOTA_EXCEEDED, Message, SendMessageRequest, StreamResponse, Task
+from contracts.a2a import QUOTA_EXCEEDED, SendMessageRequest, StreamResponse
 from services.kit.a2a import A2AServer, Run
 from services.kit.a2a_tasks import new_id
 from services.kit.a2a_tenants import Refused
@@ -52,7 +52,6 @@ class HostedAgent(A2AServer):
         self._slots = asyncio.Semaphore(max_sessions)
         self._rpc_sub: Any = None
         self._membership = asyncio.Lock()
-        self._preset_id: str | None = None
         metrics.capacity.labels(name).set(max_sessions)
 
     # -- serving and the queue group ----------------------------------------------------
@@ -118,10 +117,12 @@ class HostedAgent(A2AServer):
         self._regulate()
 
     # -- admission ------------------------------------------------------------------------
-    async def _start(self, params: SendMessageRequest, tenant: str, msg: Msg) -> Run:
+    async def _start(
+        self, params: SendMessageRequest, tenant: str, msg: Msg, *, store_now: bool = True
+    ) -> Run:
         message = params.message
-        if message.task_id:
-            return await super()._start(params, tenant, msg)  # the binding refuses or continues
+        if message.task_id:  # the binding refuses or continues
+            return await super()._start(params, tenant, msg, store_now=store_now)
         if not message.context_id:
             message = msgspec.structs.replace(message, context_id=new_id())
             params.message = message
@@ -137,15 +138,11 @@ class HostedAgent(A2AServer):
             ) from None
         await self._acquire()
         self.executor.opened[message.message_id] = session
-        task_id = new_id()
         try:
-            # The claim is durable before the task exists, so no accepted task is unowned.
-            await self.store.claim(task_id, tenant)  # type: ignore[attr-defined]
-            self._preset_id = task_id  # taken by new_task() below, with no await between
-            run = await super()._start(params, tenant, msg)
+            # The task store claims the task before it first stores it (taskstore), so no
+            # stored task that is still running is without an owner.
+            run = await super()._start(params, tenant, msg, store_now=store_now)
         except BaseException:
-            self._preset_id = None
-            self.store.release(task_id)  # type: ignore[attr-defined]
             self.executor.opened.pop(message.message_id, None)
             self._release()
             raise
@@ -153,15 +150,6 @@ class HostedAgent(A2AServer):
         assert run.runner is not None
         run.runner.add_done_callback(lambda _t: self._finished(run, started))
         return run
-
-    def new_task(self, message: Message) -> tuple[Task, Message]:
-        """As the binding's, with the id claimed in _start()."""
-        task, message = super().new_task(message)
-        preset, self._preset_id = self._preset_id, None
-        if preset is None:
-            return task, message
-        message = msgspec.structs.replace(message, task_id=preset)
-        return msgspec.structs.replace(task, id=preset, history=[message]), message
 
     def _finished(self, run: Run, started: float) -> None:
         self._release()

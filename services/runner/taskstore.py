@@ -3,9 +3,11 @@
 `LeasedTaskStore` is the binding's TaskStore (services.kit.a2a_tasks) over the
 agent's shared KV bucket, plus a record of which tasks each runner owns:
 `RUNNER_CLAIMS_<agent>` holds, per runner, the ids (and tenants) of the tasks
-it runs, and each runner's lease (renewed every `lease_s / 3`). Claims are
-group-committed: a task is accepted (`claim()` returns) once a claims write
-that includes it has been acknowledged, and many tasks share one write.
+it runs, and each runner's lease (renewed every `lease_s / 3`). A task is
+claimed before it is first stored (a blocking call's task that ends before its
+first progress write is never claimed: nobody knows its id until it is done).
+Claims are group-committed: `claim()` returns once a claims write that
+includes the task has been acknowledged, and many tasks share one write.
 Finished tasks leave the record lazily, with the next write.
 
 When a runner dies (even by SIGKILL) its lease lapses; `reap` (run by every
@@ -114,9 +116,15 @@ class LeasedTaskStore:
         return await self.tasks.list(tenant)
 
     async def put(self, task: Task, tenant: str) -> None:
-        await self.tasks.put(task, tenant)
+        """Store the task; one not yet terminal is claimed first (durably), so a stored
+        task that is still running always has an owner whose lease says it is alive."""
         if task.status.state in TERMINAL_STATES:
+            await self.tasks.put(task, tenant)
             self._mine.pop(task.id, None)  # leaves the record with the next write
+            return
+        if task.id not in self._mine:
+            await self.claim(task.id, tenant)
+        await self.tasks.put(task, tenant)
 
     # -- claims -----------------------------------------------------------------------------
     async def claim(self, task_id: str, tenant: str) -> None:
