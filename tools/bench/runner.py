@@ -6,6 +6,9 @@ and every load generator in a process of its own:
 (a) overhead: closed-loop A2A SendMessage to agents.assistant with the sim model
     at 0 s latency, next to raw nats-py request/reply to an echo responder, same
     concurrency, same run. Goal: A2A >= 0.5 of raw requests/s.
+(ladder) the runner's per-request steps added one at a time to a minimal A2A
+    responder (parse; + task events; + session read; + task and session writes),
+    each next to raw request/reply: where part (a)'s ratio goes (docs/adr/0006).
 (b) scale: `fleet loadgen --users 10000 --rate 1000` against runners with the sim
     model at 1 s latency. Goals: >= 1,000 requests/s, p99 <= 1.1 s, >= 99.9 % success.
 
@@ -42,7 +45,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration", type=float, default=20.0, help="seconds of load (runner)")
     p.add_argument("--concurrency", type=int, default=64, help="closed-loop clients (runner)")
     p.add_argument("--overhead-s", type=float, default=8.0, help="seconds per side of (a)")
-    p.add_argument("--part", choices=["a", "b", "both"], default="both", help="which part (runner)")
+    p.add_argument(
+        "--part",
+        choices=["a", "b", "ladder", "both", "all"],
+        default="all",
+        help="which part (runner): a, b, the cost ladder, a+b, or all three",
+    )
 
 
 def _env(tmp: Path, latency_s: float, sessions: int, unit: str) -> dict[str, str]:
@@ -112,8 +120,7 @@ def part_a(url: str, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     echo = subprocess.Popen([sys.executable, "-m", "tools.bench.echo", url, str(ready)])
     runners = _start_runners(url, tmp, 1, 0.0, 100_000)
     try:
-        while not ready.exists():
-            time.sleep(0.05)
+        _wait_file(ready, echo)
         client = [sys.executable, "-m", "tools.bench.rrclient", url]
         conc, secs = str(args.concurrency), str(args.overhead_s)
         raw = _json_out([*client, "raw", conc, secs], args.overhead_s + 60)
@@ -128,6 +135,42 @@ def part_a(url: str, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
         "goal_ratio": GOAL_RATIO,
         "met": ratio >= GOAL_RATIO,
     }
+
+
+def part_ladder(url: str, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """The runner's per-request steps added one at a time, each next to raw request/reply."""
+    from tools.bench.ladder import STEPS
+
+    client = [sys.executable, "-m", "tools.bench.rrclient", url]
+    conc, secs = str(args.concurrency), str(args.overhead_s)
+    ready = tmp / "echo-ladder.ready"
+    echo = subprocess.Popen([sys.executable, "-m", "tools.bench.echo", url, str(ready)])
+    try:
+        _wait_file(ready, echo)
+        raw = _json_out([*client, "raw", conc, secs], args.overhead_s + 60)
+    finally:
+        _stop([echo])
+    rungs = []
+    for step in STEPS:
+        ready = tmp / f"ladder-{step}.ready"
+        responder = subprocess.Popen(
+            [sys.executable, "-m", "tools.bench.ladder", url, str(ready), step]
+        )
+        try:
+            _wait_file(ready, responder)
+            got = _json_out([*client, "a2a", conc, secs], args.overhead_s + 60)
+        finally:
+            _stop([responder])
+        rungs.append({"step": step, **got, "ratio": round(got["rps"] / raw["rps"], 3)})
+    return {"raw": raw, "rungs": rungs}
+
+
+def _wait_file(path: Path, proc: Any) -> None:
+    give_up = time.monotonic() + 30
+    while not path.exists():
+        if proc.poll() is not None or time.monotonic() > give_up:
+            raise RuntimeError(f"{path.name}: the process did not start")
+        time.sleep(0.05)
 
 
 def part_b(url: str, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -181,9 +224,11 @@ def run(args: argparse.Namespace) -> int:
     proc, url = start_nats(tmp / "nats", log_file=tmp / "nats.log")
     result: dict[str, Any] = {"bench": "runner", "cpus": os.cpu_count()}
     try:
-        if args.part in ("a", "both"):
+        if args.part in ("a", "both", "all"):
             result["overhead"] = part_a(url, tmp, args)
-        if args.part in ("b", "both"):
+        if args.part in ("ladder", "all"):
+            result["ladder"] = part_ladder(url, tmp, args)
+        if args.part in ("b", "both", "all"):
             result["scale"] = part_b(url, tmp, args)
     except (RuntimeError, subprocess.TimeoutExpired) as exc:
         print(f"fleet bench runner: {exc}", file=sys.stderr)
@@ -194,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result))
     else:
         _print(result)
-    parts = [result[k]["met"] for k in ("overhead", "scale") if k in result]
+    parts = [result[k]["met"] for k in ("overhead", "scale") if k in result]  # ladder: no goal
     return 0 if all(parts) else 1
 
 
@@ -221,6 +266,42 @@ def _print(r: dict[str, Any]) -> None:
         console.print(t)
         mark = "[green]met[/]" if o["met"] else "[red]missed[/]"
         console.print(f"A2A / raw = {o['ratio']:.2f} (goal >= {GOAL_RATIO}) {mark}")
+    if "ladder" in r:
+        lad = r["ladder"]
+        t = Table(title="cost ladder: the runner's per-request steps, one at a time")
+        for col in ("responder", "requests/s", "p50", "p99", "of raw"):
+            t.add_column(col, justify="right")
+        raw = lad["raw"]
+        t.add_row(
+            "raw nats-py request/reply",
+            f"{raw['rps']:,.0f}",
+            f"{raw['p50_ms']} ms",
+            f"{raw['p99_ms']} ms",
+            "1.00",
+        )
+        labels = {
+            "parse": "A2A: parse, answer",
+            "events": "+ 3 task events (stream)",
+            "session": "+ session read (KV)",
+            "writes": "+ task and session writes (acked)",
+        }
+        for rung in lad["rungs"]:
+            t.add_row(
+                labels.get(rung["step"], rung["step"]),
+                f"{rung['rps']:,.0f}",
+                f"{rung['p50_ms']} ms",
+                f"{rung['p99_ms']} ms",
+                f"{rung['ratio']:.2f}",
+            )
+        if "overhead" in r:
+            t.add_row(
+                "the runner (part a)",
+                f"{r['overhead']['a2a']['rps']:,.0f}",
+                "",
+                "",
+                f"{r['overhead']['ratio']:.2f}",
+            )
+        console.print(t)
     if "scale" in r:
         s = r["scale"]
         ld = s["load"]
