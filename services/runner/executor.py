@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from contracts.a2a import TaskState
 from services.kit.a2a import A2AEvent, TaskContext
@@ -33,6 +34,8 @@ class AgentExecutor:
     """Sessions the admission step opened, by message id, handed to the turn."""
     usage: dict[str, list[int]] = field(default_factory=dict)
     """tenant -> [input tokens, output tokens] served by this runner."""
+    _tokens: list[Any] = field(default_factory=list)
+    """The token counters (input, output) of this agent and model."""
 
     async def execute(self, ctx: TaskContext) -> AsyncIterator[A2AEvent]:
         """One turn: the answer as artifact chunks, then COMPLETED with the usage."""
@@ -92,8 +95,13 @@ class AgentExecutor:
         return event
 
     def _record(self, tenant: str, usage: Usage) -> None:
-        self.metrics.tokens.labels(self.agent, self.model.name, "input").inc(usage.input_tokens)
-        self.metrics.tokens.labels(self.agent, self.model.name, "output").inc(usage.output_tokens)
+        if not self._tokens:
+            self._tokens = [
+                self.metrics.tokens.labels(self.agent, self.model.name, kind)
+                for kind in ("input", "output")
+            ]
+        self._tokens[0].inc(usage.input_tokens)
+        self._tokens[1].inc(usage.output_tokens)
         total = self.usage.setdefault(tenant, [0, 0])
         total[0] += usage.input_tokens
         total[1] += usage.output_tokens

@@ -21,7 +21,7 @@ import msgspec
 from nats.aio.msg import Msg
 
 from contracts import subjects
-from contracts.a2a import QUOTA_EXCEEDED, SendMessageRequest, StreamResponse
+from contracts.a2a import QUOTA_EXCEEDED, SendMessageRequest, StreamResponse, TaskState
 from services.kit.a2a import A2AServer, Run
 from services.kit.a2a_tasks import new_id
 from services.kit.a2a_tenants import Refused
@@ -53,6 +53,12 @@ class HostedAgent(A2AServer):
         self._rpc_sub: Any = None
         self._membership = asyncio.Lock()
         metrics.capacity.labels(name).set(max_sessions)
+        # Read when scraped, so the request path does no metrics work for them.
+        metrics.sessions.labels(name).set_function(lambda: self.inflight)
+        metrics.queued.labels(name).set_function(lambda: self.waiting)
+        self._latency = {
+            state: metrics.latency.labels(name, state.name.lower()) for state in TaskState
+        }
 
     # -- serving and the queue group ----------------------------------------------------
     async def start(self) -> None:
@@ -106,14 +112,10 @@ class HostedAgent(A2AServer):
         finally:
             self.waiting -= 1
         self.inflight += 1
-        self.rmetrics.sessions.labels(self.name).set(self.inflight)
-        self.rmetrics.queued.labels(self.name).set(self.waiting)
 
     def _release(self) -> None:
         self.inflight -= 1
         self._slots.release()
-        self.rmetrics.sessions.labels(self.name).set(self.inflight)
-        self.rmetrics.queued.labels(self.name).set(self.waiting)
         self._regulate()
 
     # -- admission ------------------------------------------------------------------------
@@ -156,9 +158,7 @@ class HostedAgent(A2AServer):
         self.store.release(run.task.id)  # type: ignore[attr-defined]
         self.executor.opened.pop(run.task.history[0].message_id if run.task.history else "", None)
         state = run.task.status.state
-        self.rmetrics.latency.labels(self.name, state.name.lower()).observe(
-            time.perf_counter() - started
-        )
+        self._latency[state].observe(time.perf_counter() - started)
         if state.name != "COMPLETED":
             self.rmetrics.errors.labels(self.name, f"task_{state.name.lower()}").inc()
         self.executor.tally.completed += 1
