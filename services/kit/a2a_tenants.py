@@ -34,8 +34,11 @@ class A2ASettings(msgspec.Struct, kw_only=True):
     """Most tasks one ListTasks page returns."""
     progress_write_s: float = 2.0
     """Seconds after it changes that a running task's progress (WORKING, artifact chunks)
-    is stored, its latest state only; submitted, interrupted and final states are stored
-    before anyone hears of them. Other processes' GetTask sees progress this late."""
+    is stored, its latest state only. A task is stored before anyone learns its id: at
+    submission for streaming and non-blocking calls; a blocking call's at its first
+    progress write or its end (its caller learns the id with the result). Interrupted
+    and final states are stored before anyone hears of them. Other processes' GetTask
+    sees progress this late."""
     store: str = "sqlite"
     """`sqlite` (the service's store; one process) or `kv` (JetStream KV; any process)."""
 

@@ -9,7 +9,8 @@ with the runner's own parts (contracts, SessionStore, KvTaskStore):
     parse     decode and validate the JSON-RPC request, answer a completed task
     events    + the task's three events (working, artifact, completed) on
                 `a2a.<agent>.tasks.<id>`, kept by the A2A_TASKS stream
-    session   + read the session from its KV bucket
+    session   + read the session from its KV bucket (a new one is admitted against
+                the tenant's quota and stored once)
     writes    + store the task and the session (acknowledged KV writes, together)
 
 Measured next to raw request/reply, the ladder shows what each step costs on
@@ -62,6 +63,7 @@ async def main(url: str, ready: str, step: str) -> None:
     enc = msgspec.json.Encoder()
     loop = asyncio.get_running_loop()
     pending: set[asyncio.Task[None]] = set()
+    seen: set[str] = set()
 
     async def handle(msg: Msg) -> None:
         body = msgspec.json.decode(msg.data)
@@ -71,6 +73,9 @@ async def main(url: str, ready: str, step: str) -> None:
         session = None
         if level >= STEPS.index("session"):
             session = await sessions.open_session(tenant, context_id)
+            if level == STEPS.index("session") and context_id not in seen:
+                seen.add(context_id)  # stored once, so later turns read an existing session
+                await sessions.save(session)
         artifact = Artifact(artifact_id=new_id(), parts=[Part(text="pong")], name="answer")
         done = TaskStatus(state=TaskState.COMPLETED, timestamp=iso_now())
         task = Task(
