@@ -188,8 +188,6 @@ class Run:
     seq: int = 0
     headers: dict[str, str] | None = None
     """Trace context of the request, carried by the task's events."""
-    with_result: list[Coroutine[Any, Any, Any]] = field(default_factory=list)
-    """The context's `store_with_result` writes (the same list)."""
 
 
 def ends_stream(state: TaskState) -> bool:
@@ -314,35 +312,34 @@ class A2AServer(RpcDispatch):
         run = Run(task=task, tenant=tenant, headers={"traceparent": trace} if trace else None)
         self.runs[task.id] = run
         ctx = TaskContext(task=task, message=message, tenant=tenant, headers=headers)
-        run.with_result = ctx.with_result
         run.runner = self.service.spawn(self._execute(run, ctx), f"a2a-task:{task.id}")
         return run
 
     async def _execute(self, run: Run, ctx: TaskContext) -> None:
         events = self.executor.execute(ctx)
         try:
-            await self._emit(run, ctx.status(TaskState.WORKING))
+            await self._emit(run, ctx, ctx.status(TaskState.WORKING))
             async for event in events:
                 if event.task_id != run.task.id:
                     raise ValueError(f"executor yielded an event of task {event.task_id}")
-                await self._emit(run, event)
+                await self._emit(run, ctx, event)
                 if isinstance(event, TaskStatusUpdateEvent) and ends_stream(event.status.state):
                     return
-            await self._emit(run, ctx.status(TaskState.COMPLETED))
+            await self._emit(run, ctx, ctx.status(TaskState.COMPLETED))
         except asyncio.CancelledError:
             if run.cancel_requested:
-                await self._emit(run, ctx.status(TaskState.CANCELED, "canceled by the client"))
+                await self._emit(run, ctx, ctx.status(TaskState.CANCELED, "canceled by the client"))
                 return
             text = "the agent stopped before the task finished; send the message again"
-            await self._emit(run, ctx.status(TaskState.FAILED, text))
+            await self._emit(run, ctx, ctx.status(TaskState.FAILED, text))
             raise
         except Exception as exc:
             log.exception("a2a executor failed", extra={"agent": self.agent, "task": run.task.id})
             self.service.metrics.count("a2a.tasks_failed")
-            await self._emit(run, ctx.status(TaskState.FAILED, f"the agent failed: {exc}"))
+            await self._emit(run, ctx, ctx.status(TaskState.FAILED, f"the agent failed: {exc}"))
         finally:
             await _close(events)
-            for write in run.with_result:
+            for write in ctx.with_result:
                 write.close()  # registered, but the run ended before a final state
             self.runs.pop(run.task.id, None)
             self.limits.finish(run.tenant)
@@ -350,7 +347,7 @@ class A2AServer(RpcDispatch):
                 q.put_nowait(None)
             run.done.set()
 
-    async def _emit(self, run: Run, event: A2AEvent) -> None:
+    async def _emit(self, run: Run, ctx: TaskContext, event: A2AEvent) -> None:
         run.task = apply_event(run.task, event)
         run.seq += 1
         if isinstance(event, TaskStatusUpdateEvent):
@@ -364,7 +361,7 @@ class A2AServer(RpcDispatch):
         if state is not None and ends_stream(state):
             # Stored before any caller or subscriber hears of it.
             await self.progress.settle(run.task.id)
-            writes, run.with_result[:] = list(run.with_result), []
+            writes, ctx.with_result[:] = list(ctx.with_result), []
             if writes:
                 await asyncio.gather(self.store.put(run.task, run.tenant), *writes)
             else:

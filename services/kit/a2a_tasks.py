@@ -255,10 +255,14 @@ class ProgressWrites:
     async def write_now(self, task: Task, tenant: str) -> None:
         """Store `task` now, in order with its other progress writes; raises if it fails."""
         await self.settle(task.id)
-        write = self._spawn(self._write(task, tenant, quiet=False), "a2a-progress-write")
+        await self._start_write(task, tenant, quiet=False)
+
+    def _start_write(self, task: Task, tenant: str, *, quiet: bool) -> asyncio.Task[None]:
+        """Write in the background; settle() waits for it until it is done."""
+        write = self._spawn(self._write(task, tenant, quiet=quiet), "a2a-progress-write")
         self._writing[task.id] = write
         write.add_done_callback(functools.partial(self._written, task.id))
-        await write
+        return write
 
     async def _flush(self) -> None:
         while self._dirty:
@@ -268,9 +272,7 @@ class ProgressWrites:
                 await asyncio.sleep(wait)
                 continue
             del self._dirty[task_id]
-            write = self._spawn(self._write(task, tenant), "a2a-progress-write")
-            self._writing[task_id] = write
-            write.add_done_callback(functools.partial(self._written, task_id))
+            self._start_write(task, tenant, quiet=True)
 
     def _written(self, task_id: str, done: asyncio.Future[None]) -> None:
         if self._writing.get(task_id) is done:
