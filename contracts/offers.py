@@ -37,13 +37,16 @@ class Offer(msgspec.Struct, frozen=True, kw_only=True):
 class OfferFilter(msgspec.Struct, frozen=True, kw_only=True):
     """What a workload needs; every field optional."""
 
-    gpu_model: str | None = None
-    min_vram_gb: Annotated[float, Meta(ge=0)] | None = None
-    vendor: str | None = None
-    tier: str | None = None
+    gpu_model: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
+    min_vram_gb: Annotated[float, Meta(ge=0, le=10_000)] | None = None
+    """VRAM per card, GB."""
+    vendor: Annotated[str, Meta(max_length=32)] | None = None
+    """NVIDIA, AMD, Intel, Apple or other (any case)."""
+    tier: Annotated[str, Meta(max_length=32)] | None = None
+    """enterprise, high_end, mid_range, budget or cpu (any case)."""
     max_usd_per_hour: Usd | None = None
     num_gpus: Annotated[int, Meta(ge=1, le=64)] | None = None
-    provider: str | None = None
+    provider: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
 
 
 class Placement(msgspec.Struct, frozen=True, kw_only=True):

@@ -29,6 +29,7 @@ from nats.js.errors import NotFoundError
 from prometheus_client import Counter, Gauge
 
 from contracts import subjects
+from contracts.api import NoArgs
 from contracts.commands import (
     AnyCommand,
     DecideReply,
@@ -107,7 +108,7 @@ class CostGuard(Service):
         ):
             await self.consume(subject, msgspec.Raw, self._on_raw(kind), durable=durable)
         await self.endpoint("decide", subjects.BUDGET_DECIDE_ALL, DecideRequest, self.on_decide)
-        await self.api_endpoint("budget", dict, self.on_budget)
+        await self.api_endpoint("budget", NoArgs, self.on_budget)
         self._gauges()
         self.every(self.policy.budget.held_sweep_s, self.sweep, "held-sweep")
 
@@ -257,7 +258,7 @@ class CostGuard(Service):
             error=None if verdict.decision == wanted else verdict.reason,
         )
 
-    async def on_budget(self, _req: dict[str, Any], d: Delivery) -> dict[str, Any]:
+    async def on_budget(self, _req: NoArgs, d: Delivery) -> dict[str, Any]:
         """`fleet.api.budget`: the day's figures and the requests waiting for a person."""
         now = time.time()
         budget = self.policy.budget

@@ -21,7 +21,7 @@ from nats.aio.msg import Msg
 
 from contracts import subjects
 from contracts.a2a import HEADER_TENANT
-from contracts.api import CleanupIdleCall, HealthQuery, ProvisionCall, ReleaseCall, StatsQuery
+from contracts.api import CleanupIdleCall, HealthQuery, PoolQuery, ProvisionCall, ReleaseCall
 from contracts.commands import ProvisionRequest, ReleaseRequest, Verdict
 from services.gateway import composites
 from services.kit import Service
@@ -66,9 +66,9 @@ class Gateway(Service):
         # Core subscription: JetStream publishes reach it too, and it exists before any publish.
         sub = await self.nc.subscribe("fleet.budget.*", cb=self._on_verdict)
         self._subs.append(sub)
-        await self.api_endpoint("stats", StatsQuery, self.on_stats)
+        await self.api_endpoint("stats", PoolQuery, self.on_stats)
         await self.api_endpoint("health", HealthQuery, self.on_health)
-        await self.api_endpoint("report", StatsQuery, self.on_report)
+        await self.api_endpoint("report", PoolQuery, self.on_report)
         await self.api_endpoint("provision", ProvisionCall, self.on_provision)
         await self.api_endpoint("release", ReleaseCall, self.on_release)
         await self.api_endpoint("cleanup_idle", CleanupIdleCall, self.on_cleanup_idle)
@@ -244,13 +244,13 @@ class Gateway(Service):
             "ts": time.time(),
         }
 
-    async def on_stats(self, q: StatsQuery, _d: Delivery) -> dict[str, Any]:
+    async def on_stats(self, q: PoolQuery, _d: Delivery) -> dict[str, Any]:
         """`fleet.api.stats`."""
         return await self.stats(q.pool)
 
     async def health(self, wait_s: float) -> dict[str, Any]:
         """Which services answer, their breakers, and how far behind the durable consumers are."""
-        pings = await gather_replies(self.nc, "$SRV.PING", wait_s)
+        pings = await gather_replies(self.nc, "$SRV.PING", wait_s=wait_s)
         names = sorted({p.get("name", "") for p in pings} - {"", "fleet-api"})
         status_replies = await asyncio.gather(
             *(self.ask_subject(f"fleet.svc.{n}.status") for n in names)
@@ -279,7 +279,7 @@ class Gateway(Service):
         """`fleet.api.health`."""
         return await self.health(q.wait_s)
 
-    async def on_report(self, q: StatsQuery, _d: Delivery) -> dict[str, Any]:
+    async def on_report(self, q: PoolQuery, _d: Delivery) -> dict[str, Any]:
         """`fleet.api.report`: stats and health, with a few readable lines."""
         stats, health = await asyncio.gather(self.stats(q.pool), self.health(0.5))
         return {"text": composites.report_text(stats, health), "stats": stats, "health": health}

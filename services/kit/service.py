@@ -645,13 +645,21 @@ class Service:
     ) -> None:
         """Answer requests on `subject`, decoded as `kind`, with the handler's result as JSON.
 
-        A request that does not decode gets `{"error": {"code": 400, "message": ...}}`
-        and the NATS micro error headers; the handler is not called. With `api=True`
+        A request that does not decode (on a fleet.api endpoint, also an empty one) gets
+        `{"error": {"code": 400, "message": ...}}` and the NATS micro error headers; the
+        handler is not called. With `api=True`
         the endpoint belongs to the shared `fleet-api` micro service.
         """
         dec = self.decoder(kind)
 
         async def on_request(req: Request) -> None:
+            if api and not req.data.strip():
+                # Never read as `{}`: on a destructive op that would run it with defaults.
+                self.metrics.count("requests.rejected")
+                await _respond_error(
+                    req, 400, f"empty request on {req.subject}: send a JSON object ({{}} for none)"
+                )
+                return
             raw = req.data or b"{}"
             try:
                 obj = dec.decode(raw)

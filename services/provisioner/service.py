@@ -23,8 +23,9 @@ import msgspec
 from nats.js.api import DeliverPolicy
 
 from contracts import subjects
+from contracts.api import UnitsQuery
 from contracts.commands import ProvisionRequest, ReleaseRequest, Verdict
-from contracts.events import UnitEvent, UnitState
+from contracts.events import UnitEvent
 from contracts.offers import Offer, OfferFilter, Placement
 from contracts.telemetry import UnitTelemetry
 from services.kit import ConfigError, Delivery, Retryable, Service
@@ -45,14 +46,6 @@ OFFERS_TIMEOUT_S = 20.0
 """Longest an offers query waits for one provider before leaving it out."""
 LOAD_TTL_S = 600.0
 """Telemetry of units not heard from for this long is forgotten."""
-
-
-class UnitsQuery(msgspec.Struct, frozen=True, kw_only=True):
-    """Filters of `fleet.api.units.list`; every field optional."""
-
-    pool: str | None = None
-    provider: str | None = None
-    state: UnitState | None = None
 
 
 class ProvisionerService(Service):

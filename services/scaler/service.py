@@ -20,6 +20,7 @@ from msgspec import Meta
 from nats.js.api import DeliverPolicy
 
 from contracts import subjects
+from contracts.api import NoArgs
 from contracts.events import TERMINAL_STATES, AuditRecord, UnitEvent
 from contracts.telemetry import PoolMetrics
 from services.kit import Delivery, Service
@@ -166,9 +167,9 @@ class Scaler(Service):
             deliver_policy=DeliverPolicy.NEW,
         )
         await self.consume(subjects.UNIT_ALL, UnitEvent, self.on_unit, durable="scaler-units")
-        await self.api_endpoint("scaling", dict, self.on_scaling)
+        await self.api_endpoint("scaling", NoArgs, self.on_scaling)
 
-    async def on_scaling(self, _req: dict[str, Any], d: Delivery) -> dict[str, Any]:
+    async def on_scaling(self, _req: NoArgs, d: Delivery) -> dict[str, Any]:
         """`fleet.api.scaling`: per pool, the count the scaler wants and why."""
         pools = {}
         for pool, (state, last_ts) in sorted(self.states.items()):

@@ -20,6 +20,7 @@ from nats.aio.msg import Msg
 from prometheus_client import Counter, Gauge
 
 from contracts import subjects
+from contracts.api import PoolQuery
 from contracts.events import TERMINAL_STATES, Alert, UnitEvent
 from contracts.telemetry import PoolMetrics, UnitTelemetry
 from services.kit import Delivery, Service
@@ -53,12 +54,6 @@ MIGRATIONS = [
     )
     """,
 ]
-
-
-class PoolsQuery(msgspec.Struct, kw_only=True):
-    """Request of `fleet.api.pools`: every pool, or one."""
-
-    pool: str | None = None
 
 
 class Watcher(Service):
@@ -114,7 +109,7 @@ class Watcher(Service):
             )
         )
         await self.consume(subjects.UNIT_ALL, UnitEvent, self.on_event, durable="watcher-units")
-        await self.api_endpoint("pools", PoolsQuery, self.on_pools)
+        await self.api_endpoint("pools", PoolQuery, self.on_pools)
         if self.opts.prometheus:
             self._client = httpx.AsyncClient()
             for pool, source in self.opts.prometheus.items():
@@ -284,7 +279,7 @@ class Watcher(Service):
         return poll
 
     # -- API ------------------------------------------------------------------------
-    async def on_pools(self, q: PoolsQuery, d: Delivery) -> dict[str, Any]:
+    async def on_pools(self, q: PoolQuery, d: Delivery) -> dict[str, Any]:
         """`fleet.api.pools`: the latest PoolMetrics per pool, with unit counts."""
         counts: dict[str, dict[str, int]] = {}
         for rec in self.table.units.values():
