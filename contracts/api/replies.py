@@ -59,7 +59,8 @@ class OffersReply(msgspec.Struct, frozen=True, kw_only=True):
     """`gpus.available`: matching offers, cheapest first, and each provider's status."""
 
     offers: list[Offer]
-    providers: dict[str, str]
+    providers: dict[str, str] = msgspec.field(default_factory=dict)
+    """Provider -> status (`ok`, `unavailable: no key`, ...), when known."""
 
 
 class HeldRequest(msgspec.Struct, frozen=True, kw_only=True):

@@ -30,6 +30,7 @@ from prometheus_client import Counter, Gauge
 
 from contracts import subjects
 from contracts.api import NoArgs
+from contracts.api.replies import OffersReply
 from contracts.commands import (
     AnyCommand,
     DecideReply,
@@ -40,7 +41,6 @@ from contracts.commands import (
     Verdict,
 )
 from contracts.events import AuditRecord, UnitEvent
-from contracts.offers import Offer
 from services.costguard import checks
 from services.costguard.judge import NotHeld, decide, expire, judge
 from services.costguard.ledger import Ledger, apply_unit_event, summary
@@ -68,12 +68,6 @@ MIGRATIONS = [
     )
     """,
 ]
-
-
-class OffersReply(msgspec.Struct, kw_only=True):
-    """The provisioner's answer on `fleet.api.gpus.available`."""
-
-    offers: list[Offer] = msgspec.field(default_factory=list)
 
 
 class CostGuard(Service):
