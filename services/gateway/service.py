@@ -22,6 +22,7 @@ from nats.aio.msg import Msg
 from contracts import subjects
 from contracts.a2a import HEADER_TENANT
 from contracts.api import CleanupIdleCall, HealthQuery, PoolQuery, ProvisionCall, ReleaseCall
+from contracts.api.replies import CleanupReply, CommandAnswer, IdleUnit
 from contracts.commands import ProvisionRequest, ReleaseRequest, Verdict
 from services.gateway import composites
 from services.kit import Service
@@ -109,7 +110,7 @@ class Gateway(Service):
 
     async def _command(
         self, cmd: ProvisionRequest | ReleaseRequest, wait_s: float
-    ) -> dict[str, Any]:
+    ) -> CommandAnswer:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Verdict] = loop.create_future()
         self.waiting[cmd.id] = fut
@@ -124,28 +125,28 @@ class Gateway(Service):
             try:
                 verdict = await asyncio.wait_for(fut, wait_s)
             except TimeoutError:
-                return {
-                    "id": cmd.id,
-                    "decision": "pending",
-                    "reason": f"no verdict from the cost-guard within {wait_s:g} s; "
+                return CommandAnswer(
+                    id=cmd.id,
+                    decision="pending",
+                    reason=f"no verdict from the cost-guard within {wait_s:g} s; "
                     f"follow it with `fleet tail fleet.budget.>` (id {cmd.id})",
-                    "request": msgspec.to_builtins(cmd),
-                }
+                    request=msgspec.to_builtins(cmd),
+                )
         finally:
             self.waiting.pop(cmd.id, None)
-        return {
-            "id": verdict.id,
-            "decision": verdict.decision,
-            "reason": verdict.reason,
-            "usd_per_hour": verdict.usd_per_hour,
-            "spent_today_usd": verdict.spent_today_usd,
-            "budget_usd": verdict.budget_usd,
-            "projected_today_usd": verdict.projected_today_usd,
-            "request": msgspec.to_builtins(cmd),
-        }
+        return CommandAnswer(
+            id=verdict.id,
+            decision=verdict.decision,
+            reason=verdict.reason,
+            usd_per_hour=verdict.usd_per_hour,
+            spent_today_usd=verdict.spent_today_usd,
+            budget_usd=verdict.budget_usd,
+            projected_today_usd=verdict.projected_today_usd,
+            request=msgspec.to_builtins(cmd),
+        )
 
     # -- the operations --------------------------------------------------------------------
-    async def on_provision(self, call: ProvisionCall, d: Delivery) -> dict[str, Any]:
+    async def on_provision(self, call: ProvisionCall, d: Delivery) -> CommandAnswer:
         """Publish a ProvisionRequest; the cost-guard's verdict on it."""
         self._admit(d)
         req = ProvisionRequest(
@@ -160,7 +161,7 @@ class Gateway(Service):
         )
         return await self._command(req, call.wait_s)
 
-    async def on_release(self, call: ReleaseCall, d: Delivery) -> dict[str, Any]:
+    async def on_release(self, call: ReleaseCall, d: Delivery) -> CommandAnswer:
         """Publish a ReleaseRequest; the cost-guard's verdict on it."""
         self._admit(d)
         if call.unit is None and call.count is None:
@@ -175,22 +176,22 @@ class Gateway(Service):
         )
         return await self._command(req, call.wait_s)
 
-    async def on_cleanup_idle(self, call: CleanupIdleCall, d: Delivery) -> dict[str, Any]:
+    async def on_cleanup_idle(self, call: CleanupIdleCall, d: Delivery) -> CleanupReply:
         """Release every ready unit idle for `idle_s` or more (through the cost-guard)."""
         self._admit(d)
         units = await self.ask("units.list", {"pool": call.pool} if call.pool else {})
         idle = composites.idle_units(units, call.idle_s, call.pool)
         found = [
-            {
-                "unit": u["unit"],
-                "pool": u["pool"],
-                "idle_s": u.get("idle_s", 0),
-                "usd_per_hour": u.get("usd_per_hour", 0),
-            }
+            IdleUnit(
+                unit=u["unit"],
+                pool=u["pool"],
+                idle_s=float(u.get("idle_s") or 0.0),
+                usd_per_hour=float(u.get("usd_per_hour") or 0.0),
+            )
             for u in idle
         ]
         if call.dry_run or not idle:
-            return {"idle": found, "released": [], "dry_run": call.dry_run}
+            return CleanupReply(idle=found, released=[], dry_run=call.dry_run)
         verdicts = await asyncio.gather(
             *(
                 self._command(
@@ -208,16 +209,11 @@ class Gateway(Service):
             )
         )
         saved = sum(
-            f["usd_per_hour"]
-            for f, v in zip(found, verdicts, strict=True)
-            if v["decision"] == "approved"
+            f.usd_per_hour for f, v in zip(found, verdicts, strict=True) if v.decision == "approved"
         )
-        return {
-            "idle": found,
-            "released": verdicts,
-            "saved_usd_per_hour": round(float(saved), 4),
-            "dry_run": False,
-        }
+        return CleanupReply(
+            idle=found, released=list(verdicts), saved_usd_per_hour=round(saved, 4), dry_run=False
+        )
 
     async def stats(self, pool: str | None) -> dict[str, Any]:
         """Per-pool figures with today's spend and budget."""
