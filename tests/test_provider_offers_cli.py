@@ -195,3 +195,18 @@ async def test_a_refused_key_at_the_provisioner_is_reported_too(
     assert "[providers.vastai] api_key was refused (401)" in doc["providers"]["vastai"]["detail"]
     assert {o["provider"] for o in doc["offers"]} == {"ionet"}
     assert "fleet offers: vastai:" in run.err and "wrong-key" not in run.err + run.out
+
+
+async def test_place_leaves_out_hardware_that_cannot_run_the_runtime(tmp_path) -> None:
+    from tests.fakes import RunPodFake
+
+    with RunPodFake() as runpod:
+        next(g for g in runpod.gpus if g["manufacturer"] == "AMD")["_availability"] = "HIGH"
+        env = clean_env(**runpod.env())
+        cuda = await fleet("place", "--vram", "100", "--direct", env=env, cwd=tmp_path)
+        rocm = await fleet(
+            "place", "--vram", "100", "--runtime", "rocm", "--direct", env=env, cwd=tmp_path
+        )
+    assert cuda.code == 1 and "1 cannot run CUDA" in cuda.out  # the MI300X, by default
+    assert rocm.code == 0, rocm.err
+    assert "Chose runpod MI300X (192 GB VRAM)" in rocm.out
