@@ -4,7 +4,7 @@ tool's input schema) and the fleet.api operation behind each."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
@@ -39,6 +39,8 @@ class PlaceWorkload(msgspec.Struct, kw_only=True):
     vendor: str | None = None
     max_usd_per_hour: Annotated[float, Meta(ge=0, le=10_000)] | None = None
     provider: Pool | None = None
+    runtime: Literal["cuda", "rocm", "metal", "any"] = "cuda"
+    """What the model is built for; CUDA unless the user says otherwise, as `fleet place`."""
 
 
 class Provision(msgspec.Struct, kw_only=True):
