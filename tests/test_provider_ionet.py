@@ -245,3 +245,15 @@ async def test_io_api_key_is_read_too(fake) -> None:
         assert await provider.list() == []
     finally:
         await provider.close()
+
+
+@pytest.mark.parametrize(
+    ("status", "ours"),
+    [("deployment requested", "booting"), ("running", "ready"), ("failed", "failed"),
+     ("completed", "terminated"), ("termination requested", "terminated"),
+     ("destroyed", "terminated")],
+)  # fmt: skip
+async def test_every_documented_deployment_status(fake, ionet, status: str, ours: str) -> None:
+    fake.deployments["d1"] = {"id": "d1", "status": status, "name": "fleet.gpu.s"}
+    [unit] = await ionet.list()
+    assert unit.status == ours

@@ -226,3 +226,32 @@ async def test_the_fake_refuses_a_search_with_an_unknown_operator(fake) -> None:
     ) as client:
         bad = await client.post("/api/v0/bundles/", json={"gpu_ram": {"atleast": 8}})
     assert bad.status_code == 400 and bad.json()["success"] is False
+
+
+@pytest.mark.parametrize(
+    ("actual", "ours"),
+    [(None, "booting"), ("loading", "booting"), ("running", "ready"), ("stopped", "stopped"),
+     ("exited", "stopped"), ("frozen", "stopped"), ("rebooting", "booting"),
+     ("unknown", "booting"), ("offline", "failed")],
+)  # fmt: skip
+async def test_every_documented_instance_status(fake, vast, actual, ours) -> None:
+    fake.instances[1] = {"id": 1, "actual_status": actual, "label": "x", "dph_total": 1.0}
+    [unit] = await vast.list()
+    assert unit.status == ours
+
+
+async def test_a_refused_rent_is_permanent_and_no_credit_is_quota(fake, vast) -> None:
+    from services.provisioner.providers.base import Permanent, QuotaExceeded
+    from tests.fakes import Reply
+
+    offer = (await vast.offers(OfferFilter(gpu_model="H100")))[0]
+    fake.create_faults.append(
+        Reply(400, {"success": False, "error": "invalid_args", "msg": "bad image"})
+    )
+    with pytest.raises(Permanent, match="bad image"):
+        await vast.create(offer, 1, "cmd-p")
+    fake.create_faults.append(
+        Reply(400, {"success": False, "error": "insufficient_credit", "msg": "Not enough credit"})
+    )
+    with pytest.raises(QuotaExceeded, match="credit"):
+        await vast.create(offer, 1, "cmd-q")
