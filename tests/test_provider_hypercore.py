@@ -166,3 +166,12 @@ async def test_retryable_faults_and_unconfigured_node(fake, hc) -> None:
     assert not none.available
     with pytest.raises(Unavailable, match="FLEET_HYPERCORE_URL"):
         await none.offers(OfferFilter())
+
+
+async def test_the_address_survives_later_listings(fake, hc) -> None:
+    [offer] = await hc.offers(OfferFilter())
+    [unit] = await hc.create(offer, 1, "runner-addr")
+    fake.settle()
+    first = await hc.list()
+    second = await hc.list()
+    assert [u.address for u in first] == [u.address for u in second] == [unit.address]

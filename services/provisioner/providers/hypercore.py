@@ -84,6 +84,8 @@ class HypercoreProvider(HttpAdapter):
         super().__init__(settings, transport)
         self._recent: dict[str, tuple[ProviderUnit, float]] = {}
         """Spawned here, by id, with when: shown until `/list` catches up."""
+        self._urls: dict[str, str] = {}
+        """Spawn `url` by id: the address, which `/list` does not carry."""
 
     def auth_headers(self, settings: ProviderSettings) -> dict[str, str]:
         """Hypercore nodes take no credentials."""
@@ -153,6 +155,8 @@ class HypercoreProvider(HttpAdapter):
             created_ts=time.time(),
         )
         self._recent[unit.unit_id] = (unit, time.monotonic())
+        if unit.address:
+            self._urls[unit.unit_id] = unit.address
         return unit
 
     async def states(self) -> list[dict[str, Any]]:
@@ -174,7 +178,7 @@ class HypercoreProvider(HttpAdapter):
                     continue
                 src = as_dict(wl.get("source_request"))
                 ident = str(wl["id"])
-                known = self._recent.pop(ident, None)
+                self._recent.pop(ident, None)
                 out.append(
                     ProviderUnit(
                         provider=self.name,
@@ -185,7 +189,7 @@ class HypercoreProvider(HttpAdapter):
                             as_float(src.get("cores")) * self.settings.usd_per_core_hour, 6
                         ),
                         label=_label(src),
-                        address=known[0].address if known else None,
+                        address=self._urls.get(ident),
                     )
                 )
         now = time.monotonic()
@@ -201,6 +205,7 @@ class HypercoreProvider(HttpAdapter):
         resp = await self.http.request("POST", "/stop", params={"id": unit_id})
         if resp.is_success:
             self._recent.pop(unit_id, None)
+            self._urls.pop(unit_id, None)
             return
         why = _error_text(resp)
         if GONE in why.lower() or resp.status_code == 404:
