@@ -11,6 +11,9 @@ from contracts.base import Usd
 
 Vendor = Literal["NVIDIA", "AMD", "Intel", "Apple", "other"]
 Tier = Literal["enterprise", "high_end", "mid_range", "budget", "cpu"]
+Runtime = Literal["cuda", "rocm", "metal", "any"]
+"""The GPU software stack a workload is built for: CUDA runs on NVIDIA, ROCm on AMD,
+Metal on Apple silicon; `any` takes every offer (CPU ones too)."""
 
 
 class Offer(msgspec.Struct, frozen=True, kw_only=True):
@@ -47,6 +50,9 @@ class OfferFilter(msgspec.Struct, frozen=True, kw_only=True):
     max_usd_per_hour: Usd | None = None
     num_gpus: Annotated[int, Meta(ge=1, le=64)] | None = None
     provider: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
+    runtime: Runtime = "any"
+    """What the workload needs to run; offers on other hardware are left out. `any` by
+    default on the wire, so a caller that does not say keeps today's answers."""
 
 
 class Placement(msgspec.Struct, frozen=True, kw_only=True):

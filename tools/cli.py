@@ -22,6 +22,7 @@ ORDER = [
     "approve",
     "offers",
     "place",
+    "providers",
     "ask",
     "mcp",
     "replay",
