@@ -381,81 +381,93 @@ def test_promtool_checks_and_unit_tests_pass() -> None:
         assert run.returncode == 0, run.stdout + run.stderr
 
 
-# -- Grafana -------------------------------------------------------------------------
+# -- Grafana and the metrics deploy/ relies on -------------------------------------
 
-METRIC = re.compile(r"\bfleet_[a-z_]+")
-NOT_EXPORTED_YET: dict[str, str] = {}
-CHECKED = {
-    "fleet_service_ready",
-    "fleet_lease_held",
-    "fleet_dead_letters_total",
-    "fleet_messages_total",
-    "fleet_handler_seconds",
-    "fleet_pool_units",
-    "fleet_pool_utilization",
-    "fleet_budget_spent_today_usd",
-    "fleet_budget_daily_usd",
-    "fleet_verdicts_total",
-}
-"""Every metric deploy/ may use; each must be defined by a service."""
-"""Panels and alerts wait on these; each test below turns red once the metric exists
-(strict xfail), so the entry is removed the day the service exports it."""
+METRIC = re.compile(r"\b(?:fleet|process)_[a-z_]+")
+PROMETHEUS_OWN = {"up"}
+"""Series Prometheus makes itself rather than scraping them."""
 
 
-def dashboard_metrics() -> set[str]:
+def dashboard_exprs() -> dict[str, list[str]]:
     dash = json.loads((DEPLOY / "grafana" / "fleetplane.json").read_text())
+    return {p["title"]: [t["expr"] for t in p["targets"]] for p in dash["panels"]}
+
+
+def alert_exprs() -> dict[str, str]:
+    rules = yaml.safe_load((PROM / "alerts.yml").read_text())
+    return {r["alert"]: r["expr"] for g in rules["groups"] for r in g["rules"]}
+
+
+def used_metrics(expr: str) -> set[str]:
+    return set(METRIC.findall(expr)) | {m for m in PROMETHEUS_OWN if re.search(rf"\b{m}\{{", expr)}
+
+
+def exported_names(registry: Any) -> set[str]:
+    """Every series name `registry` exposes, as Prometheus sees it (counters with
+    _total, histograms with _bucket/_sum/_count), labelled metrics with no child yet
+    included."""
     names: set[str] = set()
-    for panel in dash["panels"]:
-        exprs = [t["expr"] for t in panel["targets"]]
-        found = {_base(m) for e in exprs for m in METRIC.findall(e)}
-        assert found, f"panel {panel['title']!r} queries no fleetplane metric"
-        names |= found
+    for family in registry.collect():
+        names.add(family.name)
+        if family.type == "counter":
+            names.add(f"{family.name}_total")
+        if family.type == "histogram":
+            names |= {f"{family.name}_{s}" for s in ("bucket", "sum", "count")}
+        names |= {s.name for s in family.samples}
     return names
 
 
-def _base(metric: str) -> str:
-    return re.sub(r"_(bucket|sum|count)$", "", metric)
+async def running_services_metrics(nats_url: str, store_dir: Path) -> set[str]:
+    """Start every service against a real NATS, read each one's live registry, stop."""
+    started = []
+    names: set[str] = set()
+    try:
+        for name in ORDER:
+            cls = load(name)
+            settings = load_settings(
+                cls.settings_type, env={}, overrides={"store": {"dir": str(store_dir / name)}}
+            )
+            service = cls(settings, nats_url=nats_url)
+            started.append(service)
+            await service.start()
+            assert service.state == "ready", name
+            names |= exported_names(service.metrics.registry)
+    finally:
+        for service in reversed(started):
+            await service.stop()
+    return names
 
 
-def _defined() -> set[str]:
-    text = "\n".join(p.read_text() for p in (REPO / "services").rglob("*.py"))
-    return set(re.findall(r"[\"'](fleet_[a-z_]+)[\"']", text))
-
-
-def test_dashboard_parses_with_the_expected_panels() -> None:
-    dash = json.loads((DEPLOY / "grafana" / "fleetplane.json").read_text())
-    titles = " | ".join(p["title"].lower() for p in dash["panels"])
+def test_dashboard_has_a_panel_for_every_alert_and_the_runner() -> None:
+    panels = dashboard_exprs()
+    assert len(panels) >= 12
+    titles = " | ".join(t.lower() for t in panels)
     for words in ("ready and pending", "utilization", "budget", "dead letters", "p99", "verdicts"):
         assert words in titles
+    dash = json.loads((DEPLOY / "grafana" / "fleetplane.json").read_text())
     assert len({p["id"] for p in dash["panels"]}) == len(dash["panels"])
+    on_dashboard = {m for exprs in panels.values() for e in exprs for m in used_metrics(e)}
+    for title, exprs in panels.items():
+        assert any(used_metrics(e) for e in exprs), f"panel {title!r} queries no metric of ours"
+    for alert, expr in alert_exprs().items():
+        assert used_metrics(expr) & on_dashboard, f"no panel shows what {alert} watches"
+    runner = {m for m in on_dashboard if m.startswith("fleet_runner_")}
+    assert {"sessions_inflight", "capacity", "queue_depth", "request_seconds_bucket"} <= {
+        m.removeprefix("fleet_runner_") for m in runner
+    }
 
 
-@pytest.mark.parametrize(
-    "metric",
-    [
-        pytest.param(
-            m,
-            marks=pytest.mark.xfail(
-                m in NOT_EXPORTED_YET, reason=NOT_EXPORTED_YET.get(m, ""), strict=True
-            ),
-        )
-        for m in sorted(CHECKED | set(NOT_EXPORTED_YET))
-    ],
-)
-def test_dashboard_metric_is_defined_in_services(metric: str) -> None:
-    assert metric in dashboard_metrics() or metric in _alert_metrics()
-    assert metric in _defined(), f"{metric} is used by deploy/ but no service defines it"
-
-
-def test_dashboard_uses_no_metric_outside_the_checked_list() -> None:
-    checked = CHECKED | set(NOT_EXPORTED_YET)
-    assert dashboard_metrics() | _alert_metrics() <= checked
-
-
-def _alert_metrics() -> set[str]:
-    text = (PROM / "alerts.yml").read_text()
-    exprs = [r["expr"] for g in yaml.safe_load(text)["groups"] for r in g["rules"]]
-    return {_base(m) for e in exprs for m in METRIC.findall(e)}
+async def test_every_metric_deploy_uses_is_exported_by_a_running_service(
+    nats_url: str, tmp_path: Path
+) -> None:
+    exported = await running_services_metrics(nats_url, tmp_path)
+    used = {m for exprs in dashboard_exprs().values() for e in exprs for m in used_metrics(e)}
+    used |= {m for e in alert_exprs().values() for m in used_metrics(e)}
+    missing = used - exported - PROMETHEUS_OWN
+    assert not missing, f"deploy/ queries metrics no service exports: {sorted(missing)}"
+    assert {"process_cpu_seconds_total", "process_resident_memory_bytes", "python_info"} <= (
+        exported
+    )
 
 
 # -- helpers -------------------------------------------------------------------------
