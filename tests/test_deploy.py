@@ -74,6 +74,15 @@ def test_dockerfile_runs_fleet_as_a_non_root_user_with_a_health_check() -> None:
     assert text.startswith("#") and "FROM python:3.11-slim" in text
     assert re.search(r"^USER fleet$", text, re.M)
     assert 'ENTRYPOINT ["fleet"]' in text and 'CMD ["run", "watcher"]' in text
+    # The otlp extra is in the image, so `exporter = "otlp"` works in a container.
+    assert "pip install '.[otlp]'" in text
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert {d.split(">")[0] for d in extras["otlp"]} == {
+        "opentelemetry-exporter-otlp-proto-http",
+        "opentelemetry-exporter-otlp-proto-grpc",
+    }
     assert "FLEET_HTTP__PORT=9090" in text and "EXPOSE 9090" in text
     assert (
         "HEALTHCHECK" in text and "/healthz" in text and "curl" not in text.split("HEALTHCHECK")[1]
