@@ -1,6 +1,7 @@
 """A cost-guard killed while it holds the lease, with a request held for a person and a
 reservation outstanding: the standby that takes over from the same store (compose's
-shared named volume, the StatefulSet's volume claim) still has both."""
+shared named volume) still has both, as a Kubernetes pod restarted on its volume claim
+does."""
 
 from __future__ import annotations
 

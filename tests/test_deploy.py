@@ -210,6 +210,7 @@ def test_services_with_a_store_keep_it_on_a_volume_claim() -> None:
             assert work["kind"] == "StatefulSet", f"{name} keeps a store: a pod loses emptyDir"
             assert work["spec"]["replicas"] == 1, "a second pod would have a store of its own"
             assert work["spec"]["serviceName"] == f"fleet-{name}"
+            assert of_kind("Service")[f"fleet-{name}"]["spec"]["clusterIP"] == "None"
             [claim] = work["spec"]["volumeClaimTemplates"]
             assert claim["metadata"]["name"] == "state" and "state" not in volumes
             assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
