@@ -43,10 +43,11 @@ from contracts.commands import (
 from contracts.events import AuditRecord, UnitEvent
 from services.costguard import checks
 from services.costguard.judge import NotHeld, decide, expire, judge
-from services.costguard.ledger import Ledger, apply_unit_event, summary
+from services.costguard.ledger import Ledger, apply_unit_event, oldest_held_age_s, summary
 from services.costguard.quote import Quote, best_offer, offer_filter
 from services.costguard.settings import CostguardSettings
 from services.kit import Delivery, Permanent, Service
+from services.kit.lag import track_lag
 from services.kit.service import RequestError, encode
 
 log = logging.getLogger("fleet.costguard")
@@ -101,6 +102,7 @@ class CostGuard(Service):
             (subjects.RELEASE_REQUESTED, ReleaseRequest, "costguard-releases"),
         ):
             await self.consume(subject, msgspec.Raw, self._on_raw(kind), durable=durable)
+        track_lag(self)
         await self.endpoint("decide", subjects.BUDGET_DECIDE_ALL, DecideRequest, self.on_decide)
         await self.api_endpoint("budget", NoArgs, self.on_budget)
         self._gauges()
@@ -127,6 +129,23 @@ class CostGuard(Service):
             registry=reg,
         )
         self.m_daily.set(self.policy.budget.daily_usd)
+        # Read at scrape: a held command's age grows between ledger changes.
+        budget = self.policy.budget
+        Gauge(
+            "fleet_held_requests",
+            "Commands waiting for a person (`fleet approve ID`).",
+            registry=reg,
+        ).set_function(lambda: len(self.ledger.held))
+        Gauge(
+            "fleet_held_oldest_age_seconds",
+            "How long the longest-waiting held command has waited, seconds (0: none held).",
+            registry=reg,
+        ).set_function(lambda: oldest_held_age_s(self.ledger, budget.hold_timeout_s, time.time()))
+        Gauge(
+            "fleet_held_timeout_seconds",
+            "Seconds a held command waits before it is denied ([budget] hold_timeout_s).",
+            registry=reg,
+        ).set(budget.hold_timeout_s)
         self._refresh_gauges()
 
     def _refresh_gauges(self) -> None:

@@ -664,7 +664,7 @@ class Service:
             try:
                 obj = dec.decode(raw)
             except msgspec.DecodeError as exc:
-                self.metrics.count("requests.rejected")
+                self.metrics.request(name, "rejected")
                 await _respond_error(req, 400, f"bad request on {req.subject}: {exc}")
                 return
             delivery = Delivery(req.subject, req.headers or {})
@@ -674,15 +674,15 @@ class Service:
                 ):
                     result = await handler(obj, delivery)
             except RequestError as exc:
-                self.metrics.count("requests.refused")
+                self.metrics.request(name, "refused")
                 await _respond_error(req, exc.code, str(exc))
                 return
             except Exception as exc:
-                self.metrics.count("requests.failed")
+                self.metrics.request(name, "failed")
                 log.exception("request handler failed", extra={"subject": req.subject})
                 await _respond_error(req, 500, f"{name} failed: {exc}")
                 return
-            self.metrics.count("requests.ok")
+            self.metrics.request(name, "ok")
             await req.respond(result if isinstance(result, bytes) else encode(result))
 
         if api:

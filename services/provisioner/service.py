@@ -29,11 +29,13 @@ from contracts.events import UnitEvent
 from contracts.offers import Offer, OfferFilter, Placement
 from contracts.telemetry import UnitTelemetry
 from services.kit import ConfigError, Delivery, Retryable, Service
+from services.kit.lag import track_lag
 from services.kit.service import encode
 from services.provisioner.breaker import Breaker, BreakerPolicy, Transition
 from services.provisioner.catalog import lookup
 from services.provisioner.config import ProvisionerSettings
 from services.provisioner.executor import Executor, Outcome
+from services.provisioner.gauges import ProvisionerGauges
 from services.provisioner.inventory import Load
 from services.provisioner.lifecycle import Lifecycle
 from services.provisioner.placement import filter_offers, merge_offers, place
@@ -81,6 +83,9 @@ class ProvisionerService(Service):
         self.inventory = Inventory(self.store)
         await self.inventory.load()
         self.life = Lifecycle(s, self.inventory, self.providers, self._publish, self.metrics.count)
+        self.metrics.registry.register(
+            ProvisionerGauges(self.providers.breakers, self.life.crashloop)
+        )
         self.executor = Executor(self.life, self.loads)
         self.upkeep = Upkeep(self.life, self.executor, self.loads)
         self._running: dict[str, asyncio.Task[Outcome]] = {}
@@ -108,6 +113,7 @@ class ProvisionerService(Service):
             durable="provisioner-unit-events",
             deliver_policy=DeliverPolicy.NEW,
         )
+        track_lag(self)
         await self.api_endpoint("units.list", UnitsQuery, self._units_list)
         await self.api_endpoint("gpus.available", OfferFilter, self._gpus_available)
         await self.api_endpoint("place", OfferFilter, self._place)

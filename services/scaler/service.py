@@ -25,6 +25,7 @@ from contracts.events import TERMINAL_STATES, AuditRecord, UnitEvent
 from contracts.telemetry import PoolMetrics
 from services.kit import Delivery, Service
 from services.kit.config import KitSettings
+from services.kit.lag import track_lag
 from services.scaler.policy import (
     Policy,
     PoolState,
@@ -167,6 +168,7 @@ class Scaler(Service):
             deliver_policy=DeliverPolicy.NEW,
         )
         await self.consume(subjects.UNIT_ALL, UnitEvent, self.on_unit, durable="scaler-units")
+        track_lag(self)
         await self.api_endpoint("scaling", NoArgs, self.on_scaling)
 
     async def on_scaling(self, _req: NoArgs, d: Delivery) -> dict[str, Any]:

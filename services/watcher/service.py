@@ -24,6 +24,7 @@ from contracts.api import PoolQuery
 from contracts.events import TERMINAL_STATES, Alert, UnitEvent
 from contracts.telemetry import PoolMetrics, UnitTelemetry
 from services.kit import Delivery, Service
+from services.kit.lag import track_lag
 from services.kit.service import RequestError
 from services.watcher.prometheus import PrometheusError, PrometheusSource, query
 from services.watcher.settings import WatcherSettings
@@ -109,6 +110,7 @@ class Watcher(Service):
             )
         )
         await self.consume(subjects.UNIT_ALL, UnitEvent, self.on_event, durable="watcher-units")
+        track_lag(self)
         await self.api_endpoint("pools", PoolQuery, self.on_pools)
         if self.opts.prometheus:
             self._client = httpx.AsyncClient()

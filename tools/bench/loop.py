@@ -36,6 +36,7 @@ import nats
 
 from contracts import subjects
 from contracts.telemetry import UnitTelemetry
+from tools.bench.progress import phase
 from tools.natsserver import start_nats, stop_nats
 
 SERVICES = ("watcher", "scaler", "costguard", "provisioner")
@@ -214,7 +215,9 @@ async def _measure(
 ) -> dict[str, Any]:
     nc = await nats.connect(url)
     try:
+        phase("waiting for the services")
         await _wait_services(nc, procs, tmp)
+        phase("baseline: JetStream publish-to-consume hops")
         base = await _baseline(nc)
         loop = asyncio.get_running_loop()
         approved: dict[str, asyncio.Future[float]] = {p: loop.create_future() for p in pools}
@@ -236,6 +239,7 @@ async def _measure(
         latencies: list[float] = []
         for i in range(0, len(pools), parallel):
             batch = pools[i : i + parallel]
+            phase(f"load steps {i + 1}-{i + len(batch)} of {len(pools)}")
             latencies += await asyncio.gather(*(_step(nc, p, approved, hops) for p in batch))
     finally:
         await nc.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from services.kit.errors import ConfigError
 from tools.registry import ORDER, available, load
 
 
@@ -28,5 +29,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"fleet run: service {args.service!r} is not built yet", file=sys.stderr)
         return 2
     service = load(args.service)
-    code: int = service.main(config=args.config, nats_url=args.nats)
+    try:
+        code: int = service.main(config=args.config, nats_url=args.nats)
+    except ConfigError as exc:  # found while setting up (tracing exporter, providers)
+        print(f"fleet run {args.service}: {exc}", file=sys.stderr)
+        return 2
     return code

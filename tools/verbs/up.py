@@ -98,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
     nats_proc = None
     if args.nats:
         url = args.nats
+        asyncio.run(_reachable(url))  # one line and exit 1 when it is not, before any child
     else:
         port = args.port or (4222 if _port_free(4222) else free_port())
         try:
@@ -121,6 +122,12 @@ def run(args: argparse.Namespace) -> int:
             with contextlib.suppress(FileNotFoundError):
                 f.unlink()
         console.print("[bold]fleet up[/]: stopped; no process left behind")
+
+
+async def _reachable(url: str) -> None:
+    """Raise SystemExit with cli_connect's one-line reason when nobody serves `url`."""
+    nc = await cli_connect(url, "fleet-up")
+    await nc.close()
 
 
 def _port_free(port: int) -> bool:
