@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 from msgspec import Meta
 
 from services.kit.config import KitSettings
+from services.kit.pools import PoolConfig
 from services.watcher.prometheus import PrometheusSource
 
 Positive = Annotated[float, Meta(gt=0)]
@@ -38,6 +39,7 @@ class WatcherSettings(KitSettings, kw_only=True):
     """Settings of the watcher service."""
 
     watcher: WatcherOptions = msgspec.field(default_factory=WatcherOptions)
-    pools: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
-    """`[pools.<pool>]`: only the names matter here. A configured pool gets PoolMetrics
-    every tick even before it has a unit, so the scaler can bring it up to its `min`."""
+    pools: dict[str, PoolConfig] = msgspec.field(default_factory=dict)
+    """`[pools.<pool>]`: only the names matter here (the tables are validated all the same).
+    A configured pool gets PoolMetrics every tick even before it has a unit, so the scaler
+    can bring it up to its `min`."""
