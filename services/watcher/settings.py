@@ -27,6 +27,14 @@ class WatcherOptions(msgspec.Struct, kw_only=True):
     """Seconds without a heartbeat after which a unit is declared failed (units heartbeat ~1 s)."""
     unhealthy_limit: Annotated[int, Meta(ge=1)] = 3
     """Heartbeats in a row with healthy=false after which a unit is declared failed."""
+    burst_factor: Annotated[float, Meta(ge=0)] = 1.5
+    """A pool whose demand (in flight + queued) reaches this many times its last published
+    demand gets its PoolMetrics at once, without waiting for the tick (as does one whose
+    utilization crosses its `scale_up_at`), so the scaler sees a burst within milliseconds.
+    1.5 catches a 2x step halfway through its units' heartbeats; 0 turns the fast path off."""
+    burst_min_interval_s: Positive = 0.1
+    """Fewest seconds between two out-of-tick PoolMetrics of one pool: a heartbeat storm
+    adds at most 10 messages per pool per second to the metrics stream."""
     max_load_ratio: Positive = 100.0
     """Telemetry with inflight above this many times capacity is rejected as absurd."""
     forget_after_s: Positive = 3600.0
