@@ -74,16 +74,27 @@ def test_a_2x_step_publishes_at_once_and_the_rest_of_it_when_the_interval_ends()
     b = bursts(scale_up_at={"gpu": 1.0})  # only the demand rule can fire here
     prev = steady_pool(b, 100.0)
     out = [b.heartbeat(prev[u], beat(u, 2 * STEADY), 100.01 + u / 1000) for u in range(UNITS)]
-    # the second unit's beat makes 1.5x: published at once; the third's rise is held
-    # until the interval ends (the fourth adds to it, nothing more is scheduled)
-    assert out[0] is None and isinstance(out[1], PoolMetrics) and out[3] is None
+    # the second unit's beat makes 1.5x: published at once; the fourth's makes 1.33x
+    # that, a further rise worth publishing, held until the interval ends
+    assert out[0] is None and isinstance(out[1], PoolMetrics) and out[2] is None
     first = out[1]
     assert first.inflight + first.queue_depth == pytest.approx(1.5 * UNITS * STEADY)
     assert (first.units_ready, first.capacity) == (UNITS, UNITS * CAPACITY)
-    assert out[2] == pytest.approx(first.ts + 0.1)
+    assert out[3] == pytest.approx(first.ts + 0.1)
     rest = b.flush("gpu", 100.111)
     assert rest is not None and rest.inflight + rest.queue_depth == pytest.approx(44.8)
     assert b.flush("gpu", 100.2) is None  # flushed once
+
+
+def test_noise_after_a_burst_waits_for_the_tick() -> None:
+    b = bursts()
+    prev = steady_pool(b, 100.0)
+    jump = [beat(u, 2 * STEADY) for u in range(UNITS)]
+    assert b.heartbeat(prev[0], jump[0], 100.0) is None
+    assert isinstance(b.heartbeat(prev[1], jump[1], 100.01), PoolMetrics)
+    wobble = beat(0, 2.2 * STEADY)  # +2.5 % on the pool within the interval
+    assert b.heartbeat(jump[0], wobble, 100.02) is None
+    assert b.flush("gpu", 100.11) is None
 
 
 def test_utilization_crossing_scale_up_at_publishes_below_the_factor() -> None:

@@ -12,8 +12,9 @@ path) and says when to publish out of tick:
 
 at most once per pool per `min_interval_s`, so a storm of heartbeats cannot
 flood the metrics stream. A step reaches a pool's units' heartbeats one by
-one, so the first publish may show only part of it; a further rise held back
-by the interval is published when the interval ends (`flush`), once. Each
+one, so the first publish may show only part of it; a further rise of half
+the factor (1.25x), held back by the interval, is published when the interval
+ends (`flush`), once; smaller moves wait for the tick. Each
 publish, in tick or out, becomes the new baseline, so a steady high load does
 not fire again; the next tick corrects whatever the running sums got wrong (a
 stale unit, a draining one). Pure: no clock, no I/O.
@@ -25,7 +26,7 @@ import math
 from dataclasses import dataclass, field
 
 from contracts.telemetry import PoolMetrics, UnitTelemetry
-from services.watcher.windows import PoolSample, pool_metrics
+from services.watcher.windows import PoolSample, pool_metrics, utilization
 
 MIN_DEMAND = 1.0
 """The baseline demand a jump is measured from when the pool had less: from idle, a
@@ -48,7 +49,7 @@ class PoolLoad:
     fast_at: float = -math.inf
     """When the last out-of-tick publish went out."""
     held: bool = False
-    """A rise came inside the interval after it: `flush` publishes it when the interval ends."""
+    """A further rise came inside the interval: `flush` publishes it when the interval ends."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -91,18 +92,19 @@ class Bursts:
             return None
         demand = load.inflight + load.queue_depth
         if now - load.fast_at < self.min_interval_s:
-            if load.held or demand <= load.published_demand:
+            # The rest of the step that was just published, not noise around it: a rise
+            # of half the factor again (1.25x for 1.5), held to the interval's end.
+            if load.held or demand < (1 + self.factor) / 2 * load.published_demand:
                 return None
             load.held = True
             return load.fast_at + self.min_interval_s
-        jumped = demand >= self.factor * max(load.published_demand, MIN_DEMAND)
-        threshold = self.scale_up_at.get(t.pool, self.default_scale_up_at)
-        if not jumped and load.published_utilization >= threshold:
-            return None
-        m = self._metrics(t.pool, load, now)
-        if not jumped and m.utilization < threshold:
-            return None
-        return self._sent(load, m)
+        if demand < self.factor * max(load.published_demand, MIN_DEMAND):
+            threshold = self.scale_up_at.get(t.pool, self.default_scale_up_at)
+            if load.published_utilization >= threshold:
+                return None
+            if utilization(load.inflight, load.capacity) < threshold:
+                return None
+        return self._sent(load, self._metrics(t.pool, load, now))
 
     def flush(self, pool: str, now: float) -> PoolMetrics | None:
         """The held-back rise of `pool` at the end of its interval, or None if a tick

@@ -136,10 +136,6 @@ def pool_metrics(
     arrival_rate: float,
 ) -> PoolMetrics:
     """PoolMetrics with utilization derived and every value inside the contract's bounds."""
-    if capacity > 0:
-        util = min(1.0, inflight / capacity)
-    else:
-        util = 1.0 if inflight > 0 else 0.0
     return PoolMetrics(
         ts=ts,
         pool=pool,
@@ -149,6 +145,13 @@ def pool_metrics(
         inflight=max(0.0, min(inflight, 1e9)),
         capacity=max(0.0, min(capacity, 1e9)),
         queue_depth=max(0.0, min(queue_depth, 1e9)),
-        utilization=util,
+        utilization=utilization(inflight, capacity),
         arrival_rate=max(0.0, min(arrival_rate, 1e9)),
     )
+
+
+def utilization(inflight: float, capacity: float) -> float:
+    """In-flight work over ready capacity, 0..1; work with no capacity at all is 1."""
+    if capacity > 0:
+        return max(0.0, min(1.0, inflight / capacity))
+    return 1.0 if inflight > 0 else 0.0
