@@ -8,16 +8,18 @@ path) and says when to publish out of tick:
 
 - demand (in flight + queued) reaches `factor` times the last published
   demand (at least one request's worth), or
-- utilization crosses the pool's `scale_up_at` from below,
+- utilization crosses the pool's `scale_up_at` from below, or
+- within one interval (1 / `rate_per_s`) of such a publish, demand rises by
+  half the factor again (1.25x for 1.5): a step reaches the heartbeats of a
+  pool's units one by one, so the first publish may show only part of it.
 
-at most once per pool per `min_interval_s`, so a storm of heartbeats cannot
-flood the metrics stream. A step reaches a pool's units' heartbeats one by
-one, so the first publish may show only part of it; a further rise of half
-the factor (1.25x), held back by the interval, is published when the interval
-ends (`flush`), once; smaller moves wait for the tick. Each
-publish, in tick or out, becomes the new baseline, so a steady high load does
-not fire again; the next tick corrects whatever the running sums got wrong (a
-stale unit, a draining one). Pure: no clock, no I/O.
+Each pool has a token bucket: at most `rate_per_s` publishes a second out of
+tick, `burst` of them in a row, so a storm of heartbeats cannot flood the
+metrics stream. A due publish that finds the bucket empty is held and goes
+out when the next token comes (`flush`), once. Each publish, in tick or out,
+becomes the new baseline, so a steady high load does not fire again; the next
+tick corrects whatever the running sums got wrong (a stale unit, a draining
+one). Pure: no clock, no I/O.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ first request or two is a jump, a fraction of one is not."""
 class PoolLoad:
     """One pool's load: as last published, plus what heartbeats changed since."""
 
+    tokens: float
+    """Out-of-tick publishes the pool may make now (its token bucket)."""
     inflight: float = 0.0
     queue_depth: float = 0.0
     capacity: float = 0.0
@@ -47,9 +51,9 @@ class PoolLoad:
     published_demand: float = 0.0
     published_utilization: float = 0.0
     fast_at: float = -math.inf
-    """When the last out-of-tick publish went out."""
+    """When the last out-of-tick publish went out (the bucket is refilled from then)."""
     held: bool = False
-    """A further rise came inside the interval: `flush` publishes it when the interval ends."""
+    """A publish was due with the bucket empty: `flush` sends it when a token comes."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -58,8 +62,10 @@ class Bursts:
 
     factor: float
     """Publish at once when demand reaches this many times the last published demand; 0: off."""
-    min_interval_s: float
-    """Fewest seconds between two out-of-tick publishes of one pool."""
+    rate_per_s: float
+    """Most out-of-tick publishes per pool per second."""
+    burst: int
+    """... of which at most this many in a row."""
     scale_up_at: dict[str, float]
     """Each configured pool's `scale_up_at`; `default_scale_up_at` for the others."""
     default_scale_up_at: float
@@ -70,11 +76,9 @@ class Bursts:
     ) -> PoolMetrics | float | None:
         """Fold one heartbeat (`prev`: the unit's previous one).
 
-        Returns the metrics to publish now; or, for the first rise the interval
-        holds back, the time at which to call `flush`; or None."""
-        load = self.pools.get(t.pool)
-        if load is None:
-            load = self.pools[t.pool] = PoolLoad()
+        Returns the metrics to publish now; or, when one is due but the pool's
+        bucket is empty, the time at which to call `flush` (once); or None."""
+        load = self._load(t.pool)
         if prev is None:
             load.inflight += t.inflight
             load.queue_depth += t.queue_depth
@@ -88,35 +92,55 @@ class Bursts:
                 prev.capacity if prev.healthy else 0.0
             )
             load.ready += int(t.healthy) - int(prev.healthy)
-        if self.factor <= 0:
+        if self.factor <= 0 or load.held:
             return None
         demand = load.inflight + load.queue_depth
-        if now - load.fast_at < self.min_interval_s:
-            # The rest of the step that was just published, not noise around it: a rise
-            # of half the factor again (1.25x for 1.5), held to the interval's end.
-            if load.held or demand < (1 + self.factor) / 2 * load.published_demand:
+        if now - load.fast_at < 1 / self.rate_per_s:  # the rest of a step just published
+            if demand < (1 + self.factor) / 2 * load.published_demand:
                 return None
-            load.held = True
-            return load.fast_at + self.min_interval_s
-        if demand < self.factor * max(load.published_demand, MIN_DEMAND):
+        elif demand < self.factor * max(load.published_demand, MIN_DEMAND):
             threshold = self.scale_up_at.get(t.pool, self.default_scale_up_at)
             if load.published_utilization >= threshold:
                 return None
             if utilization(load.inflight, load.capacity) < threshold:
                 return None
-        return self._sent(load, self._metrics(t.pool, load, now))
+        tokens = self._tokens(load, now)
+        if tokens >= 1:
+            return self._sent(t.pool, load, now, tokens)
+        load.held = True
+        return now + (1 - tokens) / self.rate_per_s
 
     def flush(self, pool: str, now: float) -> PoolMetrics | None:
-        """The held-back rise of `pool` at the end of its interval, or None if a tick
-        published in the meantime."""
+        """The publish held for a token, or None if a tick published in the meantime."""
         load = self.pools.get(pool)
         if load is None or not load.held:
             return None
-        return self._sent(load, self._metrics(pool, load, now))
+        return self._sent(pool, load, now, max(1.0, self._tokens(load, now)))
 
-    @staticmethod
-    def _metrics(pool: str, load: PoolLoad, now: float) -> PoolMetrics:
-        return pool_metrics(
+    def published(self, m: PoolMetrics, sample: PoolSample) -> None:
+        """The tick published `m`, from `sample` (the pool's state now): count from there."""
+        load = self._load(m.pool)
+        load.inflight, load.queue_depth = sample.inflight, sample.queue_depth
+        load.capacity, load.ready, load.pending = sample.capacity, sample.ready, sample.pending
+        load.arrival_rate, load.window_s = m.arrival_rate, m.window_s
+        self._baseline(load, m)
+
+    def forget(self, pool: str) -> None:
+        """The pool is gone (no units, not configured)."""
+        self.pools.pop(pool, None)
+
+    def _load(self, pool: str) -> PoolLoad:
+        load = self.pools.get(pool)
+        if load is None:
+            load = self.pools[pool] = PoolLoad(tokens=float(self.burst))
+        return load
+
+    def _tokens(self, load: PoolLoad, now: float) -> float:
+        """The bucket refilled since the last out-of-tick publish."""
+        return min(float(self.burst), load.tokens + (now - load.fast_at) * self.rate_per_s)
+
+    def _sent(self, pool: str, load: PoolLoad, now: float, tokens: float) -> PoolMetrics:
+        m = pool_metrics(
             pool,
             ts=now,
             window_s=load.window_s,
@@ -127,25 +151,9 @@ class Bursts:
             queue_depth=load.queue_depth,
             arrival_rate=load.arrival_rate,
         )
-
-    def _sent(self, load: PoolLoad, m: PoolMetrics) -> PoolMetrics:
-        load.fast_at = m.ts
+        load.tokens, load.fast_at = tokens - 1, now
         self._baseline(load, m)
         return m
-
-    def published(self, m: PoolMetrics, sample: PoolSample) -> None:
-        """The tick published `m`, from `sample` (the pool's state now): count from there."""
-        load = self.pools.get(m.pool)
-        if load is None:
-            load = self.pools[m.pool] = PoolLoad()
-        load.inflight, load.queue_depth = sample.inflight, sample.queue_depth
-        load.capacity, load.ready, load.pending = sample.capacity, sample.ready, sample.pending
-        load.arrival_rate, load.window_s = m.arrival_rate, m.window_s
-        self._baseline(load, m)
-
-    def forget(self, pool: str) -> None:
-        """The pool is gone (no units, not configured)."""
-        self.pools.pop(pool, None)
 
     @staticmethod
     def _baseline(load: PoolLoad, m: PoolMetrics) -> None:

@@ -81,7 +81,8 @@ class Watcher(Service):
         self.latest: dict[str, PoolMetrics] = {}
         self.bursts = Bursts(
             factor=self.opts.burst_factor,
-            min_interval_s=self.opts.burst_min_interval_s,
+            rate_per_s=self.opts.burst_rate_per_s,
+            burst=self.opts.burst_size,
             scale_up_at={p: c.scale_up_at for p, c in self.settings.pools.items()},  # type: ignore[attr-defined]
             default_scale_up_at=PoolConfig().scale_up_at,
         )
@@ -253,8 +254,8 @@ class Watcher(Service):
             self.metrics.count("metrics_published")
 
     async def _publish_fast(self, pool: str, fast: PoolMetrics | float) -> None:
-        """A pool's load jumped between ticks (see `burst`): its metrics now, or, for a
-        rise inside the rate limit's interval, when the interval ends."""
+        """A pool's load jumped between ticks (see `burst`): its metrics now, or, when the
+        pool's rate limit holds it, as soon as the limit allows."""
         if not isinstance(fast, PoolMetrics):
             await asyncio.sleep(max(0.0, fast - time.time()))
             m = self.bursts.flush(pool, time.time())
@@ -272,6 +273,7 @@ class Watcher(Service):
             return
         if m.ts >= getattr(self.latest.get(m.pool), "ts", 0.0):  # no tick overtook it
             self.latest[m.pool] = m
+        self.metrics.count("metrics_published")
         self.metrics.count("metrics_published_fast")
 
     async def _declare_failed(self, f: Failure, now: float) -> None:

@@ -32,9 +32,12 @@ class WatcherOptions(msgspec.Struct, kw_only=True):
     demand gets its PoolMetrics at once, without waiting for the tick (as does one whose
     utilization crosses its `scale_up_at`), so the scaler sees a burst within milliseconds.
     1.5 catches a 2x step halfway through its units' heartbeats; 0 turns the fast path off."""
-    burst_min_interval_s: Positive = 0.1
-    """Fewest seconds between two out-of-tick PoolMetrics of one pool: a heartbeat storm
-    adds at most 10 messages per pool per second to the metrics stream."""
+    burst_rate_per_s: Positive = 10.0
+    """Most out-of-tick PoolMetrics per pool per second: a heartbeat storm adds at most
+    this many messages per pool per second to the metrics stream..."""
+    burst_size: Annotated[int, Meta(ge=1)] = 2
+    """... and at most this many in a row: a step's first part and its rest, as the
+    pool's units report it one by one."""
     max_load_ratio: Positive = 100.0
     """Telemetry with inflight above this many times capacity is rejected as absurd."""
     forget_after_s: Positive = 3600.0
