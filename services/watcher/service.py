@@ -8,6 +8,7 @@ a restarted watcher still knows which units are ready, pending or ended.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -25,7 +26,9 @@ from contracts.events import TERMINAL_STATES, Alert, UnitEvent
 from contracts.telemetry import PoolMetrics, UnitTelemetry
 from services.kit import Delivery, Service
 from services.kit.lag import track_lag
+from services.kit.pools import PoolConfig
 from services.kit.service import RequestError
+from services.watcher.burst import Bursts
 from services.watcher.prometheus import PrometheusError, PrometheusSource, query
 from services.watcher.settings import WatcherSettings
 from services.watcher.units import (
@@ -72,6 +75,14 @@ class Watcher(Service):
         self.table = UnitTable()
         self.windows: dict[str, PoolWindow] = {}
         self.latest: dict[str, PoolMetrics] = {}
+        self.bursts = Bursts(
+            factor=self.opts.burst_factor,
+            rate_per_s=self.opts.burst_rate_per_s,
+            burst=self.opts.burst_size,
+            scale_up_at={p: c.scale_up_at for p, c in self.settings.pools.items()},  # type: ignore[attr-defined]
+            default_scale_up_at=PoolConfig().scale_up_at,
+        )
+        self._fast_seq = 0
         self.external: dict[str, tuple[float, float]] = {}
         """pool -> (value, read at) from its Prometheus source."""
         self._client: httpx.AsyncClient | None = None
@@ -143,6 +154,7 @@ class Watcher(Service):
         """
         table, units, counts = self.table, self.table.units, self.metrics.counts
         ratio, decode, clock = self.opts.max_load_ratio, _TELEMETRY.decode, time.time
+        burst = self.bursts.heartbeat
 
         async def on_telemetry(msg: Msg) -> None:
             try:
@@ -159,7 +171,12 @@ class Watcher(Service):
                 counts["telemetry_rejected"] += 1
                 await self.dead_letter(subject, msg.data, problem, "permanent")
                 return
-            ingest(table, subject, t, clock())
+            now = clock()
+            if rec is None or rec.failed_at is None:  # a failed unit's beats count for nothing
+                fast = burst(rec.last if rec is not None else None, t, now)
+                if fast is not None:
+                    self.spawn(self._publish_fast(t.pool, fast), "burst")
+            ingest(table, subject, t, now)
             counts["telemetry_ingested"] += 1
 
         return on_telemetry
@@ -207,9 +224,11 @@ class Watcher(Service):
                 window = self.windows[pool] = PoolWindow()
             window.add(sample, self.opts.window_s)
             self.latest[pool] = window.metrics(pool)
+            self.bursts.published(self.latest[pool], sample)
         for pool in [p for p in self.windows if p not in samples]:
             del self.windows[pool]
             self.latest.pop(pool, None)
+            self.bursts.forget(pool)
             for state in ("ready", "pending"):
                 with contextlib.suppress(KeyError):
                     self._units.remove(pool, state)
@@ -230,6 +249,29 @@ class Watcher(Service):
                 log.warning("could not publish metrics", exc_info=True, extra={"pool": pool})
                 continue
             self.metrics.count("metrics_published")
+
+    async def _publish_fast(self, pool: str, fast: PoolMetrics | float) -> None:
+        """A pool's load jumped between ticks (see `burst`): its metrics now, or, when the
+        pool's rate limit holds it, as soon as the limit allows."""
+        if not isinstance(fast, PoolMetrics):
+            await asyncio.sleep(max(0.0, fast - time.time()))
+            m = self.bursts.flush(pool, time.time())
+            if m is None:
+                return
+        else:
+            m = fast
+        self._fast_seq += 1
+        try:
+            await self.publish(
+                subjects.metrics(m.pool), m, msg_id=f"{m.pool}:{self._tick_index}:b{self._fast_seq}"
+            )
+        except Exception:
+            log.warning("could not publish burst metrics", exc_info=True, extra={"pool": m.pool})
+            return
+        if m.ts >= getattr(self.latest.get(m.pool), "ts", 0.0):  # no tick overtook it
+            self.latest[m.pool] = m
+        self.metrics.count("metrics_published")
+        self.metrics.count("metrics_published_fast")
 
     async def _declare_failed(self, f: Failure, now: float) -> None:
         event = UnitEvent(ts=now, pool=f.pool, unit=f.unit, state="failed", reason=f.reason)
