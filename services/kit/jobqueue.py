@@ -1,0 +1,143 @@
+"""The job queues as JetStream keeps them: names, the outcome bucket, and queue depths.
+
+Shared by whoever submits jobs (the gateway), whoever runs them (units, through
+`services.kit.jobworker`) and whoever sizes pools for them (the watcher). Queue
+depth is read from the streams' own state, like KEDA's NATS JetStream scaler:
+a work-queue stream's per-subject count is every job of the pool not yet
+acked, and the pool consumer's `num_ack_pending` is the part being run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+
+import msgspec
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import BucketNotFoundError, NotFoundError
+from nats.js.kv import KeyValue
+
+from contracts import subjects
+from contracts.jobs import PRIORITIES, Job, JobEvent
+from contracts.streams import DAY_S, FLEET_JOBEVENTS, JOBS_HELD, JOBS_STREAMS
+
+BUCKET = "fleet_jobs"
+"""KV bucket of job outcomes (`<id>`) and attempt reasons (`<id>.attempts`)."""
+_JOB = msgspec.json.Decoder(Job)
+_EVENT = msgspec.json.Decoder(JobEvent)
+MAX_READ = 50_000
+"""Most job events one read returns: a bound on what a query may cost."""
+
+
+def consumer_name(pool: str) -> str:
+    """The durable pull consumer a pool's units share on each priority stream."""
+    return f"units-{subjects.token(pool, 'pool')}"
+
+
+async def jobs_bucket(js: JetStreamContext) -> KeyValue:
+    """The outcome bucket, created on first use (every party may be first)."""
+    try:
+        return await js.key_value(BUCKET)
+    except (BucketNotFoundError, NotFoundError):
+        return await js.create_key_value(bucket=BUCKET, history=1, ttl=7 * DAY_S)
+
+
+@dataclass(slots=True)
+class PoolDepth:
+    """One pool's jobs: waiting per priority, being run, and the oldest one's age."""
+
+    queued: dict[str, int] = field(default_factory=dict)
+    running: int = 0
+    oldest_job_age_s: float = 0.0
+
+    @property
+    def total_queued(self) -> int:
+        return sum(self.queued.values())
+
+
+async def queue_depths(js: JetStreamContext, now: float | None = None) -> dict[str, PoolDepth]:
+    """Every pool with jobs in its queues: queued per priority, running, oldest age."""
+    now = time.time() if now is None else now
+    out: dict[str, PoolDepth] = {}
+    for prio in PRIORITIES:
+        spec = JOBS_STREAMS[prio]
+        try:
+            info = await js.stream_info(spec.name, subjects_filter=f"fleet.jobs.{prio}.*")
+        except NotFoundError:
+            continue
+        for subject, count in (info.state.subjects or {}).items():
+            pool = subject.rsplit(".", 1)[-1]
+            depth = out.setdefault(pool, PoolDepth())
+            running = 0
+            with contextlib.suppress(Exception):
+                cinfo = await js.consumer_info(spec.name, consumer_name(pool))
+                running = int(cinfo.num_ack_pending or 0)
+            depth.running += running
+            depth.queued[prio] = max(int(count) - running, 0)
+            age = await _oldest_age(js, spec.name, subject, now)
+            depth.oldest_job_age_s = max(depth.oldest_job_age_s, age)
+    return out
+
+
+async def held_counts(js: JetStreamContext) -> dict[str, int]:
+    """Jobs waiting for budget, per priority."""
+    try:
+        info = await js.stream_info(JOBS_HELD.name, subjects_filter="fleet.jobheld.*")
+    except NotFoundError:
+        return {}
+    return {s.rsplit(".", 1)[-1]: int(n) for s, n in (info.state.subjects or {}).items()}
+
+
+async def _oldest_age(js: JetStreamContext, stream: str, subject: str, now: float) -> float:
+    """Age of the first job left on `subject` (acked ones are gone from a work queue)."""
+    try:
+        raw = await js.get_msg(stream, seq=1, subject=subject, next=True)
+        job = _JOB.decode(raw.data or b"")
+    except Exception:
+        return 0.0
+    return max(now - job.ts, 0.0)
+
+
+async def read_events(
+    js: JetStreamContext, subject: str, *, last_per_subject: bool = False
+) -> list[JobEvent]:
+    """The job events stored on `subject` (a pattern), oldest first; with
+    `last_per_subject`, only each job's latest. Undecodable ones are skipped."""
+    config = ConsumerConfig(
+        ack_policy=AckPolicy.NONE,
+        deliver_policy=DeliverPolicy.LAST_PER_SUBJECT if last_per_subject else DeliverPolicy.ALL,
+        filter_subject=subject,
+        inactive_threshold=10.0,
+        mem_storage=True,
+    )
+    psub = await js.pull_subscribe(subject, stream=FLEET_JOBEVENTS.name, config=config)
+    out: list[JobEvent] = []
+    try:
+        while len(out) < MAX_READ:
+            try:
+                msgs = await psub.fetch(500, timeout=0.5)
+            except (NatsTimeout, TimeoutError):
+                break
+            for msg in msgs:
+                with contextlib.suppress(msgspec.DecodeError):
+                    out.append(_EVENT.decode(msg.data))
+            if not msgs or msgs[-1].metadata.num_pending == 0:
+                break
+    finally:
+        with contextlib.suppress(Exception):
+            await psub.unsubscribe()
+    return out
+
+
+__all__ = [
+    "BUCKET",
+    "PoolDepth",
+    "consumer_name",
+    "held_counts",
+    "jobs_bucket",
+    "queue_depths",
+    "read_events",
+]
