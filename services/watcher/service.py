@@ -24,7 +24,9 @@ from contracts.api import PoolQuery
 from contracts.events import TERMINAL_STATES, Alert, UnitEvent
 from contracts.telemetry import PoolMetrics, UnitTelemetry
 from services.kit import Delivery, Service
+from services.kit.jobqueue import PoolDepth, queue_depths
 from services.kit.service import RequestError
+from services.watcher.backlog import with_jobs
 from services.watcher.prometheus import PrometheusError, PrometheusSource, query
 from services.watcher.settings import WatcherSettings
 from services.watcher.units import (
@@ -213,6 +215,9 @@ class Watcher(Service):
                     self._units.remove(pool, state)
             with contextlib.suppress(KeyError):
                 self._utilization.remove(pool)
+        depths = await self._job_depths()
+        for pool in samples:
+            self.latest[pool] = with_jobs(self.latest[pool], depths.get(pool))
         for pool, m in self.latest.items():
             self._units.labels(pool, "ready").set(m.units_ready)
             self._units.labels(pool, "pending").set(m.units_pending)
@@ -228,6 +233,14 @@ class Watcher(Service):
                 log.warning("could not publish metrics", exc_info=True, extra={"pool": pool})
                 continue
             self.metrics.count("metrics_published")
+
+    async def _job_depths(self) -> dict[str, PoolDepth]:
+        """Each pool's job backlog from the work-queue streams; empty when unreadable."""
+        try:
+            return await queue_depths(self.js)
+        except Exception:
+            log.warning("could not read the job queues", exc_info=True)
+            return {}
 
     async def _declare_failed(self, f: Failure, now: float) -> None:
         event = UnitEvent(ts=now, pool=f.pool, unit=f.unit, state="failed", reason=f.reason)
