@@ -75,8 +75,8 @@ class JobWatch:
     def count(self, state: str) -> int:
         return sum(1 for evs in self.events.values() for e in evs if e.state == state)
 
-    async def until(self, check: Callable[[], bool], timeout: float, what: str) -> None:
-        """Wait until `check()` holds, woken by each event; fail with `what` after `timeout`."""
+    async def until(self, check: Callable[[], bool], within_s: float, what: str) -> None:
+        """Wait until `check()` holds, woken by each event; fail with `what` after `within_s`."""
 
         async def loop() -> None:
             while not check():
@@ -84,9 +84,9 @@ class JobWatch:
                 await self._changed.wait()
 
         try:
-            await asyncio.wait_for(loop(), timeout)
+            await asyncio.wait_for(loop(), within_s)
         except TimeoutError:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}") from None
+            raise AssertionError(f"timed out after {within_s:g} s waiting for {what}") from None
 
 
 __all__ = ["JobWatch", "gateway", "submit"]

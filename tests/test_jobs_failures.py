@@ -4,7 +4,6 @@ jobs back; a unit SIGKILLed mid-job loses nothing and no job finishes twice."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -126,15 +125,11 @@ async def test_unit_killed_mid_job_every_job_succeeds_exactly_once(
     await gw.start()
     watch = await JobWatch(nc).start()
     ready = [tmp_path / "a.ready", tmp_path / "b.ready"]
+    beats = await nc.subscribe(subjects.telemetry("cpu", "victim"))
     victim = _unit(nats_url, "victim", ready[0])
     survivor: subprocess.Popen[bytes] | None = None
     try:
-
-        async def is_ready(path: Path) -> None:
-            while not path.exists():
-                await asyncio.sleep(0.05)
-
-        await asyncio.wait_for(is_ready(ready[0]), 30)
+        await beats.next_msg(timeout=30)  # the unit is connected and pulling
         script = "import time, os; time.sleep(1.0); print('done', os.environ['FLEET_JOB_ID'])"
         jobs = [
             await submit(nc, pool="cpu", command=[sys.executable, "-c", script]) for _ in range(6)

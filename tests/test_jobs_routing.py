@@ -72,11 +72,14 @@ def test_when_the_budget_binds_low_waits_first_then_normal_and_high_runs_to_the_
 
 
 def test_pools_take_gpu_vram_and_price_from_the_cheapest_live_offer() -> None:
+    def offer(provider: str, model: str, vram: float, price: float) -> dict[str, object]:
+        return dict(provider=provider, gpu_model=model, vram_gb=vram, usd_per_hour=price)
+
     offers = [
-        {"provider": "sim", "gpu_model": "H100", "vram_gb": 80, "vendor": "NVIDIA", "usd_per_hour": 2.49},
-        {"provider": "vast", "gpu_model": "H100", "vram_gb": 80, "vendor": "NVIDIA", "usd_per_hour": 1.9},
-        {"provider": "sim", "gpu_model": "L4", "vram_gb": 24, "vendor": "NVIDIA", "usd_per_hour": 0.39},
-    ]  # fmt: skip
+        {**offer("sim", "H100", 80, 2.49), "vendor": "NVIDIA"},
+        {**offer("vast", "H100", 80, 1.9), "vendor": "NVIDIA"},
+        {**offer("sim", "L4", 24, 0.39), "vendor": "NVIDIA"},
+    ]
     pools = {
         "big": {"gpu_model": "H100", "providers": ["sim"]},
         "cpu": {"gpu_model": "CPU", "max_usd_per_hour": 0.05, "runtime": "cpu"},
