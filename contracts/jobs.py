@@ -3,8 +3,9 @@
 A `Job` is routed to one pool and published on `fleet.jobs.<priority>.<pool>`,
 a work-queue stream per priority (units take high before normal before low).
 Everything that happens to it is a `JobEvent` on `fleet.job.<id>`. The
-terminal outcome is written once per job id (KV bucket `fleet_jobs`), which is
-what makes completion idempotent when a job is delivered twice.
+outcome event is published once per job id (de-duplicated as `<id>:<state>`)
+and a redelivered job's events are read before it runs again, which is what
+makes completion idempotent when a job is delivered twice.
 """
 
 from __future__ import annotations
@@ -104,24 +105,6 @@ class JobEvent(Message, frozen=True, kw_only=True):
     remove it from the queue."""
 
 
-class JobRecord(msgspec.Struct, frozen=True, kw_only=True):
-    """The outcome kept once per job id (KV `fleet_jobs`); the first writer wins."""
-
-    job: JobId
-    state: JobState
-    reason: str = ""
-    unit: str | None = None
-    ts: float = 0.0
-
-
-class JobAttempts(msgspec.Struct, frozen=True, kw_only=True):
-    """Every attempt's reason so far (KV `fleet_jobs`, key `<id>.attempts`)."""
-
-    reasons: list[str] = msgspec.field(default_factory=list)
-    running_on: str | None = None
-    """The unit that took the latest delivery, so the next one can say who was lost."""
-
-
 class JobCancel(msgspec.Struct, frozen=True, kw_only=True):
     """Broadcast on `fleet.jobctl.cancel` so the unit running `job` stops it."""
 
@@ -134,11 +117,9 @@ __all__ = [
     "PRIORITIES",
     "TERMINAL_JOB_STATES",
     "Job",
-    "JobAttempts",
     "JobCancel",
     "JobEvent",
     "JobId",
-    "JobRecord",
     "JobRequirements",
     "JobState",
     "Priority",

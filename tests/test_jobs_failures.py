@@ -85,8 +85,12 @@ async def test_cancel_stops_a_running_job_and_drain_hands_jobs_back(
             subjects.api("jobs.cancel"), f'{{"id": "{long.id}"}}'.encode(), timeout=5
         )
         assert b'"cancelled":true' in reply.data
-        await watch.until(lambda: first.busy == 1, 5, "the cancelled job to stop")
-        assert "cancelled" in watch.states(long.id) and "succeeded" not in watch.states(long.id)
+        await watch.until(
+            lambda: watch.states(long.id).count("cancelled") == 2, 5, "the unit to stop the job"
+        )
+        stopped = watch.events[long.id][-1]
+        assert stopped.unit == "first" and stopped.reason.startswith("stopped on first")
+        assert first.busy == 1 and "succeeded" not in watch.states(long.id)
 
         await second.start()
         await first.drain("is draining for scale-down")

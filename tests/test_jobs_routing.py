@@ -3,11 +3,11 @@ of a unit, and the backlog folded into PoolMetrics."""
 
 from __future__ import annotations
 
-from contracts.jobs import Job, JobAttempts, JobRequirements
+from contracts.jobs import Job, JobEvent, JobRequirements
 from contracts.telemetry import PoolMetrics
 from services.gateway.routing import BudgetView, PoolGpu, RoutePolicy, pool_gpus, route
 from services.kit.jobqueue import PoolDepth
-from services.kit.jobworker import plan_delivery
+from services.kit.jobworker import History, history, plan_delivery
 from services.watcher.backlog import with_jobs
 
 H100 = PoolGpu("big", "H100", 80, "NVIDIA", "cuda", 2.49)
@@ -91,14 +91,20 @@ def test_pools_take_gpu_vram_and_price_from_the_cheapest_live_offer() -> None:
 
 def test_a_delivery_runs_until_its_attempts_are_spent_and_names_a_lost_unit() -> None:
     j = job(attempts=3)
-    assert plan_delivery(j, 1, JobAttempts(), 0.0).action == "run"
-    lost = plan_delivery(j, 2, JobAttempts(running_on="u7"), 0.0)
+    assert plan_delivery(j, 1, History(), 0.0).action == "run"
+    started = JobEvent(job="j1", state="started", unit="u7", attempt=1)
+    lost = plan_delivery(j, 2, history([started]), 0.0)
     assert lost.action == "run"
     assert lost.reasons == ("attempt 1: u7 stopped answering; redelivered after the ack wait",)
-    seen = JobAttempts(reasons=["attempt 1: exit 1", "attempt 2: exit 1", "attempt 3: exit 1"])
-    dead = plan_delivery(j, 4, seen, 0.0)
-    assert dead.action == "dead" and len(dead.reasons) == 3
-    assert plan_delivery(job(deadline_ts=10.0), 1, JobAttempts(), 11.0).action == "expired"
+    failures = [
+        JobEvent(job="j1", state="failed", unit="u1", attempt=n, reason="exit 1") for n in (1, 2, 3)
+    ]
+    dead = plan_delivery(j, 4, history(failures), 0.0)
+    assert dead.action == "dead"
+    assert dead.reasons == ("attempt 1: exit 1", "attempt 2: exit 1", "attempt 3: exit 1")
+    done = JobEvent(job="j1", state="succeeded", unit="u1", attempt=1)
+    assert plan_delivery(j, 2, history([started, done]), 0.0).action == "settled"
+    assert plan_delivery(job(deadline_ts=10.0), 1, History(), 11.0).action == "expired"
 
 
 def test_backlog_is_demand_the_scaler_sees_as_queue() -> None:

@@ -15,7 +15,6 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
 from contracts import subjects
 from contracts.api.replies import (
@@ -27,18 +26,24 @@ from contracts.api.replies import (
     SubmitReply,
 )
 from contracts.api.requests import CancelJobCall, JobQuery, JobsQuery, PoolQuery, SubmitJobCall
-from contracts.jobs import Job, JobCancel, JobEvent, JobRecord
+from contracts.jobs import Job, JobCancel, JobEvent
 from contracts.streams import JOBS_HELD, JOBS_STREAMS
 from services.gateway.routing import BudgetView, PoolGpu, Route, RoutePolicy, pool_gpus, route
 from services.kit.errors import Retryable
-from services.kit.jobqueue import held_counts, jobs_bucket, queue_depths, read_events
+from services.kit.jobqueue import (
+    emit,
+    held_counts,
+    publish_acked,
+    queue_depths,
+    read_events,
+)
+from services.kit.jobworker import history
 from services.kit.service import Delivery, RequestError
 
 if TYPE_CHECKING:
     from services.gateway.service import Gateway
 
 _ENC = msgspec.json.Encoder()
-_RECORD = msgspec.json.Decoder(JobRecord)
 
 
 class JobOptions(msgspec.Struct, kw_only=True):
@@ -64,12 +69,11 @@ class JobDesk:
         self.pools = pools
         self.opts = opts
         self.policy = RoutePolicy(low_yield_at=opts.low_yield_at)
-        self._gpus: tuple[float, list[PoolGpu]] = (0.0, [])
-        self._budget: tuple[float, BudgetView | None] = (0.0, None)
+        self._gpus: tuple[float, list[PoolGpu], float] = (-1e9, [], 0.0)
+        self._budget: tuple[float, BudgetView | None] = (-1e9, None)
 
     async def setup(self) -> None:
         """Register the operations and the consumer of jobs waiting for budget."""
-        self.kv = await jobs_bucket(self.svc.js)
         svc = self.svc
         await svc.api_endpoint("jobs.submit", SubmitJobCall, self.on_submit)
         await svc.api_endpoint("jobs.queue", PoolQuery, self.on_queue)
@@ -87,31 +91,32 @@ class JobDesk:
 
     # -- what the router sees ------------------------------------------------------------
     async def gpus(self) -> list[PoolGpu]:
-        """The pools' GPUs, with the provisioner's offers at most `offers_cache_s` old."""
-        at, cached = self._gpus
-        if cached and time.monotonic() - at < self.opts.offers_cache_s:
+        """The pools' GPUs, with the provisioner's offers at most `offers_cache_s` old
+        (`budget_cache_s` when the provisioner did not answer: ask again soon)."""
+        at, cached, ttl = self._gpus
+        if time.monotonic() - at < ttl:
             return cached
         answer = await self.svc.ask("gpus.available", {}, required=False)
         offers = answer.get("offers", []) if "error" not in answer else []
         gpus = pool_gpus(self.pools, offers)
-        if offers:  # without offers, ask again next time rather than keep a guess
-            self._gpus = (time.monotonic(), gpus)
+        ttl = self.opts.offers_cache_s if offers else self.opts.budget_cache_s
+        self._gpus = (time.monotonic(), gpus, ttl)
         return gpus
 
     async def budget(self) -> BudgetView | None:
         """The cost-guard's budget, at most `budget_cache_s` old; None when it is silent."""
         at, cached = self._budget
-        if cached is not None and time.monotonic() - at < self.opts.budget_cache_s:
+        if time.monotonic() - at < self.opts.budget_cache_s:
             return cached
         answer = await self.svc.ask("budget", {}, required=False)
-        if "error" in answer:
-            return None
-        view = BudgetView(
-            daily_usd=float(answer.get("daily_usd", 0.0)),
-            hard_cap_usd=float(answer.get("hard_cap_usd", 0.0)),
-            spent_today_usd=float(answer.get("spent_today_usd", 0.0)),
-            projected_today_usd=float(answer.get("projected_today_usd", 0.0)),
-        )
+        view = None
+        if "error" not in answer:
+            view = BudgetView(
+                daily_usd=float(answer.get("daily_usd", 0.0)),
+                hard_cap_usd=float(answer.get("hard_cap_usd", 0.0)),
+                spent_today_usd=float(answer.get("spent_today_usd", 0.0)),
+                projected_today_usd=float(answer.get("projected_today_usd", 0.0)),
+            )
         self._budget = (time.monotonic(), view)
         return view
 
@@ -155,17 +160,14 @@ class JobDesk:
             subject = subjects.job_held(job.priority)
             await self._enqueue(job, subject, f"held-{job.id}", "queued", decision)
         elif decision.decision == "refused":
-            await self._record(job.id, "refused", decision.reason)
             await self.event(job, "refused", decision.reason, pool=decision.pool, spec=job)
             self.svc.metrics.count("jobs.refused")
 
     async def _enqueue(
         self, job: Job, subject: str, msg_id: str, state: str, decision: Route
     ) -> None:
-        """Publish `job` on a queue, then its event with where it landed."""
-        ack = await self.svc.js.publish(
-            subject, _ENC.encode(job), headers={"Nats-Msg-Id": msg_id}, timeout=5
-        )
+        """Publish `job` on a queue (acked), then its event with where it landed."""
+        ack = await publish_acked(self.svc.js, subject, _ENC.encode(job), msg_id)
         await self.event(
             job,
             state,
@@ -179,7 +181,7 @@ class JobDesk:
 
     async def on_held(self, job: Job, d: Delivery) -> None:
         """Route a job that waits for budget again; keep it waiting while the budget binds."""
-        if await self._settled(job.id) is not None:
+        if history(await read_events(self.svc.js, subjects.job(job.id))).settled:
             return  # cancelled while it waited
         if job.deadline_ts is not None and time.time() > job.deadline_ts:
             decision = Route("refused", "its deadline passed while it waited for budget")
@@ -232,10 +234,14 @@ class JobDesk:
         if not events:
             raise RequestError(f"no job {call.id!r}", 404)
         reason = call.reason or f"cancelled by {call.requester}"
-        if not await self._record(call.id, "cancelled", reason):
-            settled = await self._settled(call.id)
-            state = settled.state if settled else "settled"
-            return CancelReply(id=call.id, cancelled=False, reason=f"the job already {state}")
+        settled = history(events).settled
+        if settled is not None:
+            return CancelReply(
+                id=call.id, cancelled=False, reason=f"the job already {settled.state}"
+            )
+        job = next((e.spec for e in events if e.spec is not None), None)
+        if job is not None:  # the outcome first: a unit that takes the job now skips it
+            await self.event(job, "cancelled", reason, pool=events[-1].pool)
         for e in events:
             if e.queue_seq is None or e.state not in ("routed", "queued"):
                 continue
@@ -247,36 +253,18 @@ class JobDesk:
         await self.svc.nc.publish(
             subjects.JOB_CANCEL, _ENC.encode(JobCancel(job=call.id, reason=reason))
         )
-        job = next((e.spec for e in events if e.spec is not None), None)
-        if job is not None:
-            await self.event(job, "cancelled", reason, pool=events[-1].pool)
         return CancelReply(id=call.id, cancelled=True, reason=reason)
 
     # -- records and events ------------------------------------------------------------
-    async def _record(self, job_id: str, state: str, reason: str) -> bool:
-        """Write the job's outcome unless it has one; whether this call wrote it."""
-        rec = JobRecord(job=job_id, state=state, reason=reason, unit=None, ts=time.time())  # type: ignore[arg-type]
-        try:
-            await self.kv.create(job_id, _ENC.encode(rec))
-        except KeyWrongLastSequenceError:
-            return False
-        return True
-
-    async def _settled(self, job_id: str) -> JobRecord | None:
-        try:
-            entry = await self.kv.get(job_id)
-        except KeyNotFoundError:
-            return None
-        return _RECORD.decode(entry.value) if entry.value else None
-
     async def event(self, job: Job, state: str, reason: str, **fields: Any) -> None:
-        """Publish a JobEvent; terminal ones once per job (the units use the same ids)."""
+        """Publish a JobEvent; terminal ones once per job (the units use the same ids)
+        and acked, the others without waiting (see `emit`)."""
         event = JobEvent(job=job.id, state=state, reason=reason, priority=job.priority, **fields)  # type: ignore[arg-type]
-        terminal = state in ("refused", "cancelled")
-        msg_id = f"{job.id}:{state}" if terminal else f"{job.id}:{state}:0"
-        await self.svc.js.publish(
-            subjects.job(job.id), _ENC.encode(event), headers={"Nats-Msg-Id": msg_id}, timeout=5
-        )
+        data = _ENC.encode(event)
+        if state in ("refused", "cancelled"):
+            await publish_acked(self.svc.js, subjects.job(job.id), data, f"{job.id}:{state}")
+        else:
+            await emit(self.svc.nc, subjects.job(job.id), data, f"{job.id}:{state}:0")
 
 
 def _slim(e: JobEvent) -> JobEvent:

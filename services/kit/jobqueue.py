@@ -1,4 +1,4 @@
-"""The job queues as JetStream keeps them: names, the outcome bucket, and queue depths.
+"""The job queues as JetStream keeps them: names, publishing, event reads, queue depths.
 
 Shared by whoever submits jobs (the gateway), whoever runs them (units, through
 `services.kit.jobworker`) and whoever sizes pools for them (the watcher). Queue
@@ -9,23 +9,24 @@ acked, and the pool consumer's `num_ack_pending` is the part being run.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import time
 from dataclasses import dataclass, field
 
 import msgspec
+from nats.aio.client import Client
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import BucketNotFoundError, NotFoundError
-from nats.js.kv import KeyValue
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
+from nats.js.errors import NotFoundError
 
 from contracts import subjects
 from contracts.jobs import PRIORITIES, Job, JobEvent
-from contracts.streams import DAY_S, FLEET_JOBEVENTS, JOBS_HELD, JOBS_STREAMS
+from contracts.streams import FLEET_JOBEVENTS, JOBS_HELD, JOBS_STREAMS
 
-BUCKET = "fleet_jobs"
-"""KV bucket of job outcomes (`<id>`) and attempt reasons (`<id>.attempts`)."""
+log = logging.getLogger("fleet.jobs")
 _JOB = msgspec.json.Decoder(Job)
 _EVENT = msgspec.json.Decoder(JobEvent)
 MAX_READ = 50_000
@@ -37,12 +38,21 @@ def consumer_name(pool: str) -> str:
     return f"units-{subjects.token(pool, 'pool')}"
 
 
-async def jobs_bucket(js: JetStreamContext) -> KeyValue:
-    """The outcome bucket, created on first use (every party may be first)."""
-    try:
-        return await js.key_value(BUCKET)
-    except (BucketNotFoundError, NotFoundError):
-        return await js.create_key_value(bucket=BUCKET, history=1, ttl=7 * DAY_S)
+async def emit(nc: Client, subject: str, data: bytes, msg_id: str) -> None:
+    """Publish a job's step (routed, started, progress, retried, failed) to its stream
+    without asking for an ack: the stream stores it and de-duplicates by `msg_id` all
+    the same, and it goes out before anything later on this connection (the outcome,
+    the ack). Outcomes use `publish_acked`. Skipping the ack round trip halves what
+    a job costs the unit and the gateway (see docs/adr/0011-jobs.md)."""
+    await nc.publish(subject, data, headers={"Nats-Msg-Id": msg_id})
+
+
+async def publish_acked(
+    js: JetStreamContext, subject: str, data: bytes, msg_id: str, timeout_s: float = 5.0
+) -> PubAck:
+    """Publish to a stream and wait for its ack (pipelined: cheaper than a request)."""
+    fut = await js.publish_async(subject, data, headers={"Nats-Msg-Id": msg_id})
+    return await asyncio.wait_for(fut, timeout_s)
 
 
 @dataclass(slots=True)
@@ -133,11 +143,11 @@ async def read_events(
 
 
 __all__ = [
-    "BUCKET",
     "PoolDepth",
     "consumer_name",
+    "emit",
     "held_counts",
-    "jobs_bucket",
+    "publish_acked",
     "queue_depths",
     "read_events",
 ]

@@ -6,12 +6,13 @@ before normal before low, up to `slots` jobs at a time, and for each job:
 - extends the ack deadline while working (JetStream in-progress acks), so a
   long job is not redelivered, and a unit that dies stops extending it, so its
   job is redelivered to another unit after `ack_wait_s`;
-- on a redelivery, first looks up the job's outcome (KV `fleet_jobs`): a job
-  that already has one is not run again, its outcome event is re-published
-  under the same de-duplication id and the delivery acked: completion is
-  idempotent by job id;
-- records every failed attempt's reason, and after `job.attempts` deliveries
-  dead-letters the job with all of them;
+- announces the outcome as an acked event with the de-duplication id
+  `<job>:<state>`, then acks: two completions of one job store one event;
+- on a redelivery, first reads the job's events (FLEET_JOBEVENTS): a job that
+  already ended is not run again, only acked, so completion is idempotent by
+  job id; the events also give every earlier attempt's reason and the unit
+  that was running it if that unit was lost;
+- after `job.attempts` deliveries dead-letters the job with every reason;
 - stops a job when it is cancelled (`fleet.jobctl.cancel`);
 - when the unit drains, hands its running jobs back (nak) instead of finishing
   or killing them, so another unit starts them at once.
@@ -28,7 +29,7 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 from nats.aio.client import Client
@@ -36,23 +37,50 @@ from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
-from nats.js.kv import KeyValue
 
 from contracts import subjects
-from contracts.jobs import PRIORITIES, Job, JobAttempts, JobCancel, JobEvent, JobRecord
+from contracts.jobs import PRIORITIES, TERMINAL_JOB_STATES, Job, JobCancel, JobEvent
 from contracts.streams import JOBS_STREAMS
 from services.kit.jobexec import Executor, Outcome
-from services.kit.jobqueue import consumer_name, jobs_bucket
+from services.kit.jobqueue import consumer_name, emit, publish_acked, read_events
 
 log = logging.getLogger("fleet.jobs")
 _ENC = msgspec.json.Encoder()
 _JOB = msgspec.json.Decoder(Job)
-_RECORD = msgspec.json.Decoder(JobRecord)
-_ATTEMPTS = msgspec.json.Decoder(JobAttempts)
 _CANCEL = msgspec.json.Decoder(JobCancel)
 
-Action = Literal["run", "dead", "expired"]
+Action = Literal["run", "dead", "expired", "settled"]
+LOOK_S = 0.01
+"""How long a look at one priority's queue waits for a job, seconds."""
+QUIET_S = 0.25
+"""How long a priority found empty is skipped, seconds: bounds how long a new high-
+priority job can wait behind a busy stream of normal ones."""
+IDLE_POLL_S = 0.1
+"""Long-poll per priority when every queue is empty, seconds."""
+HANDED_BACK = "handed back"
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """What a job's events say about its earlier deliveries."""
+
+    reasons: tuple[str, ...] = ()
+    """Each ended attempt's reason, in order (failures and hand-backs)."""
+    last_unit: str | None = None
+    """The unit of the latest event: the one running the job if it was lost."""
+    settled: JobEvent | None = None
+    """The outcome, if the job already has one."""
+
+
+def history(events: list[JobEvent]) -> History:
+    """The attempts and outcome recorded in a job's events, oldest first."""
+    reasons: list[str] = []
+    for e in events:
+        if e.state == "failed" or (e.state == "retried" and e.reason.startswith(HANDED_BACK)):
+            reasons.append(f"attempt {e.attempt}: {e.reason}")
+    settled = next((e for e in events if e.state in TERMINAL_JOB_STATES), None)
+    last_unit = next((e.unit for e in reversed(events) if e.unit), None)
+    return History(tuple(reasons), last_unit, settled)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,18 +89,20 @@ class DeliveryPlan:
 
     action: Action
     reasons: tuple[str, ...]
-    """Every earlier attempt's reason, including a lost unit the record does not know."""
+    """Every earlier attempt's reason, including a lost unit the events do not explain."""
 
 
-def plan_delivery(job: Job, delivery: int, seen: JobAttempts, now: float) -> DeliveryPlan:
-    """Run, dead-letter or expire delivery number `delivery` of `job`.
+def plan_delivery(job: Job, delivery: int, seen: History, now: float) -> DeliveryPlan:
+    """Run, dead-letter, expire, or (already settled) only ack delivery `delivery` of `job`.
 
     A delivery whose predecessor left no reason was lost with its unit (killed,
     or cut off): it is named, so the dead letter lists every attempt.
     """
+    if seen.settled is not None:
+        return DeliveryPlan("settled", seen.reasons)
     reasons = list(seen.reasons)
     if delivery > 1 and len(reasons) < delivery - 1:
-        who = seen.running_on or "a unit"
+        who = seen.last_unit or "a unit"
         reasons.append(
             f"attempt {delivery - 1}: {who} stopped answering; redelivered after the ack wait"
         )
@@ -120,13 +150,15 @@ class JobWorker:
         self.running: dict[str, _Running] = {}
         self.counts: dict[str, int] = {}
         """Outcomes this worker produced: started, succeeded, failed, dead, handed_back, ..."""
-        self._kv: KeyValue | None = None
         self._subs: list[object] = []
         self._cancel_sub: object | None = None
         self._loop: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._free = asyncio.Semaphore(self.slots)
         self._cancelled: OrderedDict[str, str] = OrderedDict()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._fetching = False
 
     @property
     def busy(self) -> int:
@@ -135,7 +167,6 @@ class JobWorker:
 
     async def start(self) -> None:
         """Bind to the pool's consumers (creating them) and start pulling."""
-        self._kv = await jobs_bucket(self.js)
         for prio in PRIORITIES:
             subject = subjects.jobs(prio, self.pool)
             config = ConsumerConfig(
@@ -163,8 +194,8 @@ class JobWorker:
         for run in list(self.running.values()):
             run.handed_back = True
             run.task.cancel()
-            await self._event(run.job, "retried", f"handed back: {self.unit} {reason}", run.attempt)
-            await self._note_attempt(run.job.id, f"attempt {run.attempt}: handed back ({reason})")
+            text = f"{HANDED_BACK}: {self.unit} {reason}"
+            await self._event(run.job, "retried", text, run.attempt)
             with contextlib.suppress(Exception):
                 await run.msg.nak()
             self._count("handed_back")
@@ -178,36 +209,73 @@ class JobWorker:
                 await sub.unsubscribe()  # type: ignore[attr-defined]
 
     async def _halt(self) -> None:
+        """Stop pulling. The loop is let finish its fetch rather than cancelled: a
+        cancelled fetch leaves its pull request open at the server, which would then
+        deliver a job (even one we nak next) to nobody until the ack wait ran out."""
         self._stopping.set()
         if self._loop is not None:
-            self._loop.cancel()
+            if self._fetching:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(self._loop), IDLE_POLL_S * 3 + 1.0)
+            self._loop.cancel()  # waiting for a free slot, or done
             await asyncio.gather(self._loop, return_exceptions=True)
             self._loop = None
 
     # -- pulling ---------------------------------------------------------------------
     async def _pull(self) -> None:
+        """Take jobs, high before normal before low, as slots free up.
+
+        A priority found empty is not looked at again for `QUIET_S` (a look at an
+        empty queue costs a round trip and a short wait); when every queue is
+        quiet, each is long-polled in turn for `IDLE_POLL_S`, so an idle unit sees
+        new work of any priority within a few tenths of a second.
+        """
+        quiet_until = [0.0] * len(self._subs)
         while not self._stopping.is_set():
             await self._free.acquire()
             free = self.slots - len(self.running)
             self._free.release()
             msgs: list[Msg] = []
+            now = time.monotonic()
+            looked = False
             for i, sub in enumerate(self._subs):
-                last = i == len(self._subs) - 1
-                try:
-                    msgs = await sub.fetch(max(free, 1), timeout=0.5 if last else 0.02)  # type: ignore[attr-defined]
-                except (NatsTimeout, TimeoutError):
+                if now < quiet_until[i]:
                     continue
-                except Exception:
-                    if self.nc.is_closed:
-                        return
-                    log.warning("job fetch failed", exc_info=True, extra={"unit": self.unit})
-                    await asyncio.sleep(0.5)
-                    break
+                looked = True
+                msgs = await self._fetch(sub, max(free, 1), LOOK_S)
                 if msgs:
                     break
+                quiet_until[i] = now + QUIET_S
+            if not msgs and not looked:
+                for sub in self._subs:
+                    if self._stopping.is_set():
+                        break
+                    msgs = await self._fetch(sub, max(free, 1), IDLE_POLL_S)
+                    if msgs:
+                        break
+            if self._stopping.is_set():  # fetched while stopping: hand straight back
+                for msg in msgs:
+                    with contextlib.suppress(Exception):
+                        await msg.nak()
+                return
             for msg in msgs:
                 await self._free.acquire()
                 self._spawn(msg)
+
+    async def _fetch(self, sub: Any, n: int, timeout_s: float) -> list[Msg]:
+        self._fetching = True
+        try:
+            msgs: list[Msg] = await sub.fetch(n, timeout=timeout_s)
+        except (NatsTimeout, TimeoutError):
+            return []
+        except Exception:
+            if not self.nc.is_closed:
+                log.warning("job fetch failed", exc_info=True, extra={"unit": self.unit})
+                await asyncio.sleep(0.5)
+            return []
+        finally:
+            self._fetching = False
+        return msgs
 
     def _spawn(self, msg: Msg) -> None:
         try:
@@ -219,11 +287,18 @@ class JobWorker:
         attempt = msg.metadata.num_delivered or 1
         task = asyncio.get_running_loop().create_task(self._handle(job, msg, attempt))
         self.running[job.id] = _Running(job, msg, task, attempt)
+        self._idle.clear()
         task.add_done_callback(functools.partial(self._finished, job.id))
 
     def _finished(self, job_id: str, _task: asyncio.Task[None]) -> None:
         self.running.pop(job_id, None)
         self._free.release()
+        if not self.running:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Until no job is running (more may be pulled at any time after)."""
+        await self._idle.wait()
 
     async def _poison(self, msg: Msg, reason: str) -> None:
         with contextlib.suppress(Exception):
@@ -237,15 +312,14 @@ class JobWorker:
             if job.id in self._cancelled:
                 await msg.term()
                 return
-            seen = JobAttempts()
-            if attempt > 1:
-                record = await self._record(job.id)
-                if record is not None:  # settled elsewhere: say it again, do not run again
-                    await self._settled_event(job, record, attempt)
-                    await msg.ack()
-                    return
-                seen = await self._attempts(job.id)
+            seen = History()
+            if attempt > 1:  # a first delivery has no history: skip the read
+                seen = history(await read_events(self.js, subjects.job(job.id)))
             plan = plan_delivery(job, attempt, seen, time.time())
+            if plan.action == "settled":  # ended elsewhere: do not run it again
+                await msg.ack()
+                self._count("already_settled")
+                return
             if plan.action != "run":
                 why = (
                     "deadline passed before it could start"
@@ -255,24 +329,19 @@ class JobWorker:
                 await self._settle(job, msg, attempt, "dead", why, reasons=list(plan.reasons))
                 return
             if attempt > 1:
-                await self._event(
-                    job,
-                    "retried",
-                    f"attempt {attempt} of {job.attempts} after: "
-                    f"{plan.reasons[-1] if plan.reasons else 'redelivery'}",
-                    attempt,
-                )
-            await asyncio.gather(
-                self._mark_running(job.id, plan.reasons),
-                self._event(job, "started", f"on {self.unit}", attempt),
-            )
+                after = plan.reasons[-1] if plan.reasons else "redelivery"
+                text = f"attempt {attempt} of {job.attempts} after: {after}"
+                await self._event(job, "retried", text, attempt)
+            await self._event(job, "started", f"on {self.unit}", attempt)
             self._count("started")
             outcome = await self._run(job, msg, attempt)
         except asyncio.CancelledError:
             run = self.running.get(job.id)
             if run is not None and run.cancelled is not None:
-                with contextlib.suppress(Exception):
-                    await msg.term()  # the gateway recorded and announced the cancel
+                with contextlib.suppress(Exception):  # the gateway announced the cancel;
+                    text = f"stopped on {self.unit}: {run.cancelled}"  # say it stopped
+                    await self._event(job, "cancelled", text, attempt)
+                    await msg.term()
                 self._count("cancelled")
             return
         except Exception:  # the bus failed under us: let JetStream redeliver
@@ -284,17 +353,15 @@ class JobWorker:
         if outcome.ok:
             await self._settle(job, msg, attempt, "succeeded", outcome.reason, outcome=outcome)
             return
-        reason = f"attempt {attempt}: {outcome.reason}"
-        await self._note_attempt(job.id, reason)
+        reason = outcome.reason
         await self._event(
             job, "failed", reason, attempt, exit_code=outcome.exit_code, output=outcome.output
         )
         self._count("failed")
         if attempt >= job.attempts:
-            reasons = (await self._attempts(job.id)).reasons
-            await self._settle(
-                job, msg, attempt, "dead", f"failed {attempt} attempt(s)", reasons=reasons
-            )
+            reasons = [*plan.reasons, f"attempt {attempt}: {reason}"]
+            why = f"failed {attempt} attempt(s)"
+            await self._settle(job, msg, attempt, "dead", why, reasons=reasons)
         else:
             await msg.nak(delay=self.retry_delay_s * attempt)
 
@@ -318,13 +385,8 @@ class JobWorker:
                 await msg.in_progress()
                 if time.monotonic() - last_progress >= self.progress_s:
                     last_progress = time.monotonic()
-                    await self._event(
-                        job,
-                        "progress",
-                        f"{fraction:.0%} on {self.unit}",
-                        attempt,
-                        progress=round(fraction, 3),
-                    )
+                    text = f"{fraction:.0%} on {self.unit}"
+                    await self._event(job, "progress", text, attempt, progress=round(fraction, 3))
         finally:
             if not work.done():
                 work.cancel()
@@ -341,95 +403,49 @@ class JobWorker:
         outcome: Outcome | None = None,
         reasons: list[str] | None = None,
     ) -> None:
-        """Write the outcome once (first writer wins), announce it, then ack."""
-        record = JobRecord(job=job.id, state=state, reason=reason, unit=self.unit, ts=time.time())
-        kv = self._kv
-        assert kv is not None
-        try:
-            await kv.create(job.id, _ENC.encode(record))
-        except KeyWrongLastSequenceError:
-            existing = await self._record(job.id)
-            record = existing or record  # settled by another unit: announce theirs
-        if record.unit == self.unit and record.state == state:
-            await self._event(
-                job,
-                state,
-                reason,
-                attempt,
-                exit_code=outcome.exit_code if outcome else None,
-                output=outcome.output if outcome else "",
-                reasons=reasons or [],
-            )
-            self._count(state)
-        else:
-            await self._settled_event(job, record, attempt)
-        if state == "dead":
-            await msg.term()
-        else:
+        """Announce the outcome (acked, de-duplicated by `<job>:<state>`), then ack.
+
+        A redelivered job looks again just before: another unit may have finished it
+        since this delivery started (its ack deadline lapsed while it still ran)."""
+        if attempt > 1 and history(await read_events(self.js, subjects.job(job.id))).settled:
             await msg.ack()
-
-    async def _settled_event(self, job: Job, record: JobRecord, attempt: int) -> None:
-        # The same de-duplication id as the first announcement: it lands once.
-        await self._event(job, record.state, record.reason, attempt, unit=record.unit, dedup=True)
-
-    # -- records -----------------------------------------------------------------------
-    async def _record(self, job_id: str) -> JobRecord | None:
-        assert self._kv is not None
-        try:
-            entry = await self._kv.get(job_id)
-        except KeyNotFoundError:
-            return None
-        return _RECORD.decode(entry.value or b"{}") if entry.value else None
-
-    async def _attempts(self, job_id: str) -> JobAttempts:
-        assert self._kv is not None
-        try:
-            entry = await self._kv.get(f"{job_id}.attempts")
-        except KeyNotFoundError:
-            return JobAttempts()
-        return _ATTEMPTS.decode(entry.value) if entry.value else JobAttempts()
-
-    async def _mark_running(self, job_id: str, reasons: tuple[str, ...]) -> None:
-        """Say who runs this delivery, so if it is lost the next unit can name it."""
-        assert self._kv is not None
-        body = JobAttempts(reasons=list(reasons), running_on=self.unit)
-        await self._kv.put(f"{job_id}.attempts", _ENC.encode(body))
-
-    async def _note_attempt(self, job_id: str, reason: str) -> None:
-        assert self._kv is not None
-        seen = await self._attempts(job_id)
-        body = JobAttempts(reasons=[*seen.reasons, reason], running_on=self.unit)
-        await self._kv.put(f"{job_id}.attempts", _ENC.encode(body))
+            self._count("already_settled")
+            return
+        event = self._make(
+            job,
+            state,
+            reason,
+            attempt,
+            exit_code=outcome.exit_code if outcome else None,
+            output=outcome.output if outcome else "",
+            reasons=reasons or [],
+        )
+        ack = await publish_acked(
+            self.js, subjects.job(job.id), _ENC.encode(event), f"{job.id}:{state}"
+        )
+        self._count("already_settled" if ack.duplicate else state)
+        await (msg.term() if state == "dead" else msg.ack())
 
     # -- events ----------------------------------------------------------------------
-    async def _event(
-        self,
-        job: Job,
-        state: str,
-        reason: str,
-        attempt: int,
-        *,
-        unit: str | None = None,
-        dedup: bool = False,
-        **fields: object,
-    ) -> None:
-        event = JobEvent(
+    def _make(self, job: Job, state: str, reason: str, attempt: int, **fields: Any) -> JobEvent:
+        return JobEvent(
             job=job.id,
             state=state,  # type: ignore[arg-type]
             reason=reason[:4000],
             pool=self.pool,
-            unit=unit or self.unit,
+            unit=self.unit,
             priority=job.priority,
             attempt=attempt,
-            **fields,  # type: ignore[arg-type]
+            **fields,
         )
-        terminal = state in ("succeeded", "dead")
-        msg_id = f"{job.id}:{state}" if terminal or dedup else f"{job.id}:{state}:{attempt}"
+
+    async def _event(self, job: Job, state: str, reason: str, attempt: int, **fields: Any) -> None:
+        """A step of the job (not its outcome), published without waiting (`emit`)."""
+        event = self._make(job, state, reason, attempt, **fields)
+        msg_id = f"{job.id}:{state}:{attempt}"
         if state == "progress":
             msg_id = f"{msg_id}:{time.monotonic():.1f}"
-        await self.js.publish(
-            subjects.job(job.id), _ENC.encode(event), headers={"Nats-Msg-Id": msg_id}
-        )
+        await emit(self.nc, subjects.job(job.id), _ENC.encode(event), msg_id)
 
     async def _on_cancel(self, msg: Msg) -> None:
         try:
@@ -448,4 +464,4 @@ class JobWorker:
         self.counts[what] = self.counts.get(what, 0) + 1
 
 
-__all__ = ["DeliveryPlan", "JobWorker", "plan_delivery"]
+__all__ = ["DeliveryPlan", "History", "JobWorker", "history", "plan_delivery"]
