@@ -23,6 +23,7 @@ ORDER = [
     "offers",
     "place",
     "ask",
+    "jobs",
     "mcp",
     "replay",
     "bench",
