@@ -66,7 +66,9 @@ class JobWatch:
 
     async def _on(self, msg: Msg) -> None:
         event = _EVENT.decode(msg.data)
-        self.events[event.job].append(event)
+        events = self.events[event.job]
+        events.append(event)
+        events.sort(key=lambda e: e.ts)  # as `fleet jobs get` shows them
         self._changed.set()
 
     def states(self, job: str) -> list[str]:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from contracts.jobs import Job, JobEvent, JobRequirements
 from contracts.telemetry import PoolMetrics
 from services.gateway.routing import BudgetView, PoolGpu, RoutePolicy, pool_gpus, route
+from services.kit.jobplan import History, history, plan_delivery
 from services.kit.jobqueue import PoolDepth
-from services.kit.jobworker import History, history, plan_delivery
 from services.watcher.backlog import with_jobs
 
 H100 = PoolGpu("big", "H100", 80, "NVIDIA", "cuda", 2.49)
@@ -114,3 +114,14 @@ def test_backlog_is_demand_the_scaler_sees_as_queue() -> None:
     assert folded.queue_depth == 101 and folded.inflight == 4
     assert (folded.jobs_queued, folded.jobs_running, folded.oldest_job_age_s) == (100, 4, 12.5)
     assert with_jobs(m, None) == m
+
+
+def test_the_brains_card_lists_the_jobs_skill_and_its_tools_the_operations() -> None:
+    from contracts.api.tools import BRAIN_TOOLS, MCP_TOOLS
+    from services.brain.service import brain_card
+
+    card = brain_card("nats://127.0.0.1:4222", None)
+    skill = next(s for s in card.skills if s.id == "jobs")
+    assert "cheapest pool" in skill.description
+    for table in (BRAIN_TOOLS, MCP_TOOLS):
+        assert table["submit_job"] == "jobs.submit" and table["queue_status"] == "jobs.queue"

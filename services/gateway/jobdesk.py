@@ -26,10 +26,11 @@ from contracts.api.replies import (
     SubmitReply,
 )
 from contracts.api.requests import CancelJobCall, JobQuery, JobsQuery, PoolQuery, SubmitJobCall
-from contracts.jobs import Job, JobCancel, JobEvent
+from contracts.jobs import Job, JobCancel, JobEvent, JobRequirements, Priority
 from contracts.streams import JOBS_HELD, JOBS_STREAMS
 from services.gateway.routing import BudgetView, PoolGpu, Route, RoutePolicy, pool_gpus, route
 from services.kit.errors import Retryable
+from services.kit.jobplan import history
 from services.kit.jobqueue import (
     emit,
     held_counts,
@@ -37,13 +38,13 @@ from services.kit.jobqueue import (
     queue_depths,
     read_events,
 )
-from services.kit.jobworker import history
 from services.kit.service import Delivery, RequestError
 
 if TYPE_CHECKING:
     from services.gateway.service import Gateway
 
 _ENC = msgspec.json.Encoder()
+DEMO_PRIORITIES: tuple[Priority, ...] = ("high", "normal", "normal", "low")
 
 
 class JobOptions(msgspec.Struct, kw_only=True):
@@ -59,6 +60,11 @@ class JobOptions(msgspec.Struct, kw_only=True):
     bursts of thousands, the budget moves by the second."""
     offers_cache_s: float = 30.0
     """How long the provisioner's offers (GPU, VRAM, price per pool) are reused, seconds."""
+    demo_every_s: float = 0.0
+    """The demo: submit a batch of jobs every this many seconds (0: never)."""
+    demo_batch: int = 12
+    """Jobs per demo batch: a mix of priorities and run times, and now and then a job
+    that always fails, so the demo shows routing, waiting, retries and a dead letter."""
 
 
 class JobDesk:
@@ -71,6 +77,7 @@ class JobDesk:
         self.policy = RoutePolicy(low_yield_at=opts.low_yield_at)
         self._gpus: tuple[float, list[PoolGpu], float] = (-1e9, [], 0.0)
         self._budget: tuple[float, BudgetView | None] = (-1e9, None)
+        self._demo_round = 0
 
     async def setup(self) -> None:
         """Register the operations and the consumer of jobs waiting for budget."""
@@ -80,6 +87,8 @@ class JobDesk:
         await svc.api_endpoint("jobs.list", JobsQuery, self.on_list)
         await svc.api_endpoint("jobs.get", JobQuery, self.on_get)
         await svc.api_endpoint("jobs.cancel", CancelJobCall, self.on_cancel)
+        if self.opts.demo_every_s > 0:
+            svc.every(self.opts.demo_every_s, self.demo_batch, "jobs-demo")
         await svc.consume(
             "fleet.jobheld.*",
             Job,
@@ -166,8 +175,15 @@ class JobDesk:
     async def _enqueue(
         self, job: Job, subject: str, msg_id: str, state: str, decision: Route
     ) -> None:
-        """Publish `job` on a queue (acked), then its event with where it landed."""
+        """Publish `job` on a queue (acked), then its event with where it landed.
+
+        The event is stamped before the job is published: a unit may pull the job and
+        announce `started` before this event reaches the stream, and readers order a
+        job's events by their `ts`."""
+        stamp = time.time()
         ack = await publish_acked(self.svc.js, subject, _ENC.encode(job), msg_id)
+        if ack.duplicate:  # submitted twice with one id: queued (and announced) once
+            return
         await self.event(
             job,
             state,
@@ -176,6 +192,7 @@ class JobDesk:
             est_usd=decision.est_usd,
             spec=job,
             queue_seq=ack.seq,
+            ts=stamp,
         )
         self.svc.metrics.count(f"jobs.{state}")
 
@@ -190,6 +207,23 @@ class JobDesk:
         if decision.decision == "queued":
             raise Retryable(decision.reason, after_s=self.opts.held_recheck_s)
         await self._apply(job, decision, held=True)
+
+    async def demo_batch(self) -> None:
+        """One batch of demo jobs through the normal submit path."""
+        self._demo_round += 1
+        for i in range(self.opts.demo_batch):
+            job = Job(
+                id=f"demo-{uuid.uuid4().hex[:12]}",
+                priority=DEMO_PRIORITIES[i % len(DEMO_PRIORITIES)],
+                est_s=2.0 + (i * 7) % 9,
+                requirements=JobRequirements(min_vram_gb=24),
+                data={"fail": True, "error": "demo: CUDA out of memory"}
+                if i == 0 and self._demo_round % 4 == 0
+                else {},
+                attempts=2,
+                submitter="demo",
+            )
+            await self.submit(job)
 
     # -- queries -----------------------------------------------------------------------
     async def on_queue(self, q: PoolQuery, _d: Delivery) -> QueueReply:
@@ -211,6 +245,7 @@ class JobDesk:
         events = await read_events(self.svc.js, subjects.job(q.id))
         if not events:
             raise RequestError(f"no job {q.id!r}; `fleet jobs list` shows the latest", 404)
+        events.sort(key=lambda e: e.ts)  # units and the gateway publish independently
         job = next((e.spec for e in reversed(events) if e.spec is not None), None)
         last = events[-1]
         return JobView(id=q.id, state=last.state, pool=last.pool, job=job, events=events)
@@ -264,7 +299,7 @@ class JobDesk:
         if state in ("refused", "cancelled"):
             await publish_acked(self.svc.js, subjects.job(job.id), data, f"{job.id}:{state}")
         else:
-            await emit(self.svc.nc, subjects.job(job.id), data, f"{job.id}:{state}:0")
+            await emit(self.svc.nc, subjects.job(job.id), data)
 
 
 def _slim(e: JobEvent) -> JobEvent:

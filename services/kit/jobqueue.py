@@ -38,13 +38,14 @@ def consumer_name(pool: str) -> str:
     return f"units-{subjects.token(pool, 'pool')}"
 
 
-async def emit(nc: Client, subject: str, data: bytes, msg_id: str) -> None:
+async def emit(nc: Client, subject: str, data: bytes) -> None:
     """Publish a job's step (routed, started, progress, retried, failed) to its stream
-    without asking for an ack: the stream stores it and de-duplicates by `msg_id` all
-    the same, and it goes out before anything later on this connection (the outcome,
-    the ack). Outcomes use `publish_acked`. Skipping the ack round trip halves what
-    a job costs the unit and the gateway (see docs/adr/0011-jobs.md)."""
-    await nc.publish(subject, data, headers={"Nats-Msg-Id": msg_id})
+    without asking for an ack: the stream stores it all the same, and it goes out
+    before anything later on this connection (the outcome, the ack). Each step is
+    published once, so it needs no de-duplication id either. Outcomes use
+    `publish_acked`. Skipping the ack round trip and the header halves what a job
+    costs the unit and the gateway (see docs/adr/0011-jobs.md)."""
+    await nc.publish(subject, data)
 
 
 async def publish_acked(
@@ -114,8 +115,9 @@ async def _oldest_age(js: JetStreamContext, stream: str, subject: str, now: floa
 async def read_events(
     js: JetStreamContext, subject: str, *, last_per_subject: bool = False
 ) -> list[JobEvent]:
-    """The job events stored on `subject` (a pattern), oldest first; with
-    `last_per_subject`, only each job's latest. Undecodable ones are skipped."""
+    """The job events stored on `subject` (a pattern), in stream order; with
+    `last_per_subject`, only each job's latest. Undecodable ones are skipped. A job's
+    steps come from several publishers: order them by `ts` to show them."""
     config = ConsumerConfig(
         ack_policy=AckPolicy.NONE,
         deliver_policy=DeliverPolicy.LAST_PER_SUBJECT if last_per_subject else DeliverPolicy.ALL,

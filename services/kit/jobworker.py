@@ -17,7 +17,7 @@ before normal before low, up to `slots` jobs at a time, and for each job:
 - when the unit drains, hands its running jobs back (nak) instead of finishing
   or killing them, so another unit starts them at once.
 
-The decision of what a delivery means is `plan_delivery`, a pure function.
+What a delivery means is decided by `jobplan.plan_delivery`, a pure function.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import functools
 import logging
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import msgspec
@@ -39,78 +39,25 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from contracts import subjects
-from contracts.jobs import PRIORITIES, TERMINAL_JOB_STATES, Job, JobCancel, JobEvent
+from contracts.jobs import PRIORITIES, Job, JobCancel, JobEvent
 from contracts.streams import JOBS_STREAMS
 from services.kit.jobexec import Executor, Outcome
-from services.kit.jobqueue import consumer_name, emit, publish_acked, read_events
+from services.kit.jobplan import HANDED_BACK, History, history, plan_delivery
+from services.kit.jobqueue import consumer_name, emit, read_events
 
 log = logging.getLogger("fleet.jobs")
 _ENC = msgspec.json.Encoder()
 _JOB = msgspec.json.Decoder(Job)
 _CANCEL = msgspec.json.Decoder(JobCancel)
 
-Action = Literal["run", "dead", "expired", "settled"]
 LOOK_S = 0.01
 """How long a look at one priority's queue waits for a job, seconds."""
 QUIET_S = 0.25
 """How long a priority found empty is skipped, seconds: bounds how long a new high-
 priority job can wait behind a busy stream of normal ones."""
-IDLE_POLL_S = 0.1
-"""Long-poll per priority when every queue is empty, seconds."""
-HANDED_BACK = "handed back"
-
-
-@dataclass(frozen=True, slots=True)
-class History:
-    """What a job's events say about its earlier deliveries."""
-
-    reasons: tuple[str, ...] = ()
-    """Each ended attempt's reason, in order (failures and hand-backs)."""
-    last_unit: str | None = None
-    """The unit of the latest event: the one running the job if it was lost."""
-    settled: JobEvent | None = None
-    """The outcome, if the job already has one."""
-
-
-def history(events: list[JobEvent]) -> History:
-    """The attempts and outcome recorded in a job's events, oldest first."""
-    reasons: list[str] = []
-    for e in events:
-        if e.state == "failed" or (e.state == "retried" and e.reason.startswith(HANDED_BACK)):
-            reasons.append(f"attempt {e.attempt}: {e.reason}")
-    settled = next((e for e in events if e.state in TERMINAL_JOB_STATES), None)
-    last_unit = next((e.unit for e in reversed(events) if e.unit), None)
-    return History(tuple(reasons), last_unit, settled)
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryPlan:
-    """What to do with one delivery, and the reasons the job's events carry."""
-
-    action: Action
-    reasons: tuple[str, ...]
-    """Every earlier attempt's reason, including a lost unit the events do not explain."""
-
-
-def plan_delivery(job: Job, delivery: int, seen: History, now: float) -> DeliveryPlan:
-    """Run, dead-letter, expire, or (already settled) only ack delivery `delivery` of `job`.
-
-    A delivery whose predecessor left no reason was lost with its unit (killed,
-    or cut off): it is named, so the dead letter lists every attempt.
-    """
-    if seen.settled is not None:
-        return DeliveryPlan("settled", seen.reasons)
-    reasons = list(seen.reasons)
-    if delivery > 1 and len(reasons) < delivery - 1:
-        who = seen.last_unit or "a unit"
-        reasons.append(
-            f"attempt {delivery - 1}: {who} stopped answering; redelivered after the ack wait"
-        )
-    if job.deadline_ts is not None and now > job.deadline_ts:
-        return DeliveryPlan("expired", tuple(reasons))
-    if delivery > job.attempts:
-        return DeliveryPlan("dead", tuple(reasons))
-    return DeliveryPlan("run", tuple(reasons))
+IDLE_POLL_S = 0.05
+"""Long-poll per priority when every queue is empty, seconds: a job of another
+priority waits at most about three of these for an idle unit."""
 
 
 @dataclass(slots=True)
@@ -121,6 +68,9 @@ class _Running:
     attempt: int
     handed_back: bool = False
     cancelled: str | None = None
+    fraction: float | None = None
+    """Set by the executor's reports once the job runs."""
+    last_progress: float = field(default_factory=time.monotonic)
 
 
 class JobWorker:
@@ -153,6 +103,7 @@ class JobWorker:
         self._subs: list[object] = []
         self._cancel_sub: object | None = None
         self._loop: asyncio.Task[None] | None = None
+        self._beats: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._free = asyncio.Semaphore(self.slots)
         self._cancelled: OrderedDict[str, str] = OrderedDict()
@@ -186,7 +137,9 @@ class JobWorker:
                 )
             )
         self._cancel_sub = await self.nc.subscribe(subjects.JOB_CANCEL, cb=self._on_cancel)
-        self._loop = asyncio.get_running_loop().create_task(self._pull(), name=f"jobs:{self.unit}")
+        loop = asyncio.get_running_loop()
+        self._loop = loop.create_task(self._pull(), name=f"jobs:{self.unit}")
+        self._beats = loop.create_task(self._beat(), name=f"jobs-beat:{self.unit}")
 
     async def drain(self, reason: str = "unit draining") -> None:
         """Stop pulling and hand every running job back (nak) for another unit."""
@@ -204,6 +157,10 @@ class JobWorker:
     async def stop(self) -> None:
         """Stop pulling and hand back what runs (as `drain`), then unsubscribe."""
         await self.drain("stopping")
+        if self._beats is not None:
+            self._beats.cancel()
+            await asyncio.gather(self._beats, return_exceptions=True)
+            self._beats = None
         for sub in [*self._subs, self._cancel_sub]:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()  # type: ignore[attr-defined]
@@ -250,8 +207,11 @@ class JobWorker:
                 for sub in self._subs:
                     if self._stopping.is_set():
                         break
-                    msgs = await self._fetch(sub, max(free, 1), IDLE_POLL_S)
+                    # One job: a batch fetch that got fewer than it asked for would wait
+                    # out the whole poll; whatever else is waiting comes with the next look.
+                    msgs = await self._fetch(sub, 1, IDLE_POLL_S)
                     if msgs:
+                        quiet_until = [0.0] * len(self._subs)
                         break
             if self._stopping.is_set():  # fetched while stopping: hand straight back
                 for msg in msgs:
@@ -334,7 +294,7 @@ class JobWorker:
                 await self._event(job, "retried", text, attempt)
             await self._event(job, "started", f"on {self.unit}", attempt)
             self._count("started")
-            outcome = await self._run(job, msg, attempt)
+            outcome = await self._run(job)
         except asyncio.CancelledError:
             run = self.running.get(job.id)
             if run is not None and run.cancelled is not None:
@@ -365,32 +325,35 @@ class JobWorker:
         else:
             await msg.nak(delay=self.retry_delay_s * attempt)
 
-    async def _run(self, job: Job, msg: Msg, attempt: int) -> Outcome:
-        """The executor, with in-progress acks and progress events while it works."""
-        last_progress = time.monotonic()
-        fraction = 0.0
+    async def _run(self, job: Job) -> Outcome:
+        """The executor; `_beat` extends the ack deadline and reports progress meanwhile."""
+        run = self.running.get(job.id)
 
         def report(value: float) -> None:
-            nonlocal fraction
-            fraction = value
+            if run is not None:
+                run.fraction = value
 
-        work: asyncio.Task[Outcome] = asyncio.get_running_loop().create_task(
-            self.execute(job, report)
-        )
-        try:
-            while True:
-                done, _ = await asyncio.wait({work}, timeout=max(self.ack_wait_s / 3, 0.05))
-                if done:
-                    return work.result()
-                await msg.in_progress()
-                if time.monotonic() - last_progress >= self.progress_s:
-                    last_progress = time.monotonic()
-                    text = f"{fraction:.0%} on {self.unit}"
-                    await self._event(job, "progress", text, attempt, progress=round(fraction, 3))
-        finally:
-            if not work.done():
-                work.cancel()
-                await asyncio.gather(work, return_exceptions=True)
+        if run is not None:
+            run.fraction = 0.0
+        return await self.execute(job, report)
+
+    async def _beat(self) -> None:
+        """Every third of the ack wait: an in-progress ack for each job held, and a
+        progress event for each job running longer than `progress_s` since the last.
+        One loop for all jobs, so a job costs no timer of its own."""
+        every = max(self.ack_wait_s / 3, 0.05)
+        while True:
+            await asyncio.sleep(every)
+            now = time.monotonic()
+            for run in list(self.running.values()):
+                with contextlib.suppress(Exception):
+                    await run.msg.in_progress()
+                if run.fraction is not None and now - run.last_progress >= self.progress_s:
+                    run.last_progress = now
+                    text = f"{run.fraction:.0%} on {self.unit}"
+                    progress = round(run.fraction, 3)
+                    with contextlib.suppress(Exception):
+                        await self._event(run.job, "progress", text, run.attempt, progress=progress)
 
     async def _settle(
         self,
@@ -420,11 +383,22 @@ class JobWorker:
             output=outcome.output if outcome else "",
             reasons=reasons or [],
         )
-        ack = await publish_acked(
-            self.js, subjects.job(job.id), _ENC.encode(event), f"{job.id}:{state}"
+        # The stream acks the outcome; the job's ack does not wait for it (it follows
+        # on the same connection, so it cannot overtake it), and a refused outcome is
+        # logged and counted. The same id from another unit is dropped by the stream.
+        fut = await self.js.publish_async(
+            subjects.job(job.id), _ENC.encode(event), headers={"Nats-Msg-Id": f"{job.id}:{state}"}
         )
-        self._count("already_settled" if ack.duplicate else state)
+        fut.add_done_callback(self._outcome_stored)
+        self._count(state)
         await (msg.term() if state == "dead" else msg.ack())
+
+    def _outcome_stored(self, fut: asyncio.Future[Any]) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            self._count("outcomes_unstored")
+            log.warning("a job outcome was not stored", extra={"unit": self.unit})
+        elif fut.result().duplicate:
+            self._count("outcomes_duplicate")
 
     # -- events ----------------------------------------------------------------------
     def _make(self, job: Job, state: str, reason: str, attempt: int, **fields: Any) -> JobEvent:
@@ -442,10 +416,7 @@ class JobWorker:
     async def _event(self, job: Job, state: str, reason: str, attempt: int, **fields: Any) -> None:
         """A step of the job (not its outcome), published without waiting (`emit`)."""
         event = self._make(job, state, reason, attempt, **fields)
-        msg_id = f"{job.id}:{state}:{attempt}"
-        if state == "progress":
-            msg_id = f"{msg_id}:{time.monotonic():.1f}"
-        await emit(self.nc, subjects.job(job.id), _ENC.encode(event), msg_id)
+        await emit(self.nc, subjects.job(job.id), _ENC.encode(event))
 
     async def _on_cancel(self, msg: Msg) -> None:
         try:
@@ -464,4 +435,4 @@ class JobWorker:
         self.counts[what] = self.counts.get(what, 0) + 1
 
 
-__all__ = ["DeliveryPlan", "History", "JobWorker", "history", "plan_delivery"]
+__all__ = ["JobWorker"]
