@@ -102,7 +102,7 @@ async def _call(nc: Client, op: str, body: dict[str, Any]) -> dict[str, Any]:
 
 async def _run(args: argparse.Namespace) -> int:
     nc = await cli_connect(args.nats, "fleet-jobs")
-    out = Console(highlight=False)
+    out = Console(highlight=False, soft_wrap=True)
     try:
         if args.jobs_verb == "submit":
             return await _submit(nc, args, out)
@@ -177,7 +177,8 @@ async def _submit(nc: Client, args: argparse.Namespace, out: Console) -> int:
             ended[r["id"]] = "refused"
     if not args.json:
         for r in replies[:5]:
-            out.print(f"{r['id']} {r['decision'].upper()} {r.get('pool') or ''}: {r['reason']}",
+            where = f" {r['pool']}" if r.get("pool") else ""
+            out.print(f"{r['id']} {r['decision'].upper()}{where}: {r['reason']}",
                       markup=False)  # fmt: skip
         if len(replies) > 5:
             out.print(f"... and {len(replies) - 5} more", style="dim")
