@@ -78,6 +78,8 @@ class JobDesk:
         self._gpus: tuple[float, list[PoolGpu], float] = (-1e9, [], 0.0)
         self._budget: tuple[float, BudgetView | None] = (-1e9, None)
         self._demo_round = 0
+        self.offers_known = False
+        """Whether the last read of the provisioner's offers got any."""
 
     async def setup(self) -> None:
         """Register the operations and the consumer of jobs waiting for budget."""
@@ -110,6 +112,7 @@ class JobDesk:
         gpus = pool_gpus(self.pools, offers)
         ttl = self.opts.offers_cache_s if offers else self.opts.budget_cache_s
         self._gpus = (time.monotonic(), gpus, ttl)
+        self.offers_known = bool(offers)
         return gpus
 
     async def budget(self) -> BudgetView | None:
@@ -209,7 +212,11 @@ class JobDesk:
         await self._apply(job, decision, held=True)
 
     async def demo_batch(self) -> None:
-        """One batch of demo jobs through the normal submit path."""
+        """One batch of demo jobs through the normal submit path; none until the
+        provisioner has said what GPUs the pools have (right after `fleet up`)."""
+        await self.gpus()
+        if not self.offers_known:
+            return
         self._demo_round += 1
         for i in range(self.opts.demo_batch):
             job = Job(
