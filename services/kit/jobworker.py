@@ -34,30 +34,19 @@ from typing import Any, Literal
 import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig
 
 from contracts import subjects
-from contracts.jobs import PRIORITIES, Job, JobCancel, JobEvent
-from contracts.streams import JOBS_STREAMS
+from contracts.jobs import Job, JobCancel, JobEvent
 from services.kit.jobexec import Executor, Outcome
 from services.kit.jobplan import HANDED_BACK, History, history, plan_delivery
-from services.kit.jobqueue import consumer_name, emit, read_events
+from services.kit.jobpull import PriorityPull
+from services.kit.jobqueue import emit, read_events
 
 log = logging.getLogger("fleet.jobs")
 _ENC = msgspec.json.Encoder()
 _JOB = msgspec.json.Decoder(Job)
 _CANCEL = msgspec.json.Decoder(JobCancel)
-
-LOOK_S = 0.01
-"""How long a look at one priority's queue waits for a job, seconds."""
-QUIET_S = 0.25
-"""How long a priority found empty is skipped, seconds: bounds how long a new high-
-priority job can wait behind a busy stream of normal ones."""
-IDLE_POLL_S = 0.05
-"""Long-poll per priority when every queue is empty, seconds: a job of another
-priority waits at most about three of these for an idle unit."""
 
 
 @dataclass(slots=True)
@@ -100,7 +89,7 @@ class JobWorker:
         self.running: dict[str, _Running] = {}
         self.counts: dict[str, int] = {}
         """Outcomes this worker produced: started, succeeded, failed, dead, handed_back, ..."""
-        self._subs: list[object] = []
+        self.puller = PriorityPull(nc, self.pool, ack_wait_s=ack_wait_s)
         self._cancel_sub: object | None = None
         self._loop: asyncio.Task[None] | None = None
         self._beats: asyncio.Task[None] | None = None
@@ -109,7 +98,6 @@ class JobWorker:
         self._cancelled: OrderedDict[str, str] = OrderedDict()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._fetching = False
 
     @property
     def busy(self) -> int:
@@ -118,24 +106,7 @@ class JobWorker:
 
     async def start(self) -> None:
         """Bind to the pool's consumers (creating them) and start pulling."""
-        for prio in PRIORITIES:
-            subject = subjects.jobs(prio, self.pool)
-            config = ConsumerConfig(
-                durable_name=consumer_name(self.pool),
-                ack_policy=AckPolicy.EXPLICIT,
-                ack_wait=self.ack_wait_s,
-                max_deliver=-1,  # the job's own `attempts` decides, with the reasons
-                filter_subject=subject,
-                max_ack_pending=10_000,
-            )
-            self._subs.append(
-                await self.js.pull_subscribe(
-                    subject,
-                    durable=consumer_name(self.pool),
-                    stream=JOBS_STREAMS[prio].name,
-                    config=config,
-                )
-            )
+        await self.puller.bind()
         self._cancel_sub = await self.nc.subscribe(subjects.JOB_CANCEL, cb=self._on_cancel)
         loop = asyncio.get_running_loop()
         self._loop = loop.create_task(self._pull(), name=f"jobs:{self.unit}")
@@ -161,9 +132,10 @@ class JobWorker:
             self._beats.cancel()
             await asyncio.gather(self._beats, return_exceptions=True)
             self._beats = None
-        for sub in [*self._subs, self._cancel_sub]:
+        await self.puller.unsubscribe()
+        if self._cancel_sub is not None:
             with contextlib.suppress(Exception):
-                await sub.unsubscribe()  # type: ignore[attr-defined]
+                await self._cancel_sub.unsubscribe()  # type: ignore[attr-defined]
 
     async def _halt(self) -> None:
         """Stop pulling. The loop is let finish its fetch rather than cancelled: a
@@ -171,48 +143,21 @@ class JobWorker:
         deliver a job (even one we nak next) to nobody until the ack wait ran out."""
         self._stopping.set()
         if self._loop is not None:
-            if self._fetching:
+            if self.puller.fetching:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(self._loop), IDLE_POLL_S * 3 + 1.0)
+                    await asyncio.wait_for(asyncio.shield(self._loop), 2.0)
             self._loop.cancel()  # waiting for a free slot, or done
             await asyncio.gather(self._loop, return_exceptions=True)
             self._loop = None
 
     # -- pulling ---------------------------------------------------------------------
     async def _pull(self) -> None:
-        """Take jobs, high before normal before low, as slots free up.
-
-        A priority found empty is not looked at again for `QUIET_S` (a look at an
-        empty queue costs a round trip and a short wait); when every queue is
-        quiet, each is long-polled in turn for `IDLE_POLL_S`, so an idle unit sees
-        new work of any priority within a few tenths of a second.
-        """
-        quiet_until = [0.0] * len(self._subs)
+        """Take jobs (see `jobpull`) as slots free up, and start each."""
         while not self._stopping.is_set():
             await self._free.acquire()
             free = self.slots - len(self.running)
             self._free.release()
-            msgs: list[Msg] = []
-            now = time.monotonic()
-            looked = False
-            for i, sub in enumerate(self._subs):
-                if now < quiet_until[i]:
-                    continue
-                looked = True
-                msgs = await self._fetch(sub, max(free, 1), LOOK_S)
-                if msgs:
-                    break
-                quiet_until[i] = now + QUIET_S
-            if not msgs and not looked:
-                for sub in self._subs:
-                    if self._stopping.is_set():
-                        break
-                    # One job: a batch fetch that got fewer than it asked for would wait
-                    # out the whole poll; whatever else is waiting comes with the next look.
-                    msgs = await self._fetch(sub, 1, IDLE_POLL_S)
-                    if msgs:
-                        quiet_until = [0.0] * len(self._subs)
-                        break
+            msgs = await self.puller.take(free, self._stopping)
             if self._stopping.is_set():  # fetched while stopping: hand straight back
                 for msg in msgs:
                     with contextlib.suppress(Exception):
@@ -221,21 +166,6 @@ class JobWorker:
             for msg in msgs:
                 await self._free.acquire()
                 self._spawn(msg)
-
-    async def _fetch(self, sub: Any, n: int, timeout_s: float) -> list[Msg]:
-        self._fetching = True
-        try:
-            msgs: list[Msg] = await sub.fetch(n, timeout=timeout_s)
-        except (NatsTimeout, TimeoutError):
-            return []
-        except Exception:
-            if not self.nc.is_closed:
-                log.warning("job fetch failed", exc_info=True, extra={"unit": self.unit})
-                await asyncio.sleep(0.5)
-            return []
-        finally:
-            self._fetching = False
-        return msgs
 
     def _spawn(self, msg: Msg) -> None:
         try:
