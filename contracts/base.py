@@ -43,38 +43,26 @@ Seconds = Annotated[float, Meta(ge=0.0, le=1e9)]
 
 
 MAX_CLOCK_SKEW_S = 300.0
-"""How far a message's `ts` may be from the clocks that judge it, in seconds.
+"""How far ahead of the receiver's clock a message's `ts` may be, in seconds.
 
-A receiver refuses a message dated more than this ahead of its own clock, or
-more than this away (either way) from the time the JetStream server stored it.
-Five minutes is far above what NTP-synced hosts drift and what a publish takes,
-and far below what would let one message move money to another day: one unit
-event dated three days ahead used to roll the cost-guard's ledger to that day
-and erase today's spend.
+A receiver refuses a message dated further ahead than this. Five minutes is far
+above what NTP-synced hosts drift and far below what would let one message move
+money to another day: one unit event dated three days ahead used to roll the
+cost-guard's ledger to that day and erase today's spend. The past is not bounded
+here: a message read back from a stream is old for a good reason; a receiver that
+must bound it does so against its own records (the ledger ignores a unit's end
+dated before the unit began billing).
 """
 
 
-def clock_skew_problem(
-    ts: float, now: float, stored_at: float | None = None, max_skew_s: float = MAX_CLOCK_SKEW_S
-) -> str | None:
-    """Why a message dated `ts` cannot be believed at `now`, or None when it can.
-
-    `stored_at` is the JetStream server's time when it stored the message (None for
-    core NATS): a message that sat in a stream is old for a good reason, so the past
-    is bounded against the server's clock, never against `now`.
-    """
+def clock_skew_problem(ts: float, now: float, max_skew_s: float = MAX_CLOCK_SKEW_S) -> str | None:
+    """Why a message dated `ts` cannot be believed at `now`, or None when it can."""
     if not math.isfinite(ts):
         return f"ts {ts!r} is not a time; send unix seconds"
     if ts - now > max_skew_s:
         return (
             f"ts {ts:.3f} is {ts - now:.0f} s ahead of this clock (at most {max_skew_s:g} s "
             "allowed); check the sender's clock (NTP)"
-        )
-    if stored_at is not None and abs(ts - stored_at) > max_skew_s:
-        side = "before" if ts < stored_at else "after"
-        return (
-            f"ts {ts:.3f} is {abs(ts - stored_at):.0f} s {side} the stream stored the message "
-            f"(at most {max_skew_s:g} s allowed); check the sender's clock (NTP)"
         )
     return None
 

@@ -163,7 +163,7 @@ class CostGuard(Service):
             except msgspec.DecodeError as exc:
                 self.metrics.count("requests_rejected")
                 raise Permanent(f"not a valid {kind.__name__}: {exc}") from exc
-            skewed = clock_skew_problem(request.ts, self.clock(), d.stored_ts)
+            skewed = clock_skew_problem(request.ts, self.clock())
             if skewed is not None:
                 self.metrics.count("requests_rejected")
                 raise Permanent(f"{kind.__name__} {request.id}: {skewed}")
@@ -225,7 +225,7 @@ class CostGuard(Service):
     async def on_unit(self, event: UnitEvent, d: Delivery) -> None:
         """Accrue spend and settle reservations from a unit's lifecycle event; an event
         whose `ts` is beyond the contract's clock skew is dead-lettered, never counted."""
-        skewed = clock_skew_problem(event.ts, self.clock(), d.stored_ts)
+        skewed = clock_skew_problem(event.ts, self.clock())
         if skewed is not None:
             self.metrics.count("unit_events_rejected")
             raise Permanent(f"unit event {event.pool}/{event.unit} {event.state}: {skewed}")

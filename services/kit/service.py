@@ -72,8 +72,6 @@ class Delivery:
     """1 on first delivery; JetStream's delivery count on redeliveries."""
     stream_seq: int | None = None
     reply: str = ""
-    stored_ts: float | None = None
-    """Unix time the JetStream server stored the message (None for core NATS)."""
 
 
 Handler = Callable[[T, Delivery], Awaitable[None]]
@@ -578,11 +576,7 @@ class Service:
             await _settle(msg.term())
             return
         delivery = Delivery(
-            msg.subject,
-            msg.headers or {},
-            attempt=attempt,
-            stream_seq=meta.sequence.stream,
-            stored_ts=meta.timestamp.timestamp() if meta.timestamp else None,
+            msg.subject, msg.headers or {}, attempt=attempt, stream_seq=meta.sequence.stream
         )
         started = time.perf_counter()
         try:
