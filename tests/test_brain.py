@@ -20,12 +20,12 @@ from contracts.events import Alert, AuditRecord
 from services.brain.service import Brain
 from services.brain.settings import BrainSettings
 from services.costguard.service import CostGuard
-from services.costguard.settings import CostguardSettings
 from services.gateway.service import Gateway, GatewaySettings
 from services.kit.config import load_settings
 from tests.fakes.anthropic_api import FakeAnthropic, overloaded, text, tool
 from tests.fakes.fleet_api import FakeFleetOwners
 from tests.provisioner_helpers import Watch
+from tests.test_costguard_service import make_settings
 from tools.a2a_client import A2AClient
 
 
@@ -140,20 +140,13 @@ async def test_a_hostile_prompt_cannot_exceed_the_budget_or_the_task_limits(
     # The real cost-guard judges: the stand-in owners only answer offers and pools.
     owners = await FakeFleetOwners(nc, costguard=False).start()
     guard = CostGuard(
-        load_settings(
-            CostguardSettings,
-            env={},
-            overrides={
-                "store": {"dir": str(tmp_path / "guard")},
-                "stop_deadline_s": 0.5,
-                "budget": {
-                    "daily_usd": 100_000.0,  # the burn cap binds, at any hour of the day
-                    "max_burn_usd_per_hour": BURN_CAP_USD_PER_HOUR,
-                    "approval_threshold_usd_per_hour": 1000.0,
-                    "offers_timeout_s": 2.0,
-                },
-                "pools": {"llm": {"providers": ["sim"], "max_usd_per_hour": 10.0}},
-            },
+        make_settings(
+            tmp_path / "guard",
+            {"llm": {"providers": ["sim"], "max_usd_per_hour": 10.0}},
+            daily_usd=100_000.0,  # the burn cap binds, at any hour of the day
+            max_burn_usd_per_hour=BURN_CAP_USD_PER_HOUR,
+            approval_threshold_usd_per_hour=1000.0,
+            offers_timeout_s=2.0,
         ),
         nats_url=nats_url,
     )

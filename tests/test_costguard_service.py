@@ -30,7 +30,10 @@ from tests.clocks import noon_clock
 REPO = Path(__file__).resolve().parents[1]
 
 
-def make_settings(store: Path, **budget: Any) -> CostguardSettings:
+def make_settings(
+    store: Path, pools: dict[str, Any] | None = None, **budget: Any
+) -> CostguardSettings:
+    """Fast sweeps and a short offers wait; `pools` replaces the one h100 pool."""
     return load_settings(
         CostguardSettings,
         env={},
@@ -44,7 +47,8 @@ def make_settings(store: Path, **budget: Any) -> CostguardSettings:
                 "held_sweep_s": 0.2,
                 **budget,
             },
-            "pools": {
+            "pools": pools
+            or {
                 "h100": {"gpu_model": "H100", "providers": ["sim"], "max_usd_per_hour": 2.0},
                 "scaler": {"min": 1},  # another service's keys are ignored
             },

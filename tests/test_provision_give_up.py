@@ -11,7 +11,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 from nats.aio.client import Client
 
@@ -73,13 +72,10 @@ async def test_a_command_that_gives_up_releases_its_reservation_and_ends_its_slo
     ending: str,
 ) -> None:
     pools = {"h100": {"gpu_model": "H100", "providers": ["sim"], "max_usd_per_hour": ceiling}}
-    guard_settings = make_settings(
-        tmp_path / "guard", max_burn_usd_per_hour=3 * ceiling, offers_timeout_s=0.3
+    guard = CostGuard(
+        make_settings(tmp_path / "guard", pools, max_burn_usd_per_hour=3 * ceiling),
+        nats_url=nats_url,
     )
-    guard_settings.pools["h100"] = msgspec.structs.replace(
-        guard_settings.pools["h100"], max_usd_per_hour=ceiling
-    )
-    guard = CostGuard(guard_settings, nats_url=nats_url)
     guard.clock = noon_clock(time.time())  # type: ignore[method-assign]
     prov = ProvisionerService(
         settings(
