@@ -4,6 +4,7 @@ decision and a timed-out hold say; how many units of a proposal fit."""
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from contracts.commands import ProvisionRequest, ReleaseRequest, ScaleProposal
@@ -229,3 +230,112 @@ def test_holds_expire_at_their_deadline_each_on_its_own() -> None:
     assert verdict.reason == "Denied: nobody approved it within 900 s of being held."
     assert verdict.command == provision("b") and verdict.usd_per_hour == 2.0
     assert audit.result == "denied"
+
+
+# -- what a verdict carries -----------------------------------------------------------------------
+def test_a_denial_commits_nothing_and_carries_the_command_it_refused() -> None:
+    pol = policy(daily_usd=10_000, max_burn_usd_per_hour=4.0, approval_threshold_usd_per_hour=100)
+    _, at_cap, _ = judge(Ledger(), provision(count=2), pol, NOON)  # exactly 4 $/h
+    assert at_cap.decision == "approved"
+    _, over, audit = judge(Ledger(), provision(count=3), pol, NOON)
+    assert over.reason == (
+        "Denied: 3 x $2.00/h would commit the fleet to $6.00/h, above the burn cap of $4.00/h."
+    )
+    assert isinstance(over.command, ProvisionRequest) and over.command.count == 3
+    assert over.usd_per_hour == 6.0 and audit.cost_impact_usd_per_hour == 0.0
+    _, capped, _ = judge(
+        Ledger(), provision(count=5), policy(approval_threshold_usd_per_hour=50), NOON
+    )
+    assert isinstance(capped.command, ProvisionRequest) and capped.command.count == 5
+
+
+def test_refused_input_and_rate_limits_cost_nothing_and_say_so() -> None:
+    ledger = apply_unit_event(Ledger(), unit("u1", "ready", MIDNIGHT, usd=2.0), MIDNIGHT)
+    _, bad, audit = judge(ledger, provision(pool="nope"), policy(), NOON)
+    assert (bad.usd_per_hour, bad.spent_today_usd, bad.projected_today_usd) == (0.0, 24.0, 48.0)
+    assert audit.id == "r1:denied" and audit.cost_impact_usd_per_hour == 0.0
+    _, nameless, audit = judge(ledger, provision(id=""), policy(), NOON)
+    assert nameless.decision == "denied" and audit.id is None
+    _, idle, _ = judge(
+        ledger, ScaleProposal(id="p0", pool="h100", current=2, desired=2), policy(), NOON
+    )
+    assert idle.reason == "Denied: nothing to do, pool h100 wants 2, has 2 and 0 pending."
+    assert idle.usd_per_hour == 0.0 and idle.command is None
+    pol = policy(rate_limit_per_min=1)
+    limited, _, _ = judge(ledger, provision("a"), pol, NOON)
+    _, again, _ = judge(limited, provision("b"), pol, NOON)
+    assert again.reason == (
+        "Denied: requester 'brain' is over its rate limit of 1 commands per minute; "
+        "try again shortly."
+    )
+    assert again.command is not None and again.command.id == "b" and again.usd_per_hour == 0.0
+
+
+def test_a_long_request_id_gives_an_audit_id_of_128_characters() -> None:
+    long_id = "r" * 128
+    _, _, audit = judge(Ledger(), provision(long_id), policy(), NOON)
+    assert audit.id == long_id
+
+
+def test_wire_figures_are_capped_at_the_contracts_largest_amount() -> None:
+    pools = {"big": {"gpu_model": "any", "providers": ["sim"], "max_usd_per_hour": 2e7}}
+    pol = msgspec.convert(
+        {
+            "budget": {"daily_usd": 1e9, "approval_threshold_usd_per_hour": 1e9},
+            "pools": pools,
+        },
+        type(policy()),
+    )
+    ask = ProvisionRequest(id="huge", requester="op", pool="big", count=1, ts=NOON)
+    _, verdict, audit = judge(Ledger(), ask, pol, NOON)  # 2e7 $/h x 12 h fits 1e9
+    assert verdict.decision == "approved"
+    assert verdict.usd_per_hour == 1e7 and audit.cost_impact_usd_per_hour == 1e7
+
+
+def test_a_proposal_that_fits_whole_says_nothing_of_parts() -> None:
+    pol = policy(daily_usd=10_000, max_burn_usd_per_hour=4.0, approval_threshold_usd_per_hour=100)
+    _, whole, _ = judge(
+        Ledger(), ScaleProposal(id="p1", pool="h100", current=0, desired=2), pol, NOON
+    )
+    assert whole.reason == (
+        "Approved: 2 x $2.00/h = $4.00/h takes the day to $48.00, within the daily budget of "
+        "$10000.00."
+    )
+    tight = policy(daily_usd=10_000, max_burn_usd_per_hour=2.0, approval_threshold_usd_per_hour=100)
+    _, one, _ = judge(
+        Ledger(), ScaleProposal(id="p2", pool="h100", current=0, desired=2), tight, NOON
+    )
+    assert one.decision == "approved" and "(approved 1 of the 2 asked;" in one.reason
+    _, none, _ = judge(
+        Ledger(),
+        ScaleProposal(id="p3", pool="h100", current=0, desired=1),
+        policy(daily_usd=10_000, max_burn_usd_per_hour=1.0),
+        NOON,
+    )
+    assert none.decision == "denied" and "burn cap" in none.reason
+
+
+# -- releases --------------------------------------------------------------------------------
+def fleet_of(*prices: float) -> Ledger:
+    ledger = Ledger()
+    for i, price in enumerate(prices):
+        ledger = apply_unit_event(ledger, unit(f"u{i}", "ready", NOON, usd=price), NOON)
+    return ledger
+
+
+def release_impact(ledger: Ledger, **what: object) -> float:
+    rel = ReleaseRequest(id="x", requester="brain", pool="h100", ts=NOON, **what)  # type: ignore[arg-type]
+    _, verdict, audit = judge(ledger, rel, policy(), NOON)
+    assert verdict.decision == "approved" and verdict.usd_per_hour == 0.0
+    assert verdict.reason.startswith("Approved: a release lowers cost (")
+    return audit.cost_impact_usd_per_hour
+
+
+def test_a_release_is_audited_with_the_burn_it_saves() -> None:
+    ledger = fleet_of(2.0, 4.0, 6.0)
+    assert release_impact(ledger, unit="u2") == -6.0
+    assert release_impact(ledger, unit="gone") == 0.0
+    assert release_impact(ledger, count=2) == -8.0  # two units at the pool's average
+    assert release_impact(ledger, count=5) == -12.0  # no more than the pool has
+    assert release_impact(Ledger(), count=2) == 0.0
+    assert release_impact(fleet_of(1e7, 1e7), count=2) == -1e7  # the contract's floor
