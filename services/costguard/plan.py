@@ -81,13 +81,12 @@ def _priced(ask: ProvisionRequest, policy: Policy, quote: Quote | None) -> Plan:
     if ask.max_usd_per_hour is not None:
         ceiling = min(ceiling, ask.max_usd_per_hour)
     changes: dict[str, object] = {"max_usd_per_hour": ceiling}
-    if ask.gpu_model == "any" and pool.gpu_model != "any":
+    if ask.gpu_model == "any":
         changes["gpu_model"] = pool.gpu_model
-    price, note = ceiling, f"priced at the ceiling ${ceiling:.2f}/h (no offer known)"
+    price = ceiling  # no offer known: the ceiling is the estimate
     allowed = [ask.provider] if ask.provider else pool.providers
     if quote is not None and quote.provider in allowed and 0 < quote.usd_per_hour <= ceiling:
         price = quote.usd_per_hour
-        note = f"priced at {quote.provider}'s offer ${price:.2f}/h"
         changes.update(max_usd_per_hour=price, provider=quote.provider, offer_id=quote.offer_id)
     command = msgspec.structs.replace(ask, **changes)
-    return Plan(command=command, units=ask.count, unit_usd_per_hour=price, note=note)
+    return Plan(command=command, units=ask.count, unit_usd_per_hour=price)
