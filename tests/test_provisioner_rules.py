@@ -3,9 +3,13 @@ lets the probe through, when a draining unit may go, which idle units are handed
 
 from __future__ import annotations
 
+import pytest
+
 from services.provisioner import breaker as br
+from services.provisioner import reconcile
 from services.provisioner.drain import STALE_S, drain_verdict, idle_to_release
 from services.provisioner.inventory import Load, Unit
+from services.provisioner.providers.base import ProviderUnit
 
 POLICY = br.BreakerPolicy(failure_threshold=3, cooldown_s=30.0)
 OPENED = br.Breaker(state="open", failures=3, opened_ts=100.0)
@@ -140,3 +144,83 @@ def test_a_unit_already_asked_about_waits_before_it_is_asked_again() -> None:
     assert names(idle_to_release([again, other], loads, {"p": 1800}, {}, NOW)) == ["a", "b"]
     quick = idle_to_release([asked, other], loads, {"p": 1800}, {}, NOW, repeat_after_s=200.0)
     assert names(quick) == ["a", "b"]
+
+
+# -- reconciliation ------------------------------------------------------------------------
+def found(uid: str, status: str, label: str = "", address: str | None = None) -> ProviderUnit:
+    return ProviderUnit(provider="sim", unit_id=uid, status=status, label=label, address=address)  # type: ignore[arg-type]
+
+
+def tracked(name: str, state: str, pid: str = "", provider: str = "sim", **kw: object) -> Unit:
+    return Unit(unit=name, pool="p", provider=provider, state=state, provider_unit_id=pid, **kw)  # type: ignore[arg-type]
+
+
+def plan(units: list[Unit], listed: list[ProviderUnit], adopt: bool = True) -> list[object]:
+    return list(reconcile.plan("sim", units, listed, {"p"}, adopt))
+
+
+def test_a_unit_the_provider_reports_ready_is_ready_with_its_address() -> None:
+    for state in ("requested", "booting"):
+        steps = plan([tracked("a", state, "s-a")], [found("s-a", "ready", address="10.0.0.1")])
+        assert steps == [reconcile.Ready("a", "10.0.0.1")]
+    assert plan([tracked("a", "ready", "s-a")], [found("s-a", "ready")]) == []
+    assert plan([tracked("a", "booting", "s-a")], [found("s-a", "booting")]) == []
+
+
+@pytest.mark.parametrize("status", ["failed", "terminated", "stopped"])
+def test_a_unit_gone_at_the_provider_is_lost_and_a_draining_one_just_ends(status: str) -> None:
+    assert plan([tracked("a", "ready", "s-a")], [found("s-a", status)]) == [
+        reconcile.Lost("a", "failed", f"sim reports it {status}")
+    ]
+    assert plan([tracked("d", "draining", "s-d")], [found("s-d", status)]) == [
+        reconcile.Lost("d", "terminated", f"sim reports it {status}")
+    ]
+
+
+def test_a_unit_missing_from_the_list_is_lost_unless_it_had_no_id_yet() -> None:
+    units = [
+        tracked("b", "booting", "s-b"),
+        tracked("r", "ready", "s-r"),
+        tracked("d", "draining", "s-d"),
+        tracked("f", "failed", "s-f"),
+        tracked("done", "failed", "s-done", destroyed=True),
+        tracked("t", "terminated", "s-t"),
+        tracked("new", "requested"),
+        tracked("elsewhere", "ready", "x-1", provider="vastai"),
+    ]
+    assert plan(units, []) == [
+        reconcile.Lost("b", "failed", "vanished from sim's list"),
+        reconcile.Lost("r", "failed", "vanished from sim's list"),
+        reconcile.Lost("d", "terminated", "gone from sim while draining"),
+        reconcile.Destroyed("f"),
+    ]
+
+
+def test_an_ended_unit_still_running_is_cleaned_up_and_one_gone_is_left_alone() -> None:
+    for state in ("failed", "terminated"):
+        (step,) = plan([tracked("a", state, "s-a")], [found("s-a", "ready")])
+        assert step == reconcile.Cleanup(found("s-a", "ready"), f"a is {state} but still running")
+        assert plan([tracked("a", state, "s-a")], [found("s-a", "stopped")]) == []
+
+
+def test_units_labelled_as_ours_are_attached_adopted_or_cleaned_up() -> None:
+    lost_write = found("s-n", "booting", "fleet.p.n")
+    assert plan([tracked("n", "requested")], [lost_write]) == [reconcile.Attach("n", lost_write)]
+    # a requested unit of another provider: this one is a duplicate from a failover
+    assert plan([tracked("n", "requested", provider="vastai")], [lost_write]) == [
+        reconcile.Cleanup(lost_write, "duplicate of n (kept none)")
+    ]
+    assert plan([tracked("n", "booting", "x-m", provider="vastai")], [lost_write]) == [
+        reconcile.Cleanup(lost_write, "duplicate of n (kept x-m)")
+    ]
+    orphan = found("s-o", "ready", "fleet.p.o")
+    assert plan([], [orphan]) == [reconcile.Adopt("p", "o", orphan)]
+    assert plan([], [orphan], adopt=False) == [
+        reconcile.Cleanup(orphan, "orphan labelled fleet.p.o; adoption is off")
+    ]
+    stranger = found("s-s", "ready", "fleet.q.s")
+    assert plan([], [stranger]) == [
+        reconcile.Cleanup(stranger, "orphan labelled fleet.q.s; pool 'q' is not configured")
+    ]
+    for quiet in (found("s-g", "terminated", "fleet.p.g"), found("s-z", "ready", "not-ours")):
+        assert plan([], [quiet]) == []
