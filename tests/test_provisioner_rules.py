@@ -46,9 +46,17 @@ def test_failures_while_open_change_nothing_and_a_failed_probe_reopens_from_now(
     assert (b, moved) == (br.Breaker(state="open", failures=4, opened_ts=135.0), "opened")
 
 
+def test_a_failed_probe_reopens_whatever_the_threshold_is_now() -> None:
+    probing = br.Breaker(state="half_open", failures=3, opened_ts=100.0, probing=True)
+    patient = br.BreakerPolicy(failure_threshold=10, cooldown_s=30.0)
+    b, moved = br.on_failure(probing, 140.0, patient)
+    assert (b, moved) == (br.Breaker(state="open", failures=4, opened_ts=140.0), "opened")
+
+
 def test_a_success_closes_and_forgets() -> None:
     clean = br.Breaker()
     assert br.on_success(clean) == (clean, None)
+    assert br.on_success(br.Breaker(failures=1)) == (br.Breaker(), None)
     assert br.on_success(br.Breaker(failures=2)) == (br.Breaker(), None)
     probing = br.Breaker(state="half_open", failures=3, opened_ts=100.0, probing=True)
     assert br.on_success(probing) == (br.Breaker(), "closed")
