@@ -339,3 +339,9 @@ def test_a_release_is_audited_with_the_burn_it_saves() -> None:
     assert release_impact(ledger, count=5) == -12.0  # no more than the pool has
     assert release_impact(Ledger(), count=2) == 0.0
     assert release_impact(fleet_of(1e7, 1e7), count=2) == -1e7  # the contract's floor
+
+
+def test_a_reason_is_cut_to_the_contracts_4096_characters() -> None:
+    _, verdict, audit = judge(Ledger(), provision(pool="x" * 5000), policy(), NOON)
+    assert len(verdict.reason) == 4096 and verdict.reason.startswith("Denied: unknown pool 'xxx")
+    assert audit.reasoning == verdict.reason

@@ -232,3 +232,17 @@ def test_units_labelled_as_ours_are_attached_adopted_or_cleaned_up() -> None:
     ]
     for quiet in (found("s-g", "terminated", "fleet.p.g"), found("s-z", "ready", "not-ours")):
         assert plan([], [quiet]) == []
+
+
+def test_every_listed_unit_is_reconciled_whatever_comes_before_it() -> None:
+    orphan = found("s-o", "ready", "fleet.p.o")
+    units = [tracked("a", "failed", "s-a"), tracked("b", "booting", "s-b")]
+    steps = plan(units, [orphan, found("s-a", "stopped"), found("s-b", "ready")])
+    assert steps == [reconcile.Adopt("p", "o", orphan), reconcile.Ready("b", None)]
+
+
+def test_idle_cleanup_goes_through_every_pool_and_every_unit() -> None:
+    units = [unit("busy"), unit("idle"), unit("q1", pool="q"), unit("r1", pool="r")]
+    loads = {"busy": idle(10), "idle": idle(5000), "q1": idle(5000), "r1": idle(2)}
+    limits = {"p": 1800.0, "q": 0.0, "r": 1.0}  # q never cleans up; r after one second
+    assert names(idle_to_release(units, loads, limits, {}, NOW)) == ["idle", "r1"]

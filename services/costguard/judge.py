@@ -357,11 +357,11 @@ def _outcome(
         action=f"{decision} {type(request).__name__}",
         reasoning=reason[:4096],
         result=decision,
-        cost_impact_usd_per_hour=max(-1e7, min(1e7, impact)),
+        cost_impact_usd_per_hour=min(1e7, impact),  # an approval adds burn: never below 0
         refs={
             "request": str(request.id),
             "pool": str(request.pool),
-            "requester": str(getattr(request, "requester", "")),
+            "requester": str(request.requester),
             "decided_by": decided_by,
         },
     )
@@ -369,6 +369,6 @@ def _outcome(
 
 
 def _with_impact(audit: AuditRecord, usd_per_hour: float) -> AuditRecord:
-    return msgspec.structs.replace(
-        audit, cost_impact_usd_per_hour=max(-1e7, min(1e7, usd_per_hour))
+    return msgspec.structs.replace(  # a release saves burn: never above 0
+        audit, cost_impact_usd_per_hour=max(-1e7, usd_per_hour)
     )
