@@ -148,3 +148,30 @@ def test_the_summary_gives_the_days_figures_rounded() -> None:
     assert odd["hours_left"] == 23.9997 and odd["spent_today_usd"] == 0.0
     tiny = apply_unit_event(Ledger(), event("u", "ready", NOON, usd=1e-7), NOON)
     assert summary(tiny, NOON + 1)["burn_usd_per_hour"] == 0.0  # rounded to the micro-dollar
+
+
+def test_a_price_change_adds_to_the_days_closed_spend() -> None:
+    ledger = apply_unit_event(Ledger(), event("a", "ready", NOON, usd=2.0), NOON)
+    ledger = apply_unit_event(ledger, event("a", "terminated", NOON + HOUR_S), NOON + HOUR_S)
+    ledger = apply_unit_event(ledger, event("b", "ready", NOON, usd=1.0), NOON + HOUR_S)
+    ledger = apply_unit_event(ledger, event("b", "ready", NOON + HOUR_S, 5.0), NOON + HOUR_S)
+    assert ledger.closed_usd == pytest.approx(3.0)  # a's 2 $ and b's first hour
+
+
+def test_an_event_with_no_command_settles_no_reservation() -> None:
+    ledger = reserve(Ledger(), "XXXX", res(2, NOON + 600))
+    after = apply_unit_event(ledger, event("u", "ready", NOON), NOON)
+    assert after.reservations == ledger.reservations
+
+
+def test_every_figure_is_rounded_to_the_micro_dollar_and_hours_to_4_places() -> None:
+    ledger = apply_unit_event(Ledger(), event("u", "ready", NOON, usd=1 / 3), NOON)
+    ledger = reserve(ledger, "c1", res(1, NOON + 600, usd=1 / 7))
+    figures = summary(ledger, NOON + 1)
+    assert figures == {
+        "spent_today_usd": 9.3e-05,
+        "burn_usd_per_hour": 0.333333,
+        "reserved_usd_per_hour": 0.142857,
+        "projected_today_usd": 5.714246,  # 9.3e-05 + (1/3 + 1/7) x (12 h - 1 s)
+        "hours_left": 11.9997,
+    }
