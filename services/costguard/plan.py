@@ -33,7 +33,6 @@ def concretize(
     ledger: Ledger, request: AnyCommand, policy: Policy, now: float, quote: Quote | None
 ) -> Plan:
     """The concrete command for `request`; its id is the request's, so redeliveries match."""
-    pool = policy.pools[request.pool]
     match request:
         case ScaleProposal():
             if request.desired < request.current:
@@ -62,17 +61,15 @@ def concretize(
                 ts=request.ts,
                 requester=request.requester,
                 pool=request.pool,
-                gpu_model=pool.gpu_model,
                 count=count,
                 reason=request.reason,
-            )
+            )  # any model: priced as the pool's
             return _priced(ask, policy, quote)
         case ProvisionRequest():
             return _priced(request, policy, quote)
         case ReleaseRequest():
             what = f"unit {request.unit}" if request.unit else f"{request.count} units"
             return Plan(command=request, note=f"{what} of {request.pool}")
-    return Plan(command=None, note="unknown command")
 
 
 def _priced(ask: ProvisionRequest, policy: Policy, quote: Quote | None) -> Plan:
