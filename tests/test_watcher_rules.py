@@ -246,3 +246,28 @@ def test_a_window_keeps_its_newest_sample_and_drops_only_whole_old_ones() -> Non
     assert len(window.samples) == 2  # without the first, 0.5 s would not fill 1 s
     window.add(PoolSample(t=3.0, dt=0.495, inflight=30), 1.0)
     assert [s.inflight for s in window.samples] == [20, 30]  # 0.995 s: full within 1 %
+
+
+def test_every_unit_is_checked_whatever_comes_before_it() -> None:
+    table = UnitTable()
+    for name, healthy in (("ended", True), ("sick", False), ("quiet", True), ("late", True)):
+        for _ in range(3 if not healthy else 1):
+            ingest(
+                table, unit_key("p", name), UnitTelemetry(pool="p", unit=name, healthy=healthy), 0.0
+            )
+    table.units[unit_key("p", "ended")].state = "terminated"
+    table.units[unit_key("p", "late")].last_seen = 95.0
+    out = failures(table, 100.0, 10.0, 3)
+    assert [(f.key, f.pool, f.unit) for f in out] == [
+        (unit_key("p", "sick"), "p", "sick"),
+        (unit_key("p", "quiet"), "p", "quiet"),
+    ]
+
+
+def test_a_fraction_of_a_request_arriving_counts_and_a_shorter_queue_is_no_arrival() -> None:
+    table = UnitTable()
+    ingest(table, KEY, tel(completed=0.5), 0.0)
+    assert table.arrivals == {"p": 0.5}
+    ingest(table, KEY, tel(queue_depth=4.0), 1.0)
+    ingest(table, KEY, tel(queue_depth=1.0, completed=2.0), 2.0)  # 2 done, queue 3 shorter
+    assert table.arrivals == {"p": 4.5}
