@@ -271,3 +271,69 @@ def test_a_fraction_of_a_request_arriving_counts_and_a_shorter_queue_is_no_arriv
     ingest(table, KEY, tel(queue_depth=4.0), 1.0)
     ingest(table, KEY, tel(queue_depth=1.0, completed=2.0), 2.0)  # 2 done, queue 3 shorter
     assert table.arrivals == {"p": 4.5}
+
+
+def test_each_pools_sample_is_stamped_with_the_tick() -> None:
+    table = UnitTable()
+    ingest(table, KEY, tel(capacity=4), 10.0)
+    table.arrivals["q"] = 2.0
+    out = aggregate(table, 10.5, 0.5, 10.0, pools={"empty"})
+    assert {p: (s.t, s.dt) for p, s in out.items()} == {
+        "empty": (10.5, 0.5),
+        "p": (10.5, 0.5),
+        "q": (10.5, 0.5),
+    }
+
+
+def test_a_pool_counts_every_live_unit_whatever_comes_first() -> None:
+    table = UnitTable()
+    apply_event(table, UnitEvent(pool="p", unit="gone", state="terminated", ts=1.0), 1.0)
+    for name in ("b1", "b2"):
+        apply_event(table, UnitEvent(pool="p", unit=name, state="booting", ts=1.0), 1.0)
+    for name in ("r1", "r2"):  # ready, not heard from yet
+        apply_event(table, UnitEvent(pool="p", unit=name, state="ready", ts=1.0), 1.0)
+    apply_event(table, UnitEvent(pool="p", unit="d", state="draining", ts=1.0), 1.0)
+    heard = unit_key("p", "old")
+    ingest(table, heard, UnitTelemetry(pool="p", unit="old", capacity=4), 0.0)
+    apply_event(table, UnitEvent(pool="p", unit="old", state="ready", ts=1.0), 1.0)
+    table.arrivals["p"] = 3.0
+    s = aggregate(table, 20.0, 1.0, 10.0)["p"]  # "old" spoke 20 s ago: stale, not ready
+    assert (s.ready, s.pending, s.capacity, s.arrivals) == (2, 2, 0.0, 3.0)
+
+
+def test_window_edges_an_empty_window_and_a_window_full_to_the_percent() -> None:
+    window = PoolWindow()
+    window.add(PoolSample(t=1.0, dt=0.0, arrivals=3.0), 0.0)
+    m = window.metrics("p")
+    assert (m.window_s, m.arrival_rate) == (1.0, 3.0)  # no time covered: per one second
+    full = PoolWindow()
+    full.add(PoolSample(t=1.0, dt=0.5, inflight=10), 1.0)
+    full.add(PoolSample(t=2.0, dt=0.99, inflight=20), 1.0)
+    assert [s.inflight for s in full.samples] == [20]  # 0.99 s of a 1 s window is full
+
+
+def test_metrics_round_the_span_and_cap_at_the_contracts_limits() -> None:
+    window = PoolWindow()
+    window.add(PoolSample(t=1.0, dt=1 / 3, inflight=1.0, capacity=0.5), 10.0)
+    m = window.metrics("p")
+    assert (m.window_s, m.utilization) == (0.333333, 1.0)
+    half = PoolWindow()
+    half.add(PoolSample(t=1.0, dt=1.0, inflight=0.25, capacity=0.5), 1.0)
+    assert half.metrics("p").utilization == 0.5
+    huge = PoolWindow()
+    huge.add(
+        PoolSample(
+            t=1.0,
+            dt=1.0,
+            ready=2_000_000,
+            pending=2_000_000,
+            inflight=2e9,
+            capacity=2e9,
+            queue_depth=2e9,
+            arrivals=2e9,
+        ),
+        1.0,
+    )
+    m = huge.metrics("p")
+    assert (m.units_ready, m.units_pending) == (1_000_000, 1_000_000)
+    assert (m.inflight, m.capacity, m.queue_depth, m.arrival_rate) == (1e9, 1e9, 1e9, 1e9)
