@@ -23,6 +23,15 @@ test *ARGS:
 test-slow *ARGS:
     {{venv}}python -m pytest -m slow {{ARGS}}
 
+# mutation testing of the pure decision modules (kill rates per module, surviving mutants);
+# its own CI step, not part of `just test`. Words pick modules: `just mutate judge`
+mutate *MODULES:
+    {{venv}}python .ci/mutate {{MODULES}}
+
+# branch coverage of services/ and contracts/ as a report (terminal and build/coverage/)
+coverage *ARGS:
+    {{venv}}python -m pytest --cov=services --cov=contracts --cov-branch --cov-report=term:skip-covered --cov-report=html:build/coverage {{ARGS}}
+
 # ruff (lint and format check), mypy strict on contracts/ and services/kit/, import layers (as CI)
 lint:
     .ci/lint

@@ -7,6 +7,7 @@ absurd input (1e308 in-flight requests), not to second-guess real fleets.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Annotated
 
@@ -39,6 +40,31 @@ Usd = Annotated[float, Meta(ge=0.0, le=1e7)]
 
 Seconds = Annotated[float, Meta(ge=0.0, le=1e9)]
 """A non-negative duration in seconds."""
+
+
+MAX_CLOCK_SKEW_S = 300.0
+"""How far ahead of the receiver's clock a message's `ts` may be, in seconds.
+
+A receiver refuses a message dated further ahead than this. Five minutes is far
+above what NTP-synced hosts drift and far below what would let one message move
+money to another day: one unit event dated three days ahead used to roll the
+cost-guard's ledger to that day and erase today's spend. The past is not bounded
+here: a message read back from a stream is old for a good reason; a receiver that
+must bound it does so against its own records (the ledger ignores a unit's end
+dated before the unit began billing).
+"""
+
+
+def clock_skew_problem(ts: float, now: float, max_skew_s: float = MAX_CLOCK_SKEW_S) -> str | None:
+    """Why a message dated `ts` cannot be believed at `now`, or None when it can."""
+    if not math.isfinite(ts):
+        return f"ts {ts!r} is not a time; send unix seconds"
+    if ts - now > max_skew_s:
+        return (
+            f"ts {ts:.3f} is {ts - now:.0f} s ahead of this clock (at most {max_skew_s:g} s "
+            "allowed); check the sender's clock (NTP)"
+        )
+    return None
 
 
 def now() -> float:

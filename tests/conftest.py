@@ -18,6 +18,23 @@ SHARED = REPO.parent / "shared"
 TRACES = SHARED / "data" / "traces"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--unit-only",
+        action="store_true",
+        help="run only tests that need no nats-server (the mutation runs' test set)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With --unit-only, deselect every test that uses the nats-server fixture."""
+    if not config.getoption("--unit-only"):
+        return
+    keep = [i for i in items if "nats_server" not in getattr(i, "fixturenames", ())]
+    config.hook.pytest_deselected(items=[i for i in items if i not in keep])
+    items[:] = keep
+
+
 @pytest.fixture(scope="session")
 def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """URL of a real nats-server with JetStream in a temp dir, on a free port."""

@@ -38,7 +38,9 @@ def policy(**budget: float) -> Policy:
 
 
 def provision(id: str = "r1", count: int = 1, **kw: object) -> ProvisionRequest:
+    """A provision request dated at NOON unless told otherwise: no wall clock here."""
     return ProvisionRequest(
+        ts=float(kw.pop("ts", NOON)),  # type: ignore[arg-type]
         id=id,
         requester=str(kw.pop("requester", "brain")),
         pool=str(kw.pop("pool", "h100")),

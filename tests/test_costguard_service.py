@@ -8,7 +8,7 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +20,20 @@ from contracts import subjects
 from contracts.commands import ProvisionRequest, ScaleProposal, Verdict
 from contracts.events import AuditRecord, DeadLetter, UnitEvent
 from contracts.offers import Offer
-from services.costguard.ledger import hours_left
+from services.costguard.ledger import DAY_S
 from services.costguard.service import CostGuard
 from services.costguard.settings import CostguardSettings
 from services.kit.config import load_settings
 from services.kit.service import encode
+from tests.clocks import noon_clock
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def make_settings(store: Path, **budget: Any) -> CostguardSettings:
+def make_settings(
+    store: Path, pools: dict[str, Any] | None = None, **budget: Any
+) -> CostguardSettings:
+    """Fast sweeps and a short offers wait; `pools` replaces the one h100 pool."""
     return load_settings(
         CostguardSettings,
         env={},
@@ -43,12 +47,22 @@ def make_settings(store: Path, **budget: Any) -> CostguardSettings:
                 "held_sweep_s": 0.2,
                 **budget,
             },
-            "pools": {
+            "pools": pools
+            or {
                 "h100": {"gpu_model": "H100", "providers": ["sim"], "max_usd_per_hour": 2.0},
                 "scaler": {"min": 1},  # another service's keys are ignored
             },
         },
     )
+
+
+def costguard(
+    settings: CostguardSettings, nats_url: str, clock: Callable[[], float] | None = None
+) -> CostGuard:
+    """A cost-guard whose day starts at noon UTC, whenever the suite runs."""
+    svc = CostGuard(settings, nats_url=nats_url)
+    svc.clock = clock or noon_clock(time.time())  # type: ignore[method-assign]
+    return svc
 
 
 class Wire:
@@ -117,7 +131,7 @@ async def test_proposals_become_priced_commands_with_verdicts_and_audit_records(
         await msg.respond(encode({"offers": [offer]}))
 
     provisioner = await nc.subscribe(subjects.api("gpus.available"), cb=offers)
-    svc = CostGuard(make_settings(tmp_path), nats_url=nats_url)
+    svc = costguard(make_settings(tmp_path), nats_url)
     await svc.start()
     try:
         await wire.send(
@@ -158,9 +172,10 @@ async def test_proposals_become_priced_commands_with_verdicts_and_audit_records(
 async def test_a_binding_budget_denies_what_does_not_fit(
     nats_url: str, wire: Wire, tmp_path: Path
 ) -> None:
-    # no provisioner answers: each unit is priced at the pool's 2 $/h ceiling
-    daily = round(2.0 * hours_left(time.time()) * 3.5, 2)  # room for 3 units, not 4
-    svc = CostGuard(make_settings(tmp_path, daily_usd=daily), nats_url=nats_url)
+    # no provisioner answers: each unit is priced at the pool's 2 $/h ceiling; at noon
+    # 12 hours are left, so the day has room for 3 units, not 4
+    daily = 2.0 * 12 * 3.5
+    svc = costguard(make_settings(tmp_path, daily_usd=daily), nats_url)
     await svc.start()
     try:
         for i in range(6):
@@ -194,7 +209,7 @@ async def run_fleet(*args: str) -> tuple[int, str, str]:
 async def test_a_person_approves_a_held_request_with_fleet_approve(
     nats_url: str, wire: Wire, tmp_path: Path
 ) -> None:
-    svc = CostGuard(make_settings(tmp_path, approval_threshold_usd_per_hour=3.0), nats_url=nats_url)
+    svc = costguard(make_settings(tmp_path, approval_threshold_usd_per_hour=3.0), nats_url)
     await svc.start()
     try:
         await wire.send(subjects.PROVISION_REQUESTED, provision("big", count=4))  # 8 $/h
@@ -223,7 +238,7 @@ async def test_a_held_request_nobody_decides_is_denied(
     nats_url: str, wire: Wire, tmp_path: Path
 ) -> None:
     settings = make_settings(tmp_path, approval_threshold_usd_per_hour=1.0, hold_timeout_s=0.5)
-    svc = CostGuard(settings, nats_url=nats_url)
+    svc = costguard(settings, nats_url)
     await svc.start()
     try:
         await wire.send(subjects.PROVISION_REQUESTED, provision("slow", count=2))
@@ -239,7 +254,7 @@ async def test_a_held_request_nobody_decides_is_denied(
 async def test_a_redelivered_request_gets_one_verdict(
     nats_url: str, wire: Wire, tmp_path: Path
 ) -> None:
-    svc = CostGuard(make_settings(tmp_path), nats_url=nats_url)
+    svc = costguard(make_settings(tmp_path), nats_url)
     await svc.start()
     try:
         for _ in range(3):  # no Nats-Msg-Id: the stream keeps all three copies
@@ -255,10 +270,10 @@ async def test_a_redelivered_request_gets_one_verdict(
 
 
 async def test_a_restart_keeps_the_days_spend(nats_url: str, wire: Wire, tmp_path: Path) -> None:
-    now = time.time()
-    started = max(now - 1800, (now // 86400) * 86400)  # earlier today
-    event = UnitEvent(pool="h100", unit="u1", state="ready", usd_per_hour=3.6, ts=started)
-    first = CostGuard(make_settings(tmp_path / "a"), nats_url=nats_url)
+    clock = noon_clock(time.time())  # one clock for the three cost-guards: the same day
+    started = time.time()
+    event = UnitEvent(pool="h100", unit="u1", state="ready", usd_per_hour=3600.0, ts=started)
+    first = costguard(make_settings(tmp_path / "a"), nats_url, clock)
     await first.start()
     try:
         await wire.send(subjects.unit("h100", "u1"), event)
@@ -268,13 +283,16 @@ async def test_a_restart_keeps_the_days_spend(nats_url: str, wire: Wire, tmp_pat
             if (await wire.budget())["burn_usd_per_hour"] > 0:
                 break
             await asyncio.sleep(0.1)
+        now = clock()
         spent = (await wire.budget())["spent_today_usd"]
-        assert spent >= 0.001 * (now - started) * 0.99
+        # 1 $/s since the event, or since the clock's midnight if that came later
+        assert spent >= now - max(started, (now // DAY_S) * DAY_S)
+        assert spent > 0
     finally:
         await first.stop()
 
     for store in ("a", "fresh"):  # the same store, then none: replayed from FLEET_EVENTS
-        again = CostGuard(make_settings(tmp_path / store), nats_url=nats_url)
+        again = costguard(make_settings(tmp_path / store), nats_url, clock)
         await again.start()
         try:
             for _ in range(50):
@@ -282,7 +300,7 @@ async def test_a_restart_keeps_the_days_spend(nats_url: str, wire: Wire, tmp_pat
                 if figures["burn_usd_per_hour"] > 0:
                     break
                 await asyncio.sleep(0.1)
-            assert figures["burn_usd_per_hour"] == pytest.approx(3.6), store
+            assert figures["burn_usd_per_hour"] == pytest.approx(3600.0), store
             assert figures["spent_today_usd"] >= spent, store
         finally:
             await again.stop()

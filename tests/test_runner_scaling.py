@@ -13,10 +13,15 @@ from pathlib import Path
 
 import msgspec
 import nats
+import pytest
 
 from contracts.events import UnitEvent
 from tools.loadgen.engine import LoadRun, Plan
 from tools.natsserver import free_port
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]
+"""Its waits add up to 420 s (start 60, first runner 90, ramp 90, cool-down and scale-in
+180): a soak, run with `just test-slow`, with a timeout above the waits it makes."""
 
 
 async def test_a_load_ramp_adds_runners_and_they_go_when_it_stops(tmp_path: Path) -> None:
@@ -45,15 +50,22 @@ async def test_a_load_ramp_adds_runners_and_they_go_when_it_stops(tmp_path: Path
     gone: set[str] = set()
     changed = asyncio.Event()
 
-    async def until(cond: object, within_s: float) -> None:
-        async with asyncio.timeout(within_s):
-            while not cond():  # type: ignore[operator]
-                changed.clear()
-                await changed.wait()
+    async def until(cond: object, within_s: float, what: str) -> None:
+        try:
+            async with asyncio.timeout(within_s):
+                while not cond():  # type: ignore[operator]
+                    changed.clear()
+                    await changed.wait()
+        except TimeoutError:
+            log = (tmp_path / "up.log").read_text(errors="replace")[-2000:]
+            raise AssertionError(
+                f"no {what} within {within_s:g}s (ready {sorted(ready)}, gone {sorted(gone)}); "
+                f"fleet up's log ends:\n{log}"
+            ) from None
 
     try:
         nc = None
-        async with asyncio.timeout(60):
+        async with asyncio.timeout(60):  # fleet up starting its nats-server
             while nc is None:
                 try:
                     nc = await nats.connect(url, max_reconnect_attempts=1, connect_timeout=1)
@@ -71,18 +83,18 @@ async def test_a_load_ramp_adds_runners_and_they_go_when_it_stops(tmp_path: Path
             changed.set()
 
         await nc.subscribe("fleet.unit.>", cb=on_unit)
-        await until(lambda: ready, 90)  # the pool's min: one runner
+        await until(lambda: ready, 90, "first runner (the pool's min)")
         load = LoadRun(nc, Plan(agent="assistant", users=2000, rate=60, duration_s=90))
         loading = asyncio.ensure_future(load.run())
         try:
-            await until(lambda: len(ready - gone) >= 2, 90)
+            await until(lambda: len(ready - gone) >= 2, 90, "second runner under the ramp")
         finally:
             loading.cancel()
             await asyncio.gather(loading, return_exceptions=True)
         assert len(ready - gone) >= 2, "the ramp added runner processes"
         assert load.tally.ok > 0
         peak = len(ready - gone)
-        await until(lambda: len(ready - gone) < peak, 180)  # cool-down, then scale in
+        await until(lambda: len(ready - gone) < peak, 180, "scale-in after the load stopped")
         assert gone, "runners were released once the load stopped"
         await nc.close()
     finally:

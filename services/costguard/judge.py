@@ -115,9 +115,8 @@ MAX_UNITS = 1_000_000
 def _shrink(plan: Plan, units: int) -> Plan:
     command = plan.command
     assert isinstance(command, ProvisionRequest)
-    note = f"{plan.note}; {units} of {plan.units} fit the budget"
     return msgspec.structs.replace(
-        plan, command=msgspec.structs.replace(command, count=units), units=units, note=note
+        plan, command=msgspec.structs.replace(command, count=units), units=units
     )
 
 
@@ -154,10 +153,7 @@ def _judge_provision(
             f"${committed:.2f}/h, above the burn cap of ${budget.max_burn_usd_per_hour:.2f}/h."
         )
         return state, *_outcome("denied", request, command, rate, state, policy, now, reason)
-    if proj > budget.auto_limit_usd:
-        if budget.cap_usd <= budget.auto_limit_usd:
-            reason = f"Denied: {numbers}, above the daily budget of ${budget.daily_usd:.2f}."
-            return state, *_outcome("denied", request, command, rate, state, policy, now, reason)
+    if proj > budget.auto_limit_usd:  # and within the cap, so above the daily budget
         reason = (
             f"Held: {numbers}, above the daily budget of ${budget.daily_usd:.2f} but within "
             f"the hard cap of ${budget.cap_usd:.2f}; an operator must approve it."
@@ -282,7 +278,7 @@ def decide(
             f"${held.usd_per_hour:.2f}/h takes the day to ${proj:.2f}, above the hard cap of "
             f"${cap:.2f}."
         )
-    unit_price = held.usd_per_hour / held.units if held.units else 0.0
+    unit_price = held.usd_per_hour / held.units  # a held provision has 1 unit or more
     reason = (
         f"Approved by {operator}{said}: ${held.usd_per_hour:.2f}/h takes the day to "
         f"${proj:.2f}, within the hard cap of ${cap:.2f}."
@@ -361,11 +357,11 @@ def _outcome(
         action=f"{decision} {type(request).__name__}",
         reasoning=reason[:4096],
         result=decision,
-        cost_impact_usd_per_hour=max(-1e7, min(1e7, impact)),
+        cost_impact_usd_per_hour=min(1e7, impact),  # an approval adds burn: never below 0
         refs={
             "request": str(request.id),
             "pool": str(request.pool),
-            "requester": str(getattr(request, "requester", "")),
+            "requester": str(request.requester),
             "decided_by": decided_by,
         },
     )
@@ -373,6 +369,6 @@ def _outcome(
 
 
 def _with_impact(audit: AuditRecord, usd_per_hour: float) -> AuditRecord:
-    return msgspec.structs.replace(
-        audit, cost_impact_usd_per_hour=max(-1e7, min(1e7, usd_per_hour))
+    return msgspec.structs.replace(  # a release saves burn: never above 0
+        audit, cost_impact_usd_per_hour=max(-1e7, usd_per_hour)
     )

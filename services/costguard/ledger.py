@@ -5,7 +5,10 @@ from unit events: a unit bills from its first billed event (booting, ready,
 draining) to its terminal event (terminated, failed), at the event's
 `usd_per_hour`, and the part of that interval inside the current UTC day is
 today's spend. Times come from the events themselves, so replaying the same
-events yields the same figures, in any order of delivery.
+events yields the same figures, in any order of delivery. The day itself comes
+only from the cost-guard's clock (`now`): an event dated ahead of it never rolls
+the day, and one dated beyond the contract's clock skew is not believed at all;
+nor is a unit's end dated (beyond the skew) before the unit began billing.
 
 Approved provisions reserve their units' price until the units start billing
 (their events carry the command id) or `reservation_timeout_s` passes.
@@ -17,6 +20,7 @@ import math
 
 import msgspec
 
+from contracts.base import MAX_CLOCK_SKEW_S, clock_skew_problem
 from contracts.commands import AnyCommand, ProvisionRequest, ReleaseRequest
 from contracts.events import BILLED_STATES, TERMINAL_STATES, UnitEvent
 
@@ -154,8 +158,11 @@ def projected(ledger: Ledger, now: float, extra_usd_per_hour: float = 0.0) -> fl
 
 
 def apply_unit_event(ledger: Ledger, event: UnitEvent, now: float) -> Ledger:
-    """The ledger after `event`; applying the same event twice changes nothing."""
-    ledger = roll(ledger, max(now, event.ts))
+    """The ledger after `event`; applying the same event twice changes nothing, and an
+    event dated beyond the clock skew ahead of `now` changes nothing either."""
+    if clock_skew_problem(event.ts, now) is not None:
+        return ledger
+    ledger = roll(ledger, now)
     key = f"{event.pool}/{event.unit}"
     price = event.usd_per_hour if math.isfinite(event.usd_per_hour) else 0.0
     units, closed = ledger.units, ledger.closed_usd
@@ -171,6 +178,8 @@ def apply_unit_event(ledger: Ledger, event: UnitEvent, now: float) -> Ledger:
             since = event.ts if current is None else max(current.since, event.ts)
             units[key] = OpenUnit(pool=event.pool, usd_per_hour=price, since=since)
     elif event.state in TERMINAL_STATES:
+        if current is not None and event.ts < current.since - MAX_CLOCK_SKEW_S:
+            return ledger  # an end dated before the unit began billing is not believed
         if current is not None:
             units = dict(units)
             del units[key]

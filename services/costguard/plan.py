@@ -33,7 +33,6 @@ def concretize(
     ledger: Ledger, request: AnyCommand, policy: Policy, now: float, quote: Quote | None
 ) -> Plan:
     """The concrete command for `request`; its id is the request's, so redeliveries match."""
-    pool = policy.pools[request.pool]
     match request:
         case ScaleProposal():
             if request.desired < request.current:
@@ -62,17 +61,15 @@ def concretize(
                 ts=request.ts,
                 requester=request.requester,
                 pool=request.pool,
-                gpu_model=pool.gpu_model,
                 count=count,
                 reason=request.reason,
-            )
+            )  # any model: priced as the pool's
             return _priced(ask, policy, quote)
         case ProvisionRequest():
             return _priced(request, policy, quote)
         case ReleaseRequest():
             what = f"unit {request.unit}" if request.unit else f"{request.count} units"
             return Plan(command=request, note=f"{what} of {request.pool}")
-    return Plan(command=None, note="unknown command")
 
 
 def _priced(ask: ProvisionRequest, policy: Policy, quote: Quote | None) -> Plan:
@@ -81,13 +78,12 @@ def _priced(ask: ProvisionRequest, policy: Policy, quote: Quote | None) -> Plan:
     if ask.max_usd_per_hour is not None:
         ceiling = min(ceiling, ask.max_usd_per_hour)
     changes: dict[str, object] = {"max_usd_per_hour": ceiling}
-    if ask.gpu_model == "any" and pool.gpu_model != "any":
+    if ask.gpu_model == "any":
         changes["gpu_model"] = pool.gpu_model
-    price, note = ceiling, f"priced at the ceiling ${ceiling:.2f}/h (no offer known)"
+    price = ceiling  # no offer known: the ceiling is the estimate
     allowed = [ask.provider] if ask.provider else pool.providers
     if quote is not None and quote.provider in allowed and 0 < quote.usd_per_hour <= ceiling:
         price = quote.usd_per_hour
-        note = f"priced at {quote.provider}'s offer ${price:.2f}/h"
         changes.update(max_usd_per_hour=price, provider=quote.provider, offer_id=quote.offer_id)
     command = msgspec.structs.replace(ask, **changes)
-    return Plan(command=command, units=ask.count, unit_usd_per_hour=price, note=note)
+    return Plan(command=command, units=ask.count, unit_usd_per_hour=price)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -31,6 +32,7 @@ from prometheus_client import Counter, Gauge
 from contracts import subjects
 from contracts.api import NoArgs
 from contracts.api.replies import OffersReply
+from contracts.base import clock_skew_problem
 from contracts.commands import (
     AnyCommand,
     DecideReply,
@@ -80,6 +82,9 @@ class CostGuard(Service):
     """Two active cost-guards would keep two ledgers; a second replica stands by."""
     settings_type = CostguardSettings
     migrations = MIGRATIONS
+    clock: Callable[[], float] = staticmethod(time.time)
+    """Unix seconds that every judgement, accrual and clock-skew check reads. Only
+    this clock decides which UTC day it is, so tests give it a chosen day and hour."""
 
     async def setup(self) -> None:
         """Load the ledger, finish unpublished verdicts, then start consuming."""
@@ -140,7 +145,7 @@ class CostGuard(Service):
             "fleet_held_oldest_age_seconds",
             "How long the longest-waiting held command has waited, seconds (0: none held).",
             registry=reg,
-        ).set_function(lambda: oldest_held_age_s(self.ledger, budget.hold_timeout_s, time.time()))
+        ).set_function(lambda: oldest_held_age_s(self.ledger, budget.hold_timeout_s, self.clock()))
         Gauge(
             "fleet_held_timeout_seconds",
             "Seconds a held command waits before it is denied ([budget] hold_timeout_s).",
@@ -149,7 +154,7 @@ class CostGuard(Service):
         self._refresh_gauges()
 
     def _refresh_gauges(self) -> None:
-        figures = summary(self.ledger, time.time())
+        figures = summary(self.ledger, self.clock())
         self.m_spent.set(figures["spent_today_usd"])
         self.m_burn.set(figures["burn_usd_per_hour"])
         self.m_projected.set(figures["projected_today_usd"])
@@ -172,6 +177,10 @@ class CostGuard(Service):
             except msgspec.DecodeError as exc:
                 self.metrics.count("requests_rejected")
                 raise Permanent(f"not a valid {kind.__name__}: {exc}") from exc
+            skewed = clock_skew_problem(request.ts, self.clock())
+            if skewed is not None:
+                self.metrics.count("requests_rejected")
+                raise Permanent(f"{kind.__name__} {request.id}: {skewed}")
             await self.on_request(request, d)
 
         return handle
@@ -186,7 +195,7 @@ class CostGuard(Service):
                 return
             if checks.problem(request, self.policy) is not None:
                 self.metrics.count("requests_rejected")
-            ledger, verdict, audit = judge(self.ledger, request, self.policy, time.time(), quote)
+            ledger, verdict, audit = judge(self.ledger, request, self.policy, self.clock(), quote)
             await self._record(ledger, verdict, audit)
 
     async def _judged(self, request_id: str) -> bool:
@@ -228,9 +237,14 @@ class CostGuard(Service):
 
     # -- unit events -----------------------------------------------------------
     async def on_unit(self, event: UnitEvent, d: Delivery) -> None:
-        """Accrue spend and settle reservations from a unit's lifecycle event."""
+        """Accrue spend and settle reservations from a unit's lifecycle event; an event
+        whose `ts` is beyond the contract's clock skew is dead-lettered, never counted."""
+        skewed = clock_skew_problem(event.ts, self.clock())
+        if skewed is not None:
+            self.metrics.count("unit_events_rejected")
+            raise Permanent(f"unit event {event.pool}/{event.unit} {event.state}: {skewed}")
         async with self.lock:
-            ledger = apply_unit_event(self.ledger, event, time.time())
+            ledger = apply_unit_event(self.ledger, event, self.clock())
             if ledger != self.ledger:
                 await self._save(ledger)
 
@@ -247,7 +261,7 @@ class CostGuard(Service):
                     req.operator,
                     req.reason,
                     self.policy,
-                    time.time(),
+                    self.clock(),
                 )
             except NotHeld:
                 assert self.store is not None
@@ -273,7 +287,7 @@ class CostGuard(Service):
 
     async def on_budget(self, _req: NoArgs, d: Delivery) -> dict[str, Any]:
         """`fleet.api.budget`: the day's figures and the requests waiting for a person."""
-        now = time.time()
+        now = self.clock()
         budget = self.policy.budget
         ledger = self.ledger
         return {
@@ -298,7 +312,7 @@ class CostGuard(Service):
     async def sweep(self) -> None:
         """Deny held requests that timed out; drop stale reservations."""
         async with self.lock:
-            ledger, outcomes = expire(self.ledger, self.policy, time.time())
+            ledger, outcomes = expire(self.ledger, self.policy, self.clock())
             for verdict, audit in outcomes:
                 await self._record(ledger, verdict, audit)
             if not outcomes and ledger != self.ledger:
@@ -322,7 +336,7 @@ class CostGuard(Service):
         await db.execute(
             "INSERT INTO kv(key, value, updated_ts) VALUES (?, ?, ?) ON CONFLICT(key) "
             "DO UPDATE SET value = excluded.value, updated_ts = excluded.updated_ts",
-            (LEDGER_KEY, encode(ledger), time.time()),
+            (LEDGER_KEY, encode(ledger), self.clock()),
         )
         await db.commit()
         self.ledger = ledger

@@ -74,18 +74,7 @@ class Executor:
                 created += unit.state != "failed"
                 continue
             if unit is None:
-                order = self.order(cmd)
-                unit = Unit(
-                    unit=name,
-                    pool=cmd.pool,
-                    provider=order[0] if order else "none",
-                    key=idempotency_key(cmd.pool, name),
-                    gpu_model=self._model(cmd),
-                    command_id=cmd.id,
-                    created_ts=time.time(),
-                    updated_ts=time.time(),
-                )
-                await life.inventory.put(unit)
+                unit = await self._slot(cmd, name)
             await life.event(unit, cmd.reason or "approved")
             result, why = await self._create(unit, cmd)
             notes.extend(why)
@@ -94,13 +83,31 @@ class Executor:
             elif result == "retry":
                 transient = True
             else:
-                await self._give_up(name, cmd, why)
-                detail = f"created {created} of {cmd.count}; " + "; ".join(why[-4:])
+                reason = "; ".join(why[-4:]) or "no provider could create it"
+                await self.give_up(cmd, reason)
+                detail = f"created {created} of {cmd.count}; {reason}"
                 return Outcome("failed", detail, notes)
         if transient:
             return Outcome("retry", f"created {created} of {cmd.count} so far", notes)
         life.count("commands_applied")
         return Outcome("done", f"created {created} of {cmd.count}", notes)
+
+    async def _slot(self, cmd: ProvisionRequest, name: str) -> Unit:
+        """Store slot `name` of `cmd` as `requested`, before any provider is called."""
+        order = self.order(cmd)
+        now = time.time()
+        unit = Unit(
+            unit=name,
+            pool=cmd.pool,
+            provider=order[0] if order else "none",
+            key=idempotency_key(cmd.pool, name),
+            gpu_model=self._model(cmd),
+            command_id=cmd.id,
+            created_ts=now,
+            updated_ts=now,
+        )
+        await self.life.inventory.put(unit)
+        return unit
 
     def _model(self, cmd: ProvisionRequest) -> str:
         if cmd.gpu_model and cmd.gpu_model != "any":
@@ -186,17 +193,33 @@ class Executor:
         elif status in ("failed", "stopped", "terminated"):
             await life.failed(name, f"provider reports it {status}")
 
-    async def _give_up(self, name: str, cmd: ProvisionRequest, why: list[str]) -> None:
-        life = self.life
-        reason = "; ".join(why[-4:]) or "no provider could create it"
-        await life.move(name, "failed", reason, failover_done=True, destroyed=True)
+    async def give_up(self, cmd: ProvisionRequest, reason: str) -> list[str]:
+        """End every slot of `cmd` that no provider holds a unit for, tried or not, with
+        a `failed` event carrying the command id, and alert once. The cost-guard settles
+        a slot of the reservation on its terminal event, so the burn `cmd` reserved is
+        released now, not when the reservation times out. No replacement is asked: the
+        command itself failed. A create that happened after all is found by
+        reconciliation under the slot's label and destroyed. Returns the ended slots."""
+        life, ended = self.life, []
+        for index in range(cmd.count):
+            name = unit_name(cmd.id, index)
+            unit = life.inventory.get(name)
+            if unit is None:
+                unit = await self._slot(cmd, name)
+            if unit.state != "requested" or unit.provider_unit_id:
+                continue
+            why = f"command {cmd.id} gave up: {reason}"
+            if await life.move(name, "failed", why, failover_done=True, destroyed=True):
+                ended.append(name)
         await life.alert(
             "provision_failed",
-            f"command {cmd.id} for pool {cmd.pool}: {reason}",
+            f"command {cmd.id} for pool {cmd.pool}: {reason}; ended {len(ended)} slot(s) "
+            "that had no unit, releasing their reserved budget",
             severity="critical",
             pool=cmd.pool,
-            unit=name,
+            unit=ended[0] if len(ended) == 1 else None,
         )
+        return ended
 
     # -- releasing -----------------------------------------------------------------
     async def release(self, cmd: ReleaseRequest) -> Outcome:

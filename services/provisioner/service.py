@@ -220,6 +220,9 @@ class ProvisionerService(Service):
         return outcome
 
     async def _fail(self, cmd: AnyApproved, detail: str) -> None:
+        """Give `cmd` up: its slots without units end, so their reservation is released."""
+        if isinstance(cmd, ProvisionRequest):
+            await self.executor.give_up(cmd, detail)
         await self.inventory.finish(cmd.id, "failed", detail)
         await self.life.alert("command_failed", f"command {cmd.id}: {detail}", pool=cmd.pool)
 

@@ -94,8 +94,6 @@ def ingest(table: UnitTable, key: str, t: UnitTelemetry, now: float) -> None:
     prev = rec.last
     if prev is None:
         arrived = t.completed
-        if rec.last_seen is None and rec.state != "ready":
-            rec.watched_since = now
     else:
         arrived = t.completed + (t.inflight - prev.inflight) + (t.queue_depth - prev.queue_depth)
     if arrived > 0:

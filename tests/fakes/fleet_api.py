@@ -4,6 +4,8 @@
 with fixed data and judges `fleet.provision.requested` / `fleet.release.requested`
 like a tiny cost-guard: approve while the day's added burn stays under
 `budget_usd_per_hour`, deny otherwise, publishing Verdicts on `fleet.budget.*`.
+With `costguard=False` it leaves `budget` and the commands to a real cost-guard, for
+tests whose point is a rule the cost-guard enforces.
 """
 
 from __future__ import annotations
@@ -64,8 +66,11 @@ OFFERS = [
 class FakeFleetOwners:
     """See the module docstring."""
 
-    def __init__(self, nc: Client, *, budget_usd_per_hour: float = 20.0) -> None:
+    def __init__(
+        self, nc: Client, *, budget_usd_per_hour: float = 20.0, costguard: bool = True
+    ) -> None:
         self.nc = nc
+        self.costguard = costguard
         self.budget_usd_per_hour = budget_usd_per_hour
         self.burn = 0.0
         self.requests: list[ProvisionRequest | ReleaseRequest] = []
@@ -96,15 +101,17 @@ class FakeFleetOwners:
     async def start(self) -> FakeFleetOwners:
         routes = {
             "pools": self._pools,
-            "budget": self._budget,
             "units.list": self._units,
             "gpus.available": self._offers,
             "place": self._place,
         }
+        if self.costguard:
+            routes["budget"] = self._budget
         for op, fn in routes.items():
             self._subs.append(await self.nc.subscribe(subjects.api(op), cb=_responder(fn)))
         for subject in (subjects.PROVISION_REQUESTED, subjects.RELEASE_REQUESTED):
-            self._subs.append(await self.nc.subscribe(subject, cb=self._judge))
+            if self.costguard:
+                self._subs.append(await self.nc.subscribe(subject, cb=self._judge))
         await self.nc.flush()
         return self
 
