@@ -20,7 +20,6 @@ from typing import Any, Protocol
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
 from contracts.a2a import (
@@ -29,7 +28,9 @@ from contracts.a2a import (
     TaskArtifactUpdateEvent,
     TaskStatusUpdateEvent,
 )
+from contracts.buckets import A2A_TASKS
 from services.kit.a2a_jetstream import KvView
+from services.kit.buckets import ensure_bucket
 from services.kit.store import Store
 
 log = logging.getLogger("fleet.a2a")
@@ -168,11 +169,6 @@ class SqliteTaskStore:
         return [_DEC.decode(r[0]) for r in rows]
 
 
-def kv_bucket_name(agent: str) -> str:
-    """`A2A_TASKS_<agent>` with dots as underscores (a bucket name allows no dots)."""
-    return "A2A_TASKS_" + agent.replace(".", "_")
-
-
 class KvTaskStore:
     """Tasks in a JetStream KV bucket, readable and writable by every process of the agent."""
 
@@ -182,17 +178,12 @@ class KvTaskStore:
 
     @classmethod
     async def open(
-        cls, js: JetStreamContext, agent: str, *, ttl_s: float = 7 * 86400, replicas: int = 1
+        cls, js: JetStreamContext, agent: str, *, ttl_s: float = A2A_TASKS.ttl_s, replicas: int = 1
     ) -> KvTaskStore:
         """Bind to (creating) the agent's task bucket; tasks expire after `ttl_s`."""
-        name = kv_bucket_name(agent)
-        try:
-            kv = await js.key_value(name)
-        except BucketNotFoundError:
-            kv = await js.create_key_value(
-                bucket=name, ttl=ttl_s, replicas=replicas, history=1, direct=True
-            )
-        return cls(kv, await KvView.open(js, name, kv))
+        spec = A2A_TASKS.for_agent(agent)
+        kv = await ensure_bucket(js, spec, replicas=replicas, ttl_s=ttl_s)
+        return cls(kv, await KvView.open(js, spec.name, kv))
 
     async def _rec(self, task_id: str) -> StoredTask | None:
         value, _ = await self.view.get(task_id)

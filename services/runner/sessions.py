@@ -17,11 +17,12 @@ from typing import Literal
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.api import StorageType
-from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
+from contracts.buckets import RUNNER_SESSIONS
 from services.kit.a2a_jetstream import KvView
+from services.kit.buckets import ensure_bucket
 
 CAS_ATTEMPTS = 8
 
@@ -94,10 +95,6 @@ def index_key(tenant: str) -> str:
     return f"t.{_digest(tenant)}"
 
 
-def bucket_name(agent: str) -> str:
-    return "RUNNER_SESSIONS_" + agent.replace(".", "_").replace("-", "_")
-
-
 _SESSION = msgspec.json.Decoder(Session)
 _INDEX = msgspec.json.Decoder(TenantIndex)
 _ENC = msgspec.json.Encoder()
@@ -124,20 +121,9 @@ class SessionStore:
         replicas: int = 1,
     ) -> SessionStore:
         """Bind to (creating) the agent's session bucket with TTL `idle_s`."""
-        name = bucket_name(agent)
-        try:
-            kv = await js.key_value(name)
-        except BucketNotFoundError:
-            kv = await js.create_key_value(
-                bucket=name,
-                ttl=idle_s,
-                history=1,
-                replicas=replicas,
-                storage=StorageType.MEMORY if storage == "memory" else StorageType.FILE,
-                description="hosted-agent sessions and per-tenant session indexes",
-                direct=True,
-            )
-        return cls(kv, await KvView.open(js, name, kv), idle_s, quota)
+        spec = RUNNER_SESSIONS.for_agent(agent)
+        kv = await ensure_bucket(js, spec, replicas=replicas, ttl_s=idle_s, storage=storage)
+        return cls(kv, await KvView.open(js, spec.name, kv), idle_s, quota)
 
     async def _get_session(self, key: str) -> Session | None:
         value, _ = await self.view.get(key)

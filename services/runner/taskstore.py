@@ -26,8 +26,7 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.api import StorageType
-from nats.js.errors import BucketNotFoundError, NotFoundError
+from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 
 from contracts.a2a import (
@@ -42,7 +41,9 @@ from contracts.a2a import (
     TaskStatusUpdateEvent,
     iso_now,
 )
+from contracts.buckets import RUNNER_CLAIMS
 from services.kit.a2a_tasks import KvTaskStore, StoredTask
+from services.kit.buckets import ensure_bucket
 
 log = logging.getLogger("fleet.runner")
 _ENC = msgspec.json.Encoder()
@@ -94,19 +95,9 @@ class LeasedTaskStore:
     ) -> LeasedTaskStore:
         """Bind to (creating) the agent's task and claims buckets."""
         tasks = await KvTaskStore.open(js, agent, replicas=replicas)
-        name = "RUNNER_CLAIMS_" + agent.replace(".", "_").replace("-", "_")
-        try:
-            kv = await js.key_value(name)
-        except BucketNotFoundError:
-            kv = await js.create_key_value(
-                bucket=name,
-                ttl=86400,
-                history=1,
-                replicas=replicas,
-                storage=StorageType.MEMORY if storage == "memory" else StorageType.FILE,
-                description="runner leases and the tasks each runner runs",
-            )
-        return cls(tasks, kv, name, me, lease_s)
+        spec = RUNNER_CLAIMS.for_agent(agent)
+        kv = await ensure_bucket(js, spec, replicas=replicas, storage=storage)
+        return cls(tasks, kv, spec.name, me, lease_s)
 
     # -- the TaskStore interface ---------------------------------------------------------
     async def get(self, task_id: str, tenant: str) -> Task | None:
