@@ -83,15 +83,13 @@ def build_client(opts: BrainOptions, env: dict[str, str]) -> anthropic.AsyncAnth
     )
 
 
-class Brain(Service):
+class Brain(Service[BrainSettings]):
     """See the module docstring."""
 
     name = "brain"
     singleton = True  # one routine check per interval; a standby takes over A2A too
     description = "The agent: Claude with fleet tools, A2A agent `fleet`, routine checks"
-    settings_type = BrainSettings
     migrations: ClassVar[Sequence[str] | None] = []
-    settings: BrainSettings
 
     async def setup(self) -> None:
         self.opts = self.settings.brain

@@ -50,13 +50,11 @@ class GatewaySettings(KitSettings, kw_only=True):
     gateway: GatewayOptions = msgspec.field(default_factory=GatewayOptions)
 
 
-class Gateway(Service):
+class Gateway(Service[GatewaySettings]):
     """The composite fleet.api operations; see the module docstring."""
 
     name = "gateway"
     description = "fleet.api composites: stats, health, report, provision, release, cleanup_idle"
-    settings_type = GatewaySettings
-    settings: GatewaySettings
 
     async def setup(self) -> None:
         opts = self.settings.gateway
@@ -64,8 +62,7 @@ class Gateway(Service):
         self.waiting: dict[str, asyncio.Future[Verdict]] = {}
         self.verdicts = msgspec.json.Decoder(Verdict)
         # Core subscription: JetStream publishes reach it too, and it exists before any publish.
-        sub = await self.nc.subscribe("fleet.budget.*", cb=self._on_verdict)
-        self._subs.append(sub)
+        await self.listen("fleet.budget.*", self._on_verdict)
         await self.api_endpoint("stats", StatsQuery, self.on_stats)
         await self.api_endpoint("health", HealthQuery, self.on_health)
         await self.api_endpoint("report", StatsQuery, self.on_report)

@@ -277,7 +277,8 @@ class A2AServer(RpcDispatch):
             ),
         ]
         # The service unsubscribes these first when it stops, like its own subscriptions.
-        self.service._subs.extend(self._subs)
+        for sub in self._subs:
+            self.service.subscriptions.add(sub)
         await nc.flush()  # started means reachable: the server has the subscriptions
 
     async def stop(self) -> None:

@@ -70,7 +70,8 @@ class HostedAgent(A2AServer):
             ),
             await nc.subscribe(subjects.a2a_cancel_all(self.agent), cb=self._on_cancel_forward),
         ]
-        self.service._subs.extend(self._subs)
+        for sub in self._subs:
+            self.service.subscriptions.add(sub)
         await self.join()
 
     async def join(self) -> None:

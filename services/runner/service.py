@@ -89,15 +89,13 @@ def _fast_loop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-class RunnerService(Service):
+class RunnerService(Service[RunnerSettings]):
     """Hosted agents on this process; see the module docstring."""
 
     name = "runner"
     description = "hosted-agent runner (A2A agents.<name>)"
-    settings_type = RunnerSettings
     migrations = None
 
-    settings: RunnerSettings
     owns_process = False
     """True under `fleet run runner` (main()): the process-wide tuning is the runner's."""
 
@@ -271,7 +269,7 @@ class RunnerService(Service):
                 await host.leave()
         elif event.state in ("terminated", "failed"):
             log.info("unit ended; stopping", extra={"unit": self.unit, "state": event.state})
-            self._stopping.set()
+            self.request_stop()
 
 
 SERVICE = RunnerService
