@@ -24,11 +24,11 @@ from contracts.a2a import (
     StreamResponse,
     TaskState,
 )
+from services.a2a import A2AEvent, A2AServer, TaskContext, nats_interface
+from services.a2a.client import A2AClient, A2AError
+from services.a2a.tenants import A2ASettings
 from services.kit import Service
-from services.kit.a2a import A2AEvent, A2AServer, TaskContext, nats_interface
-from services.kit.a2a_tenants import A2ASettings
 from services.kit.config import KitSettings, load_settings
-from tools.a2a_client import A2AClient, A2AError
 
 AGENT = "toyagent"
 

@@ -22,12 +22,12 @@ import msgspec
 from contracts import subjects
 from contracts.a2a import AgentCapabilities, AgentCard, AgentProvider, AgentSkill
 from contracts.events import Alert
+from services.a2a import A2AServer, nats_interface
 from services.brain.agent import BrainAgent, limits_of
 from services.brain.routine import findings
 from services.brain.settings import BrainOptions, BrainSettings
 from services.brain.toolbox import Toolbox
 from services.kit import Service
-from services.kit.a2a import A2AServer, nats_interface
 
 log = logging.getLogger("fleet.brain")
 

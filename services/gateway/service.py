@@ -23,9 +23,9 @@ from contracts import subjects
 from contracts.a2a import HEADER_TENANT
 from contracts.api import CleanupIdleCall, HealthQuery, ProvisionCall, ReleaseCall, StatsQuery
 from contracts.commands import ProvisionRequest, ReleaseRequest, Verdict
+from services.a2a.tenants import Refused, TenantLimits
 from services.gateway import composites
 from services.kit import Service
-from services.kit.a2a_tenants import Refused, TenantLimits
 from services.kit.bus import gather_replies
 from services.kit.config import KitSettings
 from services.kit.service import Delivery, RequestError

@@ -53,6 +53,11 @@ class Subscriptions:
         self._subs.append(sub)
         return sub
 
+    def discard(self, sub: Subscription) -> None:
+        """Forget `sub` (its owner unsubscribed it already)."""
+        if sub in self._subs:
+            self._subs.remove(sub)
+
     async def listen(
         self,
         subject: str,

@@ -1,6 +1,6 @@
 """Tasks that outlive the runner running them.
 
-`LeasedTaskStore` is the binding's TaskStore (services.kit.a2a_tasks) over the
+`LeasedTaskStore` is the binding's TaskStore (services.a2a.tasks) over the
 agent's shared KV bucket, plus a record of which tasks each runner owns:
 `RUNNER_CLAIMS_<agent>` holds, per runner, the ids (and tenants) of the tasks
 it runs, and each runner's lease (renewed every `lease_s / 3`). A task is
@@ -42,7 +42,8 @@ from contracts.a2a import (
     iso_now,
 )
 from contracts.buckets import RUNNER_CLAIMS
-from services.kit.a2a_tasks import KvTaskStore, StoredTask
+from services.a2a.stores import KvTaskStore
+from services.a2a.tasks import StoredTask
 from services.kit.buckets import ensure_bucket
 
 log = logging.getLogger("fleet.runner")
