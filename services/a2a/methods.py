@@ -19,7 +19,6 @@ import msgspec
 from contracts import subjects
 from contracts.a2a import (
     INVALID_PARAMS,
-    METHODS,
     TASK_NOT_CANCELABLE,
     TERMINAL_STATES,
     UNSUPPORTED_OPERATION,
@@ -96,7 +95,6 @@ class A2AMethods:
         dispatcher.add("ListTasks", ListTasksRequest, self.list)
         dispatcher.add("CancelTask", CancelTaskRequest, self.cancel)
         dispatcher.add_streaming("SubscribeToTask", SubscribeToTaskRequest, self.subscribe)
-        assert tuple(dispatcher.methods) == METHODS
 
     # -- unary methods ---------------------------------------------------------------------
     async def send(self, params: SendMessageRequest, call: Call) -> SendMessageResponse:
