@@ -1,12 +1,13 @@
 """JetStream key-value buckets: what each holds, how long, and how many revisions.
 
-Buckets are part of the contract like streams (contracts.streams): operators
-provision them (`fleet init`), NATS permissions name them, and two processes
-that open the same bucket must agree on its shape. Most buckets exist once per
+Buckets are part of the contract like streams (contracts.streams): a secured
+deployment's NATS permissions name them, and two processes that open the same
+bucket must agree on its shape. Most buckets exist once per
 agent (`A2A_TASKS_agents_assistant`); their spec is the family and `for_agent`
 gives one member. A TTL of 0 keeps keys until they are deleted; a spec whose
 TTL is a setting (the lease length, the session idle time) is opened with that
-setting's value.
+setting's value. Replicas are the deployment's, as for streams (`[nats] replicas`:
+1 on one machine, 3 on a cluster), so they are given when a bucket is opened.
 """
 
 from __future__ import annotations

@@ -46,6 +46,7 @@ from services.a2a.stores import KvTaskStore, SqliteTaskStore
 from services.a2a.tasks import TaskStore
 from services.a2a.tenants import A2ASettings, TenantLimits
 from services.kit import Service
+from services.kit.bus import settled
 
 log = logging.getLogger("fleet.a2a")
 
@@ -145,7 +146,7 @@ class A2AServer:
         )
         await self.service.listen(subjects.a2a_cancel_all(self.agent), self._on_cancel_forward)
         await self.join()
-        await self.service.nc.flush()  # the server has the subscriptions
+        await settled(self.service.nc)  # the server has the subscriptions
 
     async def join(self) -> None:
         """Take requests from the queue group (no-op when already in it or closed)."""

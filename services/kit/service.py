@@ -30,7 +30,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from services.kit.background import Background
-from services.kit.bus import connect, ensure_streams
+from services.kit.bus import connect, ensure_streams, settled
 from services.kit.config import KitSettings, load_settings, resolve_nats_url
 from services.kit.consumers import Consumers
 from services.kit.deadletters import DeadLetters
@@ -216,7 +216,7 @@ class Service(Generic[S]):
             self.store = await Store.open(Path(s.store.dir) / f"{self.name}.db", self.migrations)
         await self.setup()
         self._set_up = True
-        await self._nc.flush()  # subscriptions are live on the server before we say ready
+        await settled(self._nc)  # subscriptions are live on the server before we say ready
         self.state = "ready"
         if self.standby is not None:
             self.spawn(self._keep_lease(), "lease")
