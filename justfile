@@ -23,12 +23,9 @@ test *ARGS:
 test-slow *ARGS:
     {{venv}}python -m pytest -m slow {{ARGS}}
 
-# ruff (lint and format check), mypy strict on contracts/, services/kit/ and services/a2a/, import layers
+# ruff (lint and format check), mypy strict on contracts/, services/kit/ and services/a2a/, import layers (as CI)
 lint:
-    {{venv}}ruff check .
-    {{venv}}ruff format --check .
-    {{venv}}mypy contracts services/kit services/a2a
-    {{venv}}lint-imports
+    .ci/lint
 
 # benchmarks with same-run baselines
 bench *ARGS:

@@ -234,4 +234,28 @@ def _register_a2a() -> None:
     )
 
 
+def _register_api() -> None:
+    from contracts.api.ops import OPS
+
+    for op in OPS:
+        key = "api" + "".join(part.capitalize() for part in op.name.replace("_", ".").split("."))
+        marks = (("destructive", op.destructive), ("costs money", op.costs_money))
+        flags = [flag for flag, on in marks if on]
+        register(
+            Channel(
+                key=key,
+                address=op.subject,
+                payload=op.request,
+                reply=op.reply,
+                transport="request",
+                description=f"{op.description} Served by {op.owner} in the `fleet-api` micro "
+                "service; an empty body or a bad field is answered with ApiError (code 400)"
+                + (f"; {' and '.join(flags)}." if flags else "."),
+                publishers=("clients", "brain", "mcp", "gateway"),
+                subscribers=(op.owner,),
+            )
+        )
+
+
 _register_a2a()
+_register_api()

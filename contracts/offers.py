@@ -11,6 +11,9 @@ from contracts.base import Usd
 
 Vendor = Literal["NVIDIA", "AMD", "Intel", "Apple", "other"]
 Tier = Literal["enterprise", "high_end", "mid_range", "budget", "cpu"]
+Runtime = Literal["cuda", "rocm", "metal", "any"]
+"""The GPU software stack a workload is built for: CUDA runs on NVIDIA, ROCm on AMD,
+Metal on Apple silicon; `any` takes every offer (CPU ones too)."""
 
 
 class Offer(msgspec.Struct, frozen=True, kw_only=True):
@@ -37,13 +40,19 @@ class Offer(msgspec.Struct, frozen=True, kw_only=True):
 class OfferFilter(msgspec.Struct, frozen=True, kw_only=True):
     """What a workload needs; every field optional."""
 
-    gpu_model: str | None = None
-    min_vram_gb: Annotated[float, Meta(ge=0)] | None = None
-    vendor: str | None = None
-    tier: str | None = None
+    gpu_model: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
+    min_vram_gb: Annotated[float, Meta(ge=0, le=10_000)] | None = None
+    """VRAM per card, GB."""
+    vendor: Annotated[str, Meta(max_length=32)] | None = None
+    """NVIDIA, AMD, Intel, Apple or other (any case)."""
+    tier: Annotated[str, Meta(max_length=32)] | None = None
+    """enterprise, high_end, mid_range, budget or cpu (any case)."""
     max_usd_per_hour: Usd | None = None
     num_gpus: Annotated[int, Meta(ge=1, le=64)] | None = None
-    provider: str | None = None
+    provider: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
+    runtime: Runtime = "any"
+    """What the workload needs to run; offers on other hardware are left out. `any` by
+    default on the wire, so a caller that does not say keeps today's answers."""
 
 
 class Placement(msgspec.Struct, frozen=True, kw_only=True):

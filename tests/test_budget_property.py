@@ -17,7 +17,8 @@ from contracts.events import UnitEvent
 from services.costguard.judge import decide, expire, judge
 from services.costguard.ledger import DAY_S, Ledger, apply_unit_event, projected
 from services.costguard.quote import Quote
-from services.costguard.settings import BudgetSettings, Policy, PoolView
+from services.costguard.settings import BudgetSettings, Policy
+from services.kit.pools import PoolConfig
 
 START = 20_000 * DAY_S + 60.0
 END = START + DAY_S - 120.0
@@ -67,8 +68,8 @@ def test_committed_spend_never_exceeds_the_budget(
     pol = Policy(
         budget=budget,
         pools={
-            "a": PoolView(gpu_model="H100", providers=["sim"], max_usd_per_hour=4.0),
-            "b": PoolView(providers=["sim", "vastai"], max_usd_per_hour=1.5),
+            "a": PoolConfig(gpu_model="H100", providers=["sim"], max_usd_per_hour=4.0),
+            "b": PoolConfig(providers=["sim", "vastai"], max_usd_per_hour=1.5),
         },
     )
     ledger, now, n = Ledger(), START, 0

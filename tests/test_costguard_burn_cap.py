@@ -8,7 +8,8 @@ import pytest
 from contracts.commands import ProvisionRequest, ScaleProposal
 from services.costguard.judge import decide, judge
 from services.costguard.ledger import DAY_S, Ledger, reserved_rate
-from services.costguard.settings import BudgetSettings, Policy, PoolView
+from services.costguard.settings import BudgetSettings, Policy
+from services.kit.pools import PoolConfig
 
 MIDNIGHT = 20_000 * DAY_S
 LATE = MIDNIGHT + DAY_S - 1800  # half an hour before the UTC day ends
@@ -18,7 +19,7 @@ def policy(**budget: float | None) -> Policy:
     settings = {"daily_usd": 1000.0, "approval_threshold_usd_per_hour": 100.0, **budget}
     return Policy(
         budget=msgspec.convert(settings, BudgetSettings),
-        pools={"h100": PoolView(gpu_model="H100", providers=["sim"], max_usd_per_hour=2.0)},
+        pools={"h100": PoolConfig(gpu_model="H100", providers=["sim"], max_usd_per_hour=2.0)},
     )
 
 

@@ -19,7 +19,8 @@ from services.costguard.ledger import (
     spent_today,
 )
 from services.costguard.quote import Quote
-from services.costguard.settings import BudgetSettings, Policy, PoolView
+from services.costguard.settings import BudgetSettings, Policy
+from services.kit.pools import PoolConfig
 
 MIDNIGHT = 20_000 * DAY_S
 NOON = MIDNIGHT + DAY_S / 2  # 12 hours left in the day
@@ -30,8 +31,8 @@ def policy(**budget: float) -> Policy:
     return Policy(
         budget=msgspec.convert(settings, BudgetSettings),
         pools={
-            "h100": PoolView(gpu_model="H100", providers=["sim", "vastai"], max_usd_per_hour=2.0),
-            "small": PoolView(gpu_model="any", providers=["sim"], max_usd_per_hour=1.0, max=5),
+            "h100": PoolConfig(gpu_model="H100", providers=["sim", "vastai"], max_usd_per_hour=2.0),
+            "small": PoolConfig(gpu_model="any", providers=["sim"], max_usd_per_hour=1.0, max=5),
         },
     )
 

@@ -29,16 +29,41 @@ QUEUE_GROUPED = {"gateway", "runner"}
 
 
 def manifests() -> list[dict[str, Any]]:
+    """Every object `kubectl apply -k deploy/k8s` creates, the generated ConfigMaps included."""
+    kust = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     docs: list[dict[str, Any]] = []
-    for path in sorted(K8S.glob("*.yaml")):
-        if path.name in ("nats-values.yaml", "kustomization.yaml"):
-            continue
-        docs.extend(d for d in yaml.safe_load_all(path.read_text()) if d)
+    for name in kust["resources"]:
+        docs.extend(d for d in yaml.safe_load_all((K8S / name).read_text()) if d)
+    for gen in kust["configMapGenerator"]:
+        data = {f: (K8S / f).read_text() for f in gen["files"]}
+        docs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": gen["name"], "namespace": kust["namespace"]},
+                "data": data,
+            }
+        )
     return docs
 
 
-def of_kind(kind: str) -> dict[str, dict[str, Any]]:
-    return {d["metadata"]["name"]: d for d in manifests() if d["kind"] == kind}
+def of_kind(*kinds: str) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in manifests() if d["kind"] in kinds}
+
+
+def workloads() -> dict[str, dict[str, Any]]:
+    """fleetplane's services by name: a Deployment, or a StatefulSet where a store is kept."""
+    found = of_kind("Deployment", "StatefulSet")
+    return {n.removeprefix("fleet-"): d for n, d in found.items() if n.startswith("fleet-")}
+
+
+def keeps_store(name: str) -> bool:
+    """Whether the service opens a store (<store.dir>/<name>.db) that must outlive its pod."""
+    return load(name).migrations is not None
+
+
+def secrets() -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all((K8S / "secret.example.yaml").read_text()) if d]
 
 
 # -- image and compose ---------------------------------------------------------
@@ -49,6 +74,15 @@ def test_dockerfile_runs_fleet_as_a_non_root_user_with_a_health_check() -> None:
     assert text.startswith("#") and "FROM python:3.11-slim" in text
     assert re.search(r"^USER fleet$", text, re.M)
     assert 'ENTRYPOINT ["fleet"]' in text and 'CMD ["run", "watcher"]' in text
+    # The otlp extra is in the image, so `exporter = "otlp"` works in a container.
+    assert "pip install '.[otlp]'" in text
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert {d.split(">")[0] for d in extras["otlp"]} == {
+        "opentelemetry-exporter-otlp-proto-http",
+        "opentelemetry-exporter-otlp-proto-grpc",
+    }
     assert "FLEET_HTTP__PORT=9090" in text and "EXPOSE 9090" in text
     assert (
         "HEALTHCHECK" in text and "/healthz" in text and "curl" not in text.split("HEALTHCHECK")[1]
@@ -81,6 +115,50 @@ def test_compose_runs_every_service_against_nats_with_secrets_from_a_file() -> N
             assert "KEY" not in key and "PASSWORD" not in key, f"{name}: secret {key} inline"
 
 
+def test_compose_gives_a_volume_to_exactly_the_services_that_keep_a_store() -> None:
+    doc = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    for name in ORDER:
+        state = [v for v in doc["services"][name]["volumes"] if v.endswith(":/var/lib/fleet")]
+        if keeps_store(name):
+            assert state == [f"{name}-data:/var/lib/fleet"], name
+            assert f"{name}-data" in doc["volumes"]
+        else:
+            assert state == [], f"{name} keeps no store but has a volume for one"
+            assert f"{name}-data" not in doc["volumes"]
+
+
+def test_compose_observability_profile_runs_prometheus_and_alertmanager() -> None:
+    services = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]
+    for name in ("prometheus", "alertmanager"):
+        assert services[name]["profiles"] == ["observability"]
+    mounts = services["alertmanager"]["volumes"]
+    assert "./alertmanager/alertmanager.yml:/etc/alertmanager/alertmanager.yml:ro" in mounts
+    config = yaml.safe_load((PROM / "prometheus.yml").read_text())
+    [am] = config["alerting"]["alertmanagers"]
+    assert am["static_configs"][0]["targets"] == ["alertmanager:9093"]
+
+
+def test_alertmanager_sends_every_alert_to_a_webhook() -> None:
+    config = yaml.safe_load((DEPLOY / "alertmanager" / "alertmanager.yml").read_text())
+    receivers = {r["name"]: r for r in config["receivers"]}
+    assert receivers[config["route"]["receiver"]]["webhook_configs"][0]["url"].startswith("http")
+    same = (K8S / "alertmanager.yml").read_text()
+    assert same == (DEPLOY / "alertmanager" / "alertmanager.yml").read_text(), (
+        "deploy/k8s/alertmanager.yml drifted from deploy/alertmanager/alertmanager.yml"
+    )
+
+
+@pytest.mark.skipif(shutil.which("amtool") is None, reason="amtool is not installed")
+def test_amtool_accepts_the_alertmanager_config() -> None:
+    run = subprocess.run(
+        ["amtool", "check-config", str(DEPLOY / "alertmanager" / "alertmanager.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
 def test_compose_config_is_valid(tmp_path: Path) -> None:
     tool = next((t for t in (["docker", "compose"], ["docker-compose"]) if _works(t)), None)
     if tool is None:
@@ -102,11 +180,11 @@ def test_compose_config_is_valid(tmp_path: Path) -> None:
 # -- Kubernetes ------------------------------------------------------------------
 
 
-def test_one_deployment_per_service_with_probes_resources_and_scrape_annotations() -> None:
-    deployments = of_kind("Deployment")
-    assert set(deployments) == {f"fleet-{name}" for name in ORDER}
+def test_one_workload_per_service_with_probes_resources_and_scrape_annotations() -> None:
+    found = workloads()
+    assert set(found) == set(ORDER)
     for name in ORDER:
-        spec = deployments[f"fleet-{name}"]["spec"]
+        spec = found[name]["spec"]
         pod = spec["template"]
         [container] = pod["spec"]["containers"]
         assert container["args"] == ["run", name]
@@ -117,36 +195,92 @@ def test_one_deployment_per_service_with_probes_resources_and_scrape_annotations
         assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
         env = {e["name"]: e.get("value") for e in container["env"]}
         assert env["FLEET_NATS__REPLICAS"] == "3"
-        assert all("KEY" not in k for k in env), "secrets come from the Secret, not env values"
-        if name in SINGLETONS | QUEUE_GROUPED:
+        assert all("KEY" not in k for k in env), "secrets come from Secrets, not env values"
+        if name in QUEUE_GROUPED:
             assert spec["replicas"] == 2, name
 
 
-def test_every_deployment_has_a_service_and_a_disruption_budget() -> None:
-    deployments, services, pdbs = (
-        of_kind("Deployment"),
-        of_kind("Service"),
-        of_kind("PodDisruptionBudget"),
-    )
-    for name, dep in deployments.items():
-        labels = dep["spec"]["selector"]["matchLabels"]
-        assert dep["spec"]["template"]["metadata"]["labels"] == labels
-        assert services[name]["spec"]["selector"] == labels
-        assert pdbs[name]["spec"]["selector"]["matchLabels"] == labels
+def test_services_with_a_store_keep_it_on_a_volume_claim() -> None:
+    for name, work in workloads().items():
+        pod = work["spec"]["template"]["spec"]
+        [container] = pod["containers"]
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        volumes = {v["name"] for v in pod["volumes"]}
+        if keeps_store(name):
+            assert work["kind"] == "StatefulSet", f"{name} keeps a store: a pod loses emptyDir"
+            assert work["spec"]["replicas"] == 1, "a second pod would have a store of its own"
+            assert work["spec"]["serviceName"] == f"fleet-{name}"
+            assert of_kind("Service")[f"fleet-{name}"]["spec"]["clusterIP"] == "None"
+            [claim] = work["spec"]["volumeClaimTemplates"]
+            assert claim["metadata"]["name"] == "state" and "state" not in volumes
+            assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+            assert mounts["state"] == "/var/lib/fleet"
+        else:
+            assert work["kind"] == "Deployment", name
+            scratch = {v["name"]: v for v in pod["volumes"]}.get("state", {"emptyDir": {}})
+            assert "emptyDir" in scratch, f"{name} keeps nothing that needs a volume"
 
 
-def test_configmap_carries_the_example_config_with_three_replicas() -> None:
-    [cm] = of_kind("ConfigMap").values()
-    shipped = tomllib.loads(cm["data"]["fleet.toml"])
+def test_disruption_budgets_are_ones_the_replica_counts_can_honour() -> None:
+    found, services, pdbs = workloads(), of_kind("Service"), of_kind("PodDisruptionBudget")
+    for name, work in found.items():
+        labels = work["spec"]["selector"]["matchLabels"]
+        assert work["spec"]["template"]["metadata"]["labels"] == labels
+        assert services[f"fleet-{name}"]["spec"]["selector"] == labels
+        replicas = work["spec"]["replicas"]
+        pdb = pdbs.get(f"fleet-{name}")
+        if replicas == 1:
+            # minAvailable 1 would block every node drain; maxUnavailable 1 protects nothing.
+            assert pdb is None, f"{name}: a budget over one pod either blocks drains or is empty"
+            continue
+        assert pdb is not None, name
+        assert pdb["spec"]["selector"]["matchLabels"] == labels
+        keep = pdb["spec"].get("minAvailable", replicas - pdb["spec"].get("maxUnavailable", 0))
+        assert 1 <= keep < replicas, f"{name}: keeps {keep} of {replicas}"
+
+
+def test_config_is_generated_so_a_change_rolls_the_pods() -> None:
+    kust = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    generated = {g["name"]: g["files"] for g in kust["configMapGenerator"]}
+    assert generated["fleet-config"] == ["fleet.toml"]
+    assert generated["alertmanager-config"] == ["alertmanager.yml"]
+    assert not of_kind("ConfigMap").keys() - generated.keys(), "a hand-written ConfigMap"
+    shipped = tomllib.loads((K8S / "fleet.toml").read_text())
     example = tomllib.loads((DEPLOY / "fleet.example.toml").read_text())
     assert shipped["nats"]["replicas"] == 3
     shipped["nats"]["replicas"] = example["nats"]["replicas"]
-    assert shipped == example, "deploy/k8s/configmap.yaml drifted from deploy/fleet.example.toml"
+    assert shipped == example, "deploy/k8s/fleet.toml drifted from deploy/fleet.example.toml"
+    for name, work in workloads().items():
+        volumes = {v["name"]: v for v in work["spec"]["template"]["spec"]["volumes"]}
+        # kustomize renames generated ConfigMaps (name-<hash>) only where they are referenced.
+        assert volumes["config"]["configMap"]["name"] == "fleet-config", name
 
 
-def test_secret_is_a_template_without_values() -> None:
-    [secret] = of_kind("Secret").values()
-    assert all(re.fullmatch(r"\$\{[A-Z_]+\}", v) for v in secret["stringData"].values())
+def test_each_service_gets_only_its_own_secrets_and_nats_user() -> None:
+    by_name = {s["metadata"]["name"]: s for s in secrets()}
+    for secret in by_name.values():
+        for key, value in secret["stringData"].items():
+            assert re.fullmatch(r"\$\{[A-Z_]+\}", value) or key == "user", (key, value)
+    users = set(re.findall(r"user = (\w+),", (DEPLOY / "nats" / "auth.conf").read_text()))
+    needs = {
+        "brain": {"ANTHROPIC_API_KEY"},
+        "runner": {"ANTHROPIC_API_KEY"},
+        "provisioner": {f"FLEET_{p}_KEY" for p in ("VASTAI", "IONET", "RUNPOD", "LAMBDA")},
+    }
+    for name, work in workloads().items():
+        [container] = work["spec"]["template"]["spec"]["containers"]
+        keys: set[str] = set()
+        for source in container.get("envFrom", []):
+            keys |= set(by_name[source["secretRef"]["name"]]["stringData"])
+        assert keys == needs.get(name, set()), name
+        refs = {
+            e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e
+        }
+        assert {r["name"] for r in refs.values()} == {f"fleet-nats-{name}"}, name
+        assert refs["FLEET_NATS__USER"]["key"] == "user"
+        assert refs["FLEET_NATS__PASSWORD"]["key"] == "password"
+        assert by_name[f"fleet-nats-{name}"]["stringData"]["user"] == name
+        assert name in users, f"deploy/nats/auth.conf has no user {name}"
 
 
 def test_kustomization_lists_every_manifest() -> None:
@@ -159,16 +293,69 @@ def test_kustomization_lists_every_manifest() -> None:
     assert set(kust["resources"]) == on_disk
 
 
-def test_nats_values_ask_for_a_three_node_jetstream_cluster() -> None:
+def _restricted_problems(pod: dict[str, Any], containers: list[dict[str, Any]]) -> list[str]:
+    """What the `restricted` Pod Security Standard refuses, for what these files set."""
+    problems = []
+    if pod.get("runAsNonRoot") is not True:
+        problems.append("pod: runAsNonRoot")
+    if pod.get("seccompProfile", {}).get("type") not in ("RuntimeDefault", "Localhost"):
+        problems.append("pod: seccompProfile")
+    for c in containers:
+        sc = c.get("securityContext", {})
+        if sc.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{c.get('name')}: allowPrivilegeEscalation")
+        if sc.get("capabilities", {}).get("drop") != ["ALL"]:
+            problems.append(f"{c.get('name')}: capabilities.drop")
+        if sc.get("privileged") or sc.get("runAsUser") == 0:
+            problems.append(f"{c.get('name')}: root")
+    return problems
+
+
+def test_every_pod_passes_the_restricted_pod_security_level() -> None:
+    ns = of_kind("Namespace")["fleetplane"]
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    for name, work in of_kind("Deployment", "StatefulSet").items():
+        spec = work["spec"]["template"]["spec"]
+        assert _restricted_problems(spec["securityContext"], spec["containers"]) == [], name
+    values = yaml.safe_load((K8S / "nats-values.yaml").read_text())
+    nats_pod = values["podTemplate"]["merge"]["spec"]["securityContext"]
+    parts = [values[k]["merge"] | {"name": k} for k in ("container", "reloader", "promExporter")]
+    assert _restricted_problems(nats_pod, parts) == []
+    box = values["natsBox"]
+    box_pod = box["podTemplate"]["merge"]["spec"]["securityContext"]
+    assert _restricted_problems(box_pod, [box["container"]["merge"] | {"name": "box"}]) == []
+
+
+def test_nats_values_ask_for_a_three_node_jetstream_cluster_scraped_by_prometheus() -> None:
     values = yaml.safe_load((K8S / "nats-values.yaml").read_text())
     assert values["config"]["cluster"] == {"enabled": True, "replicas": 3}
     assert values["config"]["jetstream"]["enabled"] is True
     assert values["config"]["jetstream"]["fileStore"]["pvc"]["enabled"] is True
+    assert values["promExporter"]["enabled"] is True and values["config"]["monitor"]["enabled"]
+    notes = values["podTemplate"]["merge"]["metadata"]["annotations"]
+    assert notes["prometheus.io/scrape"] == "true"
+    assert notes["prometheus.io/port"] == str(values["promExporter"].get("port", 7777))
+    env = values["container"]["env"]
+    for user in re.findall(r"password = \$(NATS_\w+)", (DEPLOY / "nats" / "auth.conf").read_text()):
+        assert env[user]["valueFrom"]["secretKeyRef"]["name"] == "nats-auth", user
+
+
+def test_service_monitor_selects_every_service_port() -> None:
+    mon = K8S / "monitoring"
+    kust = yaml.safe_load((mon / "kustomization.yaml").read_text())
+    [sm] = [yaml.safe_load((mon / r).read_text()) for r in kust["resources"]]
+    assert sm["kind"] == "ServiceMonitor" and sm["apiVersion"] == "monitoring.coreos.com/v1"
+    selector = sm["spec"]["selector"]["matchLabels"]
+    ports = {e["port"] for e in sm["spec"]["endpoints"]}
+    for name in ORDER:
+        svc = of_kind("Service")[f"fleet-{name}"]
+        assert selector.items() <= svc["metadata"]["labels"].items(), name
+        assert ports <= {p["name"] for p in svc["spec"]["ports"]}, name
 
 
 def test_manifests_validate_against_the_kubernetes_schema() -> None:
     kv = pytest.importorskip("kubernetes_validate")
-    for doc in manifests():
+    for doc in [*manifests(), *secrets()]:
         kv.validate(doc, "1.30.0", strict=True)
 
 
@@ -204,81 +391,93 @@ def test_promtool_checks_and_unit_tests_pass() -> None:
         assert run.returncode == 0, run.stdout + run.stderr
 
 
-# -- Grafana -------------------------------------------------------------------------
+# -- Grafana and the metrics deploy/ relies on -------------------------------------
 
-METRIC = re.compile(r"\bfleet_[a-z_]+")
-NOT_EXPORTED_YET: dict[str, str] = {}
-CHECKED = {
-    "fleet_service_ready",
-    "fleet_lease_held",
-    "fleet_dead_letters_total",
-    "fleet_messages_total",
-    "fleet_handler_seconds",
-    "fleet_pool_units",
-    "fleet_pool_utilization",
-    "fleet_budget_spent_today_usd",
-    "fleet_budget_daily_usd",
-    "fleet_verdicts_total",
-}
-"""Every metric deploy/ may use; each must be defined by a service."""
-"""Panels and alerts wait on these; each test below turns red once the metric exists
-(strict xfail), so the entry is removed the day the service exports it."""
+METRIC = re.compile(r"\b(?:fleet|process)_[a-z_]+")
+PROMETHEUS_OWN = {"up"}
+"""Series Prometheus makes itself rather than scraping them."""
 
 
-def dashboard_metrics() -> set[str]:
+def dashboard_exprs() -> dict[str, list[str]]:
     dash = json.loads((DEPLOY / "grafana" / "fleetplane.json").read_text())
+    return {p["title"]: [t["expr"] for t in p["targets"]] for p in dash["panels"]}
+
+
+def alert_exprs() -> dict[str, str]:
+    rules = yaml.safe_load((PROM / "alerts.yml").read_text())
+    return {r["alert"]: r["expr"] for g in rules["groups"] for r in g["rules"]}
+
+
+def used_metrics(expr: str) -> set[str]:
+    return set(METRIC.findall(expr)) | {m for m in PROMETHEUS_OWN if re.search(rf"\b{m}\{{", expr)}
+
+
+def exported_names(registry: Any) -> set[str]:
+    """Every series name `registry` exposes, as Prometheus sees it (counters with
+    _total, histograms with _bucket/_sum/_count), labelled metrics with no child yet
+    included."""
     names: set[str] = set()
-    for panel in dash["panels"]:
-        exprs = [t["expr"] for t in panel["targets"]]
-        found = {_base(m) for e in exprs for m in METRIC.findall(e)}
-        assert found, f"panel {panel['title']!r} queries no fleetplane metric"
-        names |= found
+    for family in registry.collect():
+        names.add(family.name)
+        if family.type == "counter":
+            names.add(f"{family.name}_total")
+        if family.type == "histogram":
+            names |= {f"{family.name}_{s}" for s in ("bucket", "sum", "count")}
+        names |= {s.name for s in family.samples}
     return names
 
 
-def _base(metric: str) -> str:
-    return re.sub(r"_(bucket|sum|count)$", "", metric)
+async def running_services_metrics(nats_url: str, store_dir: Path) -> set[str]:
+    """Start every service against a real NATS, read each one's live registry, stop."""
+    started = []
+    names: set[str] = set()
+    try:
+        for name in ORDER:
+            cls = load(name)
+            settings = load_settings(
+                cls.settings_type, env={}, overrides={"store": {"dir": str(store_dir / name)}}
+            )
+            service = cls(settings, nats_url=nats_url)
+            started.append(service)
+            await service.start()
+            assert service.state == "ready", name
+            names |= exported_names(service.metrics.registry)
+    finally:
+        for service in reversed(started):
+            await service.stop()
+    return names
 
 
-def _defined() -> set[str]:
-    text = "\n".join(p.read_text() for p in (REPO / "services").rglob("*.py"))
-    return set(re.findall(r"[\"'](fleet_[a-z_]+)[\"']", text))
-
-
-def test_dashboard_parses_with_the_expected_panels() -> None:
-    dash = json.loads((DEPLOY / "grafana" / "fleetplane.json").read_text())
-    titles = " | ".join(p["title"].lower() for p in dash["panels"])
+def test_dashboard_has_a_panel_for_every_alert_and_the_runner() -> None:
+    panels = dashboard_exprs()
+    assert len(panels) >= 12
+    titles = " | ".join(t.lower() for t in panels)
     for words in ("ready and pending", "utilization", "budget", "dead letters", "p99", "verdicts"):
         assert words in titles
+    dash = json.loads((DEPLOY / "grafana" / "fleetplane.json").read_text())
     assert len({p["id"] for p in dash["panels"]}) == len(dash["panels"])
+    on_dashboard = {m for exprs in panels.values() for e in exprs for m in used_metrics(e)}
+    for title, exprs in panels.items():
+        assert any(used_metrics(e) for e in exprs), f"panel {title!r} queries no metric of ours"
+    for alert, expr in alert_exprs().items():
+        assert used_metrics(expr) & on_dashboard, f"no panel shows what {alert} watches"
+    runner = {m for m in on_dashboard if m.startswith("fleet_runner_")}
+    assert {"sessions_inflight", "capacity", "queue_depth", "request_seconds_bucket"} <= {
+        m.removeprefix("fleet_runner_") for m in runner
+    }
 
 
-@pytest.mark.parametrize(
-    "metric",
-    [
-        pytest.param(
-            m,
-            marks=pytest.mark.xfail(
-                m in NOT_EXPORTED_YET, reason=NOT_EXPORTED_YET.get(m, ""), strict=True
-            ),
-        )
-        for m in sorted(CHECKED | set(NOT_EXPORTED_YET))
-    ],
-)
-def test_dashboard_metric_is_defined_in_services(metric: str) -> None:
-    assert metric in dashboard_metrics() or metric in _alert_metrics()
-    assert metric in _defined(), f"{metric} is used by deploy/ but no service defines it"
-
-
-def test_dashboard_uses_no_metric_outside_the_checked_list() -> None:
-    checked = CHECKED | set(NOT_EXPORTED_YET)
-    assert dashboard_metrics() | _alert_metrics() <= checked
-
-
-def _alert_metrics() -> set[str]:
-    text = (PROM / "alerts.yml").read_text()
-    exprs = [r["expr"] for g in yaml.safe_load(text)["groups"] for r in g["rules"]]
-    return {_base(m) for e in exprs for m in METRIC.findall(e)}
+async def test_every_metric_deploy_uses_is_exported_by_a_running_service(
+    nats_url: str, tmp_path: Path
+) -> None:
+    exported = await running_services_metrics(nats_url, tmp_path)
+    used = {m for exprs in dashboard_exprs().values() for e in exprs for m in used_metrics(e)}
+    used |= {m for e in alert_exprs().values() for m in used_metrics(e)}
+    missing = used - exported - PROMETHEUS_OWN
+    assert not missing, f"deploy/ queries metrics no service exports: {sorted(missing)}"
+    assert {"process_cpu_seconds_total", "process_resident_memory_bytes", "python_info"} <= (
+        exported
+    )
 
 
 # -- helpers -------------------------------------------------------------------------

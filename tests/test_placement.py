@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from contracts.offers import Offer, OfferFilter
 from services.provisioner.catalog import CATALOG, lookup, normalize_gpu
 from services.provisioner.placement import filter_offers, merge_offers, place
@@ -100,3 +102,34 @@ def test_catalog_normalises_provider_spellings() -> None:
     # every catalog model is its own normal form
     assert all(normalize_gpu(model) == model for model in CATALOG)
     assert {CATALOG[m].vendor for m in ("MI250", "Gaudi2", "M2-Ultra")} == {"AMD", "Intel", "Apple"}
+
+
+def test_a_cuda_workload_is_never_placed_on_apple_amd_or_cpu() -> None:
+    offers = [
+        offer("sim", "m2", "M2-Ultra", 192, 1.10),
+        offer("sim", "mi", "MI300X", 192, 1.50),
+        offer("hypercore", "vm", "CPU", 0, 0.04),
+        offer("sim", "a100", "A100-80GB", 80, 1.90),
+        offer("sim", "h100", "H100", 80, 2.40),
+    ]
+    cuda = place(offers, OfferFilter(min_vram_gb=40, runtime="cuda"))
+    assert cuda.offer is not None and cuda.offer.gpu_model == "A100-80GB"
+    assert [o.gpu_model for o in cuda.alternatives] == ["H100"]
+    assert "M2-Ultra" not in cuda.reasoning
+
+    rocm = place(offers, OfferFilter(min_vram_gb=40, runtime="rocm"))
+    assert rocm.offer is not None and rocm.offer.gpu_model == "MI300X" and not rocm.alternatives
+    metal = place(offers, OfferFilter(min_vram_gb=40, runtime="metal"))
+    assert metal.offer is not None and metal.offer.gpu_model == "M2-Ultra"
+    anything = place(offers, OfferFilter(min_vram_gb=40))
+    assert anything.offer is not None and anything.offer.gpu_model == "M2-Ultra"
+
+    none = place(offers[:2], OfferFilter(runtime="cuda"))
+    assert not none.ok and "2 cannot run CUDA" in none.reasoning
+
+
+def test_an_unknown_runtime_is_refused_by_the_contract() -> None:
+    import msgspec
+
+    with pytest.raises(msgspec.ValidationError, match="runtime"):
+        msgspec.convert({"runtime": "opencl"}, OfferFilter)

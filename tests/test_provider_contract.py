@@ -70,6 +70,7 @@ async def test_a_fresh_adapter_lists_our_label_and_reconcile_recognises_the_unit
     finally:
         await first.close()
     assert len(made) == 1 and made[0].label == key
+    fake.settle()  # providers whose list lags (Hypercore) have caught up by now
 
     # A new process (nothing remembered in memory) must still recognise the unit as ours.
     fresh = adapter(c, fake)

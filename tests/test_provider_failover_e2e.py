@@ -21,7 +21,7 @@ from services.costguard.settings import CostguardSettings
 from services.kit.config import load_settings
 from services.kit.service import encode
 from services.provisioner.service import ProvisionerService
-from tests.fakes import IoNetFake, LambdaFake, Reply, Request, RunPodFake, VastFake
+from tests.fakes import HypercoreFake, IoNetFake, LambdaFake, Reply, Request, RunPodFake, VastFake
 from tests.market_helpers import FLEET, clean_env
 from tests.provisioner_helpers import Watch, alerts, approve, settings
 
@@ -42,7 +42,7 @@ class GoneOfferVast(VastFake):
 
     def route(self, req: Request) -> Reply:
         parts = [p for p in req.path.split("/") if p]
-        if req.method == "PUT" and len(parts) == 2 and parts[0] == "asks" and parts[1] in self.gone:
+        if req.method == "PUT" and parts[:3] == ["api", "v0", "asks"] and parts[-1] in self.gone:
             return super().capacity_reply(req)
         return super().route(req)
 
@@ -101,8 +101,10 @@ async def test_pool_fails_over_from_a_broken_vast_to_ionet_through_the_costguard
 ) -> None:
     # Same H100 price on both: the cost-guard quotes the pool's first provider (Vast.ai) and
     # approves at that price, so failing over to io.net stays within what it approved.
-    next(h for h in ionet.hardware if h["id"] == 101)["price"] = 2.40
+    next(h for h in ionet.hardware if h["id"] == "101__1")["price"] = 2.40
     with BrokenVast() as vast:
+        for offer in vast.offers:
+            offer["storage_cost"] = 0.0  # no disk surcharge: the H100 stays at 2.40 exactly
         vast.fail_creates(True)
         pools = {
             POOL: {"gpu_model": "H100", "providers": ["vastai", "ionet"], "max_usd_per_hour": 5}
@@ -177,7 +179,7 @@ async def test_pool_fails_over_from_a_broken_vast_to_ionet_through_the_costguard
             assert "vastai" in opened[0].message and opened[0].severity == "critical"
             # Vast.ai was really asked, with retries, and rented nothing. Each of the two
             # slots retries at most 3 times; both may run before the breaker opens.
-            assert 3 <= len(creates(vast, "PUT", "/asks/5003")) <= 2 * 3
+            assert 3 <= len(creates(vast, "PUT", "/api/v0/asks/5003")) <= 2 * 3
             assert vast.instances == {}
             provision = await audits.until(lambda a: any(r.action == "provision" for r in a), 10)
             note = next(r for r in provision if r.action == "provision")
@@ -233,9 +235,9 @@ async def test_a_gone_offer_moves_to_the_next_offer_at_the_same_provider(
         finally:
             await units.stop()
             await svc.stop()
-    rented = [r.path for r in creates(vast, "PUT", "/asks/")]
+    rented = [r.path for r in creates(vast, "PUT", "/api/v0/asks/")]
     # The cheapest (5002, $0.31) was gone (410, asked once: not retried); the next one rented.
-    assert rented == ["/asks/5002/", "/asks/5001/"]
+    assert rented == ["/api/v0/asks/5002/", "/api/v0/asks/5001/"]
     assert [i["dph_total"] for i in vast.instances.values()] == [0.35]
 
 
@@ -254,8 +256,9 @@ async def test_insufficient_capacity_moves_to_the_next_provider(
             await approve(
                 nc, ProvisionRequest(id="cap-1", requester="t", pool=POOL, gpu_model="H100")
             )
-            ev = await units.until(lambda ev: any(e.state == "ready" for e in ev), 20)
-            assert {e.provider for e in ev if e.state == "ready"} == {"runpod"}
+            # A new pod is PROVISIONING (booting), not ready, until its container runs.
+            ev = await units.until(lambda ev: any(e.state == "booting" for e in ev), 20)
+            assert {e.provider for e in ev if e.state == "booting"} == {"runpod"}
             # "No capacity" is an answer, not an outage: one launch per offer, breaker shut.
             assert len(creates(lam, "POST", "/instance-operations/launch")) == 2  # two regions
             assert not alerts(alert_watch.items, "breaker_opened")
@@ -294,3 +297,38 @@ async def test_rate_limits_and_server_errors_are_retried_with_backoff(
     assert len(ionet.deployments) == 1
     assert svc.metrics.counts["provider_errors"] == 2
     assert svc.providers.breakers["ionet"].state == "closed"
+
+
+FAKES: dict[str, Any] = {
+    "vastai": VastFake,
+    "ionet": IoNetFake,
+    "runpod": RunPodFake,
+    "lambda": LambdaFake,
+    "hypercore": HypercoreFake,
+}
+
+
+@pytest.mark.parametrize("first", list(FAKES))
+async def test_a_capacity_error_from_every_adapter_fails_over(
+    nats_url, nc, tmp_path: Path, first: str
+) -> None:
+    second = "runpod" if first == "hypercore" else "hypercore"
+    with FAKES[first]() as full, FAKES[second]() as spare:
+        full.fail_creates(True)  # each provider's own way of saying "no room"
+        pools = {POOL: {"gpu_model": "any", "providers": [first, second]}}
+        extra = {"lambda": {"ssh_key_name": "fleet-key"}}
+        providers = {
+            first: section(full, **extra.get(first, {})),
+            second: section(spare, **extra.get(second, {})),
+        }
+        svc = ProvisionerService(settings(tmp_path, pools, providers), nats_url=nats_url)
+        units = await Watch(UnitEvent).start(nc, subjects.UNIT_ALL)
+        await svc.start()
+        try:
+            await approve(nc, ProvisionRequest(id=f"cap-{first}", requester="t", pool=POOL))
+            ev = await units.until(lambda ev: any(e.state == "booting" for e in ev), 20)
+            assert {e.provider for e in ev if e.state == "booting"} == {second}
+            assert svc.providers.breakers[first].state == "closed"
+        finally:
+            await units.stop()
+            await svc.stop()

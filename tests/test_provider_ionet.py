@@ -1,9 +1,10 @@
-"""io.net VMaaS adapter against the local io.net fake over real HTTP."""
+"""io.net VMaaS adapter against the io.net fake (built from io.net's reference) over real HTTP."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 
+import httpx
 import pytest
 
 from contracts.offers import OfferFilter
@@ -11,13 +12,15 @@ from services.provisioner.providers.base import (
     AuthError,
     CapacityError,
     NotFound,
+    Permanent,
     Retryable,
     Unavailable,
+    Unconfirmed,
 )
-from services.provisioner.providers.ionet import IoNetProvider
+from services.provisioner.providers.ionet import VMAAS, IoNetProvider
 from services.provisioner.providers.settings import ProviderSettings
 from services.provisioner.retry import call_with_retry
-from tests.fakes import IoNetFake
+from tests.fakes import IoNetFake, Reply
 
 
 def settings(fake: IoNetFake, **env: str) -> ProviderSettings:
@@ -39,38 +42,79 @@ async def ionet(fake: IoNetFake) -> AsyncIterator[IoNetProvider]:
     await provider.close()
 
 
-async def test_hardware_becomes_offers_priced_per_card(fake, ionet) -> None:
-    offers = await ionet.offers(OfferFilter(num_gpus=2))
+async def test_hardware_configurations_become_offers_priced_per_vm(fake, ionet) -> None:
+    offers = await ionet.offers(OfferFilter())
 
-    by_model = {o.gpu_model: o for o in offers}
-    assert set(by_model) == {"H100", "A100-80GB", "RTX4090"}
-    assert by_model["H100"].usd_per_hour == pytest.approx(2 * 1.99)
-    assert by_model["H100"].num_gpus == 2 and by_model["H100"].vram_gb == 80
-    assert by_model["H100"].offer_id == "101@7" and by_model["H100"].region == "US-Texas"
-    assert by_model["RTX4090"].available == 0  # sold out
+    got = {(o.gpu_model, o.num_gpus): o for o in offers}
+    assert got[("H100", 1)].usd_per_hour == 1.99 and got[("H100", 2)].usd_per_hour == 3.98
+    assert got[("H100", 2)].offer_id == "101/2/US" and got[("H100", 2)].region == "US"
+    assert got[("RTX4090", 1)].available == 0  # sold out
+    assert got[("A100-80GB", 1)].available is None
     assert fake.requests[-1].headers["x-api-key"] == fake.api_key
 
 
-async def test_deploy_list_details_vms_destroy_round_trip(fake, ionet) -> None:
-    offer = next(o for o in await ionet.offers(OfferFilter(gpu_model="H100")))
+async def test_deploy_sends_deploy_id_one_location_and_an_allowed_image_type(fake, ionet) -> None:
+    offer = next(o for o in await ionet.offers(OfferFilter(gpu_model="H100", num_gpus=2)))
 
-    units = await ionet.create(offer, 2, "cmd-io-1")
-    assert len(units) == 2 and {u.label for u in units} == {"cmd-io-1"}
+    [unit] = await ionet.create(offer, 1, "fleet.gpu.u1")
+
     deploy = next(r for r in fake.requests if r.path.endswith("/deploy"))
     assert deploy.body == {
-        "resource_private_name": "cmd-io-1",
+        "resource_private_name": "fleet.gpu.u1",
         "duration_hours": 2,
+        "gpus_per_vm": 2,
+        "hardware_id": 101,
+        "location_ids": ["US"],
+        "vm_image_type": "general",
+    }
+    # The reply was an empty body, as the reference allows: the unit was found by name.
+    assert unit.label == "fleet.gpu.u1" and unit.unit_id in fake.deployments
+    assert unit.status == "booting" and unit.gpu_model == "H100"
+
+
+async def test_the_fake_refuses_the_old_wrong_deploys() -> None:
+    good = {
+        "resource_private_name": "x",
+        "duration_hours": 1,
         "gpus_per_vm": 1,
         "hardware_id": 101,
-        "location_ids": [7],
-        "ssh_keys": {},
-        "vm_image_type": "ubuntu",
+        "location_ids": ["US"],
+        "vm_image_type": "general",
     }
+    with IoNetFake() as fake:
+        async with httpx.AsyncClient(
+            base_url=fake.url, headers={"x-api-key": fake.api_key}
+        ) as client:
+
+            async def deploy(**change: object) -> httpx.Response:
+                return await client.post(f"{VMAAS}/deploy", json={**good, **change})
+
+            ubuntu = await deploy(vm_image_type="ubuntu")
+            assert ubuntu.status_code == 422
+            assert ubuntu.json()["detail"][0]["loc"] == ["body", "vm_image_type"]
+            assert (await deploy(hardware_id="101__1")).status_code == 404  # the list id
+            assert (await deploy(location_ids=[])).status_code == 422
+            assert (await deploy(location_ids=["US", "FI"])).status_code == 422
+            assert (await deploy(gpus_per_vm=9)).status_code == 422
+            assert (await deploy(quantity=2)).status_code == 422  # no extra properties
+            assert (await deploy()).status_code == 200
+            assert (await deploy(location_ids=None)).status_code == 200
+
+
+def test_an_image_type_the_reference_does_not_allow_fails_at_start() -> None:
+    with pytest.raises(ValueError, match=r"\[providers.ionet\].*vm_image_type"):
+        ProviderSettings.from_env("ionet", {"vm_image_type": "ubuntu"}, environ={})
+
+
+async def test_list_destroy_round_trip_and_statuses(fake, ionet) -> None:
+    offer = next(o for o in await ionet.offers(OfferFilter(gpu_model="A100-80GB")))
+    units = await ionet.create(offer, 2, "fleet.gpu.u2")
+    assert len(units) == 2 and len(fake.deployments) == 2
 
     fake.run_all()
     listed = await ionet.list()
     assert {u.unit_id for u in listed} == {u.unit_id for u in units}
-    assert all(u.status == "ready" and u.gpu_model == "H100" for u in listed)
+    assert all(u.status == "ready" and u.label == "fleet.gpu.u2" for u in listed)
     assert (await ionet.get(units[0].unit_id)).status == "ready"
     assert [vm["status"] for vm in await ionet.vms(units[0].unit_id)] == ["running"]
 
@@ -81,38 +125,81 @@ async def test_deploy_list_details_vms_destroy_round_trip(fake, ionet) -> None:
         await ionet.destroy(units[0].unit_id)
 
 
-async def test_create_is_idempotent_by_key(fake, ionet) -> None:
+async def test_listing_follows_pages(fake, ionet) -> None:
+    for i in range(130):
+        fake.deployments[f"d{i}"] = {"id": f"d{i}", "status": "running", "name": f"n{i}"}
+
+    assert len(await ionet.list()) == 130
+    pages = [r.query["page"] for r in fake.requests if r.path.endswith("/deployments")]
+    assert pages == ["0", "1"]
+
+
+async def test_create_is_idempotent_by_name(fake, ionet) -> None:
     offer = next(o for o in await ionet.offers(OfferFilter(gpu_model="A100-80GB")))
-    first = await ionet.create(offer, 1, "cmd-io-2")
-    again = await ionet.create(offer, 1, "cmd-io-2")
+    first = await ionet.create(offer, 1, "fleet.gpu.u3")
+    again = await ionet.create(offer, 1, "fleet.gpu.u3")
     assert [u.unit_id for u in again] == [u.unit_id for u in first]
     assert len(fake.deployments) == 1
 
 
-async def test_wrapped_deploy_response_and_missing_list_endpoint_are_tolerated() -> None:
-    with IoNetFake(wrapped_deploy=True, list_endpoint=False) as fake:
+async def test_a_deploy_whose_answer_is_lost_is_found_by_name_on_retry(fake, ionet) -> None:
+    offer = next(o for o in await ionet.offers(OfferFilter(gpu_model="A100-80GB")))
+    fake.lose_create_answers(1)  # deployed (and billed), but the answer never comes
+
+    with pytest.raises(Unconfirmed, match="timed out"):
+        await ionet.create(offer, 1, "fleet.gpu.u4")
+    assert len(fake.deployments) == 1
+
+    [unit] = await ionet.create(offer, 1, "fleet.gpu.u4")
+    assert unit.unit_id in fake.deployments and len(fake.deployments) == 1
+
+
+async def test_an_empty_reply_not_yet_listed_waits_instead_of_deploying_twice() -> None:
+    with IoNetFake(list_endpoint=False) as fake:
         provider = IoNetProvider(settings(fake))
         try:
             offer = next(o for o in await provider.offers(OfferFilter(gpu_model="H100")))
-            units = await provider.create(offer, 1, "cmd-io-3")
-            assert [u.unit_id for u in await provider.list()] == [units[0].unit_id]
-            assert [u.unit_id for u in await provider.create(offer, 1, "cmd-io-3")] == [
-                units[0].unit_id
-            ]
+            with pytest.raises(Unconfirmed, match="without an id"):
+                await provider.create(offer, 1, "fleet.gpu.u5")
+            with pytest.raises(Unconfirmed, match="not confirmed") as err:
+                await provider.create(offer, 1, "fleet.gpu.u5")
+            assert err.value.after_s is not None and err.value.after_s > 0
+            assert len(fake.deployments) == 1
         finally:
             await provider.close()
 
 
-async def test_sold_out_is_a_capacity_error(fake, ionet) -> None:
+async def test_a_deploy_reply_with_an_id_is_used() -> None:
+    with IoNetFake(deploy_reply=lambda d: {"data": {"deployment_id": d}}) as fake:
+        provider = IoNetProvider(settings(fake))
+        try:
+            offer = next(o for o in await provider.offers(OfferFilter(gpu_model="H100")))
+            [unit] = await provider.create(offer, 1, "fleet.gpu.u6")
+            assert unit.unit_id in fake.deployments
+        finally:
+            await provider.close()
+
+
+async def test_sold_out_and_gone_hardware_are_capacity_errors(fake, ionet) -> None:
     offers = await ionet.offers(OfferFilter())
     sold_out = next(o for o in offers if o.gpu_model == "RTX4090")
-    with pytest.raises(CapacityError, match="sold_out"):
-        await ionet.create(sold_out, 1, "cmd-io-4")
+    with pytest.raises(CapacityError, match="Not enough available"):
+        await ionet.create(sold_out, 1, "fleet.gpu.u7")
 
-    fake.fail_creates(True)
-    with pytest.raises(CapacityError):
-        await ionet.create(next(o for o in offers if o.gpu_model == "H100"), 1, "cmd-io-5")
+    fake.hardware = [h for h in fake.hardware if h["deploy_id"] != 102]
+    gone = next(o for o in offers if o.gpu_model == "A100-80GB")
+    with pytest.raises(CapacityError, match="Not found"):
+        await ionet.create(gone, 1, "fleet.gpu.u8")
     assert fake.deployments == {}
+
+
+async def test_a_validation_error_is_permanent_and_says_which_field(fake, ionet) -> None:
+    offer = next(o for o in await ionet.offers(OfferFilter(gpu_model="H100")))
+    fake.create_faults.append(
+        Reply(422, {"detail": [{"loc": ["body", "ssh_keys"], "msg": "bad key", "type": "x"}]})
+    )
+    with pytest.raises(Permanent, match=r"body.ssh_keys: bad key"):
+        await ionet.create(offer, 1, "fleet.gpu.u9")
 
 
 async def test_5xx_429_and_timeouts_are_retryable(fake, ionet) -> None:
@@ -131,8 +218,7 @@ async def test_5xx_429_and_timeouts_are_retryable(fake, ionet) -> None:
         return None
 
     fake.fail_next(500, n=3)
-    offers = await call_with_retry(lambda: ionet.offers(OfferFilter()), sleep=no_sleep)
-    assert offers
+    assert await call_with_retry(lambda: ionet.offers(OfferFilter()), sleep=no_sleep)
 
 
 async def test_bad_and_missing_keys(fake) -> None:
@@ -159,3 +245,15 @@ async def test_io_api_key_is_read_too(fake) -> None:
         assert await provider.list() == []
     finally:
         await provider.close()
+
+
+@pytest.mark.parametrize(
+    ("status", "ours"),
+    [("deployment requested", "booting"), ("running", "ready"), ("failed", "failed"),
+     ("completed", "terminated"), ("termination requested", "terminated"),
+     ("destroyed", "terminated")],
+)  # fmt: skip
+async def test_every_documented_deployment_status(fake, ionet, status: str, ours: str) -> None:
+    fake.deployments["d1"] = {"id": "d1", "status": status, "name": "fleet.gpu.s"}
+    [unit] = await ionet.list()
+    assert unit.status == ours

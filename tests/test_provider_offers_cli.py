@@ -18,6 +18,8 @@ DEAD_NATS = "nats://127.0.0.1:1"
 @pytest.fixture
 def vast() -> Iterator[VastFake]:
     with VastFake() as f:
+        for offer in f.offers:
+            offer["storage_cost"] = 0.0  # prices here do not depend on the disk asked for
         yield f
 
 
@@ -49,6 +51,7 @@ async def test_direct_offers_list_both_providers_cheapest_first(vast, ionet, tmp
     assert [(o["provider"], o["usd_per_hour"]) for o in doc["offers"]] == [
         ("ionet", 1.99),
         ("vastai", 2.40),
+        ("ionet", 3.98),  # two H100s in one VM
     ]
     assert prices(doc) == sorted(prices(doc))
     assert doc["providers"]["vastai"]["state"] == "ok"
@@ -59,7 +62,7 @@ async def test_direct_offers_list_both_providers_cheapest_first(vast, ionet, tmp
     assert doc["providers"]["hypercore"]["state"] == "unavailable"
     assert "FLEET_HYPERCORE_URL" in doc["providers"]["hypercore"]["detail"]
     # The server-side filter went to Vast in its own spelling.
-    search = next(r for r in vast.requests if r.path == "/bundles/")
+    search = next(r for r in vast.requests if r.path == "/api/v0/bundles/")
     assert search.body["gpu_name"] == {"in": ["H100 SXM", "H100 PCIE"]}
 
 
@@ -73,8 +76,10 @@ async def test_human_table_and_fallback_when_no_provisioner_answers(vast, ionet,
     assert "asking the providers directly" in run.err
     lines = run.out.splitlines()
     rows = [line for line in lines if line.startswith("│")]
-    # A100 40 GB on Vast ($0.90), A100 80 GB on io.net ($1.19), H100 io.net, H100 Vast.
-    assert [r.split("│")[1].strip() for r in rows] == ["vastai", "ionet", "ionet", "vastai"]
+    # A100 40 GB on Vast ($0.90), A100 80 GB on io.net ($1.19), H100 io.net, H100 Vast,
+    # then two H100s in one io.net VM.
+    providers = [r.split("│")[1].strip() for r in rows]
+    assert providers == ["vastai", "ionet", "ionet", "vastai", "ionet"]
     assert "0.90" in rows[0] and "A100-40GB" in rows[0] and "98.0%" in rows[0]
     assert "runpod" in run.out and "unavailable" in run.out
     assert "[providers.runpod]" in run.out  # rich markup did not eat the setting's name
@@ -157,6 +162,7 @@ async def test_offers_and_place_through_a_running_provisioner(
         assert [(o["provider"], o["usd_per_hour"]) for o in doc["offers"]] == [
             ("ionet", 1.99),
             ("vastai", 2.40),
+            ("ionet", 3.98),
         ]
         assert doc["providers"]["vastai"]["state"] == "ok"
 
@@ -189,3 +195,18 @@ async def test_a_refused_key_at_the_provisioner_is_reported_too(
     assert "[providers.vastai] api_key was refused (401)" in doc["providers"]["vastai"]["detail"]
     assert {o["provider"] for o in doc["offers"]} == {"ionet"}
     assert "fleet offers: vastai:" in run.err and "wrong-key" not in run.err + run.out
+
+
+async def test_place_leaves_out_hardware_that_cannot_run_the_runtime(tmp_path) -> None:
+    from tests.fakes import RunPodFake
+
+    with RunPodFake() as runpod:
+        next(g for g in runpod.gpus if g["manufacturer"] == "AMD")["_availability"] = "HIGH"
+        env = clean_env(**runpod.env())
+        cuda = await fleet("place", "--vram", "100", "--direct", env=env, cwd=tmp_path)
+        rocm = await fleet(
+            "place", "--vram", "100", "--runtime", "rocm", "--direct", env=env, cwd=tmp_path
+        )
+    assert cuda.code == 1 and "1 cannot run CUDA" in cuda.out  # the MI300X, by default
+    assert rocm.code == 0, rocm.err
+    assert "Chose runpod MI300X (192 GB VRAM)" in rocm.out

@@ -13,6 +13,7 @@ from services.provisioner.providers.base import (
     NotFound,
     Retryable,
     Unavailable,
+    Unconfirmed,
 )
 from services.provisioner.providers.registry import build_provider
 from services.provisioner.providers.settings import ProviderSettings
@@ -47,8 +48,10 @@ async def test_offers_are_searched_with_vast_filters_and_normalised(fake, vast) 
 
     assert [o.offer_id for o in offers] == ["5002", "5001"]  # cheapest first
     assert {o.gpu_model for o in offers} == {"RTX4090"}
-    assert offers[0].vram_gb == 24 and offers[0].usd_per_hour == 0.31
-    search = next(r for r in fake.requests if r.path == "/bundles/")
+    assert offers[0].vram_gb == 24
+    assert offers[0].usd_per_hour == pytest.approx(0.31 + 0.1 * 20 / 730)  # with 20 GB disk
+    search = next(r for r in fake.requests if r.path == "/api/v0/bundles/")
+    assert search.body["allocated_storage"] == 20
     assert search.headers["authorization"] == f"Bearer {fake.api_key}"
     assert search.body["gpu_name"] == {"eq": "RTX 4090"}
     assert search.body["rentable"] == {"eq": True}
@@ -70,7 +73,7 @@ async def test_create_list_show_destroy_round_trip(fake, vast) -> None:
     assert len(units) == 2 and all(u.status == "booting" for u in units)
     assert {u.label for u in units} == {"cmd-42"}
     put = next(r for r in fake.requests if r.method == "PUT")
-    assert put.path == "/asks/5003/" and put.body["label"] == "cmd-42"
+    assert put.path == "/api/v0/asks/5003/" and put.body["label"] == "cmd-42"
 
     fake.boot_all()
     listed = {u.unit_id: u for u in await vast.list()}
@@ -78,6 +81,7 @@ async def test_create_list_show_destroy_round_trip(fake, vast) -> None:
     assert all(u.status == "ready" and u.gpu_model == "H100" for u in listed.values())
     shown = await vast.get(units[0].unit_id)
     assert shown.status == "ready" and shown.usd_per_hour == 2.40
+    assert not any(r.path == "/api/v0/instances/" for r in fake.requests)  # deprecated list
 
     for unit in units:
         await vast.destroy(unit.unit_id)
@@ -172,3 +176,82 @@ async def test_usual_vast_variable_is_read(fake) -> None:
         assert await provider.list() == []
     finally:
         await provider.close()
+
+
+async def test_offers_are_priced_for_the_disk_that_will_be_rented(fake) -> None:
+    small = VastAiProvider(ProviderSettings.from_env("vastai", {"disk_gb": 5}, fake.env()))
+    big = VastAiProvider(ProviderSettings.from_env("vastai", {"disk_gb": 500}, fake.env()))
+    try:
+        [cheap] = await small.offers(OfferFilter(gpu_model="H100"))
+        [dear] = await big.offers(OfferFilter(gpu_model="H100"))
+    finally:
+        await small.close()
+        await big.close()
+    assert dear.usd_per_hour - cheap.usd_per_hour == pytest.approx(0.1 * 495 / 730, abs=1e-5)
+
+
+async def test_the_instance_list_follows_next_token(fake, vast) -> None:
+    for i in range(60):
+        fake.instances[i + 1] = {"id": i + 1, "actual_status": "running", "label": f"l{i}"}
+
+    assert len(await vast.list()) == 60
+    pages = [r.query.get("after_token") for r in fake.requests if r.path == "/api/v1/instances/"]
+    assert pages == [None, "tok25", "tok50"]
+
+
+async def test_an_old_root_ending_in_api_v0_still_works(fake) -> None:
+    env = {"FLEET_VASTAI_URL": fake.url + "/api/v0", "FLEET_VASTAI_KEY": fake.api_key}
+    provider = VastAiProvider(ProviderSettings.from_env("vastai", {}, environ=env))
+    try:
+        assert await provider.list() == []
+    finally:
+        await provider.close()
+    assert fake.requests[-1].path == "/api/v1/instances/"
+
+
+async def test_a_rent_whose_answer_is_lost_is_not_rented_again(fake, vast) -> None:
+    offer = (await vast.offers(OfferFilter(gpu_model="H100")))[0]
+    fake.lose_create_answers(1)
+    with pytest.raises(Unconfirmed):
+        await vast.create(offer, 1, "cmd-late")
+    [unit] = await vast.create(offer, 1, "cmd-late")
+    assert list(fake.instances) == [int(unit.unit_id)]
+
+
+async def test_the_fake_refuses_a_search_with_an_unknown_operator(fake) -> None:
+    import httpx
+
+    async with httpx.AsyncClient(
+        base_url=fake.url, headers={"Authorization": f"Bearer {fake.api_key}"}
+    ) as client:
+        bad = await client.post("/api/v0/bundles/", json={"gpu_ram": {"atleast": 8}})
+    assert bad.status_code == 400 and bad.json()["success"] is False
+
+
+@pytest.mark.parametrize(
+    ("actual", "ours"),
+    [(None, "booting"), ("loading", "booting"), ("running", "ready"), ("stopped", "stopped"),
+     ("exited", "stopped"), ("frozen", "stopped"), ("rebooting", "booting"),
+     ("unknown", "booting"), ("offline", "failed")],
+)  # fmt: skip
+async def test_every_documented_instance_status(fake, vast, actual, ours) -> None:
+    fake.instances[1] = {"id": 1, "actual_status": actual, "label": "x", "dph_total": 1.0}
+    [unit] = await vast.list()
+    assert unit.status == ours
+
+
+async def test_a_refused_rent_is_permanent_and_no_credit_is_quota(fake, vast) -> None:
+    from services.provisioner.providers.base import Permanent, QuotaExceeded
+    from tests.fakes import Reply
+
+    offer = (await vast.offers(OfferFilter(gpu_model="H100")))[0]
+    fake.create_faults.append(
+        Reply(400, {"success": False, "error": "invalid_args", "msg": "bad image"})
+    )
+    with pytest.raises(Permanent, match="bad image"):
+        await vast.create(offer, 1, "cmd-p")
+    fake.create_faults.append(
+        Reply(400, {"success": False, "error": "insufficient_credit", "msg": "Not enough credit"})
+    )
+    with pytest.raises(QuotaExceeded, match="credit"):
+        await vast.create(offer, 1, "cmd-q")

@@ -175,7 +175,8 @@ async def test_failed_unit_is_replaced_through_the_costguard(
 async def test_idle_units_are_offered_for_release_not_destroyed(
     nats_url: str, nc: Client, tmp_path: Path
 ) -> None:
-    pools = {"gpu": {"gpu_model": "H100", "providers": ["sim"], "idle_cleanup_s": 60}}
+    # min 0: the pool may release its last unit (the default, 1, keeps one warm)
+    pools = {"gpu": {"gpu_model": "H100", "providers": ["sim"], "idle_cleanup_s": 60, "min": 0}}
     svc = ProvisionerService(settings(tmp_path, pools, cleanup_check_s=0.2), nats_url=nats_url)
     await svc.start()
     events = await Watch(UnitEvent).start(nc, subjects.UNIT_ALL)

@@ -22,7 +22,6 @@ from tools.natsserver import free_port
 async def test_a_load_ramp_adds_runners_and_they_go_when_it_stops(tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
-    env.update(FLEET_SCALER__TICK_S="1")
     up = subprocess.Popen(  # noqa: ASYNC220
         [
             sys.executable,

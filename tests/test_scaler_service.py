@@ -195,8 +195,15 @@ def test_a_bad_pool_policy_fails_at_start_naming_the_pool(
         scaler_settings(tmp_path, pools={"gpu": pool})
 
 
-def test_a_default_policy_that_clashes_with_a_pool_table_fails_at_start(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"pools\.gpu.*min=20 and max=10"):
-        scaler_settings(
-            tmp_path, pools={"gpu": {"max": 10}}, scaler={"default_policy": {"min": 20}}
-        )
+def test_a_pool_table_does_not_inherit_the_default_policy(tmp_path: Path) -> None:
+    # A configured pool means the same to every service: its own keys and PoolConfig's
+    # defaults, not a scaler-only base (the provisioner and cost-guard never see it).
+    s = scaler_settings(tmp_path, pools={"gpu": {"max": 10}}, scaler={"default_policy": {"min": 5}})
+    scaler = Scaler(s)
+    assert (scaler.policy_for("gpu").min, scaler.policy_for("gpu").max) == (1, 10)
+    assert scaler.policy_for("unconfigured").min == 5
+
+
+def test_a_misspelt_pool_key_fails_naming_it_and_the_closest_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"unknown key pools\.gpu\.mni; did you mean min\?"):
+        scaler_settings(tmp_path, pools={"gpu": {"mni": 2}})

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import pkgutil
 import sys
+from importlib import metadata
 
 from tools import verbs
 
@@ -22,6 +23,7 @@ ORDER = [
     "approve",
     "offers",
     "place",
+    "providers",
     "ask",
     "mcp",
     "replay",
@@ -38,6 +40,14 @@ EPILOG = """examples:
 """
 
 
+def version() -> str:
+    """The installed fleetplane distribution's version (pyproject.toml's, once installed)."""
+    try:
+        return metadata.version("fleetplane")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fleet",
@@ -46,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"fleet {version()}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     names = [m.name for m in pkgutil.iter_modules(verbs.__path__) if not m.name.startswith("_")]
     names.sort(key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n))

@@ -1,5 +1,9 @@
 """`fleet up`'s supervisor: services as child processes, restarted on crash.
 
+A child that exits with a configuration error (exit code 2) is not restarted:
+it would fail the same way forever. The supervisor stops every child instead
+and keeps the error (`fatal`) for `fleet up` to report and exit with.
+
 Each child runs `python -m tools run <service>` in its own session (so a
 terminal's Ctrl-C reaches only the supervisor, which then stops children in
 order) with PR_SET_PDEATHSIG on Linux, so a killed supervisor leaves no child
@@ -20,6 +24,8 @@ from dataclasses import dataclass, field
 
 from rich.console import Console
 from rich.text import Text
+
+from tools.configcheck import CONFIG_ERROR_EXIT
 
 COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "bright_red", "bright_cyan", "white")
 STABLE_AFTER_S = 30.0
@@ -45,6 +51,8 @@ class Child:
     backoff_s: float = 1.0
     reader: asyncio.Task[None] | None = None
     exits: list[int] = field(default_factory=list)
+    last_line: str = ""
+    """The child's latest output line: a configuration error's message."""
 
 
 class Supervisor:
@@ -55,6 +63,8 @@ class Supervisor:
         self.stop_event = stop
         self.children: list[Child] = []
         self._watchers: list[asyncio.Task[None]] = []
+        self.fatal: tuple[str, str] | None = None
+        """(service, its last line) of a child that exited with a configuration error."""
 
     def add(self, name: str, argv: list[str], env: dict[str, str]) -> None:
         colour = COLOURS[len(self.children) % len(COLOURS)]
@@ -80,7 +90,10 @@ class Supervisor:
     async def _pump(self, child: Child, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
         async for raw in proc.stdout:
-            self.line(child.name, child.colour, raw.decode("utf-8", "replace").rstrip())
+            text = raw.decode("utf-8", "replace").rstrip()
+            if text:
+                child.last_line = text
+            self.line(child.name, child.colour, text)
 
     async def _watch(self, child: Child) -> None:
         while not self.stop_event.is_set():
@@ -92,6 +105,11 @@ class Supervisor:
             if self.stop_event.is_set():
                 return
             child.exits.append(code)
+            if code == CONFIG_ERROR_EXIT:
+                self.fatal = (child.name, child.last_line)
+                self.line(child.name, "bold red", "configuration error; stopping every service")
+                self.stop_event.set()
+                return
             if time.monotonic() - child.started > STABLE_AFTER_S:
                 child.backoff_s = 1.0
             child.restarts += 1

@@ -107,7 +107,9 @@ class BrainAgent:
             data, _ = await toolbox.call("get_stats", {}, reasoning)
             answer = rules.stats_answer(data)
         elif kind == "cleanup":
-            data, _ = await toolbox.call("cleanup_idle", {}, reasoning)
+            data, _ = await toolbox.call(
+                "cleanup_idle", {"idle_s": self.host.opts.idle_cleanup_s}, reasoning
+            )
             answer = rules.cleanup_answer(data)
         elif kind == "budget":
             data, _ = await toolbox.call("get_budget", {}, reasoning)

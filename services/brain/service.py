@@ -138,7 +138,7 @@ class Brain(Service[BrainSettings]):
         stats, _ = await toolbox.call("get_stats", {}, why)
         health, _ = await toolbox.call("get_health", {}, why)
         budget, _ = await toolbox.call("get_budget", {}, why)
-        await toolbox.call("cleanup_idle", {"idle_minutes": self.opts.idle_cleanup_s / 60.0}, why)
+        await toolbox.call("cleanup_idle", {"idle_s": self.opts.idle_cleanup_s}, why)
         for f in findings(stats, health, budget):
             await toolbox.audit(f"routine.{f.kind}", {"pool": f.pool}, why, f.message, 0.0)
             if f.is_anomaly:

@@ -10,12 +10,12 @@ from typing import Any, Protocol
 import msgspec
 
 from contracts import subjects
+from contracts.api import ProvisionCall
 from contracts.events import AuditRecord
 from services.brain.guard import Limits, TaskSpend, check_provision
-from services.brain.tools import InvalidArgs, Provision, request_body, validate
+from services.brain.tools import ACTOR, InvalidArgs, request_body, validate
 
 log = logging.getLogger("fleet.brain")
-ACTOR = "brain"
 
 
 class Bus(Protocol):
@@ -52,9 +52,9 @@ class Toolbox:
             result: dict[str, Any] = {"error": f"refused: invalid arguments: {exc}"}
             await self.audit(f"refused.{name}"[:128], args, reasoning, result, 0.0)
             return result, True
-        body = request_body(tool, typed)
+        body = request_body(typed)
         impact = 0.0
-        if isinstance(typed, Provision):
+        if isinstance(typed, ProvisionCall):
             decision, price = await self._guard(typed)
             if not decision.allowed:
                 self.refusals += 1
@@ -62,11 +62,8 @@ class Toolbox:
                 await self.audit(f"refused.{name}", args, reasoning, result, 0.0)
                 return result, True
             body["max_usd_per_hour"] = decision.max_usd_per_hour
-            body["requester"] = ACTOR
-        elif name in ("release", "cleanup_idle"):
-            body["requester"] = ACTOR
         result = await self.bus.api(tool.op, body)
-        if isinstance(typed, Provision) and result.get("decision") == "approved":
+        if isinstance(typed, ProvisionCall) and result.get("decision") == "approved":
             impact = float(result.get("usd_per_hour", 0.0))
         elif name == "release" and result.get("decision") == "approved":
             impact = -abs(float(result.get("usd_per_hour", 0.0)))
@@ -75,7 +72,7 @@ class Toolbox:
         await self.audit(name, args, reasoning, result, impact)
         return result, "error" in result
 
-    async def _guard(self, call: Provision) -> tuple[Any, float | None]:
+    async def _guard(self, call: ProvisionCall) -> tuple[Any, float | None]:
         flt: dict[str, Any] = {}
         if call.gpu_model and call.gpu_model != "any":
             flt["gpu_model"] = call.gpu_model

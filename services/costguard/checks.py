@@ -31,7 +31,7 @@ def problem(request: AnyCommand, policy: Policy) -> str | None:
     if pool is None:
         known = ", ".join(sorted(policy.pools)) or "none"
         return f"unknown pool {request.pool!r}; configured pools: {known}"
-    limit = min(MAX_COUNT, pool.max) if pool.max is not None else MAX_COUNT
+    limit = min(MAX_COUNT, pool.max)
     match request:
         case ProvisionRequest():
             if not _int_in(request.count, 1, limit):
@@ -50,7 +50,7 @@ def problem(request: AnyCommand, policy: Policy) -> str | None:
                     "ask for that model or use another pool"
                 )
         case ScaleProposal():
-            pool_max = pool.max if pool.max is not None else 1_000_000
+            pool_max = pool.max
             for name, value in (("current", request.current), ("desired", request.desired)):
                 if not _int_in(value, 0, 1_000_000):
                     return f"{name} {value!r} must be a whole number from 0 to 1000000"

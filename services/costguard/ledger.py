@@ -233,3 +233,13 @@ def summary(ledger: Ledger, now: float) -> dict[str, float]:
         "projected_today_usd": round(projected(ledger, now), 6),
         "hours_left": round(hours_left(now), 4),
     }
+
+
+def oldest_held_age_s(ledger: Ledger, hold_timeout_s: float, now: float) -> float:
+    """Seconds the longest-waiting held command has waited (0 with none held).
+
+    A held command stores when it expires, `hold_timeout_s` after it was held, so
+    its age is what of the timeout has run out.
+    """
+    ages = (hold_timeout_s - (h.expires_at - now) for h in ledger.held.values())
+    return max(0.0, max(ages, default=0.0))

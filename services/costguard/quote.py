@@ -7,7 +7,7 @@ import math
 import msgspec
 
 from contracts.offers import Offer, OfferFilter
-from services.costguard.settings import PoolView
+from services.kit.pools import PoolConfig
 
 
 class Quote(msgspec.Struct, frozen=True, kw_only=True):
@@ -19,7 +19,7 @@ class Quote(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def offer_filter(
-    pool: PoolView, gpu_model: str, ceiling: float, provider: str | None
+    pool: PoolConfig, gpu_model: str, ceiling: float, provider: str | None
 ) -> OfferFilter:
     """What to ask the provisioner's `gpus.available` for."""
     model = pool.gpu_model if gpu_model == "any" else gpu_model
@@ -31,7 +31,7 @@ def offer_filter(
 
 
 def best_offer(
-    offers: list[Offer], pool: PoolView, ceiling: float, provider: str | None = None
+    offers: list[Offer], pool: PoolConfig, ceiling: float, provider: str | None = None
 ) -> Quote | None:
     """The cheapest offer from one of the pool's providers at or below `ceiling`."""
     allowed = [provider] if provider else pool.providers

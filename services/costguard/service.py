@@ -29,6 +29,8 @@ from nats.js.errors import NotFoundError
 from prometheus_client import Counter, Gauge
 
 from contracts import subjects
+from contracts.api import NoArgs
+from contracts.api.replies import OffersReply
 from contracts.commands import (
     AnyCommand,
     DecideReply,
@@ -39,13 +41,13 @@ from contracts.commands import (
     Verdict,
 )
 from contracts.events import AuditRecord, UnitEvent
-from contracts.offers import Offer
 from services.costguard import checks
 from services.costguard.judge import NotHeld, decide, expire, judge
-from services.costguard.ledger import Ledger, apply_unit_event, summary
+from services.costguard.ledger import Ledger, apply_unit_event, oldest_held_age_s, summary
 from services.costguard.quote import Quote, best_offer, offer_filter
 from services.costguard.settings import CostguardSettings
 from services.kit import Delivery, Permanent, Service
+from services.kit.lag import track_lag
 from services.kit.service import RequestError, encode
 
 log = logging.getLogger("fleet.costguard")
@@ -67,12 +69,6 @@ MIGRATIONS = [
     )
     """,
 ]
-
-
-class OffersReply(msgspec.Struct, kw_only=True):
-    """The provisioner's answer on `fleet.api.gpus.available`."""
-
-    offers: list[Offer] = msgspec.field(default_factory=list)
 
 
 class CostGuard(Service[CostguardSettings]):
@@ -104,8 +100,9 @@ class CostGuard(Service[CostguardSettings]):
             (subjects.RELEASE_REQUESTED, ReleaseRequest, "costguard-releases"),
         ):
             await self.consume(subject, msgspec.Raw, self._on_raw(kind), durable=durable)
+        track_lag(self)
         await self.endpoint("decide", subjects.BUDGET_DECIDE_ALL, DecideRequest, self.on_decide)
-        await self.api_endpoint("budget", dict, self.on_budget)
+        await self.api_endpoint("budget", NoArgs, self.on_budget)
         self._gauges()
         self.every(self.policy.budget.held_sweep_s, self.sweep, "held-sweep")
 
@@ -130,6 +127,23 @@ class CostGuard(Service[CostguardSettings]):
             registry=reg,
         )
         self.m_daily.set(self.policy.budget.daily_usd)
+        # Read at scrape: a held command's age grows between ledger changes.
+        budget = self.policy.budget
+        Gauge(
+            "fleet_held_requests",
+            "Commands waiting for a person (`fleet approve ID`).",
+            registry=reg,
+        ).set_function(lambda: len(self.ledger.held))
+        Gauge(
+            "fleet_held_oldest_age_seconds",
+            "How long the longest-waiting held command has waited, seconds (0: none held).",
+            registry=reg,
+        ).set_function(lambda: oldest_held_age_s(self.ledger, budget.hold_timeout_s, time.time()))
+        Gauge(
+            "fleet_held_timeout_seconds",
+            "Seconds a held command waits before it is denied ([budget] hold_timeout_s).",
+            registry=reg,
+        ).set(budget.hold_timeout_s)
         self._refresh_gauges()
 
     def _refresh_gauges(self) -> None:
@@ -255,7 +269,7 @@ class CostGuard(Service[CostguardSettings]):
             error=None if verdict.decision == wanted else verdict.reason,
         )
 
-    async def on_budget(self, _req: dict[str, Any], d: Delivery) -> dict[str, Any]:
+    async def on_budget(self, _req: NoArgs, d: Delivery) -> dict[str, Any]:
         """`fleet.api.budget`: the day's figures and the requests waiting for a person."""
         now = time.time()
         budget = self.policy.budget

@@ -1,4 +1,5 @@
-"""The cost-guard's settings: `[budget]` and its view of `[pools.<pool>]`."""
+"""The cost-guard's settings: `[budget]`, and `[pools.<pool>]` as the kit's `PoolConfig`
+(it reads `gpu_model`, `providers`, `max_usd_per_hour` and `max`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import msgspec
 from msgspec import Meta
 
 from services.kit.config import KitSettings
+from services.kit.pools import PoolConfig
 
 Usd = Annotated[float, Meta(ge=0.0, le=1e9)]
 Positive = Annotated[float, Meta(gt=0.0, le=1e9)]
@@ -50,31 +52,18 @@ class BudgetSettings(msgspec.Struct, frozen=True, kw_only=True):
         return min(self.daily_usd, self.cap_usd)
 
 
-class PoolView(msgspec.Struct, frozen=True, kw_only=True):
-    """The cost-guard's view of `[pools.<pool>]`; the other services' keys are ignored."""
-
-    gpu_model: str = "any"
-    """The GPU model the pool runs; requests for another model are denied."""
-    providers: list[str] = msgspec.field(default_factory=lambda: ["sim"])
-    """Providers the pool may use, in failover order."""
-    max_usd_per_hour: Usd = 5.0
-    """Price ceiling of one unit, USD/hour; the price estimate when no offer is known."""
-    max: int | None = None
-    """Most units the pool may have; a single command asking for more is denied."""
-
-
 class Policy(msgspec.Struct, frozen=True, kw_only=True):
     """Everything `judge()` needs from the configuration."""
 
     budget: BudgetSettings = msgspec.field(default_factory=BudgetSettings)
-    pools: dict[str, PoolView] = msgspec.field(default_factory=dict)
+    pools: dict[str, PoolConfig] = msgspec.field(default_factory=dict)
 
 
 class CostguardSettings(KitSettings, kw_only=True):
     """Settings of `fleet run costguard`."""
 
     budget: BudgetSettings = msgspec.field(default_factory=BudgetSettings)
-    pools: dict[str, PoolView] = msgspec.field(default_factory=dict)
+    pools: dict[str, PoolConfig] = msgspec.field(default_factory=dict)
 
     def policy(self) -> Policy:
         """The pure judge's view of these settings."""

@@ -21,7 +21,8 @@ from nats.aio.msg import Msg
 
 from contracts import subjects
 from contracts.a2a import HEADER_TENANT
-from contracts.api import CleanupIdleCall, HealthQuery, ProvisionCall, ReleaseCall, StatsQuery
+from contracts.api import CleanupIdleCall, HealthQuery, PoolQuery, ProvisionCall, ReleaseCall
+from contracts.api.replies import CleanupReply, CommandAnswer, IdleUnit
 from contracts.commands import ProvisionRequest, ReleaseRequest, Verdict
 from services.a2a.tenants import Refused, TenantLimits
 from services.gateway import composites
@@ -63,9 +64,9 @@ class Gateway(Service[GatewaySettings]):
         self.verdicts = msgspec.json.Decoder(Verdict)
         # Core subscription: JetStream publishes reach it too, and it exists before any publish.
         await self.listen("fleet.budget.*", self._on_verdict)
-        await self.api_endpoint("stats", StatsQuery, self.on_stats)
+        await self.api_endpoint("stats", PoolQuery, self.on_stats)
         await self.api_endpoint("health", HealthQuery, self.on_health)
-        await self.api_endpoint("report", StatsQuery, self.on_report)
+        await self.api_endpoint("report", PoolQuery, self.on_report)
         await self.api_endpoint("provision", ProvisionCall, self.on_provision)
         await self.api_endpoint("release", ReleaseCall, self.on_release)
         await self.api_endpoint("cleanup_idle", CleanupIdleCall, self.on_cleanup_idle)
@@ -106,7 +107,7 @@ class Gateway(Service[GatewaySettings]):
 
     async def _command(
         self, cmd: ProvisionRequest | ReleaseRequest, wait_s: float
-    ) -> dict[str, Any]:
+    ) -> CommandAnswer:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Verdict] = loop.create_future()
         self.waiting[cmd.id] = fut
@@ -121,28 +122,28 @@ class Gateway(Service[GatewaySettings]):
             try:
                 verdict = await asyncio.wait_for(fut, wait_s)
             except TimeoutError:
-                return {
-                    "id": cmd.id,
-                    "decision": "pending",
-                    "reason": f"no verdict from the cost-guard within {wait_s:g} s; "
+                return CommandAnswer(
+                    id=cmd.id,
+                    decision="pending",
+                    reason=f"no verdict from the cost-guard within {wait_s:g} s; "
                     f"follow it with `fleet tail fleet.budget.>` (id {cmd.id})",
-                    "request": msgspec.to_builtins(cmd),
-                }
+                    request=msgspec.to_builtins(cmd),
+                )
         finally:
             self.waiting.pop(cmd.id, None)
-        return {
-            "id": verdict.id,
-            "decision": verdict.decision,
-            "reason": verdict.reason,
-            "usd_per_hour": verdict.usd_per_hour,
-            "spent_today_usd": verdict.spent_today_usd,
-            "budget_usd": verdict.budget_usd,
-            "projected_today_usd": verdict.projected_today_usd,
-            "request": msgspec.to_builtins(cmd),
-        }
+        return CommandAnswer(
+            id=verdict.id,
+            decision=verdict.decision,
+            reason=verdict.reason,
+            usd_per_hour=verdict.usd_per_hour,
+            spent_today_usd=verdict.spent_today_usd,
+            budget_usd=verdict.budget_usd,
+            projected_today_usd=verdict.projected_today_usd,
+            request=msgspec.to_builtins(cmd),
+        )
 
     # -- the operations --------------------------------------------------------------------
-    async def on_provision(self, call: ProvisionCall, d: Delivery) -> dict[str, Any]:
+    async def on_provision(self, call: ProvisionCall, d: Delivery) -> CommandAnswer:
         """Publish a ProvisionRequest; the cost-guard's verdict on it."""
         self._admit(d)
         req = ProvisionRequest(
@@ -157,7 +158,7 @@ class Gateway(Service[GatewaySettings]):
         )
         return await self._command(req, call.wait_s)
 
-    async def on_release(self, call: ReleaseCall, d: Delivery) -> dict[str, Any]:
+    async def on_release(self, call: ReleaseCall, d: Delivery) -> CommandAnswer:
         """Publish a ReleaseRequest; the cost-guard's verdict on it."""
         self._admit(d)
         if call.unit is None and call.count is None:
@@ -172,22 +173,22 @@ class Gateway(Service[GatewaySettings]):
         )
         return await self._command(req, call.wait_s)
 
-    async def on_cleanup_idle(self, call: CleanupIdleCall, d: Delivery) -> dict[str, Any]:
+    async def on_cleanup_idle(self, call: CleanupIdleCall, d: Delivery) -> CleanupReply:
         """Release every ready unit idle for `idle_s` or more (through the cost-guard)."""
         self._admit(d)
         units = await self.ask("units.list", {"pool": call.pool} if call.pool else {})
         idle = composites.idle_units(units, call.idle_s, call.pool)
         found = [
-            {
-                "unit": u["unit"],
-                "pool": u["pool"],
-                "idle_s": u.get("idle_s", 0),
-                "usd_per_hour": u.get("usd_per_hour", 0),
-            }
+            IdleUnit(
+                unit=u["unit"],
+                pool=u["pool"],
+                idle_s=float(u.get("idle_s") or 0.0),
+                usd_per_hour=float(u.get("usd_per_hour") or 0.0),
+            )
             for u in idle
         ]
         if call.dry_run or not idle:
-            return {"idle": found, "released": [], "dry_run": call.dry_run}
+            return CleanupReply(idle=found, released=[], dry_run=call.dry_run)
         verdicts = await asyncio.gather(
             *(
                 self._command(
@@ -205,16 +206,11 @@ class Gateway(Service[GatewaySettings]):
             )
         )
         saved = sum(
-            f["usd_per_hour"]
-            for f, v in zip(found, verdicts, strict=True)
-            if v["decision"] == "approved"
+            f.usd_per_hour for f, v in zip(found, verdicts, strict=True) if v.decision == "approved"
         )
-        return {
-            "idle": found,
-            "released": verdicts,
-            "saved_usd_per_hour": round(float(saved), 4),
-            "dry_run": False,
-        }
+        return CleanupReply(
+            idle=found, released=list(verdicts), saved_usd_per_hour=round(saved, 4), dry_run=False
+        )
 
     async def stats(self, pool: str | None) -> dict[str, Any]:
         """Per-pool figures with today's spend and budget."""
@@ -241,13 +237,13 @@ class Gateway(Service[GatewaySettings]):
             "ts": time.time(),
         }
 
-    async def on_stats(self, q: StatsQuery, _d: Delivery) -> dict[str, Any]:
+    async def on_stats(self, q: PoolQuery, _d: Delivery) -> dict[str, Any]:
         """`fleet.api.stats`."""
         return await self.stats(q.pool)
 
     async def health(self, wait_s: float) -> dict[str, Any]:
         """Which services answer, their breakers, and how far behind the durable consumers are."""
-        pings = await gather_replies(self.nc, "$SRV.PING", wait_s)
+        pings = await gather_replies(self.nc, "$SRV.PING", wait_s=wait_s)
         names = sorted({p.get("name", "") for p in pings} - {"", "fleet-api"})
         status_replies = await asyncio.gather(
             *(self.ask_subject(f"fleet.svc.{n}.status") for n in names)
@@ -276,7 +272,7 @@ class Gateway(Service[GatewaySettings]):
         """`fleet.api.health`."""
         return await self.health(q.wait_s)
 
-    async def on_report(self, q: StatsQuery, _d: Delivery) -> dict[str, Any]:
+    async def on_report(self, q: PoolQuery, _d: Delivery) -> dict[str, Any]:
         """`fleet.api.report`: stats and health, with a few readable lines."""
         stats, health = await asyncio.gather(self.stats(q.pool), self.health(0.5))
         return {"text": composites.report_text(stats, health), "stats": stats, "health": health}

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import msgspec
@@ -59,7 +59,7 @@ async def connect(
                 password=password or None,
                 user_credentials=creds_file or None,
                 error_cb=_on_error,
-                disconnected_cb=_on_disconnect,
+                disconnected_cb=_disconnect_logger(nc),
                 reconnected_cb=_on_reconnect,
             )
         except (NoServersError, OSError, TimeoutError) as exc:
@@ -120,8 +120,18 @@ async def _on_error(exc: Exception) -> None:
     log.warning("nats error", extra={"error": str(exc)})
 
 
-async def _on_disconnect() -> None:
-    log.warning("nats disconnected")
+def _disconnect_logger(nc: Client) -> Callable[[], Awaitable[None]]:
+    """A warning when the server goes away; nothing when we close the connection ourselves
+    (nats-py calls the same callback for both, and a stopping service's own close is not
+    an outage)."""
+
+    async def on_disconnect() -> None:
+        if nc.is_closed:
+            log.debug("nats connection closed")
+        else:
+            log.warning("nats disconnected")
+
+    return on_disconnect
 
 
 async def _on_reconnect() -> None:

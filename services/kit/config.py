@@ -4,21 +4,25 @@ Every key of fleet.toml can be overridden by `FLEET_<SECTION>__<KEY>` (nested
 keys join with `__`, e.g. `FLEET_POOLS__H100__MAX=8`). Values from the
 environment are parsed as TOML literals when they are ones (`8`, `true`,
 `["a","b"]`) and taken as strings otherwise. A bad value fails at start with
-the key's name and what was expected.
+the key's name and what was expected; an unknown key in any table (a typo such
+as `budget.daly_usd`) fails too, naming the closest valid key, because a key
+that is silently ignored is a setting the operator believes is in force.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
 from services.kit.errors import ConfigError
+from services.kit.settings_keys import KeyPath, field_types, given_at, pinpoint, unknown_key
 
 T = TypeVar("T")
 
@@ -156,7 +160,52 @@ def merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-_PATH = re.compile(r"at `\$\.?(.*)`")
+_PATH = re.compile(r" - at `\$\.?(.*)`")
+
+
+def env_var(path: KeyPath | list[str]) -> str:
+    """The environment variable that sets the dotted key `path`."""
+    return ENV_PREFIX + "__".join(p.upper() for p in path if p)
+
+
+def _unknown_message(path: KeyPath, valid: list[str], origin: str, by_env: bool) -> str:
+    key = ".".join(path)
+    close = difflib.get_close_matches(path[-1], valid, n=1, cutoff=0.6)
+    if close:
+        fix = f"did you mean {close[0]}"
+        fix += f" ({env_var([*path[:-1], close[0]])})?" if by_env else "?"
+    else:
+        fix = f"valid keys here: {', '.join(valid) or 'none'}"
+    return f"{origin}: unknown key {key}; {fix}"
+
+
+class Sources(msgspec.Struct, frozen=True):
+    """The merged settings data and where its parts came from."""
+
+    where: str
+    """The fleet.toml read (or "fleet.toml" when none was)."""
+    data: dict[str, Any]
+    from_env: dict[str, Any]
+    """The part that FLEET_* variables gave."""
+
+    def origin(self, path: KeyPath) -> tuple[str, bool]:
+        """Who set the key: the variable's name or the file; True when it was a variable."""
+        if given_at(self.from_env, path):
+            return f"environment variable {env_var(path)}", True
+        return self.where, False
+
+
+def gather(
+    config: str | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Sources:
+    """fleet.toml, the FLEET_* variables and explicit overrides, merged in that order."""
+    env = os.environ if env is None else env
+    path = config_path(config)
+    from_env = env_overrides(env)
+    data = merge(merge(read_toml(path), from_env), overrides or {})
+    return Sources(str(path) if path else "fleet.toml", data, from_env)
 
 
 def load_settings(
@@ -165,22 +214,42 @@ def load_settings(
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> T:
-    """Settings of type `kind` from fleet.toml, the environment and explicit overrides."""
-    env = os.environ if env is None else env
-    path = config_path(config)
-    data = merge(merge(read_toml(path), env_overrides(env)), overrides or {})
+    """Settings of type `kind` from fleet.toml, the environment and explicit overrides.
+
+    Unknown keys in any table fail first, naming the dotted key, where it came
+    from (the file or the variable) and the closest valid key; then bad values,
+    naming the key and the variable that would fix it."""
+    src = gather(config, env, overrides)
+    unknown = unknown_key(src.data, kind)
+    if unknown is not None:
+        key_path, valid = unknown
+        raise ConfigError(_unknown_message(key_path, valid, *src.origin(key_path)))
     try:
-        return msgspec.convert(data, kind, strict=False)
+        return msgspec.convert(src.data, kind, strict=False)
     except msgspec.ValidationError as exc:
-        text = str(exc)
+        prefix, text = pinpoint(src.data, kind, ()) or ((), str(exc))
         match = _PATH.search(text)
-        key = match.group(1).replace("][", ".").replace("[", ".").strip(".]") if match else "?"
+        rest = match.group(1).replace("][", ".").replace("[", ".").strip(".]") if match else ""
+        key_path = tuple(p for p in (*prefix, *rest.split(".")) if p)
+        key = ".".join(key_path) or "?"
         what = _PATH.sub("", text).strip(" -")
-        var = ENV_PREFIX + "__".join(p.upper() for p in key.split(".") if p)
-        where = str(path) if path else "fleet.toml"
         raise ConfigError(
-            f"setting {key!r}: {what} (check {where} or the environment variable {var})"
+            f"setting {key!r}: {what} (check {src.where} or the environment variable "
+            f"{env_var(key_path)})"
         ) from exc
+
+
+def check_sections(
+    kinds: Sequence[type[Any]], config: str | None = None, env: Mapping[str, str] | None = None
+) -> None:
+    """Refuse a top-level key that none of `kinds` reads (a misspelt section such as
+    `[budgte]`): each service skips the sections it does not read, so only the
+    whole set of services can tell that nobody reads it."""
+    src = gather(config, env)
+    known = sorted(set().union(*(field_types(k) for k in kinds)))
+    for key in src.data:
+        if key not in known:
+            raise ConfigError(_unknown_message((key,), known, *src.origin((key,))))
 
 
 def resolve_nats_url(explicit: str | None = None, configured: str = "") -> str:

@@ -84,18 +84,26 @@ class Endpoints:
     ) -> None:
         """Answer requests on `subject`, decoded as `kind`, with the handler's result as JSON.
 
-        A request that does not decode gets `{"error": {"code": 400, "message": ...}}`
-        and the NATS micro error headers; the handler is not called. With `api=True`
-        the endpoint belongs to the shared `fleet-api` micro service.
+        A request that does not decode (on a fleet.api endpoint, also an empty one) gets
+        `{"error": {"code": 400, "message": ...}}` and the NATS micro error headers; the
+        handler is not called. With `api=True` the endpoint belongs to the shared
+        `fleet-api` micro service.
         """
         dec = decoder(kind)
 
         async def on_request(req: Request) -> None:
+            if api and not req.data.strip():
+                # Never read as `{}`: on a destructive op that would run it with defaults.
+                self.metrics.count("requests.rejected")
+                await _respond_error(
+                    req, 400, f"empty request on {req.subject}: send a JSON object ({{}} for none)"
+                )
+                return
             raw = req.data or b"{}"
             try:
                 obj = dec.decode(raw)
             except msgspec.DecodeError as exc:
-                self.metrics.count("requests.rejected")
+                self.metrics.request(name, "rejected")
                 await _respond_error(req, 400, f"bad request on {req.subject}: {exc}")
                 return
             delivery = Delivery(req.subject, req.headers or {})
@@ -105,15 +113,15 @@ class Endpoints:
                 ):
                     result = await handler(obj, delivery)
             except RequestError as exc:
-                self.metrics.count("requests.refused")
+                self.metrics.request(name, "refused")
                 await _respond_error(req, exc.code, str(exc))
                 return
             except Exception as exc:
-                self.metrics.count("requests.failed")
+                self.metrics.request(name, "failed")
                 log.exception("request handler failed", extra={"subject": req.subject})
                 await _respond_error(req, 500, f"{name} failed: {exc}")
                 return
-            self.metrics.count("requests.ok")
+            self.metrics.request(name, "ok")
             await req.respond(result if isinstance(result, bytes) else encode(result))
 
         if api and self._api is None and self._nc is not None:

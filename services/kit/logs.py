@@ -10,6 +10,8 @@ import sys
 import time
 from typing import Any
 
+from opentelemetry import trace
+
 _SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|CREDS)", re.IGNORECASE)
 _STD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -32,7 +34,8 @@ def scrub(text: str, secrets: list[str]) -> str:
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ts, level, service, logger, msg and any extras."""
+    """One JSON object per line: ts, level, service, logger, msg, the current span's
+    trace_id and span_id (W3C hex, as in `traceparent`) when there is one, and any extras."""
 
     def __init__(self, service: str, secrets: list[str]) -> None:
         super().__init__()
@@ -47,6 +50,10 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:  # logged while handling a traced message: join log and trace
+            doc["trace_id"] = format(span.trace_id, "032x")
+            doc["span_id"] = format(span.span_id, "016x")
         for key, value in vars(record).items():
             if key not in _STD_ATTRS and not key.startswith("_"):
                 doc[key] = value

@@ -1,5 +1,5 @@
-"""The provisioner's settings: its own options, its view of `[pools.*]`, and the
-raw `[providers.*]` and `[sim]` tables its providers read."""
+"""The provisioner's settings: its own options, `[pools.*]` (the kit's `PoolConfig`), and
+the raw `[providers.*]` and `[sim]` tables its providers read."""
 
 from __future__ import annotations
 
@@ -8,26 +8,7 @@ from typing import Any
 import msgspec
 
 from services.kit.config import KitSettings
-
-
-class PoolView(msgspec.Struct, kw_only=True):
-    """The keys of `[pools.<pool>]` the provisioner reads; others are ignored."""
-
-    gpu_model: str = "any"
-    """Model to rent when a command says `any`."""
-    providers: list[str] = msgspec.field(default_factory=lambda: ["sim"])
-    """Provider names in failover order."""
-    max_usd_per_hour: float | None = None
-    """Price ceiling for one unit, in USD per hour; None for no ceiling."""
-    min: int = 0
-    """Idle cleanup never asks to go below this many ready units."""
-    unit_capacity: float = 4.0
-    """Requests one unit serves at once (the simulator's per-unit capacity)."""
-    drain_deadline_s: float = 120.0
-    """Seconds a draining unit may finish in-flight work before it is destroyed anyway."""
-    idle_cleanup_s: float = 1800.0
-    """A ready unit idle this many seconds is offered for release (through the cost-guard);
-    30 minutes keeps a unit through a lunch-break lull. 0 turns it off."""
+from services.kit.pools import PoolConfig
 
 
 class ProvisionerOptions(msgspec.Struct, kw_only=True):
@@ -68,17 +49,17 @@ class ProvisionerSettings(KitSettings, kw_only=True):
     """Everything the provisioner reads from fleet.toml and FLEET_* variables."""
 
     provisioner: ProvisionerOptions = msgspec.field(default_factory=ProvisionerOptions)
-    pools: dict[str, PoolView] = msgspec.field(default_factory=dict)
+    pools: dict[str, PoolConfig] = msgspec.field(default_factory=dict)
     providers: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
     """`[providers.<name>]` tables; `kind` picks the implementation (default: the name)."""
     sim: dict[str, Any] = msgspec.field(default_factory=dict)
     """`[sim]`: the simulated marketplace and `[sim.load.<pool>]` load patterns."""
 
-    def pool(self, name: str) -> PoolView:
+    def pool(self, name: str) -> PoolConfig:
         """The pool's settings, or defaults with the default providers for an unknown pool."""
         view = self.pools.get(name)
         if view is None:
-            return PoolView(providers=list(self.provisioner.default_providers))
+            return PoolConfig(providers=list(self.provisioner.default_providers))
         return view
 
     def provider_names(self) -> list[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from contracts.offers import Offer, OfferFilter, Placement
+from contracts.offers import Offer, OfferFilter, Placement, Runtime
 from services.provisioner.catalog import normalize_gpu
 
 DEFAULT_MIN_RELIABILITY = 0.9
@@ -37,6 +37,17 @@ def merge_offers(per_provider: Iterable[Iterable[Offer]]) -> list[Offer]:
     return sorted(seen.values(), key=_order_key)
 
 
+RUNTIMES: dict[str, Runtime] = {"NVIDIA": "cuda", "AMD": "rocm", "Apple": "metal"}
+"""The runtime each vendor's GPUs run; Intel Gaudi and CPU offers run none of them."""
+
+RUNTIME_NAMES: dict[str, str] = {"cuda": "CUDA", "rocm": "ROCm", "metal": "Metal"}
+
+
+def runtime_of(offer: Offer) -> Runtime | None:
+    """The GPU runtime `offer` can run, or None when it runs none of CUDA, ROCm, Metal."""
+    return RUNTIMES.get(offer.vendor)
+
+
 def rejection(offer: Offer, flt: OfferFilter) -> str | None:
     """Why `offer` does not match `flt` (a short phrase), or None when it does.
 
@@ -52,6 +63,8 @@ def rejection(offer: Offer, flt: OfferFilter) -> str | None:
             return f"not a {flt.gpu_model}"
     if flt.vendor and offer.vendor.lower() != flt.vendor.lower():
         return f"not {flt.vendor}"
+    if flt.runtime != "any" and runtime_of(offer) != flt.runtime:
+        return f"cannot run {RUNTIME_NAMES[flt.runtime]}"
     if flt.tier and offer.tier.lower() != flt.tier.lower():
         return f"not {flt.tier} tier"
     if flt.min_vram_gb is not None and offer.vram_gb < flt.min_vram_gb:

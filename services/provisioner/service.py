@@ -23,16 +23,19 @@ import msgspec
 from nats.js.api import DeliverPolicy
 
 from contracts import subjects
+from contracts.api import UnitsQuery
 from contracts.commands import ProvisionRequest, ReleaseRequest, Verdict
-from contracts.events import UnitEvent, UnitState
+from contracts.events import UnitEvent
 from contracts.offers import Offer, OfferFilter, Placement
 from contracts.telemetry import UnitTelemetry
 from services.kit import ConfigError, Delivery, Retryable, Service
+from services.kit.lag import track_lag
 from services.kit.service import encode
 from services.provisioner.breaker import Breaker, BreakerPolicy, Transition
 from services.provisioner.catalog import lookup
 from services.provisioner.config import ProvisionerSettings
 from services.provisioner.executor import Executor, Outcome
+from services.provisioner.gauges import ProvisionerGauges
 from services.provisioner.inventory import Load
 from services.provisioner.lifecycle import Lifecycle
 from services.provisioner.placement import filter_offers, merge_offers, place
@@ -45,14 +48,6 @@ OFFERS_TIMEOUT_S = 20.0
 """Longest an offers query waits for one provider before leaving it out."""
 LOAD_TTL_S = 600.0
 """Telemetry of units not heard from for this long is forgotten."""
-
-
-class UnitsQuery(msgspec.Struct, frozen=True, kw_only=True):
-    """Filters of `fleet.api.units.list`; every field optional."""
-
-    pool: str | None = None
-    provider: str | None = None
-    state: UnitState | None = None
 
 
 class ProvisionerService(Service[ProvisionerSettings]):
@@ -86,6 +81,9 @@ class ProvisionerService(Service[ProvisionerSettings]):
         self.inventory = Inventory(self.store)
         await self.inventory.load()
         self.life = Lifecycle(s, self.inventory, self.providers, self._publish, self.metrics.count)
+        self.metrics.registry.register(
+            ProvisionerGauges(self.providers.breakers, self.life.crashloop)
+        )
         self.executor = Executor(self.life, self.loads)
         self.upkeep = Upkeep(self.life, self.executor, self.loads)
         self._running: dict[str, asyncio.Task[Outcome]] = {}
@@ -113,6 +111,7 @@ class ProvisionerService(Service[ProvisionerSettings]):
             durable="provisioner-unit-events",
             deliver_policy=DeliverPolicy.NEW,
         )
+        track_lag(self)
         await self.api_endpoint("units.list", UnitsQuery, self._units_list)
         await self.api_endpoint("gpus.available", OfferFilter, self._gpus_available)
         await self.api_endpoint("place", OfferFilter, self._place)

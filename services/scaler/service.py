@@ -13,17 +13,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
-from msgspec import Meta
 from nats.js.api import DeliverPolicy
 
 from contracts import subjects
+from contracts.api import NoArgs
 from contracts.events import TERMINAL_STATES, AuditRecord, UnitEvent
 from contracts.telemetry import PoolMetrics
 from services.kit import Delivery, Service
-from services.kit.config import KitSettings
+from services.kit.lag import track_lag
 from services.scaler.policy import (
     Policy,
     PoolState,
@@ -33,6 +33,7 @@ from services.scaler.policy import (
     state_from_bytes,
     state_to_bytes,
 )
+from services.scaler.settings import ScalerSettings, policies
 
 log = logging.getLogger("fleet.scaler")
 
@@ -52,84 +53,6 @@ MIGRATIONS = [
     )
     """,
 ]
-
-
-def _check_keys(self: Any) -> None:
-    """Values a Policy cannot work with, named with the fix (run on every pool table)."""
-    lo, hi = self.min, self.max
-    if (lo is not None and lo < 0) or (lo is not None and hi is not None and lo > hi):
-        raise ValueError(f"min={lo} and max={hi} need 0 <= min <= max")
-    if self.unit_capacity is not None and self.unit_capacity <= 0:
-        raise ValueError(f"unit_capacity={self.unit_capacity} must be > 0")
-    t = self.target_utilization
-    if t is not None and not 0 < t <= 1:
-        raise ValueError(f"target_utilization={t} must be in (0, 1]")
-
-
-PolicyKeys: Any = msgspec.defstruct(
-    "PolicyKeys",
-    [(f.name, f.type | None, None) for f in msgspec.structs.fields(Policy)],
-    kw_only=True,
-    namespace={"__post_init__": _check_keys},
-)
-"""A `[pools.<pool>]` table as the scaler reads it: Policy's fields, each optional (unset
-keys come from the default policy); other services' keys in the table are ignored."""
-
-
-def build_policy(keys: Any | None = None, base: Policy | None = None) -> Policy:
-    """`base` (or Policy's defaults) with the keys that are set laid over it."""
-    data = msgspec.structs.asdict(base) if base is not None else {}
-    if keys is not None:
-        data.update({k: v for k, v in msgspec.structs.asdict(keys).items() if v is not None})
-    return msgspec.convert(data, Policy)
-
-
-class ScalerOptions(msgspec.Struct, kw_only=True):
-    """`[scaler]`."""
-
-    stale_after_s: Annotated[float, Meta(gt=0)] = 5.0
-    """Metrics older than this (seconds, by their `ts`) are skipped: after a restart the
-    backlog describes a past that no proposal can fix. A few of the watcher's 1 s ticks."""
-    default_policy: PolicyKeys = msgspec.field(default_factory=PolicyKeys)
-    """`[scaler.default_policy]`: Policy keys for pools without a `[pools.<pool>]` table,
-    and the base those tables override; unset keys keep Policy's own defaults."""
-
-
-class ScalerSettings(KitSettings, kw_only=True):
-    """Settings of the scaler service."""
-
-    scaler: ScalerOptions = msgspec.field(default_factory=ScalerOptions)
-    pools: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
-    """`[pools.<pool>]`: the keys named as Policy's fields; other services' keys are ignored."""
-
-    def __post_init__(self) -> None:
-        # Fail at load time, naming the pool and the key; check the merged policies too
-        # (a default max below a pool's min is only visible once merged).
-        default, pools = policies(self)
-        for where, policy in [("scaler.default_policy", default), *pools.items()]:
-            try:
-                _check_keys(policy)
-            except ValueError as exc:
-                path = where if where.startswith("scaler.") else f"pools.{where}"
-                raise ValueError(f"{exc} - at `$.{path}`") from None
-
-
-def pool_keys(s: ScalerSettings, pool: str) -> Any:
-    """One pool's table as PolicyKeys; a bad value raises naming `pools.<pool>.<key>`."""
-    try:
-        return msgspec.convert(s.pools[pool], PolicyKeys, strict=False)
-    except msgspec.ValidationError as exc:
-        # msgspec paths do not name dict keys; say which pool, in msgspec's own form.
-        text = str(exc)
-        if " - at `$" in text:
-            raise ValueError(text.replace(" - at `$", f" - at `$.pools.{pool}", 1)) from None
-        raise ValueError(f"{text} - at `$.pools.{pool}`") from None
-
-
-def policies(s: ScalerSettings) -> tuple[Policy, dict[str, Policy]]:
-    """The default policy and each configured pool's, from the settings."""
-    default = build_policy(s.scaler.default_policy)
-    return default, {pool: build_policy(pool_keys(s, pool), default) for pool in s.pools}
 
 
 class Scaler(Service[ScalerSettings]):
@@ -165,9 +88,10 @@ class Scaler(Service[ScalerSettings]):
             deliver_policy=DeliverPolicy.NEW,
         )
         await self.consume(subjects.UNIT_ALL, UnitEvent, self.on_unit, durable="scaler-units")
-        await self.api_endpoint("scaling", dict, self.on_scaling)
+        track_lag(self)
+        await self.api_endpoint("scaling", NoArgs, self.on_scaling)
 
-    async def on_scaling(self, _req: dict[str, Any], d: Delivery) -> dict[str, Any]:
+    async def on_scaling(self, _req: NoArgs, d: Delivery) -> dict[str, Any]:
         """`fleet.api.scaling`: per pool, the count the scaler wants and why."""
         pools = {}
         for pool, (state, last_ts) in sorted(self.states.items()):

@@ -8,6 +8,7 @@ a restarted watcher still knows which units are ready, pending or ended.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -20,10 +21,14 @@ from nats.aio.msg import Msg
 from prometheus_client import Counter, Gauge
 
 from contracts import subjects
+from contracts.api import PoolQuery
 from contracts.events import TERMINAL_STATES, Alert, UnitEvent
 from contracts.telemetry import PoolMetrics, UnitTelemetry
 from services.kit import Delivery, Service
+from services.kit.lag import track_lag
+from services.kit.pools import PoolConfig
 from services.kit.service import RequestError
+from services.watcher.burst import Bursts
 from services.watcher.prometheus import PrometheusError, PrometheusSource, query
 from services.watcher.settings import WatcherSettings
 from services.watcher.units import (
@@ -55,12 +60,6 @@ MIGRATIONS = [
 ]
 
 
-class PoolsQuery(msgspec.Struct, kw_only=True):
-    """Request of `fleet.api.pools`: every pool, or one."""
-
-    pool: str | None = None
-
-
 class Watcher(Service[WatcherSettings]):
     """Turns unit telemetry into pool metrics and declares dead units failed."""
 
@@ -75,6 +74,14 @@ class Watcher(Service[WatcherSettings]):
         self.table = UnitTable()
         self.windows: dict[str, PoolWindow] = {}
         self.latest: dict[str, PoolMetrics] = {}
+        self.bursts = Bursts(
+            factor=self.opts.burst_factor,
+            rate_per_s=self.opts.burst_rate_per_s,
+            burst=self.opts.burst_size,
+            scale_up_at={p: c.scale_up_at for p, c in self.settings.pools.items()},
+            default_scale_up_at=PoolConfig().scale_up_at,
+        )
+        self._fast_seq = 0
         self.external: dict[str, tuple[float, float]] = {}
         """pool -> (value, read at) from its Prometheus source."""
         self._client: httpx.AsyncClient | None = None
@@ -106,7 +113,8 @@ class Watcher(Service[WatcherSettings]):
         self._tick_index = int(self._last_tick / self.opts.tick_s)
         await self.listen(subjects.TELEMETRY_ALL, self._telemetry_callback(), buffered=True)
         await self.consume(subjects.UNIT_ALL, UnitEvent, self.on_event, durable="watcher-units")
-        await self.api_endpoint("pools", PoolsQuery, self.on_pools)
+        track_lag(self)
+        await self.api_endpoint("pools", PoolQuery, self.on_pools)
         if self.opts.prometheus:
             self._client = httpx.AsyncClient()
             for pool, source in self.opts.prometheus.items():
@@ -138,6 +146,7 @@ class Watcher(Service[WatcherSettings]):
         """
         table, units, counts = self.table, self.table.units, self.metrics.counts
         ratio, decode, clock = self.opts.max_load_ratio, _TELEMETRY.decode, time.time
+        burst = self.bursts.heartbeat
 
         async def on_telemetry(msg: Msg) -> None:
             try:
@@ -154,7 +163,12 @@ class Watcher(Service[WatcherSettings]):
                 counts["telemetry_rejected"] += 1
                 await self.dead_letter(subject, msg.data, problem, "permanent")
                 return
-            ingest(table, subject, t, clock())
+            now = clock()
+            if rec is None or rec.failed_at is None:  # a failed unit's beats count for nothing
+                fast = burst(rec.last if rec is not None else None, t, now)
+                if fast is not None:
+                    self.spawn(self._publish_fast(t.pool, fast), "burst")
+            ingest(table, subject, t, now)
             counts["telemetry_ingested"] += 1
 
         return on_telemetry
@@ -202,9 +216,11 @@ class Watcher(Service[WatcherSettings]):
                 window = self.windows[pool] = PoolWindow()
             window.add(sample, self.opts.window_s)
             self.latest[pool] = window.metrics(pool)
+            self.bursts.published(self.latest[pool], sample)
         for pool in [p for p in self.windows if p not in samples]:
             del self.windows[pool]
             self.latest.pop(pool, None)
+            self.bursts.forget(pool)
             for state in ("ready", "pending"):
                 with contextlib.suppress(KeyError):
                     self._units.remove(pool, state)
@@ -225,6 +241,29 @@ class Watcher(Service[WatcherSettings]):
                 log.warning("could not publish metrics", exc_info=True, extra={"pool": pool})
                 continue
             self.metrics.count("metrics_published")
+
+    async def _publish_fast(self, pool: str, fast: PoolMetrics | float) -> None:
+        """A pool's load jumped between ticks (see `burst`): its metrics now, or, when the
+        pool's rate limit holds it, as soon as the limit allows."""
+        if not isinstance(fast, PoolMetrics):
+            await asyncio.sleep(max(0.0, fast - time.time()))
+            m = self.bursts.flush(pool, time.time())
+            if m is None:
+                return
+        else:
+            m = fast
+        self._fast_seq += 1
+        try:
+            await self.publish(
+                subjects.metrics(m.pool), m, msg_id=f"{m.pool}:{self._tick_index}:b{self._fast_seq}"
+            )
+        except Exception:
+            log.warning("could not publish burst metrics", exc_info=True, extra={"pool": m.pool})
+            return
+        if m.ts >= getattr(self.latest.get(m.pool), "ts", 0.0):  # no tick overtook it
+            self.latest[m.pool] = m
+        self.metrics.count("metrics_published")
+        self.metrics.count("metrics_published_fast")
 
     async def _declare_failed(self, f: Failure, now: float) -> None:
         event = UnitEvent(ts=now, pool=f.pool, unit=f.unit, state="failed", reason=f.reason)
@@ -276,7 +315,7 @@ class Watcher(Service[WatcherSettings]):
         return poll
 
     # -- API ------------------------------------------------------------------------
-    async def on_pools(self, q: PoolsQuery, d: Delivery) -> dict[str, Any]:
+    async def on_pools(self, q: PoolQuery, d: Delivery) -> dict[str, Any]:
         """`fleet.api.pools`: the latest PoolMetrics per pool, with unit counts."""
         counts: dict[str, dict[str, int]] = {}
         for rec in self.table.units.values():

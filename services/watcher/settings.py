@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 from msgspec import Meta
 
 from services.kit.config import KitSettings
+from services.kit.pools import PoolConfig
 from services.watcher.prometheus import PrometheusSource
 
 Positive = Annotated[float, Meta(gt=0)]
@@ -26,6 +27,17 @@ class WatcherOptions(msgspec.Struct, kw_only=True):
     """Seconds without a heartbeat after which a unit is declared failed (units heartbeat ~1 s)."""
     unhealthy_limit: Annotated[int, Meta(ge=1)] = 3
     """Heartbeats in a row with healthy=false after which a unit is declared failed."""
+    burst_factor: Annotated[float, Meta(ge=0)] = 1.5
+    """A pool whose demand (in flight + queued) reaches this many times its last published
+    demand gets its PoolMetrics at once, without waiting for the tick (as does one whose
+    utilization crosses its `scale_up_at`), so the scaler sees a burst within milliseconds.
+    1.5 catches a 2x step halfway through its units' heartbeats; 0 turns the fast path off."""
+    burst_rate_per_s: Positive = 10.0
+    """Most out-of-tick PoolMetrics per pool per second: a heartbeat storm adds at most
+    this many messages per pool per second to the metrics stream..."""
+    burst_size: Annotated[int, Meta(ge=1)] = 2
+    """... and at most this many in a row: a step's first part and its rest, as the
+    pool's units report it one by one."""
     max_load_ratio: Positive = 100.0
     """Telemetry with inflight above this many times capacity is rejected as absurd."""
     forget_after_s: Positive = 3600.0
@@ -38,6 +50,7 @@ class WatcherSettings(KitSettings, kw_only=True):
     """Settings of the watcher service."""
 
     watcher: WatcherOptions = msgspec.field(default_factory=WatcherOptions)
-    pools: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
-    """`[pools.<pool>]`: only the names matter here. A configured pool gets PoolMetrics
-    every tick even before it has a unit, so the scaler can bring it up to its `min`."""
+    pools: dict[str, PoolConfig] = msgspec.field(default_factory=dict)
+    """`[pools.<pool>]`: only the names matter here (the tables are validated all the same).
+    A configured pool gets PoolMetrics every tick even before it has a unit, so the scaler
+    can bring it up to its `min`."""

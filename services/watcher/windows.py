@@ -110,22 +110,48 @@ class PoolWindow:
         last = self.samples[-1]
         n = len(self.samples)
         span = sum(s.dt for s in self.samples) or 1.0
-        inflight = sum(s.inflight for s in self.samples) / n
-        queue = sum(s.queue_depth for s in self.samples) / n
-        arrivals = sum(s.arrivals for s in self.samples)
-        if last.capacity > 0:
-            util = min(1.0, inflight / last.capacity)
-        else:
-            util = 1.0 if inflight > 0 else 0.0
-        return PoolMetrics(
+        return pool_metrics(
+            pool,
             ts=last.t,
-            pool=pool,
-            window_s=round(span, 6),
-            units_ready=min(last.ready, 1_000_000),
-            units_pending=min(last.pending, 1_000_000),
-            inflight=min(inflight, 1e9),
-            capacity=min(last.capacity, 1e9),
-            queue_depth=min(queue, 1e9),
-            utilization=util,
-            arrival_rate=min(arrivals / span, 1e9),
+            window_s=span,
+            ready=last.ready,
+            pending=last.pending,
+            inflight=sum(s.inflight for s in self.samples) / n,
+            capacity=last.capacity,
+            queue_depth=sum(s.queue_depth for s in self.samples) / n,
+            arrival_rate=sum(s.arrivals for s in self.samples) / span,
         )
+
+
+def pool_metrics(
+    pool: str,
+    *,
+    ts: float,
+    window_s: float,
+    ready: int,
+    pending: int,
+    inflight: float,
+    capacity: float,
+    queue_depth: float,
+    arrival_rate: float,
+) -> PoolMetrics:
+    """PoolMetrics with utilization derived and every value inside the contract's bounds."""
+    return PoolMetrics(
+        ts=ts,
+        pool=pool,
+        window_s=round(window_s, 6),
+        units_ready=max(0, min(ready, 1_000_000)),
+        units_pending=max(0, min(pending, 1_000_000)),
+        inflight=max(0.0, min(inflight, 1e9)),
+        capacity=max(0.0, min(capacity, 1e9)),
+        queue_depth=max(0.0, min(queue_depth, 1e9)),
+        utilization=utilization(inflight, capacity),
+        arrival_rate=max(0.0, min(arrival_rate, 1e9)),
+    )
+
+
+def utilization(inflight: float, capacity: float) -> float:
+    """In-flight work over ready capacity, 0..1; work with no capacity at all is 1."""
+    if capacity > 0:
+        return max(0.0, min(1.0, inflight / capacity))
+    return 1.0 if inflight > 0 else 0.0

@@ -1,7 +1,24 @@
-"""A local Hypercore cluster node from its HTTP handlers: `/spawn`, `/stop?id=`, `/list`.
+"""A local Hypercore cluster node, rebuilt from Vistara-Labs/hypercore's source.
 
-No auth. Answers {"response": ...} or 400 {"error": "..."}, and leaves
-zero-valued fields out of its JSON as Go's `omitempty` does.
+Reference followed (the only one there is): Vistara-Labs/hypercore at its 2026-01-29
+commit: `pkg/cluster/service.go` (the HTTP handlers and `writeResponse`),
+`pkg/cluster/serf.go` (SpawnRequest, StopRequest, the 5 s WorkloadBroadcastPeriod, the
+`node.ip` chunk markers) and `pkg/proto/cluster.proto` (VmSpawnRequest, NodeStateResponse).
+
+- No auth. Answers 200 `{"response": ...}` or 400 `{"error": "<Go error text>"}`, and
+  leaves zero-valued fields out as `omitempty` does.
+- `/spawn` decodes a `VmSpawnRequest` with Go's encoding/json: unknown fields are ignored
+  (as there), a wrongly typed field is a 400 "json: cannot unmarshal ..." (checked with
+  `SPAWN_SCHEMA`). With no room on any node it answers the source's text "no suitable
+  node found after trying all policy-selected candidates".
+- `/stop?id=` of an id no node holds answers 400 "no success response received from
+  nodes"; a stop answers the node `{id, ip}`, where `ip` is a marker such as
+  "node-1_complete", never an address.
+- `/list` answers from the last state broadcast: a new workload shows only after
+  `settle()` (the node's 5 s tick), and a stopped one leaves it then too.
+
+Left open by the source: how long a real broadcast takes to reach the node you ask
+(gossip); the adapter waits `list_lag_s` (10 s by default) before trusting an absence.
 """
 
 from __future__ import annotations
@@ -9,9 +26,27 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from tests.fakes.server import FakeProvider, Reply, Request
+from tests.fakes.server import FakeProvider, Reply, Request, schema_errors
 
-SPAWN_KEYS = {"cores", "memory", "image_ref", "ports", "env", "dry_run"}
+SPAWN_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "cores": {"type": "integer", "minimum": 0, "maximum": 4294967295},
+        "memory": {"type": "integer", "minimum": 0, "maximum": 4294967295},
+        "image_ref": {"type": "string"},
+        "ports": {
+            "type": "object",
+            "propertyNames": {"pattern": "^[0-9]+$"},
+            "additionalProperties": {"type": "integer", "minimum": 0},
+        },
+        "dry_run": {"type": "boolean"},
+        "env": {"type": "array", "items": {"type": "string"}},
+    },
+}
+"""`VmSpawnRequest` (cluster.proto) as Go's encoding/json decodes it."""
+
+NO_ROOM = "no suitable node found after trying all policy-selected candidates"
+GONE = "no success response received from nodes"
 
 
 def _omit_zero(obj: Any) -> Any:
@@ -25,7 +60,7 @@ def _omit_zero(obj: Any) -> Any:
 
 
 class HypercoreFake(FakeProvider):
-    """One Hypercore node, in memory."""
+    """One Hypercore node, in memory, with a lagging `/list`."""
 
     provider = "hypercore"
 
@@ -36,7 +71,14 @@ class HypercoreFake(FakeProvider):
     def __init__(self) -> None:
         super().__init__()
         self.workloads: dict[str, dict[str, Any]] = {}
+        self.broadcast: dict[str, dict[str, Any]] = {}
+        """What `/list` shows: the workloads as of the last `settle()`."""
         self.destroyed: list[str] = []
+
+    def settle(self) -> None:
+        """The node's state broadcast: `/list` now shows what runs."""
+        with self.lock:
+            self.broadcast = dict(self.workloads)
 
     def error_reply(self, status: int, req: Request) -> Reply:
         return Reply(status, {"error": f"injected {status}"})
@@ -45,7 +87,7 @@ class HypercoreFake(FakeProvider):
         return req.path == "/spawn"
 
     def capacity_reply(self, req: Request) -> Reply:
-        return Reply(400, {"error": "insufficient resources on any node"})
+        return Reply(400, {"error": NO_ROOM})
 
     def route(self, req: Request) -> Reply:
         match req.path.rstrip("/"):
@@ -54,25 +96,26 @@ class HypercoreFake(FakeProvider):
             case "/stop":
                 ident = req.query.get("id", "")
                 if self.workloads.pop(ident, None) is None:
-                    return Reply(400, {"error": f"workload {ident} not found"})
+                    return Reply(400, {"error": GONE})
                 self.destroyed.append(ident)
-                return Reply(200, {"response": {"id": ident, "ip": "10.0.0.2"}})
+                return Reply(200, {"response": {"id": "node-1", "ip": "node-1_complete"}})
             case "/list":
-                node = {"id": "node-1", "ip": "10.0.0.2"}
-                wl = [{"id": i, "source_request": src} for i, src in self.workloads.items()]
+                node = {"id": "node-1", "ip": "node-1_complete"}
+                wl = [{"id": i, "source_request": src} for i, src in self.broadcast.items()]
                 states = [{"node": node, "workloads": wl}]
                 return Reply(200, _omit_zero({"response": {"states": states}}))
         return Reply(404, text="404 page not found\n")
 
     def _spawn(self, body: Any) -> Reply:
-        if not isinstance(body, dict) or set(body) - SPAWN_KEYS:
-            return Reply(400, {"error": "json: unknown field or bad body"})
-        cores, memory = body.get("cores"), body.get("memory")
-        if not isinstance(cores, int) or cores <= 0 or not isinstance(memory, int) or memory <= 0:
-            return Reply(400, {"error": "cores and memory must be positive"})
-        if not body.get("image_ref"):
-            return Reply(400, {"error": "image_ref is required"})
-        used = sum(w.get("cores", 0) for w in self.workloads.values())
+        errors = schema_errors(SPAWN_SCHEMA, body)
+        if errors:
+            field = errors[0].split(":")[0]
+            return Reply(
+                400,
+                {"error": f"json: cannot unmarshal into Go struct field VmSpawnRequest.{field}"},
+            )
+        cores = int(body.get("cores") or 0)
+        used = sum(int(w.get("cores") or 0) for w in self.workloads.values())
         if used + cores > self.max_cores:
             return self.capacity_reply(Request("POST", "", {}, {}, None))
         if body.get("dry_run"):

@@ -1,10 +1,31 @@
-"""A local io.net VMaaS API (api.io.solutions) from its documented shapes.
+"""A local io.net VMaaS API (api.io.solutions), rebuilt from io.net's published reference.
 
-`x-api-key` auth; `GET .../vmaas/hardware` -> {"data": {"hardware": [...]}};
-`POST .../vmaas/deploy` validated like the real one (no extra properties, ranges,
-422 {"detail": [{loc, msg, type}]}), answering {"status", "deployment_id"} (or
-{"data": {"deployment_id"}} with `wrapped_deploy=True`); deployment details, its
-VMs, destroy. Listing deployments is undocumented: served unless `list_endpoint=False`.
+Reference followed (read November 2026): io.net/docs/reference/vmaas/get-hardware-list,
+/deploy-vms, /destroy-deployment, /get-deployment-vms, /example-deploying-using-APIs and
+/get-started-with-vmaas-api (the deployments-list example).
+
+- `x-api-key` header; without a valid one, 401 `{"detail": ...}` (FastAPI's shape, as the
+  422 `HTTPValidationError` in the reference).
+- `GET .../vmaas/hardware` -> `{"data": {"hardware": [HardwareItem]}}`: items as in the
+  worked example (`id` "12__2" to key the list, `deploy_id` 12 to deploy with,
+  `num_cards` GPUs per VM, `price` USD/h for that configuration, `location` "US").
+- `POST .../vmaas/deploy` is validated against `DEPLOY_SCHEMA`, written from the
+  reference's `VMaasDeployRequest`: `additionalProperties: false`, the four required
+  fields, `vm_image_type` in {general, datascience}, `location_ids` one item or null.
+  Violations answer 422 `{"detail": [{loc, msg, type}]}`. A `hardware_id` that is no
+  hardware's `deploy_id` (such as an item's `id`) answers 404 "Not found".
+- The deploy answer is an empty 200 body by default: the reference's response schema is
+  `{}` and a third-party client reports an empty body (`deploy_reply` overrides it).
+
+Left open by the reference, chosen here and coped with by the adapter:
+- No capacity error is documented: a sold-out configuration answers 400 with a `detail`
+  string (the adapter treats 400/404 on deploy as "no capacity here" and fails over).
+- Listing VMaaS deployments is undocumented: `GET .../vmaas/deployments` answers the
+  get-started example's shape with CaaS paging (`page` from 0, `page_size` <= 100); off
+  with `list_endpoint=False` (the adapter then reads the deployments it started).
+- Deployment details and statuses follow the CaaS page the VMaaS one redirects to
+  (statuses: deployment requested, running, completed, failed, termination requested,
+  destroyed).
 """
 
 from __future__ import annotations
@@ -13,67 +34,80 @@ import itertools
 import uuid
 from typing import Any
 
-from tests.fakes.server import FakeProvider, Reply, Request
+from tests.fakes.server import FakeProvider, Reply, Request, schema_errors
 
 VMAAS = "/enterprise/v1/io-cloud/vmaas"
-DEPLOY_KEYS = {
-    "resource_private_name": str,
-    "duration_hours": int,
-    "gpus_per_vm": int,
-    "hardware_id": int,
-    "location_ids": list,
-    "ssh_keys": dict,
-    "vm_image_type": str,
+
+DEPLOY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["resource_private_name", "duration_hours", "gpus_per_vm", "hardware_id"],
+    "properties": {
+        "ssh_keys": {
+            "anyOf": [
+                {"type": "object", "additionalProperties": {"type": "string"}},
+                {"type": "null"},
+            ]
+        },
+        "resource_private_name": {"type": "string"},
+        "node_pool_id": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+        "duration_hours": {"type": "integer", "exclusiveMinimum": 0, "maximum": 8760},
+        "gpus_per_vm": {"type": "integer", "minimum": 1, "maximum": 8},
+        "hardware_id": {"anyOf": [{"type": "integer"}, {"type": "string"}]},
+        "location_ids": {
+            "anyOf": [
+                {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": 1,
+                    "items": {"anyOf": [{"type": "integer"}, {"type": "string"}]},
+                },
+                {"type": "null"},
+            ]
+        },
+        "vms_qty": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
+        "github_ids": {"anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "null"}]},
+        "vm_image_type": {"enum": ["general", "datascience"]},
+        "network_services": {"type": "object"},
+    },
 }
+"""`VMaasDeployRequest` from the deploy-vms reference page."""
+
+
+def _hw(ident: str, deploy_id: int | str, name: str, cards: int, price: float, vram: int,
+        location: str, sold_out: bool = False) -> dict[str, Any]:  # fmt: skip
+    return {
+        "id": ident,
+        "deploy_id": deploy_id,
+        "name": name,
+        "num_cards": cards,
+        "supplier": "internal",
+        "sold_out": sold_out,
+        "price": price,
+        "vram_per_card": vram,
+        "interconnect": None,
+        "nvlink": False,
+        "storage": 500 * cards,
+        "vcpu": 16 * cards,
+        "memory": 64 * cards,
+        "location": location,
+    }
+
 
 DEFAULT_HARDWARE = [
-    {
-        "id": 101,
-        "deploy_id": 101,
-        "name": "NVIDIA H100 80GB HBM3",
-        "num_cards": 16,
-        "supplier": "io",
-        "sold_out": False,
-        "price": 1.99,
-        "vram_per_card": 80,
-        "storage": 2000,
-        "vcpu": 32,
-        "memory": 256,
-        "location": {"id": 7, "name": "US-Texas"},
-    },
-    {
-        "id": 102,
-        "deploy_id": 102,
-        "name": "NVIDIA A100 80GB PCIe",
-        "num_cards": 8,
-        "supplier": "io",
-        "sold_out": False,
-        "price": 1.19,
-        "vram_per_card": 80,
-        "storage": 1000,
-        "vcpu": 16,
-        "memory": 128,
-        "location": {"id": 8, "name": "EU-Finland"},
-    },
-    {
-        "id": 103,
-        "deploy_id": 103,
-        "name": "NVIDIA GeForce RTX 4090",
-        "num_cards": 0,
-        "supplier": "io",
-        "sold_out": True,
-        "price": 0.29,
-        "vram_per_card": 24,
-        "storage": 500,
-        "vcpu": 8,
-        "memory": 64,
-        "location": {"id": 7, "name": "US-Texas"},
-    },
+    _hw("101__1", 101, "H100 80GB HBM3", 1, 1.99, 80, "US"),
+    _hw("101__2", 101, "H100 80GB HBM3", 2, 3.98, 80, "US"),
+    _hw("102__1", 102, "A100 80GB PCIe", 1, 1.19, 80, "FI"),
+    _hw("12__1", 12, "GeForce RTX 4090", 1, 0.3, 24, "US", sold_out=True),
 ]
 
 
-def _err(loc: str, msg: str, typ: str = "value_error") -> dict[str, Any]:
-    return {"loc": ["body", loc], "msg": msg, "type": typ}
+def _detail(errors: list[str]) -> list[dict[str, Any]]:
+    out = []
+    for line in errors:
+        loc, _, msg = line.partition(": ")
+        out.append({"loc": ["body", *loc.split(".")], "msg": msg, "type": "value_error"})
+    return out
 
 
 def _public(dep: dict[str, Any]) -> dict[str, Any]:
@@ -88,13 +122,17 @@ class IoNetFake(FakeProvider):
     api_key = "io-test-key-51c0d2"
 
     def __init__(
-        self, api_key: str | None = None, wrapped_deploy: bool = False, list_endpoint: bool = True
+        self,
+        api_key: str | None = None,
+        deploy_reply: Any = None,
+        list_endpoint: bool = True,
     ) -> None:
         super().__init__(api_key)
         self.hardware: list[dict[str, Any]] = [dict(h) for h in DEFAULT_HARDWARE]
         self.deployments: dict[str, dict[str, Any]] = {}
         self.destroyed: list[str] = []
-        self.wrapped_deploy = wrapped_deploy
+        self.deploy_reply = deploy_reply
+        """None: an empty 200 body; else a callable(dep_id) -> JSON body."""
         self.list_endpoint = list_endpoint
         self._vm_ids = itertools.count(1)
 
@@ -110,7 +148,7 @@ class IoNetFake(FakeProvider):
         return req.method == "POST" and req.path == f"{VMAAS}/deploy"
 
     def capacity_reply(self, req: Request) -> Reply:
-        return Reply(400, {"detail": "Hardware is sold_out: not enough available cards"})
+        return Reply(400, {"detail": "Not enough available hardware for this configuration"})
 
     def route(self, req: Request) -> Reply:
         if not req.path.startswith(VMAAS):
@@ -122,71 +160,74 @@ class IoNetFake(FakeProvider):
             case ("POST", ["deploy"]):
                 return self._deploy(req.body)
             case ("GET", ["deployments"]) if self.list_endpoint:
-                return Reply(
-                    200, {"data": {"deployments": [_public(d) for d in self.deployments.values()]}}
-                )
+                return self._list(req)
             case ("GET", ["deployment", dep_id]):
                 dep = self.deployments.get(dep_id)
                 if dep is None:
-                    return Reply(404, {"detail": "Deployment not found"})
+                    return Reply(404, {"detail": "Not found"})
                 return Reply(200, {"data": _public(dep)})
             case ("GET", ["deployment", dep_id, "vms"]):
                 dep = self.deployments.get(dep_id)
                 if dep is None:
-                    return Reply(404, {"detail": "Deployment not found"})
+                    return Reply(404, {"detail": "Not found"})
                 vms = dep["_vms"]
                 return Reply(200, {"data": {"total": len(vms), "workers": vms}})
             case ("DELETE", ["deployment", dep_id]):
                 if self.deployments.pop(dep_id, None) is None:
-                    return Reply(404, {"detail": "Deployment not found"})
+                    return Reply(404, {"detail": "Not found"})
                 self.destroyed.append(dep_id)
-                return Reply(200, {"status": "success"})
+                return Reply(200, {})
         return Reply(404, {"detail": "Not Found"})
 
+    def _list(self, req: Request) -> Reply:
+        try:
+            page = int(req.query.get("page", "0"))
+            size = int(req.query.get("page_size", "10"))
+        except ValueError:
+            return Reply(422, {"detail": _detail(["query.page: must be an integer"])})
+        if not 1 <= size <= 100 or page < 0:
+            return Reply(422, {"detail": _detail(["query.page_size: must be in 1..100"])})
+        items = [_public(d) for d in self.deployments.values()]
+        chunk = items[page * size : (page + 1) * size]
+        statuses = sorted({d["status"] for d in items})
+        return Reply(
+            200, {"data": {"deployments": chunk, "total": len(items), "statuses": statuses}}
+        )
+
     def _deploy(self, body: Any) -> Reply:
-        if not isinstance(body, dict):
-            return Reply(422, {"detail": [_err("", "body must be an object", "type_error")]})
-        errors = [
-            _err(k, "extra fields not permitted", "extra_forbidden")
-            for k in body
-            if k not in DEPLOY_KEYS
-        ]
-        for key, typ in DEPLOY_KEYS.items():
-            if key not in body:
-                if key != "ssh_keys":
-                    errors.append(_err(key, "field required", "missing"))
-            elif not isinstance(body[key], typ) or isinstance(body[key], bool):
-                errors.append(_err(key, f"must be {typ.__name__}", "type_error"))
-        if not errors:
-            if not 1 <= body["duration_hours"] <= 8760:
-                errors.append(_err("duration_hours", "must be in 1..8760"))
-            if not 1 <= body["gpus_per_vm"] <= 8:
-                errors.append(_err("gpus_per_vm", "must be in 1..8"))
-            if len(body["location_ids"]) != 1:
-                errors.append(_err("location_ids", "exactly one location is supported"))
+        errors = schema_errors(DEPLOY_SCHEMA, body)
         if errors:
-            return Reply(422, {"detail": errors})
-        hw = next((h for h in self.hardware if h["id"] == body["hardware_id"]), None)
-        if hw is None:
-            return Reply(404, {"detail": "Hardware not found"})
-        if hw["sold_out"] or hw["num_cards"] < body["gpus_per_vm"]:
+            return Reply(422, {"detail": _detail(errors)})
+        wanted_loc = (body.get("location_ids") or [None])[0]
+        configs = [
+            h
+            for h in self.hardware
+            if h["deploy_id"] == body["hardware_id"]
+            and h["num_cards"] == body["gpus_per_vm"]
+            and wanted_loc in (None, h["location"])
+        ]
+        if not configs:
+            return Reply(404, {"detail": "Not found"})
+        free = [h for h in configs if not h["sold_out"]]
+        if not free:
             return self.capacity_reply(Request("POST", "", {}, {}, None))
-        hw["num_cards"] -= body["gpus_per_vm"]
+        hw = free[0]
         dep_id = str(uuid.uuid4())
         self.deployments[dep_id] = {
             "id": dep_id,
-            "status": "deploying",
+            "status": "deployment requested",
             "name": body["resource_private_name"],
-            "total_gpus": body["gpus_per_vm"],
-            "hardware_name": hw["name"],
-            "brand_name": "NVIDIA",
             "completed_percent": 0,
-            "amount_paid": hw["price"] * body["gpus_per_vm"],
+            "hardware_quantity": 1,
+            "brand_name": "NVIDIA",
+            "hardware_name": hw["name"],
+            "compute_minutes_served": 0,
+            "compute_minutes_remaining": 60 * body["duration_hours"],
             "_vms": [{"vm_id": f"vm-{next(self._vm_ids)}", "status": "pending"}],
         }
-        if self.wrapped_deploy:
-            return Reply(200, {"data": {"deployment_id": dep_id}})
-        return Reply(200, {"status": "success", "deployment_id": dep_id})
+        if self.deploy_reply is None:
+            return Reply(200)
+        return Reply(200, self.deploy_reply(dep_id))
 
     def run_all(self) -> None:
         """Every deployment reaches status `running`."""

@@ -1,17 +1,62 @@
-"""A local Lambda Cloud API (cloud.lambdalabs.com/api/v1) from its OpenAPI shapes.
+"""A local Lambda Cloud API (cloud.lambda.ai/api/v1), rebuilt from Lambda's OpenAPI.
 
-Bearer auth; `GET /instance-types` (price_cents_per_hour an int for some types and a
-string for others); `POST /instance-operations/launch` that may launch fewer than
-asked (`launch_limit`); terminate; `GET /instances`. Errors are
-{"error": {"code", "message", "suggestion"}}.
+Reference followed: the Lambda Cloud API OpenAPI (info.version 1.8.3 as published with
+lambda-ai-cloud-api-client, servers `cloud.lambda.ai` and the deprecated
+`cloud.lambdalabs.com`; read November 2026) and docs.lambda.ai/api/cloud.
+
+- Bearer auth (Basic with the key and a trailing colon is accepted too, as documented);
+  401 `{"error": {"code": "global/invalid-api-key", ...}}` with the spec's default texts.
+- `GET /instance-types` -> `{"data": {name: {instance_type, regions_with_capacity_available}}}`
+  with `price_cents_per_hour` an integer, as the spec types it.
+- `POST /instance-operations/launch` is validated against `LAUNCH_SCHEMA`, written from
+  `InstanceLaunchRequest`: region_name (one of the PublicRegionCode values),
+  instance_type_name and ssh_key_names required; name at most 64 characters. The spec
+  does not forbid other fields, so (like the service) the fake ignores them: a
+  `quantity` is not part of the API and launches one instance. Errors are 400 with
+  `instance-operations/launch/insufficient-capacity`, `global/invalid-parameters`,
+  `global/quota-exceeded`; 404 `global/object-does-not-exist` for an unknown type.
+- Terminate: 404 `global/object-does-not-exist` for unknown ids; else the terminated
+  instances, status `terminating`.
+- Statuses served: booting, active, unhealthy, terminating, terminated, preempted.
+
+Left open: whether the old host still answers or redirects (`redirect_to` makes this
+fake answer every request with a 301 to another base URL, to test that the adapter does
+not carry its key there), and the message texts (the spec says to key on `code`).
 """
 
 from __future__ import annotations
 
+import base64
 import itertools
 from typing import Any
 
-from tests.fakes.server import FakeProvider, Reply, Request
+from tests.fakes.server import FakeProvider, Reply, Request, schema_errors
+
+REGIONS = [
+    "europe-central-1", "asia-south-1", "australia-east-1", "me-west-1", "asia-northeast-1",
+    "asia-northeast-2", "us-east-1", "us-west-2", "us-west-1", "us-south-1", "us-west-3",
+    "us-midwest-1", "us-east-2", "us-south-2", "us-south-3", "us-east-3", "us-midwest-2",
+]  # fmt: skip
+"""`PublicRegionCode` in the spec."""
+
+LAUNCH_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["region_name", "instance_type_name", "ssh_key_names"],
+    "properties": {
+        "region_name": {"enum": REGIONS},
+        "instance_type_name": {"type": "string"},
+        "ssh_key_names": {"type": "array", "items": {"type": "string"}},
+        "file_system_names": {"type": "array", "items": {"type": "string"}},
+        "file_system_mounts": {"type": "array"},
+        "hostname": {"type": "string", "pattern": "^[a-z0-9][0-9a-z-]{0,62}$"},
+        "name": {"type": "string", "maxLength": 64},
+        "image": {"type": "object"},
+        "user_data": {"type": "string"},
+        "tags": {"type": "array"},
+        "firewall_rulesets": {"type": "array"},
+    },
+}
+"""`InstanceLaunchRequest` in the spec (no `additionalProperties: false` there)."""
 
 
 def _type(name: str, cents: int | str, desc: str, gpu_desc: str, gpus: int, regions: list[str]):
@@ -56,7 +101,7 @@ class LambdaFake(FakeProvider):
             ),
             "gpu_1x_h100_pcie": _type(
                 "gpu_1x_h100_pcie",
-                "249",
+                249,
                 "1x H100 (80 GB PCIe)",
                 "H100 (80 GB PCIe)",
                 1,
@@ -69,12 +114,17 @@ class LambdaFake(FakeProvider):
         self.instances: dict[str, dict[str, Any]] = {}
         self.ssh_keys = {"fleet-key"}
         self.launch_limit: int | None = None
-        """When set, a launch starts at most this many instances (capacity ran out)."""
+        """When set, only this many more launches succeed (capacity runs out)."""
+        self.redirect_to: str | None = None
+        """When set, every request answers 301 to this base URL (an old host moved)."""
         self.destroyed: list[str] = []
         self._ids = itertools.count(1)
 
     def check_auth(self, req: Request) -> Reply | None:
-        if self.bearer_ok(req):
+        if self.redirect_to is not None:
+            return Reply(301, headers={"Location": self.redirect_to + req.path})
+        basic = "Basic " + base64.b64encode(f"{self.api_key}:".encode()).decode()
+        if self.bearer_ok(req) or req.headers.get("authorization") == basic:
             return None
         return _error(
             401,
@@ -115,7 +165,7 @@ class LambdaFake(FakeProvider):
                 gone = []
                 for i in ids:
                     inst = self.instances.pop(i)
-                    inst["status"] = "terminated"
+                    inst["status"] = "terminating"
                     gone.append(inst)
                     self.destroyed.append(i)
                 return Reply(200, {"data": {"terminated_instances": gone}})
@@ -124,40 +174,43 @@ class LambdaFake(FakeProvider):
         return _error(404, "global/object-does-not-exist", f"no route {req.path}")
 
     def _launch(self, body: Any) -> Reply:
-        if not isinstance(body, dict):
-            return _error(400, "global/invalid-parameters", "body must be an object")
-        for key in ("region_name", "instance_type_name"):
-            if not isinstance(body.get(key), str):
-                return _error(400, "global/invalid-parameters", f"{key} is required")
-        keys = body.get("ssh_key_names")
-        if not isinstance(keys, list) or len(keys) != 1 or keys[0] not in self.ssh_keys:
+        errors = schema_errors(LAUNCH_SCHEMA, body)
+        if errors:
+            return _error(400, "global/invalid-parameters", "Invalid request data.", errors[0])
+        keys = body["ssh_key_names"]
+        if len(keys) != 1 or keys[0] not in self.ssh_keys:
             return _error(
                 400,
                 "global/invalid-parameters",
-                "ssh_key_names must name exactly one registered SSH key",
+                "Invalid request data.",
+                "Exactly one registered SSH key must be specified.",
             )
         entry = self.types.get(body["instance_type_name"])
         if entry is None:
-            return _error(404, "global/object-does-not-exist", "unknown instance type")
+            return _error(
+                404,
+                "global/object-does-not-exist",
+                "Instance type not found.",
+                "Check the instance type name.",
+            )
         regions = {r["name"] for r in entry["regions_with_capacity_available"]}
-        if body["region_name"] not in regions:
+        if body["region_name"] not in regions or self.launch_limit == 0:
             return self.capacity_reply(Request("POST", "", {}, {}, None))
-        quantity = int(body.get("quantity") or 1)
         if self.launch_limit is not None:
-            quantity = min(quantity, self.launch_limit)
-        if quantity <= 0:
-            return self.capacity_reply(Request("POST", "", {}, {}, None))
-        ids = []
-        for _ in range(quantity):
-            ident = f"0920582c7ff041399e34823a0be6{next(self._ids):04d}"
-            self.instances[ident] = {
-                "id": ident,
-                "name": body.get("name"),
-                "status": "booting",
-                "ip": None,
-                "region": {"name": body["region_name"]},
-                "instance_type": entry["instance_type"],
-                "ssh_key_names": keys,
-            }
-            ids.append(ident)
-        return Reply(200, {"data": {"instance_ids": ids}})
+            self.launch_limit -= 1
+        ident = f"0920582c7ff041399e34823a0be6{next(self._ids):04d}"
+        self.instances[ident] = {
+            "id": ident,
+            "name": body.get("name"),
+            "status": "booting",
+            "ssh_key_names": keys,
+            "file_system_names": [],
+            "region": {"name": body["region_name"], "description": body["region_name"]},
+            "instance_type": entry["instance_type"],
+            "hostname": f"{ident[:8]}.cloud.lambda.ai",
+            "jupyter_token": "",
+            "jupyter_url": "",
+            "is_reserved": False,
+            "actions": {},
+        }
+        return Reply(200, {"data": {"instance_ids": [ident]}})

@@ -5,7 +5,9 @@ each provider fake builds on, with the fault injection every fake shares.
         fake.url, fake.api_key
         fake.fail_next(429, n=2)        # next two requests answer 429
         fake.fail_next("timeout")       # next request hangs past the client's timeout
+        fake.fail_next("late")          # next request is carried out, then its answer hangs
         fake.fail_creates(True)         # creates fail the provider's way for "no capacity"
+        fake.create_faults.append(Reply(422, {...}))  # the next create answers this
         fake.requests                   # (method, path, body) of every request seen
 """
 
@@ -17,6 +19,17 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from jsonschema import Draft202012Validator
+
+
+def schema_errors(schema: dict[str, Any], instance: Any) -> list[str]:
+    """Every way `instance` breaks `schema` (JSON Schema 2020-12), as `path: message`
+    lines in a stable order; empty when it conforms. The fakes validate each request
+    body with a schema written from the provider's published reference."""
+    validator = Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.path)))
+    return [f"{'.'.join(map(str, e.path)) or '$'}: {e.message}" for e in errors]
 
 
 @dataclass
@@ -71,6 +84,9 @@ class FakeProvider:
         self.requests: list[Request] = []
         self._faults: list[_Fault] = []
         self._fail_creates = False
+        self._late_creates = 0
+        self.create_faults: list[Reply] = []
+        """Replies for the next creates, in order (other requests are answered normally)."""
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -155,6 +171,12 @@ class FakeProvider:
         with self.lock:
             self._fail_creates = on
 
+    def lose_create_answers(self, n: int = 1) -> None:
+        """The next `n` creates are carried out, then their answers hang past the client's
+        timeout: what a dropped connection after a provider billed looks like."""
+        with self.lock:
+            self._late_creates += n
+
     def clear_faults(self) -> None:
         """Drop pending faults."""
         with self.lock:
@@ -173,6 +195,9 @@ class FakeProvider:
     def is_create(self, req: Request) -> bool:
         """Whether `req` starts units (for `fail_creates`)."""
         return False
+
+    def settle(self) -> None:
+        """Bring the provider's listings up to date (for providers whose list lags)."""
 
     def capacity_reply(self, req: Request) -> Reply:
         """How the provider says there is no capacity."""
@@ -206,7 +231,17 @@ class FakeProvider:
         with self.lock:
             self.requests.append(req)
             fault = self._faults.pop(0) if self._faults else None
-        if fault is not None and fault.kind == "timeout":
+        late_create = False
+        if fault is None and self._late_creates and self.is_create(req):
+            with self.lock:
+                self._late_creates -= 1
+            late_create = True
+        if late_create or (fault is not None and fault.kind == "late"):
+            with self.lock:
+                self.route(req)
+            self._stopping.wait(self.hang_s)
+            reply = Reply(504, {"error": "late"})
+        elif fault is not None and fault.kind == "timeout":
             self._stopping.wait(self.hang_s)
             reply = Reply(504, {"error": "late"})
         elif fault is not None:
@@ -223,6 +258,9 @@ class FakeProvider:
             denied = self.check_auth(req)
             if denied is not None:
                 reply = denied
+            elif self.create_faults and self.is_create(req):
+                with self.lock:
+                    reply = self.create_faults.pop(0)
             elif self._fail_creates and self.is_create(req):
                 reply = self.capacity_reply(req)
             else:

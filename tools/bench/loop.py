@@ -6,9 +6,11 @@ as `fleet run` child processes, as in `fleet up`. The bench plays the units of
 (where a scaled pool sits), then its load doubles. The figure is the time from
 publishing the first telemetry that shows the doubled load to receiving the
 cost-guard's approval of the resulting scale-up on `fleet.budget.approved`,
-for each step; p50 and p99 over all steps. Goal: p99 <= 2 s with the default
-1 s watcher tick. Pools step in rounds of `--parallel`, with random phase
-against the tick, so every step sees a different tick alignment.
+for each step; p50 and p99 over all steps. Goal: p99 <= 250 ms with the default
+1 s watcher tick: the watcher publishes a pool's metrics at once when its load
+jumps (services/watcher/burst.py), so the tick no longer bounds the loop. Pools
+step in rounds of `--parallel`, with random phase against the tick, so every
+step sees a different tick alignment.
 
 The same-run baseline is a NATS round trip through JetStream (publish with ack
 and a consumer receiving it): the floor any event-driven loop pays per hop.
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import random
 import statistics
@@ -36,13 +39,14 @@ import nats
 
 from contracts import subjects
 from contracts.telemetry import UnitTelemetry
+from tools.bench.progress import phase
 from tools.natsserver import start_nats, stop_nats
 
 SERVICES = ("watcher", "scaler", "costguard", "provisioner")
 UNITS = 4
 CAPACITY = 8.0
 TARGET = 0.7
-GOAL_P99_S = 2.0
+GOAL_P99_S = 0.25
 ENCODER = msgspec.json.Encoder()
 
 
@@ -147,7 +151,8 @@ class Hops:
         if (
             pool in self.t0
             and pool not in self.metrics
-            and demand > 1.5 * UNITS * CAPACITY * TARGET
+            and doc.get("ts", 0) >= self.t0[pool]
+            and demand > 1.2 * UNITS * CAPACITY * TARGET  # the step, not the steady load
         ):
             self.metrics[pool] = time.time()
 
@@ -157,6 +162,7 @@ class Hops:
         if (
             pool in self.t0
             and pool not in self.proposal
+            and doc.get("ts", 0) >= self.t0[pool]
             and doc.get("desired", 0) > doc.get("current", 0)
         ):
             self.proposal[pool] = time.time()
@@ -214,7 +220,9 @@ async def _measure(
 ) -> dict[str, Any]:
     nc = await nats.connect(url)
     try:
+        phase("waiting for the services")
         await _wait_services(nc, procs, tmp)
+        phase("baseline: JetStream publish-to-consume hops")
         base = await _baseline(nc)
         loop = asyncio.get_running_loop()
         approved: dict[str, asyncio.Future[float]] = {p: loop.create_future() for p in pools}
@@ -222,12 +230,16 @@ async def _measure(
         async def on_verdict(msg: Any) -> None:
             now = time.time()
             try:
-                pool = json.loads(msg.data)["request"]["pool"]
+                request = json.loads(msg.data)["request"]
+                pool, ts = request["pool"], float(request["ts"])
             except (ValueError, KeyError, TypeError):
                 return
             fut = approved.get(pool)
-            if fut is not None and not fut.done():
-                fut.set_result(now)
+            # Only a scale-up decided on the step's metrics: the warm-up's own metrics
+            # (published at once as the units appear) may get approvals of their own.
+            if fut is not None and not fut.done() and ts >= hops.t0.get(pool, math.inf):
+                if request.get("desired", 0) > request.get("current", 0):
+                    fut.set_result(now)
 
         hops = Hops()
         await nc.subscribe(subjects.BUDGET_APPROVED, cb=on_verdict)
@@ -236,6 +248,7 @@ async def _measure(
         latencies: list[float] = []
         for i in range(0, len(pools), parallel):
             batch = pools[i : i + parallel]
+            phase(f"load steps {i + 1}-{i + len(batch)} of {len(pools)}")
             latencies += await asyncio.gather(*(_step(nc, p, approved, hops) for p in batch))
     finally:
         await nc.close()
@@ -310,7 +323,7 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"loop: 2x load step ({r['step']}) -> approved scale-up, {r['steps']} steps\n"
             f"  p50 {r['p50_s']:.3f} s   p99 {r['p99_s']:.3f} s   max {r['max_s']:.3f} s"
-            f"   (goal p99 <= {GOAL_P99_S:.0f} s: {'met' if r['goal_met'] else 'MISSED'})\n"
+            f"   (goal p99 <= {GOAL_P99_S * 1000:.0f} ms: {'met' if r['goal_met'] else 'MISSED'})\n"
             f"  baseline, one JetStream hop (publish+ack -> consumer): "
             f"p50 {r['baseline_jetstream_hop_p50_ms']:.2f} ms, "
             f"p99 {r['baseline_jetstream_hop_p99_ms']:.2f} ms\n"

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tools.bench.progress import phase
 from tools.natsserver import start_nats, stop_nats
 
 GOAL_RATIO = 0.5
@@ -225,10 +226,13 @@ def run(args: argparse.Namespace) -> int:
     result: dict[str, Any] = {"bench": "runner", "cpus": os.cpu_count()}
     try:
         if args.part in ("a", "both", "all"):
+            phase("(a) A2A overhead next to raw request/reply")
             result["overhead"] = part_a(url, tmp, args)
         if args.part in ("ladder", "all"):
+            phase("the cost ladder, one step at a time")
             result["ladder"] = part_ladder(url, tmp, args)
         if args.part in ("b", "both", "all"):
+            phase("(b) scaling runners under load")
             result["scale"] = part_b(url, tmp, args)
     except (RuntimeError, subprocess.TimeoutExpired) as exc:
         print(f"fleet bench runner: {exc}", file=sys.stderr)

@@ -33,6 +33,7 @@ import nats
 
 from contracts import subjects
 from contracts.telemetry import PoolMetrics, UnitTelemetry
+from tools.bench.progress import phase
 from tools.natsserver import start_nats, stop_nats
 
 GOAL_EVENTS_S = 100_000
@@ -186,6 +187,7 @@ async def _ingest(url: str, tmp: Path, events: int, units: int, pools: int) -> d
     raw = ctx.Process(target=_raw_subscriber, args=(url, events, ready, published, raw_out))
     nc = await nats.connect(url)
     try:
+        phase("starting the watcher")
         await _wait_ready(nc, watcher, tmp / "watcher.log")
         base = int((await _status(nc))["counts"].get("telemetry_ingested", 0))
         raw.start()
@@ -194,6 +196,7 @@ async def _ingest(url: str, tmp: Path, events: int, units: int, pools: int) -> d
         if not await loop.run_in_executor(None, ready.wait, 60):
             raise TimeoutError("the raw subscriber did not start within 60 s")
         go.set()
+        phase(f"publishing {events:,} telemetry events to the watcher and a raw subscriber")
         follow = asyncio.ensure_future(_follow_watcher(nc, base, events, published))
         pub = await loop.run_in_executor(None, pub_out.get, True, 600)
         published.set()
@@ -280,6 +283,7 @@ def measure(events: int, units: int, pools: int) -> dict[str, Any]:
             result = asyncio.run(_ingest(url, tmp, events, units, pools))
         finally:
             stop_nats(proc)
+    phase(f"timing the scaler's decide() over {pools} pools")
     result["decide"] = decide_cost(units, pools)
     w, ratio = result["watcher"]["events_s"], result["ratio"] or 0.0
     dec = result["decide"]

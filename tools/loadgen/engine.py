@@ -252,6 +252,10 @@ def _kind(msg: Msg) -> str:
 
 async def connect(url: str) -> Client:
     """A connection for load: large pending buffers, no reconnect storms."""
+
+    async def quiet(_exc: Exception) -> None:
+        """No traceback per failed attempt (nats-py's default); the caller says it once."""
+
     return await nats.connect(
         url,
         name="fleet-loadgen",
@@ -259,4 +263,5 @@ async def connect(url: str) -> Client:
         pending_size=256 * 1024 * 1024,
         max_reconnect_attempts=3,
         allow_reconnect=False,
+        error_cb=quiet,
     )

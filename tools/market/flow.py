@@ -109,6 +109,7 @@ def run_place(args: argparse.Namespace) -> int:
         provider=args.provider,
         max_usd_per_hour=args.max_usd_per_hour,
         num_gpus=args.gpus,
+        runtime=args.runtime,
     )
     report = _fetch(
         "place",

@@ -8,6 +8,7 @@ import importlib.util
 import sys
 
 from tools.bench import TARGETS
+from tools.bench.progress import BenchProgress
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -43,11 +44,13 @@ def _module(target: str) -> object | None:
 def run(args: argparse.Namespace) -> int:
     targets = TARGETS if args.target == "all" else (args.target,)
     code = 0
-    for target in targets:
-        module = _module(target)
-        if module is None:
-            print(f"fleet bench {target}: not implemented yet", file=sys.stderr)
-            code = max(code, 2) if args.target != "all" else code
-            continue
-        code = max(code, int(module.run(args)))  # type: ignore[attr-defined]
+    with BenchProgress(quiet=args.json) as progress:
+        for target in targets:
+            module = _module(target)
+            if module is None:
+                print(f"fleet bench {target}: not implemented yet", file=sys.stderr)
+                code = max(code, 2) if args.target != "all" else code
+                continue
+            progress.start(target)
+            code = max(code, int(module.run(args)))  # type: ignore[attr-defined]
     return code

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from tools.mcp_server import serve
-
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
@@ -21,4 +19,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--nats", help="NATS URL (default: FLEET_NATS_URL, then .fleet/nats.url)")
-    p.set_defaults(func=lambda args: serve(args.nats))
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    # Imported here: the mcp package takes about a second to import, and every other
+    # verb (a `fleet run` that must fail fast on a bad config among them) would pay it.
+    from tools.mcp_server import serve
+
+    return serve(args.nats)

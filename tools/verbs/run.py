@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from services.kit.errors import ConfigError
+from tools.configcheck import CONFIG_ERROR_EXIT, exit_on_error
 from tools.registry import ORDER, available, load
 
 
@@ -27,6 +29,13 @@ def run(args: argparse.Namespace) -> int:
     if args.service not in available():
         print(f"fleet run: service {args.service!r} is not built yet", file=sys.stderr)
         return 2
+    bad = exit_on_error(f"fleet run {args.service}", args.config, (args.service,))
+    if bad is not None:
+        return bad
     service = load(args.service)
-    code: int = service.main(config=args.config, nats_url=args.nats)
+    try:
+        code: int = service.main(config=args.config, nats_url=args.nats)
+    except ConfigError as exc:  # found while starting (a provider's table, say): one line
+        print(f"fleet run {args.service}: {exc}", file=sys.stderr)
+        return CONFIG_ERROR_EXIT
     return code

@@ -180,3 +180,15 @@ def render(doc: dict[str, Any], console: Console) -> None:
                 f"denied in {h.get('expires_in_s', 0):.0f} s unless "
                 f"`fleet approve {h.get('id')}` (or `fleet reject {h.get('id')}`)"
             )
+    console.print(health_line(doc.get("health")))
+
+
+def health_line(health: Any) -> str:
+    """`fleet.api.health` in one line: ok, its problems, or why it did not answer."""
+    if not isinstance(health, dict):
+        return "[bold]health[/]: [yellow]no answer from fleet.api.health (is the gateway up?)[/]"
+    if isinstance(health.get("error"), dict):
+        return f"[bold]health[/]: [red]{health['error'].get('message', 'error')}[/]"
+    if health.get("ok"):
+        return f"[bold]health[/]: [green]ok[/] ({', '.join(health.get('services') or [])})"
+    return "[bold]health[/]: [red]" + "; ".join(health.get("problems") or ["not ok"]) + "[/]"

@@ -14,6 +14,7 @@ from pathlib import Path
 from rich.console import Console
 
 from services.kit.bus import gather_replies
+from tools.configcheck import CONFIG_ERROR_EXIT, exit_on_error
 from tools.natsops import cli_connect
 from tools.natsserver import free_port, start_nats, stop_nats
 from tools.registry import EMBEDDED, available
@@ -76,6 +77,10 @@ def _pid_alive(pid: int) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     console = Console(stderr=False, highlight=False)
+    config = pick_config(args)
+    bad = exit_on_error("fleet up", str(config))  # before anything starts or is written
+    if bad is not None:
+        return bad
     data = Path(args.data).resolve()
     data.mkdir(parents=True, exist_ok=True)
     state = Path(".fleet")
@@ -94,10 +99,10 @@ def run(args: argparse.Namespace) -> int:
     if not names:
         console.print("[red]fleet up: no services to start[/]")
         return 1
-    config = pick_config(args)
     nats_proc = None
     if args.nats:
         url = args.nats
+        asyncio.run(_reachable(url))  # one line and exit 1 when it is not, before any child
     else:
         port = args.port or (4222 if _port_free(4222) else free_port())
         try:
@@ -121,6 +126,12 @@ def run(args: argparse.Namespace) -> int:
             with contextlib.suppress(FileNotFoundError):
                 f.unlink()
         console.print("[bold]fleet up[/]: stopped; no process left behind")
+
+
+async def _reachable(url: str) -> None:
+    """Raise SystemExit with cli_connect's one-line reason when nobody serves `url`."""
+    nc = await cli_connect(url, "fleet-up")
+    await nc.close()
 
 
 def _port_free(port: int) -> bool:
@@ -170,6 +181,10 @@ async def _supervise(
             await ready_task
         console.print("[bold]fleet up[/]: stopping services…")
         await sup.shutdown()
+    if sup.fatal is not None:
+        name, error = sup.fatal
+        print(f"fleet up: {name} cannot start: {error}", file=sys.stderr)
+        return CONFIG_ERROR_EXIT
     return code
 
 

@@ -7,6 +7,7 @@ sees the errors below.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Literal, Protocol, runtime_checkable
 
@@ -47,6 +48,12 @@ class Retryable(ProviderError):
     def __init__(self, provider: str, message: str, after_s: float | None = None) -> None:
         super().__init__(provider, message)
         self.after_s = after_s
+
+
+class Unconfirmed(Retryable):
+    """The request may have been carried out but its answer was lost (a timeout, a dropped
+    connection, an empty reply to a create). Retrying a create blindly could rent twice, so
+    `create_missing` waits for the unit to show in the provider's list first."""
 
 
 class CapacityError(ProviderError):
@@ -110,22 +117,70 @@ class Provider(Protocol):
         ...
 
 
+class PendingCreates:
+    """Creates whose answer was lost, by label, until the provider's list shows a unit with
+    that label or `window_s` passes. In memory: after a restart the list alone decides."""
+
+    def __init__(self, window_s: float) -> None:
+        self.window_s = window_s
+        self._sent: dict[str, float] = {}
+
+    def note(self, label: str, now: float | None = None) -> None:
+        """Remember that a create for `label` may have happened."""
+        self._sent[label] = time.monotonic() if now is None else now
+
+    def clear(self, label: str) -> None:
+        """The unit showed up (or the create is known to have failed)."""
+        self._sent.pop(label, None)
+
+    def wait_s(self, label: str, now: float | None = None) -> float | None:
+        """Seconds still to wait before creating `label` again, or None when nothing is pending."""
+        sent = self._sent.get(label)
+        if sent is None:
+            return None
+        left = sent + self.window_s - (time.monotonic() if now is None else now)
+        if left <= 0:
+            self._sent.pop(label, None)
+            return None
+        return left
+
+
 async def create_missing(
     existing: list[ProviderUnit],
     key: str,
     count: int,
     start_one: Callable[[], Awaitable[ProviderUnit]],
     gone: tuple[str, ...] = ("terminated", "failed"),
+    pending: PendingCreates | None = None,
+    provider: str = "",
 ) -> list[ProviderUnit]:
     """`count` live units labelled `key`: the ones `existing` already has, then new ones
     from `start_one`. A CapacityError part-way returns what there is; it is raised only
-    when there is nothing. This is what makes `create` idempotent by its key."""
+    when there is nothing. This is what makes `create` idempotent by its key.
+
+    With `pending`, a create whose answer was lost (Unconfirmed) is remembered, and a retry
+    that does not yet see its unit in `existing` raises Unconfirmed again instead of
+    renting a second one, until the window passes."""
     units = [u for u in existing if u.label == key and u.status not in gone]
+    if pending is not None and len(units) < count:
+        wait = None if units else pending.wait_s(key)
+        if wait is not None:
+            raise Unconfirmed(
+                provider,
+                f"a create for {key} was sent but not confirmed; waiting up to {wait:.0f}s "
+                "for it to appear in the list before creating again",
+                after_s=wait,
+            )
+        pending.clear(key)
     while len(units) < count:
         try:
             units.append(await start_one())
         except CapacityError:
             if units:
                 break
+            raise
+        except Unconfirmed:
+            if pending is not None:
+                pending.note(key)
             raise
     return units[:count]

@@ -1,15 +1,33 @@
 """Hypercore adapter: Firecracker microVMs on a cluster node of your own (no auth, no prices).
 
-The node speaks `/spawn`, `/stop?id=` and `/list` over HTTP and answers
-`{"response": ...}` or 400 `{"error": "..."}`. Zero-valued fields are left
-out of its JSON, so every field is read with a default. Cost is what the
-operator says a core-hour costs (`usd_per_core_hour`); the idempotency key
-travels as `FLEET_LABEL=<key>` in the VM's env, which `/list` echoes back in
-each workload's `source_request`.
+Checked against Vistara-Labs/hypercore's source (`pkg/cluster/service.go` HTTP handlers,
+`pkg/cluster/serf.go` spawn/stop/state broadcast, `pkg/proto/cluster.proto`; commit of
+2026-01-29), which is the only reference there is.
+
+The node speaks `/spawn` (a JSON `VmSpawnRequest`), `/stop?id=` and `/list` over HTTP and
+answers `{"response": ...}` or 400 `{"error": "<Go error text>"}`; zero-valued fields are
+left out of its JSON (`omitempty`), so every field is read with a default. Cost is what the
+operator says a core-hour costs (`usd_per_core_hour`); the idempotency key travels as
+`FLEET_LABEL=<key>` in the VM's env, which `/list` echoes in each `source_request`.
+
+What the source says, and how this adapter copes:
+- "no suitable node found after trying all policy-selected candidates" (and "no response
+  received from nodes" from the broadcast fallback) means no node has room: a
+  CapacityError, so failover moves to the next provider.
+- Stopping an id no node knows answers 400 "no success response received from nodes"
+  (every node's error reply is ignored): when `/list` does not show the id either, the
+  workload is gone, NotFound, and the destroy is done.
+- `/list` answers from each node's last state broadcast, sent every 5 s: a workload
+  spawned a moment ago is not in it yet. Spawns from this process are kept for
+  `list_lag_s` and merged in, and a spawn whose answer was lost blocks a second spawn
+  for the same key until the list can show it (`create_confirm_s`).
+- `node.ip` carries a chunking marker ("<id>_complete", "_part", ...), not an address:
+  it is never used as one; the spawn's `url` is the address when we have it.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from contracts.offers import Offer, OfferFilter
@@ -20,6 +38,7 @@ from services.provisioner.providers.base import (
     Permanent,
     ProviderError,
     ProviderUnit,
+    create_missing,
 )
 from services.provisioner.providers.settings import ProviderSettings
 from services.provisioner.providers.transport import (
@@ -31,6 +50,15 @@ from services.provisioner.providers.transport import (
 )
 
 LABEL_ENV = "FLEET_LABEL"
+
+NO_ROOM = (
+    "no suitable node found",
+    "no response received from nodes",
+)
+"""Spawn errors meaning no node could take the VM (serf.go)."""
+
+GONE = "no success response received from nodes"
+"""Stop error when no node holds the workload (serf.go StopRequest)."""
 
 
 def _error_text(resp: Any) -> str:
@@ -52,6 +80,13 @@ class HypercoreProvider(HttpAdapter):
 
     name = "hypercore"
 
+    def __init__(self, settings: ProviderSettings, transport: Any = None) -> None:
+        super().__init__(settings, transport)
+        self._recent: dict[str, tuple[ProviderUnit, float]] = {}
+        """Spawned here, by id, with when: shown until `/list` catches up."""
+        self._urls: dict[str, str] = {}
+        """Spawn `url` by id: the address, which `/list` does not carry."""
+
     def auth_headers(self, settings: ProviderSettings) -> dict[str, str]:
         """Hypercore nodes take no credentials."""
         return {}
@@ -71,45 +106,45 @@ class HypercoreProvider(HttpAdapter):
 
     async def offers(self, flt: OfferFilter) -> list[Offer]:
         """The one microVM shape configured, priced per core-hour, once the node answers."""
-        await self._list_raw()
+        await self.states()
         return filter_offers([self._offer()], flt)
 
     async def create(self, offer: Offer, count: int, idempotency_key: str) -> list[ProviderUnit]:
         """Spawn `count` microVMs labelled `idempotency_key`; reuse ones already running."""
-        units = [u for u in await self.list() if u.label == idempotency_key]
-        while len(units) < count:
-            try:
-                units.append(await self._spawn(idempotency_key))
-            except CapacityError:
-                if units:
-                    break
-                raise
-        return units[:count]
+        return await create_missing(
+            await self.list(),
+            idempotency_key,
+            count,
+            lambda: self._spawn(idempotency_key),
+            pending=self.pending,
+            provider=self.name,
+        )
 
-    async def _spawn(self, label: str) -> ProviderUnit:
+    def spawn_body(self, label: str) -> dict[str, Any]:
+        """The `VmSpawnRequest` for one microVM labelled `label`."""
         s = self.settings
-        body = {
+        return {
             "cores": s.cores,
             "memory": s.memory_mb,
             "image_ref": s.image_ref,
-            "ports": {},
             "env": [f"{LABEL_ENV}={label}"],
-            "dry_run": False,
         }
-        resp = await self.http.request("POST", "/spawn", json=body)
+
+    async def _spawn(self, label: str) -> ProviderUnit:
+        resp = await self.http.request("POST", "/spawn", json=self.spawn_body(label))
         data = json_or_none(resp)
         if not resp.is_success:
             why = _error_text(resp)
             low = why.lower()
-            if any(w in low for w in ("capacity", "insufficient", "no node", "resources")):
+            if any(text in low for text in NO_ROOM):
                 raise CapacityError(self.name, f"spawn refused: {why}")
-            if resp.status_code == 400:
+            if resp.status_code == 400 and ("policy violation" in low or low.startswith("json:")):
                 raise Permanent(self.name, f"spawn refused: {why}")
-            raise self.http.unexpected(resp, "spawning a microVM")
+            raise ProviderError(self.name, f"spawning a microVM failed: {why}")
         inner = data.get("response") if isinstance(data, dict) else None
         if not isinstance(inner, dict) or not inner.get("id"):
             raise self.http.unexpected(resp, "spawning a microVM")
-        return ProviderUnit(
+        unit = ProviderUnit(
             provider=self.name,
             unit_id=str(inner["id"]),
             status="booting",
@@ -117,9 +152,15 @@ class HypercoreProvider(HttpAdapter):
             usd_per_hour=self._offer().usd_per_hour,
             label=label,
             address=inner.get("url") or None,
+            created_ts=time.time(),
         )
+        self._recent[unit.unit_id] = (unit, time.monotonic())
+        if unit.address:
+            self._urls[unit.unit_id] = unit.address
+        return unit
 
-    async def _list_raw(self) -> list[dict[str, Any]]:
+    async def states(self) -> list[dict[str, Any]]:
+        """The raw `/list` states (one per node, as of its last broadcast)."""
         resp = await self.http.request("GET", "/list")
         data = json_or_none(resp)
         if not resp.is_success or not isinstance(data, dict):
@@ -128,36 +169,48 @@ class HypercoreProvider(HttpAdapter):
         return [st for st in inner.get("states") or [] if isinstance(st, dict)]
 
     async def list(self) -> list[ProviderUnit]:
-        """Every microVM on every node the cluster reports; present means running."""
+        """Every microVM the cluster reports, plus ones spawned here that `/list` does not
+        show yet; present means running."""
         out: list[ProviderUnit] = []
-        for state in await self._list_raw():
-            node = as_dict(state.get("node"))
+        for state in await self.states():
             for wl in state.get("workloads") or []:
                 if not isinstance(wl, dict) or not wl.get("id"):
                     continue
                 src = as_dict(wl.get("source_request"))
-                cores = as_float(src.get("cores"))
+                ident = str(wl["id"])
+                self._recent.pop(ident, None)
                 out.append(
                     ProviderUnit(
                         provider=self.name,
-                        unit_id=str(wl["id"]),
+                        unit_id=ident,
                         status="ready",
                         gpu_model="CPU",
-                        usd_per_hour=round(cores * self.settings.usd_per_core_hour, 6),
+                        usd_per_hour=round(
+                            as_float(src.get("cores")) * self.settings.usd_per_core_hour, 6
+                        ),
                         label=_label(src),
-                        address=node.get("ip") or None,
+                        address=self._urls.get(ident),
                     )
                 )
+        now = time.monotonic()
+        for ident, (unit, at) in list(self._recent.items()):
+            if now - at > self.settings.list_lag_s:
+                self._recent.pop(ident)
+            elif all(u.unit_id != ident for u in out):
+                out.append(unit)
         return out
 
     async def destroy(self, unit_id: str) -> None:
-        """Stop microVM `unit_id`; NotFound when the node does not know it."""
+        """Stop microVM `unit_id`; NotFound when no node has it."""
         resp = await self.http.request("POST", "/stop", params={"id": unit_id})
         if resp.is_success:
+            self._recent.pop(unit_id, None)
+            self._urls.pop(unit_id, None)
             return
         why = _error_text(resp)
-        if resp.status_code == 404 or "not found" in why.lower() or "no such" in why.lower():
-            raise NotFound(self.name, f"microVM {unit_id}: {why}")
+        if GONE in why.lower() or resp.status_code == 404:
+            if unit_id not in {u.unit_id for u in await self.list()}:
+                raise NotFound(self.name, f"microVM {unit_id} is on no node: {why}")
         raise ProviderError(self.name, f"stopping microVM {unit_id} failed: {why}")
 
 

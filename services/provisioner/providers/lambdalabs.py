@@ -1,9 +1,20 @@
-"""Lambda Cloud adapter (https://cloud.lambdalabs.com/api/v1, Bearer auth); provider `lambda`.
+"""Lambda Cloud adapter (https://cloud.lambda.ai/api/v1, Bearer auth); provider `lambda`.
 
-Offers are instance types, one per region with capacity. A unit is one
-instance named with the idempotency key; a launch may start fewer instances
-than asked, and we return what it started. Errors arrive as
-`{"error": {"code", "message", "suggestion"}}` and are mapped by code.
+Checked against the Lambda Cloud API OpenAPI (`servers`: `cloud.lambda.ai` production,
+`cloud.lambdalabs.com` "secondary production server (deprecated)"; schemas as of the
+published 1.8.x spec, read November 2026) and docs.lambda.ai/api/cloud.
+
+Offers are instance types, one per region with capacity. A unit is one instance named
+with the idempotency key. The launch request has no `quantity` (the spec lists
+region_name, instance_type_name, exactly one of ssh_key_names, name, ...), so each
+launch starts one instance and a retry finds the ones already up by name. Statuses:
+booting, active, unhealthy, terminating, terminated, preempted (preempted is lost
+capacity: the unit failed and is replaced). Errors arrive as
+`{"error": {"code", "message", "suggestion"}}` and are mapped by `code`, which the spec
+says to rely on rather than the message.
+
+The key only goes to the configured host: if the old host redirects to the new one, the
+redirect is refused (see transport), and the error names FLEET_LAMBDA_URL.
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ from services.provisioner.providers.base import (
     QuotaExceeded,
     Retryable,
     UnitStatus,
+    create_missing,
 )
 from services.provisioner.providers.settings import ProviderSettings
 from services.provisioner.providers.transport import (
@@ -39,6 +51,7 @@ _STATUS: dict[str, UnitStatus] = {
     "unhealthy": "failed",
     "terminating": "terminated",
     "terminated": "terminated",
+    "preempted": "failed",
 }
 
 _VRAM = re.compile(r"(\d+(?:\.\d+)?)\s*GB", re.IGNORECASE)
@@ -81,7 +94,7 @@ class LambdaProvider(HttpAdapter):
             return self.http.auth_error(code)
         if code.endswith("insufficient-capacity"):
             return CapacityError(self.name, f"{what}: {text}")
-        if code == "global/quota-exceeded":
+        if code in ("global/quota-exceeded", "global/account-inactive") or "billing" in code:
             return QuotaExceeded(self.name, f"{what}: {text}")
         if code == "global/object-does-not-exist" or resp.status_code == 404:
             return NotFound(self.name, f"{what}: {text}")
@@ -133,53 +146,49 @@ class LambdaProvider(HttpAdapter):
         return filter_offers(out, flt)
 
     async def create(self, offer: Offer, count: int, idempotency_key: str) -> list[ProviderUnit]:
-        """Launch `count` instances of `offer` named `idempotency_key`; reuse ones already up.
-
-        Returns what Lambda launched, which may be fewer than asked.
-        """
-        units = [
-            u
-            for u in await self.list()
-            if u.label == idempotency_key and u.status not in ("terminated", "failed")
-        ]
-        missing = count - len(units)
-        if missing <= 0:
-            return units[:count]
+        """Launch `count` instances of `offer` named `idempotency_key`, one launch each;
+        reuse ones already up. Returns what was launched when capacity runs out part-way."""
         if not offer.region:
             raise CapacityError(self.name, f"{offer.offer_id} has no region with capacity")
+        return await create_missing(
+            await self.list(),
+            idempotency_key,
+            count,
+            lambda: self._launch(offer, idempotency_key),
+            pending=self.pending,
+            provider=self.name,
+        )
+
+    async def _launch(self, offer: Offer, name: str) -> ProviderUnit:
         body: dict[str, Any] = {
             "region_name": offer.region,
             "instance_type_name": offer.offer_id,
-            "quantity": missing,
-            "name": idempotency_key,
+            "ssh_key_names": [self.settings.ssh_key_name] if self.settings.ssh_key_name else [],
+            "name": name[:64],
         }
-        if self.settings.ssh_key_name:
-            body["ssh_key_names"] = [self.settings.ssh_key_name]
-        resp = await self.http.request("POST", "/instance-operations/launch", json=body)
+        resp = await self.http.request(
+            "POST", "/instance-operations/launch", json=body, passthrough=(403,)
+        )
         if not resp.is_success:
             err = self._error(resp, f"launching {offer.offer_id} in {offer.region}")
-            if isinstance(err, CapacityError) and units:
-                return units
             if isinstance(err, Permanent) and not self.settings.ssh_key_name:
                 raise Permanent(self.name, f"{err.message}; set ssh_key_name in [providers.lambda]")
+            if isinstance(err, NotFound):  # the instance type is gone: try elsewhere
+                raise CapacityError(self.name, err.message)
             raise err
         data = json_or_none(resp)
         inner = data.get("data") if isinstance(data, dict) else None
         ids = inner.get("instance_ids") if isinstance(inner, dict) else None
-        if not isinstance(ids, list):
+        if not isinstance(ids, list) or not ids:
             raise self.http.unexpected(resp, f"launching {offer.offer_id}")
-        for ident in ids:
-            units.append(
-                ProviderUnit(
-                    provider=self.name,
-                    unit_id=str(ident),
-                    status="booting",
-                    gpu_model=offer.gpu_model,
-                    usd_per_hour=offer.usd_per_hour,
-                    label=idempotency_key,
-                )
-            )
-        return units
+        return ProviderUnit(
+            provider=self.name,
+            unit_id=str(ids[0]),
+            status="booting",
+            gpu_model=offer.gpu_model,
+            usd_per_hour=offer.usd_per_hour,
+            label=name,
+        )
 
     async def list(self) -> list[ProviderUnit]:
         """Every instance on the account."""

@@ -14,18 +14,22 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
 DEFAULT_URLS: dict[str, str] = {
-    "vastai": "https://console.vast.ai/api/v0",
+    "vastai": "https://console.vast.ai",
     "ionet": "https://api.io.solutions",
-    "runpod": "https://rest.runpod.io/v1",
-    "lambda": "https://cloud.lambdalabs.com/api/v1",
+    "runpod": "https://api.runpod.io",
+    "lambda": "https://cloud.lambda.ai/api/v1",
     "hypercore": "",
 }
-"""Public API roots. Hypercore has none: it is a node of your own, so its URL must be set."""
+"""Public API roots, as each provider's reference names them (November 2026). Vast.ai's
+is the origin: v0 calls go under `/api/v0`, the instance list under `/api/v1` (a root
+ending in `/api/v0` is accepted too). RunPod's REST v2 paths start with `/v2`. Lambda's
+old host `cloud.lambdalabs.com` is deprecated in its OpenAPI `servers`. Hypercore has
+none: it is a node of your own, so its URL must be set."""
 
 USUAL_KEY_VARS: dict[str, tuple[str, ...]] = {
     "vastai": ("VAST_API_KEY",),
@@ -53,6 +57,10 @@ class ProviderSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Where the key came from (a variable name or `fleet.toml`), for error messages."""
     timeout_s: float = 15.0
     """Per-request timeout in seconds; providers answer in well under a second when healthy."""
+    create_confirm_s: float = 60.0
+    """After a create whose answer was lost (timeout, empty reply), how long to wait for
+    the unit to show in the provider's list before creating again, in seconds. Longer
+    than any provider's list lag; shorter than an operator's patience."""
     image: str = "pytorch/pytorch:latest"
     """Container image for Vast.ai instances and RunPod pods."""
     disk_gb: float = 20.0
@@ -65,12 +73,11 @@ class ProviderSettings(msgspec.Struct, frozen=True, kw_only=True):
     """io.net: location to deploy in; empty takes the hardware's first location."""
     duration_hours: int = 1
     """io.net: rental length per deployment in hours (the first hour is non-refundable)."""
-    vm_image_type: str = "ubuntu"
-    """io.net: VM image type."""
+    vm_image_type: Literal["general", "datascience"] = "general"
+    """io.net: VM image type, `general` or `datascience` (the only values its deploy
+    reference allows; anything else gets a 422)."""
     cloud_type: str = "SECURE"
     """RunPod: SECURE or COMMUNITY cloud."""
-    graphql_url: str = ""
-    """RunPod: GraphQL endpoint for GPU prices; empty derives it from base_url."""
     usd_per_core_hour: float = 0.02
     """Hypercore: what one vCPU costs per hour on your own node, for cost accounting."""
     cores: int = 2
@@ -79,6 +86,9 @@ class ProviderSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Hypercore: memory per microVM in MB."""
     image_ref: str = "docker.io/library/python:3.11-slim"
     """Hypercore: image the microVM boots."""
+    list_lag_s: float = 10.0
+    """Hypercore: how long `/list` may not yet show a workload after its spawn. Nodes
+    broadcast their state every 5 s (WorkloadBroadcastPeriod); 10 s leaves room for gossip."""
 
     def __repr__(self) -> str:
         key = "'***'" if self.api_key else "''"

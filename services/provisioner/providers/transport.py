@@ -3,7 +3,9 @@
 Each adapter maps what is specific to its API (Vast's 410 on a gone offer,
 Lambda's error codes, ...) and leaves the rest here: timeouts, connection
 errors, 429 and 5xx become Retryable; 401/403 become AuthError naming the
-setting to fix. The API key only ever travels in request headers.
+setting to fix. The API key only ever travels in request headers, and only to
+the configured host: a redirect to another host is refused, never followed
+(httpx does not follow redirects unless asked; same-origin ones are followed here).
 """
 
 from __future__ import annotations
@@ -15,8 +17,19 @@ from typing import Any
 
 import httpx
 
-from services.provisioner.providers.base import AuthError, ProviderError, Retryable, Unavailable
+from services.provisioner.providers.base import (
+    AuthError,
+    PendingCreates,
+    Permanent,
+    ProviderError,
+    Retryable,
+    Unavailable,
+    Unconfirmed,
+)
 from services.provisioner.providers.settings import ProviderSettings
+
+MAX_REDIRECTS = 3
+"""Same-origin redirects followed per request; a provider never needs more."""
 
 MAX_RETRY_AFTER_S = 600.0
 """Cap on a provider's Retry-After, so a bad header cannot park a command for a day."""
@@ -82,22 +95,33 @@ class ProviderHttp:
         *,
         json: Any = None,
         params: Mapping[str, Any] | None = None,
+        passthrough: tuple[int, ...] = (),
     ) -> httpx.Response:
         """Send one request; raise Retryable/AuthError for the shared failures, else return it.
 
-        The caller inspects 4xx statuses that mean something specific at its provider.
+        The caller inspects 4xx statuses that mean something specific at its provider, and
+        gets back any status in `passthrough` unmapped (RunPod's 403 on a pod create means
+        "not this GPU pool", not "bad key").
         """
         if not self.settings.base_url and not url.startswith("http"):
             raise Unavailable(self.provider, f"no base URL; set {self.settings.url_hint()}")
-        try:
-            resp = await self._client.request(method, url, json=json, params=params)
-        except httpx.TimeoutException as exc:
-            raise Retryable(
-                self.provider, f"{method} {url} timed out after {self.settings.timeout_s}s"
-            ) from exc
-        except httpx.TransportError as exc:
-            raise Retryable(self.provider, f"{method} {url} failed: {type(exc).__name__}") from exc
+        resp = await self._send(method, url, json, params)
+        for _ in range(MAX_REDIRECTS):
+            if not resp.is_redirect:
+                break
+            target = resp.next_request.url if resp.next_request else None
+            if target is None or not same_origin(resp.request.url, target):
+                raise Permanent(
+                    self.provider,
+                    f"{method} {url} answered HTTP {resp.status_code} redirecting to "
+                    f"{target.host if target else 'nowhere'}; not followed, so the API key "
+                    f"does not travel to another host. Set {self.settings.url_hint()} to the "
+                    "provider's current API root",
+                )
+            resp = await self._send(method, str(target), json, None)
         status = resp.status_code
+        if status in passthrough:
+            return resp
         if status == 429:
             raise Retryable(
                 self.provider,
@@ -113,6 +137,22 @@ class ProviderHttp:
         if status in (401, 403):
             raise self.auth_error(status)
         return resp
+
+    async def _send(
+        self, method: str, url: str, json: Any, params: Mapping[str, Any] | None
+    ) -> httpx.Response:
+        try:
+            return await self._client.request(method, url, json=json, params=params)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise Retryable(self.provider, f"{method} {url} failed: {type(exc).__name__}") from exc
+        except httpx.TimeoutException as exc:
+            raise Unconfirmed(
+                self.provider, f"{method} {url} timed out after {self.settings.timeout_s}s"
+            ) from exc
+        except httpx.TransportError as exc:
+            raise Unconfirmed(
+                self.provider, f"{method} {url} failed: {type(exc).__name__}"
+            ) from exc
 
     def auth_error(self, status: int | str) -> AuthError:
         """The error for refused credentials, naming where the key came from and what to set."""
@@ -144,6 +184,8 @@ class HttpAdapter:
         self, settings: ProviderSettings, transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
         self.settings = settings
+        self.pending = PendingCreates(settings.create_confirm_s)
+        """Creates whose answer was lost, so a retry waits for them instead of renting twice."""
         self._http: ProviderHttp | None = None
         if settings.configured:
             self._http = ProviderHttp(settings, self.auth_headers(settings), transport)
@@ -173,6 +215,12 @@ class HttpAdapter:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.settings!r})"
+
+
+def same_origin(a: httpx.URL, b: httpx.URL) -> bool:
+    """True when `b` is on the same scheme, host and port as `a` (a redirect safe to follow
+    with the key: the credentials stay with the host the operator configured)."""
+    return (a.scheme, a.host, a.port) == (b.scheme, b.host, b.port)
 
 
 def as_float(value: Any, default: float = 0.0) -> float:

@@ -1,13 +1,27 @@
-"""Vast.ai marketplace adapter (https://console.vast.ai/api/v0, Bearer auth).
+"""Vast.ai marketplace adapter (https://console.vast.ai, Bearer auth).
 
-Offers come from `POST /bundles/` with Vast's filter operators; a unit is one
-instance rented with `PUT /asks/{id}/`, labelled with the idempotency key so a
-retried command finds what it already rented in `GET /instances/?owner=me`.
+Checked against Vast's own client, vast-ai/vast-cli (`vastai/api/offers.py`,
+`vastai/api/instances.py`, `vastai/api/client.py` and `vast.py` at its 2026-08-06
+commit), which is the de-facto reference: docs.vast.ai documents the same calls.
+
+- Offers: `POST /api/v0/bundles/` with Vast's filter operators, plus
+  `allocated_storage` (GB): `dph_total` is priced for that disk, so the search sends
+  the disk that will be rented.
+- A unit is one instance rented with `PUT /api/v0/asks/{id}/`, labelled with the
+  idempotency key so a retried command finds what it already rented.
+- Listing pages through `GET /api/v1/instances/` (`limit`, `order_by`,
+  `select_filters` as JSON in the query, `after_token` = the last page's
+  `next_token`): vast-cli calls the v0 `/instances` list deprecated. Only when v1 is
+  missing (404) is v0 asked.
+- A configured root ending in `/api/v0` (the old default) is taken as the origin.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+import msgspec
 
 from contracts.offers import Offer, OfferFilter
 from services.provisioner.catalog import describe, normalize_gpu
@@ -69,13 +83,26 @@ def unit_status(inst: dict[str, Any]) -> UnitStatus:
     return _STATUS.get(str(actual).lower(), "booting")
 
 
-def search_body(flt: OfferFilter) -> dict[str, Any]:
-    """The `/bundles/` query for `flt`: only rentable on-demand offers, cheapest first."""
+LIST_PAGE = 25
+"""Instances per page of the v1 list, as vast-cli asks."""
+
+
+def origin(base_url: str) -> str:
+    """The API origin from a configured root (`.../api/v0` accepted for older configs)."""
+    base = base_url.rstrip("/")
+    return base[: -len("/api/v0")] if base.endswith("/api/v0") else base
+
+
+def search_body(flt: OfferFilter, disk_gb: float = 20.0) -> dict[str, Any]:
+    """The `/bundles/` query for `flt`: rentable on-demand offers, cheapest first, priced
+    with `disk_gb` of storage (`allocated_storage`)."""
     body: dict[str, Any] = {
         "rentable": {"eq": True},
+        "rented": {"eq": False},
         "order": [["dph_total", "asc"]],
         "type": "on-demand",
         "limit": SEARCH_LIMIT,
+        "allocated_storage": disk_gb,
     }
     if flt.gpu_model:
         model = normalize_gpu(flt.gpu_model)
@@ -132,9 +159,15 @@ class VastAiProvider(HttpAdapter):
 
     name = "vastai"
 
+    def __init__(self, settings: ProviderSettings, transport: Any = None) -> None:
+        super().__init__(
+            msgspec.structs.replace(settings, base_url=origin(settings.base_url)), transport
+        )
+
     async def offers(self, flt: OfferFilter) -> list[Offer]:
-        """Rentable on-demand offers matching `flt`, cheapest first."""
-        resp = await self.http.request("POST", "/bundles/", json=search_body(flt))
+        """Rentable on-demand offers matching `flt`, cheapest first, priced for our disk."""
+        body = search_body(flt, self.settings.disk_gb)
+        resp = await self.http.request("POST", "/api/v0/bundles/", json=body)
         data = json_or_none(resp)
         if resp.status_code != 200 or not isinstance(data, dict):
             raise self.http.unexpected(resp, "offer search")
@@ -153,20 +186,26 @@ class VastAiProvider(HttpAdapter):
             count,
             lambda: self._rent(offer, idempotency_key),
             gone=("terminated",),
+            pending=self.pending,
+            provider=self.name,
         )
 
-    async def _rent(self, offer: Offer, label: str) -> ProviderUnit:
-        body = {
+    def rent_body(self, label: str) -> dict[str, Any]:
+        """The `PUT /asks/{id}/` body, with the fields vast-cli's create_instance sends."""
+        return {
             "client_id": "me",
             "image": self.settings.image,
             "disk": self.settings.disk_gb,
             "label": label,
             "runtype": "ssh",
             "env": {},
-            "target_state": "running",
             "cancel_unavail": True,
         }
-        resp = await self.http.request("PUT", f"/asks/{offer.offer_id}/", json=body)
+
+    async def _rent(self, offer: Offer, label: str) -> ProviderUnit:
+        resp = await self.http.request(
+            "PUT", f"/api/v0/asks/{offer.offer_id}/", json=self.rent_body(label)
+        )
         data = json_or_none(resp)
         data = data if isinstance(data, dict) else {}
         why = str(data.get("msg") or data.get("error") or body_text(resp))
@@ -190,17 +229,42 @@ class VastAiProvider(HttpAdapter):
             label=label,
         )
 
-    async def list(self) -> list[ProviderUnit]:
-        """Every instance on the account."""
-        resp = await self.http.request("GET", "/instances/", params={"owner": "me"})
+    async def instances(self) -> list[dict[str, Any]]:
+        """Every instance row, page by page from the v1 list (v0 only if v1 is missing)."""
+        params: dict[str, Any] = {
+            "select_filters": json.dumps({}),
+            "order_by": json.dumps([{"col": "id", "dir": "asc"}]),
+            "limit": LIST_PAGE,
+        }
+        rows: list[dict[str, Any]] = []
+        for _ in range(10_000):
+            resp = await self.http.request("GET", "/api/v1/instances/", params=params)
+            if resp.status_code == 404 and not rows:
+                return await self._instances_v0()
+            data = json_or_none(resp)
+            if resp.status_code != 200 or not isinstance(data, dict):
+                raise self.http.unexpected(resp, "listing instances")
+            rows.extend(i for i in data.get("instances") or [] if isinstance(i, dict))
+            token = data.get("next_token")
+            if not token:
+                break
+            params["after_token"] = token
+        return rows
+
+    async def _instances_v0(self) -> list[dict[str, Any]]:
+        resp = await self.http.request("GET", "/api/v0/instances/", params={"owner": "me"})
         data = json_or_none(resp)
         if resp.status_code != 200 or not isinstance(data, dict):
-            raise self.http.unexpected(resp, "listing instances")
-        return [to_unit(i) for i in data.get("instances") or [] if isinstance(i, dict)]
+            raise self.http.unexpected(resp, "listing instances (v0)")
+        return [i for i in data.get("instances") or [] if isinstance(i, dict)]
+
+    async def list(self) -> list[ProviderUnit]:
+        """Every instance on the account."""
+        return [to_unit(i) for i in await self.instances()]
 
     async def get(self, unit_id: str) -> ProviderUnit:
         """One instance by id; NotFound when it is gone."""
-        resp = await self.http.request("GET", f"/instances/{unit_id}/")
+        resp = await self.http.request("GET", f"/api/v0/instances/{unit_id}/")
         data = json_or_none(resp)
         inst = data.get("instances") if isinstance(data, dict) else None
         if resp.status_code == 404 or not inst or not isinstance(inst, dict):
@@ -209,7 +273,7 @@ class VastAiProvider(HttpAdapter):
 
     async def destroy(self, unit_id: str) -> None:
         """Destroy instance `unit_id` (billing stops); NotFound when it is already gone."""
-        resp = await self.http.request("DELETE", f"/instances/{unit_id}/", json={})
+        resp = await self.http.request("DELETE", f"/api/v0/instances/{unit_id}/", json={})
         data = json_or_none(resp)
         data = data if isinstance(data, dict) else {}
         if resp.status_code == 404:

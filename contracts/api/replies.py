@@ -1,0 +1,220 @@
+"""Replies of the `fleet.api.<op>` operations.
+
+Owners answer with JSON of these shapes (or with `ApiError`); callers may
+decode the answers with these types. Unknown fields are ignored on decode, so
+an owner may add a field without breaking anyone; removing or retyping one is
+a contract change, and the live-stack test that decodes every answer fails.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from contracts.commands import VerdictKind
+from contracts.events import UnitState
+from contracts.offers import Offer
+from contracts.telemetry import PoolMetrics
+
+
+class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
+    code: int
+    """HTTP-like: 400 bad request, 404 unknown, 429 rate limited, 500 failed, 503 absent."""
+    message: str
+
+
+class ApiError(msgspec.Struct, frozen=True, kw_only=True):
+    """Any operation's answer when it did not run; NATS micro error headers say the same."""
+
+    error: ErrorBody
+
+
+class UnitRow(msgspec.Struct, frozen=True, kw_only=True):
+    """One unit as the provisioner tracks it, with its last reported load."""
+
+    unit: str
+    pool: str
+    provider: str
+    state: UnitState
+    gpu_model: str = ""
+    usd_per_hour: float = 0.0
+    address: str | None = None
+    created_ts: float = 0.0
+    updated_ts: float = 0.0
+    reason: str = ""
+    release_requested_ts: float | None = None
+    inflight: float | None = None
+    idle_s: float | None = None
+
+
+class UnitsReply(msgspec.Struct, frozen=True, kw_only=True):
+    """`units.list`."""
+
+    units: list[UnitRow]
+    count: int
+
+
+class OffersReply(msgspec.Struct, frozen=True, kw_only=True):
+    """`gpus.available`: matching offers, cheapest first, and each provider's status."""
+
+    offers: list[Offer]
+    providers: dict[str, str] = msgspec.field(default_factory=dict)
+    """Provider -> status (`ok`, `unavailable: no key`, ...), when known."""
+
+
+class HeldRequest(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    pool: str
+    units: int
+    usd_per_hour: float
+    requester: str
+    expires_in_s: float
+
+
+class BudgetReply(msgspec.Struct, frozen=True, kw_only=True):
+    """`budget`: the day's figures and the requests waiting for a person."""
+
+    daily_usd: float
+    hard_cap_usd: float
+    max_burn_usd_per_hour: float | None = None
+    approval_threshold_usd_per_hour: float | None = None
+    spent_today_usd: float
+    burn_usd_per_hour: float
+    reserved_usd_per_hour: float
+    projected_today_usd: float
+    hours_left: float
+    held: list[HeldRequest]
+
+
+class UnitCounts(msgspec.Struct, frozen=True, kw_only=True):
+    known: int
+    ended: int
+
+
+class PoolEntry(msgspec.Struct, frozen=True, kw_only=True):
+    metrics: PoolMetrics
+    units: UnitCounts
+
+
+class PoolsReply(msgspec.Struct, frozen=True, kw_only=True):
+    """`pools`: the watcher's latest metrics per pool."""
+
+    pools: list[PoolEntry]
+    tick_s: float
+
+
+class PoolScaling(msgspec.Struct, frozen=True, kw_only=True):
+    desired: int | None
+    panic: bool
+    lead_time_s: float
+    min: int
+    max: int
+    last_metrics_ts: float | None
+
+
+class ScalingReply(msgspec.Struct, frozen=True, kw_only=True):
+    """`scaling`: per pool, the count the scaler wants."""
+
+    pools: dict[str, PoolScaling]
+
+
+class PoolStats(msgspec.Struct, frozen=True, kw_only=True):
+    ready: int
+    pending: int
+    utilization: float
+    inflight: float
+    queue: float
+    arrival_rate: float
+    usd_per_hour: float
+    metrics: str | None = None
+    """`none yet` when the pool has units but the watcher has not reported it."""
+
+
+class StatsReply(msgspec.Struct, frozen=True, kw_only=True):
+    """`stats`: per pool figures, today's budget, and which owners did not answer."""
+
+    pools: dict[str, PoolStats]
+    budget: dict[str, float]
+    incomplete: list[str]
+    ts: float
+
+
+class ConsumerLag(msgspec.Struct, frozen=True, kw_only=True):
+    stream: str
+    consumer: str
+    pending: int
+    unacked: int
+
+
+class HealthReply(msgspec.Struct, frozen=True, kw_only=True):
+    """`health`: which services answer `$SRV.PING`, breakers, consumer lag, problems."""
+
+    ok: bool
+    services: list[str]
+    missing: list[str]
+    breakers: dict[str, Any]
+    stream_lag: list[ConsumerLag]
+    problems: list[str]
+
+
+class ReportReply(msgspec.Struct, frozen=True, kw_only=True):
+    """`report`: stats and health, with a few readable lines."""
+
+    text: str
+    stats: StatsReply
+    health: HealthReply
+
+
+class CommandAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    """`provision` / `release`: the cost-guard's verdict, or `pending` when none came in time."""
+
+    id: str
+    decision: VerdictKind | Literal["pending"]
+    reason: str
+    request: dict[str, Any]
+    """The command as published on FLEET_CMDS."""
+    usd_per_hour: float = 0.0
+    spent_today_usd: float = 0.0
+    budget_usd: float = 0.0
+    projected_today_usd: float = 0.0
+
+
+class IdleUnit(msgspec.Struct, frozen=True, kw_only=True):
+    unit: str
+    pool: str
+    idle_s: float
+    usd_per_hour: float
+
+
+class CleanupReply(msgspec.Struct, frozen=True, kw_only=True):
+    """`cleanup_idle`: the idle units found and the verdict on each release."""
+
+    idle: list[IdleUnit]
+    released: list[CommandAnswer]
+    dry_run: bool
+    saved_usd_per_hour: float = 0.0
+
+
+__all__ = [
+    "ApiError",
+    "BudgetReply",
+    "CleanupReply",
+    "CommandAnswer",
+    "ConsumerLag",
+    "ErrorBody",
+    "HealthReply",
+    "HeldRequest",
+    "IdleUnit",
+    "OffersReply",
+    "PoolEntry",
+    "PoolScaling",
+    "PoolStats",
+    "PoolsReply",
+    "ReportReply",
+    "ScalingReply",
+    "StatsReply",
+    "UnitCounts",
+    "UnitRow",
+    "UnitsReply",
+]

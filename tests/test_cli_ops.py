@@ -1,0 +1,93 @@
+"""The `fleet` command as an operator meets it: Ctrl-C on `fleet up` drains the
+services before NATS goes, `--version`, one line (not a traceback) when there is no
+NATS server, and progress while a benchmark runs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from tests.test_cli_up import FLEET, Lines, env_for, fleet
+from tools.natsserver import free_port
+from tools.registry import EMBEDDED, available
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_ctrl_c_on_fleet_up_stops_every_service_before_the_nats_server(tmp_path: Path) -> None:
+    if not available(EMBEDDED):
+        pytest.skip("no service built yet")
+    # A terminal's Ctrl-C signals the whole foreground process group: its own session here.
+    proc = subprocess.Popen(
+        [*FLEET, "up", "--port", str(free_port())],
+        cwd=tmp_path,
+        env=env_for(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    lines = Lines(proc)
+    try:
+        lines.wait_for("services ready", 120)
+        os.killpg(proc.pid, signal.SIGINT)
+        lines.wait_for("fleet up: stopped", 60)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    before_stop = lines.seen[: next(i for i, s in enumerate(lines.seen) if "up: stopped" in s)]
+    said_stopped = {s.split("│")[0].strip() for s in before_stop if s.rstrip().endswith("stopped")}
+    assert set(available(EMBEDDED)) <= said_stopped, "every service drained and said so"
+    lost = [s for s in before_stop if "nats disconnected" in s]
+    assert lost == [], "a service lost NATS while it drained:\n" + "".join(lost)
+
+
+def test_version_is_the_installed_distribution() -> None:
+    out = subprocess.run([*FLEET, "--version"], capture_output=True, text=True, cwd=REPO)
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert out.returncode == 0 and out.stdout.strip() == f"fleet {project['version']}"
+
+
+@pytest.mark.parametrize(
+    "verb",
+    [
+        ["status"],
+        ["tail", "--count", "1"],
+        ["approve", "req-1"],
+        ["ask", "hello"],
+        ["loadgen", "--agent", "assistant", "--users", "1", "--rate", "1", "--duration", "1"],
+        ["up"],
+    ],
+    ids=lambda v: v[0],
+)
+def test_no_nats_server_is_one_line_that_says_what_to_do(verb: list[str], tmp_path: Path) -> None:
+    url = f"nats://127.0.0.1:{free_port()}"  # nobody listens there
+    out = fleet(tmp_path, *verb, "--nats", url, timeout=60)
+    text = (out.stdout + out.stderr).strip()
+    assert out.returncode == 1
+    assert len(text.splitlines()) == 1, text
+    assert "cannot reach NATS" in text and url in text
+
+
+def test_bench_shows_what_it_is_doing_on_stderr(tmp_path: Path) -> None:
+    small = ["--events", "2000", "--units", "50", "--pools", "5"]
+    out = subprocess.run(
+        [sys.executable, "-m", "tools", "bench", "watcher", *small],
+        capture_output=True,
+        text=True,
+        timeout=110,
+        cwd=tmp_path,
+        env=env_for(tmp_path),
+    )
+    assert out.returncode in (0, 1), out.stderr
+    phases = [line for line in out.stderr.splitlines() if line.startswith("fleet bench watcher:")]
+    assert any("publishing 2,000 telemetry events" in p for p in phases), out.stderr
+    assert any("decide()" in p for p in phases)
+    assert "events/s" in out.stdout and "events/s" not in out.stderr
