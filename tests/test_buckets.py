@@ -4,6 +4,7 @@ creating the same bucket at once both end up on the one bucket the first created
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import msgspec
@@ -12,7 +13,7 @@ import pytest
 from nats.aio.client import Client
 
 from contracts.buckets import A2A_TASKS, ALL_BUCKETS, LEASES, RUNNER_SESSIONS, BucketSpec
-from services.kit.buckets import ensure_bucket
+from services.kit.buckets import bucket_keys, ensure_bucket
 
 
 def test_agent_buckets_keep_their_names() -> None:
@@ -64,3 +65,24 @@ async def test_a_later_opener_binds_as_it_is(two_clients: tuple[Client, Client])
     await ensure_bucket(a.jetstream(), spec, ttl_s=30.0)
     kv = await ensure_bucket(b.jetstream(), spec, ttl_s=5.0)
     assert (await kv.status()).ttl == 30.0
+
+
+async def test_listing_keys_cancelled_midway_leaves_nothing_running(nc: Client) -> None:
+    """A service stopping during a sweep cancels its key listing; the listing's own
+    watcher tasks end with it (the autouse fixture fails the test otherwise)."""
+    spec = BucketSpec(name="race_keys", description="listing test")
+    kv = await ensure_bucket(nc.jetstream(), spec)
+    try:
+        assert await bucket_keys(kv) == []
+        for i in range(5):
+            await kv.put(f"k{i}", b"v")
+        assert sorted(await bucket_keys(kv)) == [f"k{i}" for i in range(5)]
+        # Cancel at points spread over the listing's round trips with the server.
+        for step in range(25):
+            listing = asyncio.ensure_future(bucket_keys(kv))
+            await asyncio.sleep(step * 0.0005)
+            listing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listing
+    finally:
+        await nc.jetstream().delete_stream("KV_race_keys")

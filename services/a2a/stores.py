@@ -15,7 +15,7 @@ from nats.js.kv import KeyValue
 from contracts.a2a import Task
 from contracts.buckets import A2A_TASKS
 from services.a2a.tasks import StoredTask
-from services.kit.buckets import ensure_bucket
+from services.kit.buckets import bucket_keys, ensure_bucket
 from services.kit.kvview import KvView
 from services.kit.store import Store
 
@@ -120,10 +120,7 @@ class KvTaskStore:
         await self.view.put(task.id, _ENC.encode(StoredTask(task=task, tenant=tenant)))
 
     async def list(self, tenant: str) -> list[StoredTask]:
-        try:
-            keys = await self.kv.keys()
-        except Exception:  # nats-py raises NoKeysError on an empty bucket
-            return []
+        keys = await bucket_keys(self.kv)
         recs = [r for k in keys[:10000] if (r := await self._rec(k)) is not None]
         recs = [r for r in recs if r.tenant == tenant]
         return sorted(recs, key=lambda r: r.updated_ts, reverse=True)

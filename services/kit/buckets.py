@@ -10,12 +10,14 @@ created, as it is. The first creator fixes the bucket's shape.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 
 import msgspec
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
+from nats.js.errors import BadRequestError, BucketNotFoundError, NoKeysError, NotFoundError
 from nats.js.kv import KeyValue
 
 from contracts.buckets import BucketSpec
@@ -66,3 +68,28 @@ async def ensure_bucket(
             raise
         log.info("bucket created by another process; binding to it", extra={"bucket": spec.name})
         return await js.key_value(spec.name)
+
+
+async def bucket_keys(kv: KeyValue) -> list[str]:
+    """Every key of the bucket; [] when it has none.
+
+    nats-py lists keys through a watcher (an ordered push consumer with heartbeat and
+    flow-control tasks) and stops it only when the listing completes; a listing
+    cancelled midway (a service stopping during a periodic sweep) would leave those
+    tasks running. So the listing runs in a task of its own, and a cancelled caller
+    waits for it to finish before it stops.
+    """
+    listing = asyncio.ensure_future(_keys(kv))
+    try:
+        return await asyncio.shield(listing)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await listing
+        raise
+
+
+async def _keys(kv: KeyValue) -> list[str]:
+    try:
+        return list(await kv.keys())
+    except (NoKeysError, NotFoundError):
+        return []

@@ -44,7 +44,7 @@ from contracts.a2a import (
 from contracts.buckets import RUNNER_CLAIMS
 from services.a2a.stores import KvTaskStore
 from services.a2a.tasks import StoredTask
-from services.kit.buckets import ensure_bucket
+from services.kit.buckets import bucket_keys, ensure_bucket
 
 log = logging.getLogger("fleet.runner")
 _ENC = msgspec.json.Encoder()
@@ -157,13 +157,7 @@ class LeasedTaskStore:
     async def records(self) -> dict[str, Claims]:
         """Every runner's claims record."""
         out: dict[str, Claims] = {}
-        try:
-            keys = list(await self.claims.keys())
-        except Exception as exc:  # NoKeysError on an empty bucket
-            if type(exc).__name__ == "NoKeysError" or isinstance(exc, NotFoundError):
-                return out
-            raise
-        for key in keys:
+        for key in await bucket_keys(self.claims):
             try:
                 entry = await self.claims.get(key)
             except NotFoundError:
