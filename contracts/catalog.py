@@ -19,6 +19,7 @@ from contracts.commands import (
     Verdict,
 )
 from contracts.events import Alert, AuditRecord, DeadLetter, PingReply, PingRequest, UnitEvent
+from contracts.jobs import Job, JobCancel, JobEvent
 from contracts.telemetry import PoolMetrics, UnitTelemetry
 
 Transport = Literal["core", "stream", "request"]
@@ -173,6 +174,48 @@ CHANNELS: tuple[Channel, ...] = (
         stream="FLEET_DEAD",
         description="Messages that failed to decode or be handled, with the reason.",
         publishers=("every service",),
+    ),
+    Channel(
+        key="jobs",
+        address="fleet.jobs.{priority}.{pool}",
+        payload=Job,
+        transport="stream",
+        stream="JOBS_HIGH, JOBS_NORMAL, JOBS_LOW",
+        description="A pool's work queue of one priority (work-queue streams): units of the "
+        "pool pull high before normal before low, extend the ack deadline while working "
+        "(in-progress acks) and ack when the job's outcome is recorded.",
+        publishers=("gateway",),
+        subscribers=("units",),
+    ),
+    Channel(
+        key="jobHeld",
+        address="fleet.jobheld.{priority}",
+        payload=Job,
+        transport="stream",
+        stream="JOBS_HELD",
+        description="Jobs waiting for budget; the gateway routes them when it allows.",
+        publishers=("gateway",),
+        subscribers=("gateway",),
+    ),
+    Channel(
+        key="jobEvent",
+        address="fleet.job.{id}",
+        payload=JobEvent,
+        transport="stream",
+        stream="FLEET_JOBEVENTS",
+        description="A job's events: queued, routed, started, progress, succeeded, failed, "
+        "retried, dead, cancelled, refused, each with the reason.",
+        publishers=("gateway", "units"),
+        subscribers=("clients",),
+    ),
+    Channel(
+        key="jobCancel",
+        address="fleet.jobctl.cancel",
+        payload=JobCancel,
+        transport="core",
+        description="A cancelled job's id; the unit running it stops it.",
+        publishers=("gateway",),
+        subscribers=("units",),
     ),
 )
 

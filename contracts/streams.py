@@ -30,6 +30,8 @@ class StreamSpec(msgspec.Struct, frozen=True, kw_only=True):
     max_msg_size: int = 1024 * 1024
     storage: Literal["file", "memory"] = "file"
     max_msgs_per_subject: int = -1
+    retention: Literal["limits", "workqueue"] = "limits"
+    """`workqueue` only for the job queues: a job is removed once a unit acks it."""
 
 
 FLEET_METRICS = StreamSpec(
@@ -78,6 +80,33 @@ A2A_TASKS = StreamSpec(
     duplicate_window_s=60.0,
 )
 
+JOBS_STREAMS: dict[str, StreamSpec] = {
+    prio: StreamSpec(
+        name=f"JOBS_{prio.upper()}",
+        subjects=(f"fleet.jobs.{prio}.*",),
+        description=f"Work queue of {prio}-priority jobs, one subject per pool; a job "
+        "leaves it when a unit acks it (finished, dead-lettered or cancelled).",
+        max_age_s=7 * DAY_S,
+        retention="workqueue",
+    )
+    for prio in ("high", "normal", "low")
+}
+"""One work-queue stream per priority, so a unit can take high before normal before low."""
+JOBS_HELD = StreamSpec(
+    name="JOBS_HELD",
+    subjects=("fleet.jobheld.*",),
+    description="Jobs waiting for budget (`fleet.jobheld.<priority>`); the gateway routes "
+    "them when the budget allows.",
+    max_age_s=7 * DAY_S,
+    retention="workqueue",
+)
+FLEET_JOBEVENTS = StreamSpec(
+    name="FLEET_JOBEVENTS",
+    subjects=("fleet.job.>",),
+    description="Every job's events: queued, routed, started, progress and the outcome.",
+    max_age_s=7 * DAY_S,
+)
+
 ALL_STREAMS: tuple[StreamSpec, ...] = (
     FLEET_METRICS,
     FLEET_CMDS,
@@ -85,6 +114,9 @@ ALL_STREAMS: tuple[StreamSpec, ...] = (
     FLEET_AUDIT,
     FLEET_DEAD,
     A2A_TASKS,
+    *JOBS_STREAMS.values(),
+    JOBS_HELD,
+    FLEET_JOBEVENTS,
 )
 
 

@@ -24,6 +24,10 @@ AUDIT_ALL = "fleet.audit.>"
 ALERT_ALL = "fleet.alert.>"
 DEAD_ALL = "fleet.dead.>"
 API_PREFIX = "fleet.api"
+JOBS_ALL = "fleet.jobs.>"
+JOB_EVENTS_ALL = "fleet.job.>"
+JOB_CANCEL = "fleet.jobctl.cancel"
+"""Core NATS: a cancelled job's id, for the unit that may be running it."""
 BRAIN_AGENT = "fleet"
 """The agent name the brain answers A2A as."""
 DEMO_AGENT = "assistant"
@@ -84,6 +88,26 @@ def unit(pool: str, unit_id: str) -> str:
 def unit_ping(unit_id: str) -> str:
     """Where a unit answers liveness pings: `fleet.ping.<unit>` (core request/reply)."""
     return f"fleet.ping.{token(unit_id, 'unit')}"
+
+
+def jobs(priority: str, pool: str) -> str:
+    """`fleet.jobs.<priority>.<pool>`: a pool's work queue of one priority."""
+    return f"fleet.jobs.{token(priority, 'priority')}.{token(pool, 'pool')}"
+
+
+def job(job_id: str) -> str:
+    """`fleet.job.<id>`: every event of one job."""
+    return f"fleet.job.{token(job_id, 'job id')}"
+
+
+def job_held(priority: str) -> str:
+    """`fleet.jobheld.<priority>`: jobs waiting for budget."""
+    return f"fleet.jobheld.{token(priority, 'priority')}"
+
+
+def parse_jobs(subject: str) -> tuple[str, str]:
+    """(priority, pool) of a work-queue subject."""
+    return _parse2(subject, "fleet.jobs.")
 
 
 def audit(actor: str) -> str:

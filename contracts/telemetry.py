@@ -43,3 +43,10 @@ class PoolMetrics(Message, frozen=True, kw_only=True):
     utilization: Fraction = 0.0
     arrival_rate: Amount = 0.0
     """Requests per second arriving at the pool, averaged over the window."""
+    jobs_queued: Count = 0
+    """Jobs waiting in the pool's work queues (every priority), from the streams' own
+    counts; already included in `queue_depth`, so the scaler sizes for them."""
+    jobs_running: Count = 0
+    """Jobs delivered to the pool's units and not yet acked; included in `inflight`."""
+    oldest_job_age_s: Seconds = 0.0
+    """How long the oldest job in the pool's queues has waited, seconds."""

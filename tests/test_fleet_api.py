@@ -41,6 +41,11 @@ BRAIN_NAMES = {
     "get_health",
     "get_budget",
     "report",
+    "submit_job",
+    "queue_status",
+    "list_jobs",
+    "get_job",
+    "cancel_job",
 }
 
 
@@ -149,6 +154,9 @@ def test_fresh_fleet_up_answers_health_and_every_operation_in_its_contract_shape
             bodies = {o.name: b"{}" for o in OPS if not (o.destructive or o.costs_money)}
             bodies["cleanup_idle"] = b'{"idle_s": 1800, "dry_run": true}'
             bodies["place"] = b'{"min_vram_gb": 16}'
+            submitted = await _raw(nc, "jobs.submit", b'{"est_s": 0.1, "priority": "high"}')
+            msgspec.convert(submitted, op("jobs.submit").reply)
+            bodies["jobs.get"] = json.dumps({"id": submitted["id"]}).encode()
             answers = await asyncio.gather(*(_raw(nc, n, b) for n, b in bodies.items()))
             return dict(zip(bodies, answers, strict=True))
         finally:

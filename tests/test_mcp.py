@@ -25,6 +25,11 @@ TOOLS = {
     "get_available_gpus",
     "place_workload",
     "get_budget",
+    "submit_job",
+    "queue_status",
+    "list_jobs",
+    "get_job",
+    "cancel_job",
 }
 
 

@@ -25,6 +25,7 @@ ORDER = [
     "place",
     "providers",
     "ask",
+    "jobs",
     "mcp",
     "replay",
     "bench",

@@ -19,6 +19,7 @@ _STYLE = {
     "fleet.alert": "bold red",
     "fleet.audit": "dim",
     "fleet.dead": "red",
+    "fleet.job": "green",
     "fleet.telemetry": "dim cyan",
     "a2a": "bright_magenta",
 }
@@ -78,6 +79,13 @@ def summary(subject: str, d: dict[str, Any]) -> str:
             else ""
         )
         return f"{g('actor')} {g('action')}{impact}: {g('reasoning', '')} → {g('result', '')}"
+    if subject.startswith("fleet.job."):
+        where = " on ".join(x for x in (g("pool"), g("unit")) if x)
+        extra = f" exit={g('exit_code')}" if g("exit_code") is not None else ""
+        tries = f" attempt {g('attempt')}" if g("attempt") else ""
+        return f"{g('job')} {str(g('state')).upper()} {where}{tries}{extra}: {g('reason', '')}"
+    if subject.startswith("fleet.jobs.") or subject.startswith("fleet.jobheld."):
+        return f"{g('id')} {g('priority')} est {g('est_s')} s for {g('pool') or 'routing'}"
     if subject.startswith("fleet.dead."):
         return f"from {g('service')} ({g('size')} B): {g('reason')}"
     if subject.startswith("fleet.telemetry."):

@@ -14,23 +14,32 @@ import msgspec
 
 from contracts.api.replies import (
     BudgetReply,
+    CancelReply,
     CleanupReply,
     CommandAnswer,
     HealthReply,
+    JobsReply,
+    JobView,
     OffersReply,
     PoolsReply,
+    QueueReply,
     ReportReply,
     ScalingReply,
     StatsReply,
+    SubmitReply,
     UnitsReply,
 )
 from contracts.api.requests import (
+    CancelJobCall,
     CleanupIdleCall,
     HealthQuery,
+    JobQuery,
+    JobsQuery,
     NoArgs,
     PoolQuery,
     ProvisionCall,
     ReleaseCall,
+    SubmitJobCall,
     UnitsQuery,
 )
 from contracts.offers import OfferFilter, Placement
@@ -152,6 +161,46 @@ OPS: tuple[Op, ...] = (
         owner="gateway",
         description="Release ready units idle for at least `idle_s` seconds (1800 is 30 "
         "minutes), through the cost-guard; `dry_run` only lists them.",
+        destructive=True,
+    ),
+    Op(
+        name="jobs.submit",
+        request=SubmitJobCall,
+        reply=SubmitReply,
+        owner="gateway",
+        description="Submit GPU work: routed to the cheapest pool whose GPU meets the "
+        "requirements (min_vram_gb, gpu_models, vendor, runtime) within budget; low-priority "
+        "work waits when the budget binds; answered routed, queued or refused with the reason.",
+        costs_money=True,
+    ),
+    Op(
+        name="jobs.queue",
+        request=PoolQuery,
+        reply=QueueReply,
+        owner="gateway",
+        description="Per pool, jobs queued per priority, jobs running and the oldest "
+        "job's age; jobs waiting for budget.",
+    ),
+    Op(
+        name="jobs.list",
+        request=JobsQuery,
+        reply=JobsReply,
+        owner="gateway",
+        description="The latest jobs with their state, newest first, by pool or state.",
+    ),
+    Op(
+        name="jobs.get",
+        request=JobQuery,
+        reply=JobView,
+        owner="gateway",
+        description="One job: its state and every event (routing, attempts, output, outcome).",
+    ),
+    Op(
+        name="jobs.cancel",
+        request=CancelJobCall,
+        reply=CancelReply,
+        owner="gateway",
+        description="Cancel a queued or running job by id; the unit running it stops it.",
         destructive=True,
     ),
 )

@@ -14,6 +14,7 @@ import msgspec
 
 from contracts.commands import VerdictKind
 from contracts.events import UnitState
+from contracts.jobs import Job, JobEvent
 from contracts.offers import Offer
 from contracts.telemetry import PoolMetrics
 
@@ -196,9 +197,61 @@ class CleanupReply(msgspec.Struct, frozen=True, kw_only=True):
     saved_usd_per_hour: float = 0.0
 
 
+class SubmitReply(msgspec.Struct, frozen=True, kw_only=True):
+    """`jobs.submit`: where the job went, or why it waits or was refused."""
+
+    id: str
+    decision: Literal["routed", "queued", "refused"]
+    """`queued`: waiting for budget; it is routed when the budget allows."""
+    reason: str
+    pool: str | None = None
+    est_usd: float | None = None
+
+
+class JobView(msgspec.Struct, frozen=True, kw_only=True):
+    """`jobs.get`: the job, its latest state and every event."""
+
+    id: str
+    state: str
+    pool: str | None
+    job: Job | None
+    events: list[JobEvent]
+
+
+class JobsReply(msgspec.Struct, frozen=True, kw_only=True):
+    """`jobs.list`: the latest state of each job, newest first."""
+
+    jobs: list[JobEvent]
+    count: int
+
+
+class CancelReply(msgspec.Struct, frozen=True, kw_only=True):
+    """`jobs.cancel`."""
+
+    id: str
+    cancelled: bool
+    reason: str
+
+
+class PoolQueue(msgspec.Struct, frozen=True, kw_only=True):
+    """One pool's work queue: jobs waiting per priority and jobs being run."""
+
+    queued: dict[str, int]
+    running: int
+    oldest_job_age_s: float = 0.0
+
+
+class QueueReply(msgspec.Struct, frozen=True, kw_only=True):
+    """`jobs.queue` (the queue_status tool): per pool, and jobs held for budget."""
+
+    pools: dict[str, PoolQueue]
+    held: dict[str, int]
+
+
 __all__ = [
     "ApiError",
     "BudgetReply",
+    "CancelReply",
     "CleanupReply",
     "CommandAnswer",
     "ConsumerLag",
@@ -206,14 +259,19 @@ __all__ = [
     "HealthReply",
     "HeldRequest",
     "IdleUnit",
+    "JobView",
+    "JobsReply",
     "OffersReply",
     "PoolEntry",
+    "PoolQueue",
     "PoolScaling",
     "PoolStats",
     "PoolsReply",
+    "QueueReply",
     "ReportReply",
     "ScalingReply",
     "StatsReply",
+    "SubmitReply",
     "UnitCounts",
     "UnitRow",
     "UnitsReply",

@@ -8,7 +8,7 @@ these types, so a limit changed here changes everywhere at once.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 from msgspec import Meta
@@ -16,6 +16,7 @@ from msgspec import Meta
 from contracts.base import Text, Token, Usd
 from contracts.commands import MAX_COUNT
 from contracts.events import UnitState
+from contracts.jobs import MAX_ATTEMPTS, JobId, JobRequirements, JobState, Priority
 
 GpuModel = Annotated[str, Meta(min_length=1, max_length=64, description="GPU model, e.g. H100")]
 WaitS = Annotated[float, Meta(ge=0, le=120, description="seconds to wait for the verdict")]
@@ -88,12 +89,59 @@ class CleanupIdleCall(msgspec.Struct, frozen=True, kw_only=True):
     requester: Token = "api"
 
 
+class SubmitJobCall(msgspec.Struct, frozen=True, kw_only=True):
+    """`jobs.submit`: one job; routed to the cheapest pool that meets its requirements."""
+
+    requirements: JobRequirements = msgspec.field(default_factory=JobRequirements)
+    pool: Token | None = None
+    """Run on this pool (its GPU must still meet the requirements)."""
+    priority: Priority = "normal"
+    est_s: Annotated[float, Meta(ge=0, le=7 * 86400, description="seconds on an H100")] = 1.0
+    max_usd: Usd | None = None
+    """Refuse pools where the estimated cost passes this, USD."""
+    deadline_s: Annotated[float, Meta(gt=0, le=30 * 86400)] | None = None
+    """Seconds from now after which the job is no longer worth starting."""
+    command: list[Annotated[str, Meta(max_length=4096)]] | None = None
+    """Argv a local unit runs; sim units simulate `est_s` instead."""
+    data: dict[str, Any] = msgspec.field(default_factory=dict)
+    attempts: Annotated[int, Meta(ge=1, le=MAX_ATTEMPTS)] = 3
+    id: JobId | None = None
+    """Idempotency: submitting the same id twice queues it once."""
+    requester: Token = "api"
+
+
+class JobQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """`jobs.get`: one job with its events."""
+
+    id: JobId
+
+
+class JobsQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """`jobs.list`: the latest jobs, newest first."""
+
+    pool: Token | None = None
+    state: JobState | None = None
+    limit: Annotated[int, Meta(ge=1, le=1000)] = 50
+
+
+class CancelJobCall(msgspec.Struct, frozen=True, kw_only=True):
+    """`jobs.cancel`: stop a queued or running job."""
+
+    id: JobId
+    reason: Text = ""
+    requester: Token = "api"
+
+
 __all__ = [
+    "CancelJobCall",
     "CleanupIdleCall",
     "HealthQuery",
+    "JobQuery",
+    "JobsQuery",
     "NoArgs",
     "PoolQuery",
     "ProvisionCall",
     "ReleaseCall",
+    "SubmitJobCall",
     "UnitsQuery",
 ]

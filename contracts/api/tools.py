@@ -25,6 +25,11 @@ BRAIN_TOOLS: dict[str, str] = {
     "get_health": "health",
     "get_budget": "budget",
     "report": "report",
+    "submit_job": "jobs.submit",
+    "queue_status": "jobs.queue",
+    "list_jobs": "jobs.list",
+    "get_job": "jobs.get",
+    "cancel_job": "jobs.cancel",
 }
 """The brain's tool name -> operation."""
 
@@ -38,6 +43,11 @@ MCP_TOOLS: dict[str, str] = {
     "get_available_gpus": "gpus.available",
     "place_workload": "place",
     "get_budget": "budget",
+    "submit_job": "jobs.submit",
+    "queue_status": "jobs.queue",
+    "list_jobs": "jobs.list",
+    "get_job": "jobs.get",
+    "cancel_job": "jobs.cancel",
 }
 """The MCP server's tool name -> operation."""
 

@@ -47,8 +47,18 @@ SKILLS = (
         "Explain and act on provider failures and open breakers.",
         ["reliability"],
     ),
+    (
+        "jobs",
+        "Run GPU jobs",
+        "Submit GPU work routed to the cheapest pool whose GPU meets it, within budget; "
+        "follow, list and cancel jobs, and read each pool's queue.",
+        ["gpu", "jobs", "queue"],
+    ),
 )
-EXAMPLES = {"place": ["where should a 70B model with 40 GB VRAM run?"]}
+EXAMPLES = {
+    "place": ["where should a 70B model with 40 GB VRAM run?"],
+    "jobs": ["run 20 inference batches needing 40 GB of VRAM at low priority"],
+}
 
 
 def brain_card(nats_url: str, model: str | None) -> AgentCard:

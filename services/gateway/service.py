@@ -26,9 +26,11 @@ from contracts.api.replies import CleanupReply, CommandAnswer, IdleUnit
 from contracts.commands import ProvisionRequest, ReleaseRequest, Verdict
 from services.a2a.tenants import Refused, TenantLimits
 from services.gateway import composites
+from services.gateway.jobdesk import JobDesk, JobOptions
 from services.kit import Service
 from services.kit.bus import gather_replies
 from services.kit.config import KitSettings
+from services.kit.pools import PoolConfig
 from services.kit.service import Delivery, RequestError
 
 EXPECTED = ("watcher", "scaler", "costguard", "provisioner", "brain", "gateway")
@@ -49,13 +51,19 @@ class GatewayOptions(msgspec.Struct, kw_only=True):
 
 class GatewaySettings(KitSettings, kw_only=True):
     gateway: GatewayOptions = msgspec.field(default_factory=GatewayOptions)
+    jobs: JobOptions = msgspec.field(default_factory=JobOptions)
+    pools: dict[str, PoolConfig] = msgspec.field(default_factory=dict)
+    """`[pools.*]`: the pools jobs are routed to (gpu_model, providers, max_usd_per_hour,
+    and optionally vram_gb, vendor, runtime)."""
 
 
 class Gateway(Service[GatewaySettings]):
     """The composite fleet.api operations; see the module docstring."""
 
     name = "gateway"
-    description = "fleet.api composites: stats, health, report, provision, release, cleanup_idle"
+    description = (
+        "fleet.api composites: stats, health, report, provision, release, cleanup_idle, jobs"
+    )
 
     async def setup(self) -> None:
         opts = self.settings.gateway
@@ -70,6 +78,12 @@ class Gateway(Service[GatewaySettings]):
         await self.api_endpoint("provision", ProvisionCall, self.on_provision)
         await self.api_endpoint("release", ReleaseCall, self.on_release)
         await self.api_endpoint("cleanup_idle", CleanupIdleCall, self.on_cleanup_idle)
+        self.jobs = JobDesk(
+            self,
+            {name: msgspec.structs.asdict(cfg) for name, cfg in self.settings.pools.items()},
+            self.settings.jobs,
+        )
+        await self.jobs.setup()
 
     # -- upstream calls --------------------------------------------------------------
     async def ask(self, op: str, body: Any = None, *, required: bool = True) -> dict[str, Any]:

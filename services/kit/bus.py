@@ -143,7 +143,9 @@ def stream_config(spec: StreamSpec, replicas: int = 1) -> StreamConfig:
         name=spec.name,
         description=spec.description,
         subjects=list(spec.subjects),
-        retention=RetentionPolicy.LIMITS,
+        retention=RetentionPolicy.WORK_QUEUE
+        if spec.retention == "workqueue"
+        else RetentionPolicy.LIMITS,
         storage=StorageType.FILE if spec.storage == "file" else StorageType.MEMORY,
         max_age=spec.max_age_s,
         duplicate_window=spec.duplicate_window_s,

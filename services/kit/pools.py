@@ -36,6 +36,13 @@ class PoolConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     """Price ceiling of one unit, USD/hour: no offer above it is rented, and the cost-guard's
     price estimate when no offer is known. Set it for your GPU model."""
 
+    vram_gb: Annotated[float, Meta(ge=0.0, le=10_000.0)] | None = None
+    """VRAM per card, GB, for routing jobs to the pool when no live offer describes its GPU."""
+    vendor: str | None = None
+    """GPU vendor (NVIDIA, AMD, Apple, ...), likewise for job routing; offers say it otherwise."""
+    runtime: str | None = None
+    """What the pool's GPUs run (cuda, rocm, metal), likewise for job routing."""
+
     # -- how many units (scaler; min also bounds idle cleanup, max also the cost-guard)
     min: int = 1
     """Fewest units: what silence scales to, and the floor of idle cleanup. 1 keeps a warm

@@ -91,6 +91,9 @@ class ProvisionerService(Service[ProvisionerSettings]):
             hook = getattr(provider, "start_telemetry", None)
             if callable(hook):
                 hook(self._publish_core)
+            jobs_hook = getattr(provider, "start_jobs", None)
+            if callable(jobs_hook):
+                jobs_hook(self.nc)
 
         await self.subscribe(
             subjects.TELEMETRY_ALL, UnitTelemetry, self._on_telemetry, traced=False

@@ -7,6 +7,10 @@ It publishes a UnitTelemetry heartbeat every second on
 pid and uptime, stops taking work when its unit is published `draining`, and
 exits on SIGTERM or when its unit is published `terminated`. The hosted-agent
 runner replaces it through `[providers.local] command`.
+
+It also runs its pool's jobs (services/kit/jobworker.py), up to `--capacity` at
+once, each job's `command` as a real subprocess; draining or SIGTERM hands
+running jobs back to the queue.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from nats.aio.msg import Msg
 from contracts import subjects
 from contracts.events import PingReply, UnitEvent
 from contracts.telemetry import UnitTelemetry
+from services.kit.jobexec import subprocess_runner
+from services.kit.jobworker import JobWorker
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -37,6 +43,14 @@ async def run(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     nc = await nats.connect(args.nats, name=f"fleet-worker-{args.unit}", max_reconnect_attempts=-1)
     draining = False
+    jobs = JobWorker(
+        nc,
+        args.pool,
+        args.unit,
+        subprocess_runner(),
+        slots=max(int(args.capacity), 1),
+        ack_wait_s=args.job_ack_wait,
+    )
 
     async def on_ping(msg: Msg) -> None:
         reply = PingReply(
@@ -54,30 +68,38 @@ async def run(args: argparse.Namespace) -> int:
             event = msgspec.json.decode(msg.data, type=UnitEvent)
         except msgspec.DecodeError:
             return
-        if event.state == "draining":
+        if event.state == "draining" and not draining:
             draining = True
+            await jobs.drain("is draining for scale-down")
         elif event.state in ("terminated", "failed"):
             stop.set()
 
     await nc.subscribe(subjects.unit_ping(args.unit), cb=on_ping)
     await nc.subscribe(subjects.unit(args.pool, args.unit), cb=on_event)
     await nc.flush()
+    await jobs.start()
+    last_busy = time.time()
     if args.ready_file:
         await asyncio.to_thread(Path(args.ready_file).touch)
     try:
         while not stop.is_set():
+            if jobs.busy:
+                last_busy = time.time()
             beat = UnitTelemetry(
                 pool=args.pool,
                 unit=args.unit,
                 provider=args.provider,
-                inflight=0.0,
+                inflight=float(jobs.busy),
                 capacity=args.capacity,
-                idle_s=round(time.time() - started, 3),
+                utilization=min(jobs.busy / max(args.capacity, 1.0), 1.0),
+                idle_s=round(time.time() - last_busy, 3),
             )
             await nc.publish(subjects.telemetry(args.pool, args.unit), msgspec.json.encode(beat))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), args.interval)
     finally:
+        with contextlib.suppress(Exception):
+            await jobs.stop()
         with contextlib.suppress(Exception):
             await nc.drain()
     return 0
@@ -93,6 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--capacity", type=float, default=1.0)
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between heartbeats")
     parser.add_argument("--ready-file", default="", help="touched once connected")
+    parser.add_argument(
+        "--job-ack-wait",
+        type=float,
+        default=30.0,
+        help="seconds a job may go without an in-progress ack before it is redelivered",
+    )
     args = parser.parse_args(argv)
     return asyncio.run(run(args))
 

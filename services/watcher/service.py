@@ -25,9 +25,11 @@ from contracts.api import PoolQuery
 from contracts.events import TERMINAL_STATES, Alert, UnitEvent
 from contracts.telemetry import PoolMetrics, UnitTelemetry
 from services.kit import Delivery, Service
+from services.kit.jobqueue import PoolDepth, queue_depths
 from services.kit.lag import track_lag
 from services.kit.pools import PoolConfig
 from services.kit.service import RequestError
+from services.watcher.backlog import with_jobs
 from services.watcher.burst import Bursts
 from services.watcher.prometheus import PrometheusError, PrometheusSource, query
 from services.watcher.settings import WatcherSettings
@@ -74,6 +76,7 @@ class Watcher(Service[WatcherSettings]):
         self.table = UnitTable()
         self.windows: dict[str, PoolWindow] = {}
         self.latest: dict[str, PoolMetrics] = {}
+        self._depths: dict[str, PoolDepth] = {}
         self.bursts = Bursts(
             factor=self.opts.burst_factor,
             rate_per_s=self.opts.burst_rate_per_s,
@@ -226,6 +229,9 @@ class Watcher(Service[WatcherSettings]):
                     self._units.remove(pool, state)
             with contextlib.suppress(KeyError):
                 self._utilization.remove(pool)
+        depths = self._depths = await self._job_depths()
+        for pool in samples:
+            self.latest[pool] = with_jobs(self.latest[pool], depths.get(pool))
         for pool, m in self.latest.items():
             self._units.labels(pool, "ready").set(m.units_ready)
             self._units.labels(pool, "pending").set(m.units_pending)
@@ -252,6 +258,7 @@ class Watcher(Service[WatcherSettings]):
                 return
         else:
             m = fast
+        m = with_jobs(m, self._depths.get(pool))  # the backlog as of the last tick
         self._fast_seq += 1
         try:
             await self.publish(
@@ -264,6 +271,14 @@ class Watcher(Service[WatcherSettings]):
             self.latest[m.pool] = m
         self.metrics.count("metrics_published")
         self.metrics.count("metrics_published_fast")
+
+    async def _job_depths(self) -> dict[str, PoolDepth]:
+        """Each pool's job backlog from the work-queue streams; empty when unreadable."""
+        try:
+            return await queue_depths(self.js)
+        except Exception:
+            log.warning("could not read the job queues", exc_info=True)
+            return {}
 
     async def _declare_failed(self, f: Failure, now: float) -> None:
         event = UnitEvent(ts=now, pool=f.pool, unit=f.unit, state="failed", reason=f.reason)

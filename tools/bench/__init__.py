@@ -7,5 +7,5 @@ so a loaded machine slows both sides alike. A module may also define
 `add_arguments(parser)` to add options of its own to `fleet bench`.
 """
 
-TARGETS = ("watcher", "loop", "runner")
+TARGETS = ("watcher", "loop", "runner", "jobs")
 """What `fleet bench` knows; `all` runs each one whose module exists."""

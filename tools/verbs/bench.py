@@ -1,4 +1,4 @@
-"""`fleet bench [watcher|loop|runner|all] [--json]`: benchmarks with a same-run baseline."""
+"""`fleet bench [watcher|loop|runner|jobs|all] [--json]`: benchmarks with a same-run baseline."""
 
 from __future__ import annotations
 

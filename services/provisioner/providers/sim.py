@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from nats.aio.client import Client
 
 from contracts.offers import Offer, OfferFilter
 from services.provisioner.catalog import CATALOG, describe
@@ -198,6 +199,10 @@ class SimProvider:
     def start_telemetry(self, publish: Publish) -> None:
         """Publish telemetry for simulated units with `publish` (see simworld.py)."""
         self.world.start(publish)
+
+    def start_jobs(self, nc: Client) -> None:
+        """Let this marketplace's ready units run jobs (see simjobs.py)."""
+        self.world.start_jobs(nc)
 
     def drain(self, unit_id: str) -> None:
         """Stop sending the unit new work; what it serves finishes within a beat."""

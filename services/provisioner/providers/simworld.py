@@ -19,9 +19,11 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 import msgspec
+from nats.aio.client import Client
 
 from contracts import subjects
 from contracts.telemetry import UnitTelemetry
+from services.provisioner.providers.simjobs import SimJobs
 
 log = logging.getLogger("fleet.sim")
 
@@ -97,6 +99,8 @@ class SimWorld:
         self.default_capacity = default_capacity
         self.sources: list[UnitSource] = []
         self._task: asyncio.Task[None] | None = None
+        self.jobs: SimJobs | None = None
+        """The units' job workers, once the provisioner hands the world a connection."""
         self.started = time.time()
         """The simulated day starts when the world does, so every run of the demo shows
         the same story: a quiet start, the rise, bursts, and the fall."""
@@ -134,6 +138,8 @@ class SimWorld:
             service_s = max(pattern.service_s, 1e-3) if pattern is not None else 1.0
             for provider, u in members:
                 inflight = 0.0 if u.draining else min(capacity, share)
+                if self.jobs is not None:
+                    inflight += self.jobs.busy(u.unit)
                 queue = 0.0 if u.draining else max(share - capacity, 0.0)
                 if inflight > BUSY:
                     u.last_busy_ts = now
@@ -160,6 +166,18 @@ class SimWorld:
         if self._task is None and self.interval_s > 0:
             self._task = asyncio.get_running_loop().create_task(self._run(publish))
 
+    def start_jobs(self, nc: Client) -> None:
+        """Let ready units pull and run their pools' jobs (once, however many sims call it)."""
+        if self.jobs is None:
+            self.jobs = SimJobs(
+                nc, self._ready_now, self.capacities, default_capacity=self.default_capacity
+            )
+            self.jobs.start()
+
+    def _ready_now(self) -> list[Any]:
+        now = time.time()
+        return [u for source in self.sources for u in source.ready_units(now)]
+
     async def _run(self, publish: Publish) -> None:
         while True:
             now = time.time()
@@ -171,7 +189,10 @@ class SimWorld:
             await asyncio.sleep(self.interval_s)
 
     async def stop(self) -> None:
-        """Stop the telemetry task."""
+        """Stop the telemetry task and the job workers (their jobs are handed back)."""
+        if self.jobs is not None:
+            await self.jobs.stop()
+            self.jobs = None
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
