@@ -17,6 +17,7 @@ from contracts import subjects
 from contracts.a2a import TaskState
 from contracts.commands import ProvisionRequest, ReleaseRequest, Verdict
 from contracts.events import Alert, AuditRecord
+from services.a2a.client import A2AClient
 from services.brain.service import Brain
 from services.brain.settings import BrainSettings
 from services.costguard.service import CostGuard
@@ -26,7 +27,6 @@ from tests.fakes.anthropic_api import FakeAnthropic, overloaded, text, tool
 from tests.fakes.fleet_api import FakeFleetOwners
 from tests.provisioner_helpers import Watch
 from tests.test_costguard_service import make_settings
-from tools.a2a_client import A2AClient
 
 
 @pytest.fixture

@@ -12,7 +12,8 @@ from contracts.commands import ReleaseRequest, ScaleProposal
 from contracts.offers import Offer
 from services.costguard.checks import problem
 from services.costguard.quote import Quote, best_offer, offer_filter
-from services.costguard.settings import Policy, PoolView
+from services.costguard.settings import Policy
+from services.kit.pools import PoolConfig
 from tests.test_costguard_judge import NOON, policy, provision
 
 
@@ -78,7 +79,7 @@ def test_with_no_pools_configured_the_reason_says_none() -> None:
 
 
 # -- quotes --------------------------------------------------------------------------------
-POOL = PoolView(gpu_model="H100", providers=["sim", "vastai"], max_usd_per_hour=3.0)
+POOL = PoolConfig(gpu_model="H100", providers=["sim", "vastai"], max_usd_per_hour=3.0)
 
 
 def offer(provider: str, usd: float, **kw: Any) -> Offer:

@@ -22,12 +22,12 @@ import msgspec
 from contracts import subjects
 from contracts.a2a import AgentCapabilities, AgentCard, AgentProvider, AgentSkill
 from contracts.events import Alert
+from services.a2a import A2AServer, nats_interface
 from services.brain.agent import BrainAgent, limits_of
 from services.brain.routine import findings
 from services.brain.settings import BrainOptions, BrainSettings
 from services.brain.toolbox import Toolbox
 from services.kit import Service
-from services.kit.a2a import A2AServer, nats_interface
 
 log = logging.getLogger("fleet.brain")
 
@@ -93,15 +93,13 @@ def build_client(opts: BrainOptions, env: dict[str, str]) -> anthropic.AsyncAnth
     )
 
 
-class Brain(Service):
+class Brain(Service[BrainSettings]):
     """See the module docstring."""
 
     name = "brain"
     singleton = True  # one routine check per interval; a standby takes over A2A too
     description = "The agent: Claude with fleet tools, A2A agent `fleet`, routine checks"
-    settings_type = BrainSettings
     migrations: ClassVar[Sequence[str] | None] = []
-    settings: BrainSettings
 
     async def setup(self) -> None:
         self.opts = self.settings.brain

@@ -73,14 +73,13 @@ MIGRATIONS = [
 ]
 
 
-class CostGuard(Service):
+class CostGuard(Service[CostguardSettings]):
     """The budget gate: the only publisher of `fleet.budget.approved`."""
 
     name = "costguard"
     description = "budget gate: approves, denies or holds every command that costs money"
     singleton = True
     """Two active cost-guards would keep two ledgers; a second replica stands by."""
-    settings_type = CostguardSettings
     migrations = MIGRATIONS
     clock: Callable[[], float] = staticmethod(time.time)
     """Unix seconds that every judgement, accrual and clock-skew check reads. Only
@@ -88,7 +87,6 @@ class CostGuard(Service):
 
     async def setup(self) -> None:
         """Load the ledger, finish unpublished verdicts, then start consuming."""
-        assert isinstance(self.settings, CostguardSettings)
         assert self.store is not None
         self.policy = self.settings.policy()
         self.lock = asyncio.Lock()

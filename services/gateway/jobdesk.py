@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 import msgspec
+from nats.aio.client import Client
+from nats.js import JetStreamContext
 
 from contracts import subjects
 from contracts.api.replies import (
@@ -38,10 +41,35 @@ from services.kit.jobqueue import (
     queue_depths,
     read_events,
 )
-from services.kit.service import Delivery, RequestError
+from services.kit.metrics import ServiceMetrics
+from services.kit.service import Delivery, RequestError, Responder
 
-if TYPE_CHECKING:
-    from services.gateway.service import Gateway
+
+class Host(Protocol):
+    """What the desk uses of the gateway service (a protocol, so the two modules do not
+    import each other)."""
+
+    metrics: ServiceMetrics
+
+    @property
+    def nc(self) -> Client: ...
+
+    @property
+    def js(self) -> JetStreamContext: ...
+
+    @property
+    def api_endpoint(self) -> Callable[[str, Any, Responder[Any]], Awaitable[None]]: ...
+
+    @property
+    def every(self) -> Callable[[float, Callable[[], Awaitable[None]], str], None]: ...
+
+    @property
+    def consume(self) -> Callable[..., Awaitable[None]]: ...
+
+    async def ask(self, op: str, body: Any = None, *, required: bool = True) -> dict[str, Any]:
+        """Another service's fleet.api answer."""
+        ...
+
 
 _ENC = msgspec.json.Encoder()
 DEMO_PRIORITIES: tuple[Priority, ...] = ("high", "normal", "normal", "low")
@@ -70,7 +98,7 @@ class JobOptions(msgspec.Struct, kw_only=True):
 class JobDesk:
     """The `fleet.api.jobs.*` operations of the gateway `svc`."""
 
-    def __init__(self, svc: Gateway, pools: dict[str, dict[str, Any]], opts: JobOptions) -> None:
+    def __init__(self, svc: Host, pools: dict[str, dict[str, Any]], opts: JobOptions) -> None:
         self.svc = svc
         self.pools = pools
         self.opts = opts

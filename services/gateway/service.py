@@ -24,10 +24,10 @@ from contracts.a2a import HEADER_TENANT
 from contracts.api import CleanupIdleCall, HealthQuery, PoolQuery, ProvisionCall, ReleaseCall
 from contracts.api.replies import CleanupReply, CommandAnswer, IdleUnit
 from contracts.commands import ProvisionRequest, ReleaseRequest, Verdict
+from services.a2a.tenants import Refused, TenantLimits
 from services.gateway import composites
 from services.gateway.jobdesk import JobDesk, JobOptions
 from services.kit import Service
-from services.kit.a2a_tenants import Refused, TenantLimits
 from services.kit.bus import gather_replies
 from services.kit.config import KitSettings
 from services.kit.pools import PoolConfig
@@ -57,15 +57,13 @@ class GatewaySettings(KitSettings, kw_only=True):
     and optionally vram_gb, vendor, runtime)."""
 
 
-class Gateway(Service):
+class Gateway(Service[GatewaySettings]):
     """The composite fleet.api operations; see the module docstring."""
 
     name = "gateway"
     description = (
         "fleet.api composites: stats, health, report, provision, release, cleanup_idle, jobs"
     )
-    settings_type = GatewaySettings
-    settings: GatewaySettings
 
     async def setup(self) -> None:
         opts = self.settings.gateway
@@ -73,8 +71,7 @@ class Gateway(Service):
         self.waiting: dict[str, asyncio.Future[Verdict]] = {}
         self.verdicts = msgspec.json.Decoder(Verdict)
         # Core subscription: JetStream publishes reach it too, and it exists before any publish.
-        sub = await self.nc.subscribe("fleet.budget.*", cb=self._on_verdict)
-        self._subs.append(sub)
+        await self.listen("fleet.budget.*", self._on_verdict)
         await self.api_endpoint("stats", PoolQuery, self.on_stats)
         await self.api_endpoint("health", HealthQuery, self.on_health)
         await self.api_endpoint("report", PoolQuery, self.on_report)

@@ -11,7 +11,7 @@ named `<service>-<what>`, so each service reports its own and nobody else's.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nats.js import JetStreamContext
 from prometheus_client import CollectorRegistry, Gauge
@@ -74,7 +74,7 @@ class ConsumerLag:
         return seen
 
 
-def track_lag(service: Service, interval_s: float = LAG_INTERVAL_S) -> ConsumerLag:
+def track_lag(service: Service[Any], interval_s: float = LAG_INTERVAL_S) -> ConsumerLag:
     """Export the lag of `service`'s durables, read every `interval_s` until it stops.
 
     Call from `setup()`, after the service's `consume()` calls.
