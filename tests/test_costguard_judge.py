@@ -31,7 +31,9 @@ def policy(**budget: float) -> Policy:
     return Policy(
         budget=msgspec.convert(settings, BudgetSettings),
         pools={
-            "h100": PoolConfig(gpu_model="H100", providers=["sim", "vastai"], max_usd_per_hour=2.0),
+            "h100": PoolConfig(
+                gpu_model="H100", providers=["sim", "vastai"], max_usd_per_hour=2.0, max=2000
+            ),
             "small": PoolConfig(gpu_model="any", providers=["sim"], max_usd_per_hour=1.0, max=5),
         },
     )
