@@ -26,22 +26,13 @@ from services.gateway.service import Gateway, GatewaySettings
 from services.kit.config import load_settings
 from tests import test_cli_up as up
 from tests.fakes.fleet_api import FakeFleetOwners
+from tests.test_mcp import TOOLS as MCP_NAMES
 from tools.registry import EMBEDDED, available
 
 fleet_up = up.fleet_up  # `fleet up` in a temp dir, stopped with Ctrl-C after the test
 
-BRAIN_NAMES = {
-    "list_units",
-    "get_stats",
-    "get_available_gpus",
-    "place_workload",
-    "provision",
-    "release",
-    "cleanup_idle",
-    "get_health",
-    "get_budget",
-    "report",
-}
+BRAIN_NAMES = MCP_NAMES | {"release", "report"}
+"""The guide's tools, as MCP has them, plus a pool release by count and the report."""
 
 
 def contract_fields(op_name: str) -> tuple[dict[str, Any], set[str]]:

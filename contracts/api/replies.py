@@ -46,6 +46,10 @@ class UnitRow(msgspec.Struct, frozen=True, kw_only=True):
     release_requested_ts: float | None = None
     inflight: float | None = None
     idle_s: float | None = None
+    provider_unit_id: str = ""
+    """The provider's own id for it (what destroy_gpu_instance takes)."""
+    command_id: str | None = None
+    """The provision command it was created for."""
 
 
 class UnitsReply(msgspec.Struct, frozen=True, kw_only=True):
@@ -197,12 +201,15 @@ class CleanupReply(msgspec.Struct, frozen=True, kw_only=True):
 
 
 __all__ = [
+    "AlertReply",
     "ApiError",
     "BudgetReply",
     "CleanupReply",
     "CommandAnswer",
     "ConsumerLag",
     "ErrorBody",
+    "Followup",
+    "FollowupsReply",
     "HealthReply",
     "HeldRequest",
     "IdleUnit",
@@ -218,3 +225,26 @@ __all__ = [
     "UnitRow",
     "UnitsReply",
 ]
+
+
+class AlertReply(msgspec.Struct, frozen=True, kw_only=True):
+    """`alert`: where it went."""
+
+    subject: str
+    id: str
+
+
+class Followup(msgspec.Struct, frozen=True, kw_only=True):
+    """A check the brain runs at `due_ts`, as a task of its own."""
+
+    id: str
+    check: str
+    due_ts: float
+    requester: str = "api"
+    created_ts: float = 0.0
+
+
+class FollowupsReply(msgspec.Struct, frozen=True, kw_only=True):
+    """`followup.schedule` (the one stored) and `followup.list` (every one waiting)."""
+
+    followups: list[Followup]

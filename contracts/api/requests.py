@@ -15,11 +15,15 @@ from msgspec import Meta
 
 from contracts.base import Text, Token, Usd
 from contracts.commands import MAX_COUNT
-from contracts.events import UnitState
+from contracts.events import Severity, UnitState
 
 GpuModel = Annotated[str, Meta(min_length=1, max_length=64, description="GPU model, e.g. H100")]
 WaitS = Annotated[float, Meta(ge=0, le=120, description="seconds to wait for the verdict")]
 UnitCountArg = Annotated[int, Meta(ge=1, le=MAX_COUNT, description="units")]
+DurationS = Annotated[
+    float,
+    Meta(gt=0, le=30 * 86400, description="seconds to keep the units; omitted: until released"),
+]
 
 
 class NoArgs(msgspec.Struct, frozen=True, kw_only=True):
@@ -60,6 +64,8 @@ class ProvisionCall(msgspec.Struct, frozen=True, kw_only=True):
     requester: Token = "api"
     wait_s: WaitS = 10.0
     """How long to wait for the verdict before answering `pending`, seconds."""
+    duration: DurationS | None = None
+    """The units are explicit capacity: kept this many seconds, or until released."""
 
 
 class ReleaseCall(msgspec.Struct, frozen=True, kw_only=True):
@@ -88,8 +94,77 @@ class CleanupIdleCall(msgspec.Struct, frozen=True, kw_only=True):
     requester: Token = "api"
 
 
+# -- the GPU-agent guide's tools: its argument names, as operations -------------------
+
+
+class GpuProvisionCall(msgspec.Struct, frozen=True, kw_only=True):
+    """`gpu.provision` (the guide's provision_gpu): units of a GPU model, kept for
+    `duration` seconds or until released; the pool is the one configured for the model,
+    or an ad-hoc pool for it."""
+
+    gpu_model: GpuModel
+    provider: Token | None = None
+    duration: DurationS | None = None
+    count: UnitCountArg = 1
+    max_usd_per_hour: Usd | None = None
+    """Ceiling on one unit's price, USD/hour."""
+    reason: Text = ""
+    requester: Token = "api"
+    wait_s: WaitS = 10.0
+
+
+class GpuDestroyCall(msgspec.Struct, frozen=True, kw_only=True):
+    """`gpu.destroy` (the guide's destroy_gpu_instance): one instance by the provider's
+    own id (our unit name is accepted too), released through the cost-guard."""
+
+    provider: Token
+    instance_id: Annotated[
+        str, Meta(min_length=1, max_length=128, description="the provider's instance id")
+    ]
+    reason: Text = ""
+    requester: Token = "api"
+    wait_s: WaitS = 10.0
+
+
+class GpuCleanupCall(msgspec.Struct, frozen=True, kw_only=True):
+    """`gpu.cleanup_idle` (the guide's cleanup_idle_gpus): release ready units idle for
+    at least `idle_threshold_minutes` (30 by default, as the guide documents)."""
+
+    idle_threshold_minutes: Annotated[
+        float, Meta(ge=0, le=30 * 1440, description="minutes of idle time before cleanup")
+    ] = 30.0
+    dry_run: bool = False
+    requester: Token = "api"
+
+
+class AlertCall(msgspec.Struct, frozen=True, kw_only=True):
+    """`alert`: tell the operators, on `fleet.alert.<severity>`."""
+
+    message: Annotated[str, Meta(min_length=1, max_length=2000)]
+    severity: Severity = "warning"
+    kind: Token = "agent"
+    pool: Token | None = None
+    unit: Token | None = None
+    requester: Token = "api"
+
+
+class FollowupCall(msgspec.Struct, frozen=True, kw_only=True):
+    """`followup.schedule`: a check the brain runs later, stored durably."""
+
+    check: Annotated[
+        str, Meta(min_length=1, max_length=2000, description="what to check, in words")
+    ]
+    after_minutes: Annotated[float, Meta(gt=0, le=7 * 1440, description="minutes from now")]
+    requester: Token = "api"
+
+
 __all__ = [
+    "AlertCall",
     "CleanupIdleCall",
+    "FollowupCall",
+    "GpuCleanupCall",
+    "GpuDestroyCall",
+    "GpuProvisionCall",
     "HealthQuery",
     "NoArgs",
     "PoolQuery",

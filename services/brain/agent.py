@@ -104,18 +104,19 @@ class BrainAgent:
             data, _ = await toolbox.call("place_workload", need, reasoning)
             answer = rules.placement_answer(text, need, data)
         elif kind == "stats":
-            data, _ = await toolbox.call("get_stats", {}, reasoning)
+            data, _ = await toolbox.call("get_gpu_stats", {}, reasoning)
             answer = rules.stats_answer(data)
         elif kind == "cleanup":
+            minutes = self.host.opts.idle_cleanup_s / 60.0
             data, _ = await toolbox.call(
-                "cleanup_idle", {"idle_s": self.host.opts.idle_cleanup_s}, reasoning
+                "cleanup_idle_gpus", {"idle_threshold_minutes": minutes}, reasoning
             )
             answer = rules.cleanup_answer(data)
         elif kind == "budget":
             data, _ = await toolbox.call("get_budget", {}, reasoning)
             answer = rules.budget_answer(data)
         elif kind == "health":
-            data, _ = await toolbox.call("get_health", {}, reasoning)
+            data, _ = await toolbox.call("get_health_status", {}, reasoning)
             answer = rules.health_answer(data)
         else:
             answer = rules.other_answer()

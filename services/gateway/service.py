@@ -22,9 +22,11 @@ from nats.aio.msg import Msg
 from contracts import subjects
 from contracts.a2a import HEADER_TENANT
 from contracts.api import CleanupIdleCall, HealthQuery, PoolQuery, ProvisionCall, ReleaseCall
-from contracts.api.replies import CleanupReply, CommandAnswer, IdleUnit
+from contracts.api.replies import AlertReply, CleanupReply, CommandAnswer, IdleUnit
+from contracts.api.requests import AlertCall, GpuCleanupCall, GpuDestroyCall, GpuProvisionCall
 from contracts.commands import ProvisionRequest, ReleaseRequest, Verdict
-from services.gateway import composites
+from contracts.events import Alert
+from services.gateway import composites, guide
 from services.kit import Service
 from services.kit.a2a_tenants import Refused, TenantLimits
 from services.kit.bus import gather_replies
@@ -49,6 +51,8 @@ class GatewayOptions(msgspec.Struct, kw_only=True):
 
 class GatewaySettings(KitSettings, kw_only=True):
     gateway: GatewayOptions = msgspec.field(default_factory=GatewayOptions)
+    pools: dict[str, guide.PoolModel] = msgspec.field(default_factory=dict)
+    """`[pools.<pool>]`: which GPU model each pool runs, for provision_gpu."""
 
 
 class Gateway(Service):
@@ -73,6 +77,10 @@ class Gateway(Service):
         await self.api_endpoint("provision", ProvisionCall, self.on_provision)
         await self.api_endpoint("release", ReleaseCall, self.on_release)
         await self.api_endpoint("cleanup_idle", CleanupIdleCall, self.on_cleanup_idle)
+        await self.api_endpoint("gpu.provision", GpuProvisionCall, self.on_gpu_provision)
+        await self.api_endpoint("gpu.destroy", GpuDestroyCall, self.on_gpu_destroy)
+        await self.api_endpoint("gpu.cleanup_idle", GpuCleanupCall, self.on_gpu_cleanup)
+        await self.api_endpoint("alert", AlertCall, self.on_alert)
 
     # -- upstream calls --------------------------------------------------------------
     async def ask(self, op: str, body: Any = None, *, required: bool = True) -> dict[str, Any]:
@@ -158,8 +166,74 @@ class Gateway(Service):
             provider=call.provider,
             max_usd_per_hour=call.max_usd_per_hour,
             reason=call.reason,
+            pin=True,
+            duration_s=call.duration,
         )
         return await self._command(req, call.wait_s)
+
+    # -- the GPU-agent guide's operations -------------------------------------------------
+    async def on_gpu_provision(self, call: GpuProvisionCall, d: Delivery) -> CommandAnswer:
+        """provision_gpu: the model's pool (or its ad-hoc pool), pinned for `duration`."""
+        self._admit(d)
+        pool = guide.pool_for(call.gpu_model, call.provider, self.settings.pools)
+        kept = f"for {call.duration:g} s" if call.duration else "until released"
+        req = ProvisionRequest(
+            id=f"prov-{uuid.uuid4().hex[:16]}",
+            requester=call.requester,
+            pool=pool,
+            gpu_model=call.gpu_model,
+            count=call.count,
+            provider=call.provider,
+            max_usd_per_hour=call.max_usd_per_hour,
+            reason=(call.reason or f"provision_gpu {call.count} x {call.gpu_model}")
+            + f" (kept {kept})",
+            pin=True,
+            duration_s=call.duration,
+        )
+        return await self._command(req, call.wait_s)
+
+    async def on_gpu_destroy(self, call: GpuDestroyCall, d: Delivery) -> CommandAnswer:
+        """destroy_gpu_instance: the provider's instance id mapped to our unit, released."""
+        self._admit(d)
+        units = await self.ask("units.list", {"provider": call.provider})
+        unit = guide.find_instance(units, call.provider, call.instance_id)
+        if unit is None:
+            known = ", ".join(guide.instance_ids(units, call.provider)[:20]) or "none"
+            raise RequestError(
+                f"no live {call.provider} instance {call.instance_id!r}; "
+                f"its live instances: {known} (list_gpu_instances shows them)",
+                404,
+            )
+        req = ReleaseRequest(
+            id=f"rel-{uuid.uuid4().hex[:16]}",
+            requester=call.requester,
+            pool=unit["pool"],
+            unit=unit["unit"],
+            reason=call.reason or f"destroy_gpu_instance {call.provider}/{call.instance_id}",
+        )
+        return await self._command(req, call.wait_s)
+
+    async def on_gpu_cleanup(self, call: GpuCleanupCall, d: Delivery) -> CleanupReply:
+        """cleanup_idle_gpus: cleanup_idle with the guide's threshold in minutes."""
+        idle_s = call.idle_threshold_minutes * 60.0
+        return await self.on_cleanup_idle(
+            CleanupIdleCall(idle_s=idle_s, dry_run=call.dry_run, requester=call.requester), d
+        )
+
+    async def on_alert(self, call: AlertCall, _d: Delivery) -> AlertReply:
+        """send_alert: an Alert on `fleet.alert.<severity>` (stream FLEET_EVENTS)."""
+        alert = Alert(
+            kind=call.kind,
+            message=f"{call.message} (from {call.requester})",
+            severity=call.severity,
+            pool=call.pool,
+            unit=call.unit,
+        )
+        alert_id = f"alert-{uuid.uuid4().hex[:16]}"
+        subject = subjects.alert(call.severity)
+        await self.publish(subject, alert, msg_id=alert_id)
+        self.metrics.count("alerts")
+        return AlertReply(subject=subject, id=alert_id)
 
     async def on_release(self, call: ReleaseCall, d: Delivery) -> CommandAnswer:
         """Publish a ReleaseRequest; the cost-guard's verdict on it."""

@@ -79,6 +79,7 @@ class FakeFleetOwners:
                 "gpu_model": "L40S",
                 "usd_per_hour": 0.9,
                 "idle_s": 7200.0,
+                "provider_unit_id": "sim-7001",
             },
             {
                 "unit": "u-busy",
@@ -88,6 +89,7 @@ class FakeFleetOwners:
                 "gpu_model": "L40S",
                 "usd_per_hour": 0.9,
                 "idle_s": 3.0,
+                "provider_unit_id": "sim-7002",
             },
         ]
         self._subs: list[Any] = []
@@ -141,7 +143,11 @@ class FakeFleetOwners:
         }
 
     def _units(self, q: dict[str, Any]) -> dict[str, Any]:
-        rows = [u for u in self.units if q.get("pool") in (None, u["pool"])]
+        rows = [
+            u
+            for u in self.units
+            if q.get("pool") in (None, u["pool"]) and q.get("provider") in (None, u["provider"])
+        ]
         return {"units": rows, "count": len(rows)}
 
     def _offers(self, q: dict[str, Any]) -> dict[str, Any]:
@@ -169,8 +175,11 @@ class FakeFleetOwners:
         assert isinstance(cmd, ProvisionRequest | ReleaseRequest)
         self.requests.append(cmd)
         if isinstance(cmd, ProvisionRequest):
+            # "A100" names the family, as the guide does: any A100 offer prices it.
             price = min(
-                o["usd_per_hour"] for o in OFFERS if cmd.gpu_model in ("any", o["gpu_model"])
+                o["usd_per_hour"]
+                for o in OFFERS
+                if cmd.gpu_model == "any" or o["gpu_model"].startswith(cmd.gpu_model)
             )
             cost = price * cmd.count
             ok = self.burn + cost <= self.budget_usd_per_hour
