@@ -50,6 +50,10 @@ class UnitRow(msgspec.Struct, frozen=True, kw_only=True):
     """The provider's own id for it (what destroy_gpu_instance takes)."""
     command_id: str | None = None
     """The provision command it was created for."""
+    pinned: bool = False
+    """Explicit capacity: idle cleanup and scale-in leave it until `pinned_until`."""
+    pinned_until: float | None = None
+    """When its pin ends, unix seconds; None while pinned: until released."""
 
 
 class UnitsReply(msgspec.Struct, frozen=True, kw_only=True):
@@ -110,11 +114,18 @@ class PoolsReply(msgspec.Struct, frozen=True, kw_only=True):
 
 class PoolScaling(msgspec.Struct, frozen=True, kw_only=True):
     desired: int | None
+    """max(load_desired, pinned): what the pool is kept at."""
     panic: bool
     lead_time_s: float
     min: int
     max: int
     last_metrics_ts: float | None
+    load_desired: int | None = None
+    """What the load alone calls for."""
+    pinned: int = 0
+    """Units explicit provisions keep, whatever the load (their floor)."""
+    pins: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    """The pins behind `pinned`: id, count, until_ts (None: until released)."""
 
 
 class ScalingReply(msgspec.Struct, frozen=True, kw_only=True):

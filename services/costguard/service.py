@@ -41,11 +41,12 @@ from contracts.commands import (
     Verdict,
 )
 from contracts.events import AuditRecord, UnitEvent
+from contracts.subjects import is_adhoc
 from services.costguard import checks
 from services.costguard.judge import NotHeld, decide, expire, judge
 from services.costguard.ledger import Ledger, apply_unit_event, summary
 from services.costguard.quote import Quote, best_offer, offer_filter
-from services.costguard.settings import CostguardSettings
+from services.costguard.settings import CostguardSettings, with_adhoc
 from services.kit import Delivery, Permanent, Service
 from services.kit.service import RequestError, encode
 
@@ -161,6 +162,8 @@ class CostGuard(Service):
         """Judge `request` once; a redelivery finds its verdict and publishes nothing new."""
         if await self._judged(request.id):
             return
+        if is_adhoc(request.pool):
+            self.policy = with_adhoc(self.policy, request.pool)
         quote = await self._quote(request)
         async with self.lock:
             if await self._judged(request.id):

@@ -254,7 +254,7 @@ class Gateway(Service):
         """Release every ready unit idle for `idle_s` or more (through the cost-guard)."""
         self._admit(d)
         units = await self.ask("units.list", {"pool": call.pool} if call.pool else {})
-        idle = composites.idle_units(units, call.idle_s, call.pool)
+        idle = composites.idle_units(units, call.idle_s, call.pool, time.time())
         found = [
             IdleUnit(
                 unit=u["unit"],
