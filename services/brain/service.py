@@ -26,7 +26,7 @@ from contracts.api import NoArgs
 from contracts.api.replies import FollowupsReply
 from contracts.api.requests import FollowupCall
 from contracts.events import Alert
-from services.brain import followups
+from services.brain import followups, rulemode
 from services.brain.agent import BrainAgent, limits_of
 from services.brain.routine import findings
 from services.brain.settings import BrainOptions, BrainSettings
@@ -37,23 +37,65 @@ from services.kit.a2a import A2AServer, nats_interface
 log = logging.getLogger("fleet.brain")
 
 SKILLS = (
-    ("provision", "Provision GPUs", "Ask for GPU units in a pool, within budget.", ["gpu", "cost"]),
+    (
+        "provision",
+        "Provision GPUs",
+        "Provision GPU units of a model, for a duration or until released, within budget.",
+        ["gpu", "cost"],
+    ),
+    (
+        "release",
+        "Destroy an instance",
+        "Release a GPU instance named by its provider and instance id.",
+        ["gpu", "cost"],
+    ),
+    ("cleanup", "Clean up idle GPUs", "Release GPUs idle past a threshold.", ["cost"]),
     (
         "place",
         "Place a workload",
         "Find where a workload with a VRAM need runs cheapest.",
         ["placement"],
     ),
-    ("scale", "Scale pools", "Read utilization and queues; add or release capacity.", ["scaling"]),
-    ("report", "Report", "Stats, spend, budget and health at a glance.", ["observability"]),
+    (
+        "report",
+        "Report",
+        "Stats, instances, spend, budget and health at a glance.",
+        ["observability"],
+    ),
+    (
+        "scale",
+        "Scale pools",
+        "Read utilization, queues and budget; add or remove capacity.",
+        ["scaling"],
+    ),
     (
         "failover",
         "Failover",
-        "Explain and act on provider failures and open breakers.",
+        "Replace a failing instance on another provider, move its work and alert the operators.",
         ["reliability"],
     ),
+    ("batch", "Batch plans", "Plan and run a batch under a cost cap and a deadline.", ["batch"]),
 )
-EXAMPLES = {"place": ["where should a 70B model with 40 GB VRAM run?"]}
+RULE_NOTE = " Without a model: only on an explicit command naming what and how many."
+EXAMPLES = {
+    "place": ["where should a 70B model with 40 GB VRAM run?"],
+    "provision": ["provision 2 H100 for 2 hours"],
+    "release": ["destroy instance 12345 on vastai"],
+    "cleanup": ["clean up GPUs idle for more than 30 minutes"],
+}
+
+
+def skills_for(model: str | None) -> list[AgentSkill]:
+    """The skills this mode can do: all with a model; without one, those the rule policy
+    carries out (the acting ones on an explicit command only)."""
+    out = []
+    for i, n, d, t in SKILLS:
+        if model is None and i not in rulemode.SKILLS_WITHOUT_MODEL:
+            continue
+        if model is None and i in ("provision", "release", "cleanup"):
+            d += RULE_NOTE
+        out.append(AgentSkill(id=i, name=n, description=d, tags=t, examples=EXAMPLES.get(i, [])))
+    return out
 
 
 def brain_card(nats_url: str, model: str | None) -> AgentCard:
@@ -67,10 +109,7 @@ def brain_card(nats_url: str, model: str | None) -> AgentCard:
         capabilities=AgentCapabilities(streaming=True, push_notifications=False),
         default_input_modes=["text/plain"],
         default_output_modes=["text/plain", "application/json"],
-        skills=[
-            AgentSkill(id=i, name=n, description=d, tags=t, examples=EXAMPLES.get(i, []))
-            for i, n, d, t in SKILLS
-        ],
+        skills=skills_for(model),
         provider=AgentProvider(organization="fleetplane", url="https://fleetplane.dev"),
     )
 
