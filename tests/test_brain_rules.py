@@ -27,18 +27,7 @@ async def test_nothing_is_provisioned_or_released_unless_the_request_was_explici
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
-    fleet.units.append(
-        {
-            "unit": "u-vast",
-            "pool": "llm",
-            "provider": "vastai",
-            "state": "ready",
-            "gpu_model": "L40S",
-            "usd_per_hour": 0.9,
-            "idle_s": 5.0,
-            "provider_unit_id": "12345",
-        }
-    )
+    fleet.add_unit("u-vast", "vastai", "12345")
     brain = await start_brain(nats_url, tmp_path)
     try:
         client = A2AClient(nc, "fleet", tenant="ops", timeout_s=20)

@@ -64,8 +64,12 @@ OFFERS = [
 class FakeFleetOwners:
     """See the module docstring."""
 
-    def __init__(self, nc: Client, *, budget_usd_per_hour: float = 20.0) -> None:
+    def __init__(
+        self, nc: Client, *, budget_usd_per_hour: float = 20.0, judge: bool = True
+    ) -> None:
         self.nc = nc
+        self.judge = judge
+        """False when a real cost-guard judges commands and answers `budget`."""
         self.budget_usd_per_hour = budget_usd_per_hour
         self.burn = 0.0
         self.requests: list[ProvisionRequest | ReleaseRequest] = []
@@ -95,18 +99,35 @@ class FakeFleetOwners:
         self._subs: list[Any] = []
         self._dec = command_decoder()
 
+    def add_unit(self, unit: str, provider: str, provider_unit_id: str) -> None:
+        """A busy ready L40S unit of pool `llm` at `provider`, known there by its own id."""
+        self.units.append(
+            {
+                "unit": unit,
+                "pool": "llm",
+                "provider": provider,
+                "state": "ready",
+                "gpu_model": "L40S",
+                "usd_per_hour": 0.9,
+                "idle_s": 0.0,
+                "provider_unit_id": provider_unit_id,
+            }
+        )
+
     async def start(self) -> FakeFleetOwners:
         routes = {
             "pools": self._pools,
-            "budget": self._budget,
             "units.list": self._units,
             "gpus.available": self._offers,
             "place": self._place,
         }
+        if self.judge:
+            routes["budget"] = self._budget
         for op, fn in routes.items():
             self._subs.append(await self.nc.subscribe(subjects.api(op), cb=_responder(fn)))
         for subject in (subjects.PROVISION_REQUESTED, subjects.RELEASE_REQUESTED):
-            self._subs.append(await self.nc.subscribe(subject, cb=self._judge))
+            if self.judge:
+                self._subs.append(await self.nc.subscribe(subject, cb=self._judge))
         await self.nc.flush()
         return self
 
@@ -156,6 +177,7 @@ class FakeFleetOwners:
             for o in OFFERS
             if q.get("gpu_model") in (None, o["gpu_model"])
             and o["vram_gb"] >= float(q.get("min_vram_gb") or 0)
+            and o["usd_per_hour"] <= float(q.get("max_usd_per_hour") or 1e9)
         ]
         return {"offers": sorted(rows, key=lambda o: o["usd_per_hour"])}
 
