@@ -23,11 +23,11 @@ test *ARGS:
 test-slow *ARGS:
     {{venv}}python -m pytest -m slow {{ARGS}}
 
-# ruff (lint and format check), mypy strict on contracts/ and services/kit/, import layers
+# ruff (lint and format check), mypy strict on contracts/, services/kit/ and services/a2a/, import layers
 lint:
     {{venv}}ruff check .
     {{venv}}ruff format --check .
-    {{venv}}mypy contracts services/kit
+    {{venv}}mypy contracts services/kit services/a2a
     {{venv}}lint-imports
 
 # benchmarks with same-run baselines

@@ -18,17 +18,18 @@ from nats.aio.client import Client
 
 from contracts import subjects
 from contracts.a2a import (
+    METHODS,
     AgentCapabilities,
     AgentCard,
     AgentSkill,
     StreamResponse,
     TaskState,
 )
+from services.a2a import A2AEvent, A2AServer, TaskContext, nats_interface
+from services.a2a.client import A2AClient, A2AError
+from services.a2a.tenants import A2ASettings
 from services.kit import Service
-from services.kit.a2a import A2AEvent, A2AServer, TaskContext, nats_interface
-from services.kit.a2a_tenants import A2ASettings
 from services.kit.config import KitSettings, load_settings
-from tools.a2a_client import A2AClient, A2AError
 
 AGENT = "toyagent"
 
@@ -231,6 +232,31 @@ async def test_bad_requests_get_the_spec_error_codes(
         failed = await client.send("boom")
         assert failed.status.state == TaskState.FAILED
         assert "the toy broke" in (failed.status.message.parts[0].text or "")
+    finally:
+        await svc.stop()
+
+
+async def test_the_agent_serves_exactly_the_contracts_methods(
+    nats_url: str, nc: Client, settings: KitSettings
+) -> None:
+    """Every method of the contract is routed (a missing task, not a missing method), and
+    an unknown method's error lists the contract's methods, streaming ones included."""
+    svc = await started(settings, nats_url)
+    client = A2AClient(nc, AGENT, timeout_s=10)
+    try:
+        for method in ("GetTask", "CancelTask"):
+            raw = msgspec.json.encode(
+                {"jsonrpc": "2.0", "id": 1, "method": method, "params": {"id": "nope"}}
+            )
+            assert (await client.call_raw(raw))["error"]["code"] == -32001, method
+        with pytest.raises(A2AError) as missing:
+            async for _ in client.subscribe("nope"):
+                pass
+        assert missing.value.code == -32001
+        listed = await client.list()
+        assert listed.tasks == []
+        unknown = await client.call_raw(b'{"jsonrpc": "2.0", "id": 9, "method": "Explode"}')
+        assert unknown["error"]["message"].endswith("serves " + ", ".join(METHODS))
     finally:
         await svc.stop()
 

@@ -16,13 +16,13 @@ from nats.aio.client import Client
 from contracts.a2a import TaskState
 from contracts.commands import ReleaseRequest
 from contracts.events import Alert, AuditRecord
+from services.a2a.client import A2AClient
 from services.brain.service import Brain
 from services.brain.settings import BrainSettings
 from services.gateway.service import Gateway, GatewaySettings
 from services.kit.config import load_settings
 from tests.fakes.anthropic_api import FakeAnthropic, overloaded, text, tool
 from tests.fakes.fleet_api import FakeFleetOwners
-from tools.a2a_client import A2AClient
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ import pytest
 from nats.aio.client import Client
 
 from contracts.api.replies import Followup, FollowupsReply
+from services.a2a.client import A2AClient
 from services.brain.followups import TENANT, due
 from tests.test_brain import start_brain
-from tools.a2a_client import A2AClient
 
 
 def test_due_follow_ups_are_the_ones_whose_time_has_come_oldest_first() -> None:

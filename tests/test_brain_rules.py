@@ -12,11 +12,11 @@ from nats.aio.client import Client
 
 from contracts.a2a import TaskState
 from contracts.commands import ProvisionRequest, ReleaseRequest
+from services.a2a.client import A2AClient
 from services.brain.rulemode import SKILLS_WITHOUT_MODEL
 from tests.fakes.fleet_api import FakeFleetOwners
 from tests.test_brain import fleet, start_brain  # noqa: F401  (the fixture)
 from tests.test_brain_intents import ALL
-from tools.a2a_client import A2AClient
 
 
 async def test_nothing_is_provisioned_or_released_unless_the_request_was_explicit(

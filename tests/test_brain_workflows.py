@@ -17,6 +17,7 @@ from contracts import subjects
 from contracts.a2a import TaskState
 from contracts.commands import ProvisionRequest, ReleaseRequest, Verdict
 from contracts.events import Alert, AuditRecord
+from services.a2a.client import A2AClient
 from services.brain.followups import FollowupStore
 from services.costguard.service import CostGuard
 from services.costguard.settings import CostguardSettings
@@ -26,7 +27,6 @@ from tests.fakes.anthropic_api import text, tool
 from tests.fakes.fleet_api import FakeFleetOwners
 from tests.provisioner_helpers import Watch
 from tests.test_brain import claude, start_brain  # noqa: F401  (the fixture)
-from tools.a2a_client import A2AClient
 
 POOLS = {
     "llm": {"gpu_model": "L40S", "providers": ["sim", "vastai", "ionet"], "max_usd_per_hour": 5},

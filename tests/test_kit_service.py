@@ -12,11 +12,13 @@ import httpx
 import msgspec
 import pytest
 from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import NoRespondersError
 
 from contracts import subjects
 from contracts.events import DeadLetter, UnitEvent
 from contracts.telemetry import UnitTelemetry
-from services.kit import Delivery, Service
+from services.kit import ConfigError, Delivery, Service
 from services.kit.config import KitSettings, load_settings
 from services.kit.service import RequestError, encode
 
@@ -227,3 +229,51 @@ def test_a_service_that_cannot_reach_nats_exits_saying_so(tmp_path: Path) -> Non
     )
     assert out.returncode == 1
     assert "cannot reach NATS at nats://127.0.0.1:1" in out.stderr
+
+
+class ToySection(msgspec.Struct, kw_only=True):
+    greeting: str = "hello"
+
+
+class ToySettings(KitSettings, kw_only=True):
+    toy: ToySection = msgspec.field(default_factory=ToySection)
+
+
+class Typed(Service[ToySettings]):
+    """A service whose settings type is its generic parameter; listens raw on a subject."""
+
+    name = "typed"
+
+    async def setup(self) -> None:
+        self.heard: asyncio.Queue[bytes] = asyncio.Queue()
+        await self.listen("typed.raw", self.on_raw)
+
+    async def on_raw(self, msg: Msg) -> None:
+        await self.heard.put(msg.data)
+
+
+def test_a_service_reads_its_own_settings_type(tmp_path: Path) -> None:
+    """`Service[ToySettings]` loads the `[toy]` section: fleet.run reads it, env overrides it."""
+    config = tmp_path / "fleet.toml"
+    config.write_text('[toy]\ngreeting = "hi"\n')
+    assert Typed.settings_type is ToySettings
+    svc = Typed(load_settings(Typed.settings_type, str(config), env={}))
+    assert svc.settings.toy.greeting == "hi"
+    with pytest.raises(ConfigError, match=r"toy\.greeting"):
+        load_settings(Typed.settings_type, str(config), env={"FLEET_TOY__GREETING": "[1]"})
+
+
+async def test_a_raw_subscription_ends_with_the_service(
+    nats_url: str, nc: Client, settings: KitSettings
+) -> None:
+    svc = Typed(ToySettings(**msgspec.structs.asdict(settings)), nats_url=nats_url)
+    await svc.start()
+    try:
+        await nc.publish("typed.raw", b"one")
+        assert await asyncio.wait_for(svc.heard.get(), 5) == b"one"
+    finally:
+        await svc.stop()
+    assert svc.stopping
+    # Stopped: the subscription is gone from the server, so a request finds no responder.
+    with pytest.raises(NoRespondersError):
+        await nc.request("typed.raw", b"two", timeout=2)

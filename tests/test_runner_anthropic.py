@@ -11,12 +11,12 @@ from nats.aio.client import Client
 
 from contracts import subjects
 from contracts.a2a import TaskState
+from services.a2a.client import A2AClient
 from services.kit import ConfigError
 from services.kit.config import load_settings
 from services.runner.service import RunnerService
 from services.runner.settings import RunnerSettings
 from tests.fakes.anthropic_api import FakeAnthropic, rate_limited, text
-from tools.a2a_client import A2AClient
 
 AGENT = subjects.hosted_agent("assistant")
 

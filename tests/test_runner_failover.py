@@ -26,8 +26,8 @@ from contracts.a2a import (
     TaskStatus,
     iso_now,
 )
+from services.a2a.client import A2AClient
 from services.runner.taskstore import LeasedTaskStore
-from tools.a2a_client import A2AClient
 
 AGENT = subjects.hosted_agent("assistant")
 REPO = Path(__file__).resolve().parents[1]

@@ -14,10 +14,10 @@ from nats.aio.client import Client
 from contracts import subjects
 from contracts.a2a import QUOTA_EXCEEDED, RATE_LIMITED, TaskState
 from contracts.telemetry import UnitTelemetry
+from services.a2a.client import A2AClient, A2AError
 from services.kit.config import load_settings
 from services.runner.service import RunnerService
 from services.runner.settings import RunnerSettings
-from tools.a2a_client import A2AClient, A2AError
 
 AGENT = subjects.hosted_agent("assistant")
 

@@ -10,12 +10,12 @@ from typing import Protocol
 import anthropic
 
 from contracts.a2a import TaskState
+from services.a2a import A2AEvent, TaskContext
 from services.brain import rulemode
 from services.brain.guard import Limits
 from services.brain.loop import run_loop
 from services.brain.settings import BrainOptions
 from services.brain.toolbox import Bus, Toolbox
-from services.kit.a2a import A2AEvent, TaskContext
 
 
 class BrainHost(Bus, Protocol):
@@ -28,7 +28,7 @@ def limits_of(opts: BrainOptions) -> Limits:
 
 
 class BrainAgent:
-    """Executor of agent `fleet` (services.kit.a2a.Executor)."""
+    """Executor of agent `fleet` (services.a2a.Executor)."""
 
     def __init__(self, host: BrainHost) -> None:
         self.host = host

@@ -1,4 +1,4 @@
-"""Scheduled follow-up checks: stored in the JetStream KV bucket `fleet_followups`.
+"""Scheduled follow-up checks, kept in the KV bucket `fleet_followups` (FOLLOWUPS).
 
 A follow-up is a check in words ("is the batch on schedule?") that the brain
 runs as a task of its own once it is due. The bucket, not the process, holds
@@ -14,7 +14,6 @@ import time
 import uuid
 
 import msgspec
-from nats.js.api import KeyValueConfig, StorageType
 from nats.js.client import JetStreamContext
 from nats.js.errors import KeyWrongLastSequenceError, NoKeysError, NotFoundError
 from nats.js.kv import KeyValue
@@ -29,10 +28,11 @@ from contracts.a2a import (
 )
 from contracts.api.replies import Followup
 from contracts.api.requests import FollowupCall
+from contracts.buckets import FOLLOWUPS
+from services.kit.buckets import ensure_bucket
 
 log = logging.getLogger("fleet.brain")
 
-BUCKET = "fleet_followups"
 TENANT = "followup"
 """The A2A tenant a follow-up task runs as, so its tasks are told apart."""
 
@@ -80,15 +80,7 @@ class FollowupStore:
 
     @classmethod
     async def open(cls, js: JetStreamContext, replicas: int = 1) -> FollowupStore:
-        try:
-            kv = await js.key_value(BUCKET)
-        except Exception:
-            kv = await js.create_key_value(
-                KeyValueConfig(
-                    bucket=BUCKET, history=1, storage=StorageType.FILE, replicas=replicas
-                )
-            )
-        return cls(kv)
+        return cls(await ensure_bucket(js, FOLLOWUPS, replicas=replicas))
 
     async def put(self, f: Followup) -> None:
         await self.kv.put(f.id, msgspec.json.encode(f))

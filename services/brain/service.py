@@ -26,13 +26,13 @@ from contracts.api import NoArgs
 from contracts.api.replies import FollowupsReply
 from contracts.api.requests import FollowupCall
 from contracts.events import Alert
+from services.a2a import A2AServer, nats_interface
 from services.brain import followups, rulemode
 from services.brain.agent import BrainAgent, limits_of
 from services.brain.routine import findings
 from services.brain.settings import BrainOptions, BrainSettings
 from services.brain.toolbox import Toolbox
 from services.kit import Service
-from services.kit.a2a import A2AServer, nats_interface
 
 log = logging.getLogger("fleet.brain")
 
@@ -127,15 +127,13 @@ def build_client(opts: BrainOptions, env: dict[str, str]) -> anthropic.AsyncAnth
     )
 
 
-class Brain(Service):
+class Brain(Service[BrainSettings]):
     """See the module docstring."""
 
     name = "brain"
     singleton = True  # one routine check per interval; a standby takes over A2A too
     description = "The agent: Claude with fleet tools, A2A agent `fleet`, routine checks"
-    settings_type = BrainSettings
     migrations: ClassVar[Sequence[str] | None] = []
-    settings: BrainSettings
 
     async def setup(self) -> None:
         self.opts = self.settings.brain

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from services.kit.a2a_tenants import A2ASettings
+from services.a2a.tenants import A2ASettings
 from services.kit.config import KitSettings
 
 DEFAULT_PROMPT = (

@@ -71,19 +71,17 @@ MIGRATIONS = [
 ]
 
 
-class CostGuard(Service):
+class CostGuard(Service[CostguardSettings]):
     """The budget gate: the only publisher of `fleet.budget.approved`."""
 
     name = "costguard"
     description = "budget gate: approves, denies or holds every command that costs money"
     singleton = True
     """Two active cost-guards would keep two ledgers; a second replica stands by."""
-    settings_type = CostguardSettings
     migrations = MIGRATIONS
 
     async def setup(self) -> None:
         """Load the ledger, finish unpublished verdicts, then start consuming."""
-        assert isinstance(self.settings, CostguardSettings)
         assert self.store is not None
         self.policy = self.settings.policy()
         self.lock = asyncio.Lock()

@@ -26,9 +26,9 @@ from contracts.api.replies import AlertReply, CleanupReply, CommandAnswer, IdleU
 from contracts.api.requests import AlertCall, GpuCleanupCall, GpuDestroyCall, GpuProvisionCall
 from contracts.commands import ProvisionRequest, ReleaseRequest, Verdict
 from contracts.events import Alert
+from services.a2a.tenants import Refused, TenantLimits
 from services.gateway import composites, guide
 from services.kit import Service
-from services.kit.a2a_tenants import Refused, TenantLimits
 from services.kit.bus import gather_replies
 from services.kit.config import KitSettings
 from services.kit.service import Delivery, RequestError
@@ -55,13 +55,11 @@ class GatewaySettings(KitSettings, kw_only=True):
     """`[pools.<pool>]`: which GPU model each pool runs, for provision_gpu."""
 
 
-class Gateway(Service):
+class Gateway(Service[GatewaySettings]):
     """The composite fleet.api operations; see the module docstring."""
 
     name = "gateway"
     description = "fleet.api composites: stats, health, report, provision, release, cleanup_idle"
-    settings_type = GatewaySettings
-    settings: GatewaySettings
 
     async def setup(self) -> None:
         opts = self.settings.gateway
@@ -69,8 +67,7 @@ class Gateway(Service):
         self.waiting: dict[str, asyncio.Future[Verdict]] = {}
         self.verdicts = msgspec.json.Decoder(Verdict)
         # Core subscription: JetStream publishes reach it too, and it exists before any publish.
-        sub = await self.nc.subscribe("fleet.budget.*", cb=self._on_verdict)
-        self._subs.append(sub)
+        await self.listen("fleet.budget.*", self._on_verdict)
         await self.api_endpoint("stats", PoolQuery, self.on_stats)
         await self.api_endpoint("health", HealthQuery, self.on_health)
         await self.api_endpoint("report", PoolQuery, self.on_report)

@@ -78,6 +78,19 @@ async def connect(
         return nc
 
 
+async def settled(nc: Client, timeout_s: int = 10) -> None:
+    """Return once the server has processed everything this client has sent so far.
+
+    nats-py 2.16's `flush()` writes its PING straight to the socket while SUB and PUB
+    commands wait for the client's flusher task, so a flush can return before the
+    subscriptions it was meant to cover reach the server (a request sent right after
+    then finds "no responders"). The flusher runs while the first PONG is on its way,
+    so a second flush comes back only after what was pending.
+    """
+    await nc.flush(timeout_s)
+    await nc.flush(timeout_s)
+
+
 async def gather_replies(
     nc: Client, subject: str, payload: bytes = b"", wait_s: float = 0.5
 ) -> list[Any]:

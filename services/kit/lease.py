@@ -19,18 +19,14 @@ import time
 from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import (
-    BadRequestError,
-    BucketNotFoundError,
-    KeyNotFoundError,
-    KeyWrongLastSequenceError,
-    NotFoundError,
-)
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from prometheus_client import CollectorRegistry, Gauge
 
-BUCKET = "fleet_leases"
+from contracts.buckets import LEASES
+from services.kit.buckets import ensure_bucket
+
+BUCKET = LEASES.name
 log = logging.getLogger("fleet.lease")
 
 
@@ -40,24 +36,7 @@ async def lease_bucket(js: JetStreamContext, lease_s: float, replicas: int = 1) 
     The first instance to start fixes the TTL; later ones use the bucket as it is,
     so every singleton of a deployment should share one `[lease] lease_s`.
     """
-    try:
-        return await js.key_value(BUCKET)
-    except (BucketNotFoundError, NotFoundError):
-        pass
-    config = KeyValueConfig(
-        bucket=BUCKET,
-        description="singleton leases: key = service, value = holder instance",
-        history=1,
-        ttl=lease_s,
-        storage=StorageType.FILE,
-        replicas=replicas,
-    )
-    try:
-        return await js.create_key_value(config)
-    except BadRequestError as exc:  # another instance created it a moment ago
-        if "already in use" not in str(exc):
-            raise
-        return await js.key_value(BUCKET)
+    return await ensure_bucket(js, LEASES, replicas=replicas, ttl_s=lease_s)
 
 
 class Lease:

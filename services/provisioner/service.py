@@ -48,15 +48,13 @@ LOAD_TTL_S = 600.0
 """Telemetry of units not heard from for this long is forgotten."""
 
 
-class ProvisionerService(Service):
+class ProvisionerService(Service[ProvisionerSettings]):
     """See the module docstring."""
 
     name = "provisioner"
     singleton = True  # one provisioner reconciles the inventory; two would adopt each other's units
     description = "Carries out approved commands against GPU providers"
-    settings_type = ProvisionerSettings
     migrations = MIGRATIONS
-    settings: ProvisionerSettings
 
     async def setup(self) -> None:
         """Build providers, load the inventory, subscribe, serve, start the timers."""

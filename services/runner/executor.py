@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from contracts.a2a import TaskState
-from services.kit.a2a import A2AEvent, TaskContext
-from services.kit.a2a_tasks import new_id
+from services.a2a import A2AEvent, TaskContext
+from services.a2a.tasks import new_id
 from services.runner.models import ModelBackend, Usage
 from services.runner.sessions import Session, SessionStore, Turn
 from services.runner.settings import RunnerSection

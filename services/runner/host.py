@@ -1,7 +1,6 @@
-"""One hosted agent on one runner: the A2A binding with slots, a queue and session admission.
+"""One hosted agent on one runner: the A2A server it composes, with slots, a queue and
+session admission (the decisions are services.runner.admission's).
 
-`HostedAgent` is the binding's A2AServer (services.kit.a2a) with what a data
-plane needs on top:
 - at most `max_sessions` tasks execute at once; further requests wait here
   (the queue depth in telemetry), and once `max_sessions + max_queue` are taken
   the runner leaves the rpc queue group so NATS sends new requests to other
@@ -18,151 +17,165 @@ import time
 from typing import Any
 
 import msgspec
-from nats.aio.msg import Msg
 
 from contracts import subjects
-from contracts.a2a import QUOTA_EXCEEDED, SendMessageRequest, StreamResponse, TaskState
-from services.kit.a2a import A2AServer, Run
-from services.kit.a2a_tasks import new_id
-from services.kit.a2a_tenants import Refused
+from contracts.a2a import AgentCard, Message, StreamResponse, TaskState
+from services.a2a import A2AServer, A2ASettings
+from services.a2a.runs import Run
+from services.a2a.tasks import new_id
+from services.kit import Service
+from services.runner.admission import (
+    Capacity,
+    Load,
+    QuotaFull,
+    admitted,
+    arrived,
+    gave_up,
+    membership,
+    refusal,
+    released,
+)
 from services.runner.executor import AgentExecutor
-from services.runner.sessions import QuotaFull
+from services.runner.taskstore import LeasedTaskStore
 from services.runner.telemetry import RunnerMetrics
 
 log = logging.getLogger("fleet.runner")
 
 
-class HostedAgent(A2AServer):
-    """A2A agent `agents.<name>` served by this runner (see the module docstring)."""
+class HostedAgent:
+    """A2A agent `agents.<name>` served by this runner (see the module docstring); it is
+    the server's Admission."""
 
-    executor: AgentExecutor
-
-    def configure(
-        self, *, max_sessions: int, max_queue: int, metrics: RunnerMetrics, name: str
+    def __init__(
+        self,
+        service: Service[Any],
+        name: str,
+        executor: AgentExecutor,
+        card: AgentCard,
+        store: LeasedTaskStore,
+        settings: A2ASettings,
+        *,
+        capacity: Capacity,
+        metrics: RunnerMetrics,
     ) -> None:
-        """Set the limits; call before start()."""
+        self.service = service
         self.name = name
-        self.max_sessions = max_sessions
-        self.max_queue = max_queue
+        self.agent = subjects.hosted_agent(name)
+        self.executor = executor
+        self.store = store
+        self.capacity = capacity
         self.rmetrics = metrics
-        self.inflight = 0
-        self.waiting = 0
-        self.joined = False
+        self.load = Load()
         self.draining = False
-        self._slots = asyncio.Semaphore(max_sessions)
-        self._rpc_sub: Any = None
-        self._membership = asyncio.Lock()
-        metrics.capacity.labels(name).set(max_sessions)
+        self._slots = asyncio.Semaphore(capacity.max_sessions)
+        self.server = A2AServer(
+            service,
+            self.agent,
+            executor,
+            card,
+            store,
+            settings,
+            queue_group=f"runner-{name}",
+            admission=self,
+        )
+        metrics.capacity.labels(name).set(capacity.max_sessions)
         # Read when scraped, so the request path does no metrics work for them.
-        metrics.sessions.labels(name).set_function(lambda: self.inflight)
-        metrics.queued.labels(name).set_function(lambda: self.waiting)
+        metrics.sessions.labels(name).set_function(lambda: self.load.inflight)
+        metrics.queued.labels(name).set_function(lambda: self.load.waiting)
         self._latency = {
             state: metrics.latency.labels(name, state.name.lower()) for state in TaskState
         }
 
-    # -- serving and the queue group ----------------------------------------------------
+    @property
+    def inflight(self) -> int:
+        return self.load.inflight
+
+    @property
+    def waiting(self) -> int:
+        return self.load.waiting
+
+    @property
+    def joined(self) -> bool:
+        return self.server.joined
+
     async def start(self) -> None:
         """Serve the card and forwarded cancels; join the rpc queue group."""
-        nc = self.service.nc
-        self._subs = [
-            await nc.subscribe(
-                subjects.a2a_card(self.agent), queue=self.queue_group, cb=self._on_card
-            ),
-            await nc.subscribe(subjects.a2a_cancel_all(self.agent), cb=self._on_cancel_forward),
-        ]
-        self.service._subs.extend(self._subs)
-        await self.join()
-
-    async def join(self) -> None:
-        """Take requests from the queue group (no-op when already in it or draining)."""
-        async with self._membership:
-            if self.joined or self.draining:
-                return
-            self._rpc_sub = await self.service.nc.subscribe(
-                subjects.a2a_rpc(self.agent), queue=self.queue_group, cb=self._on_rpc
-            )
-            self.joined = True
+        await self.server.start()
         log.info("joined", extra={"agent": self.agent, "inflight": self.inflight})
 
-    async def leave(self) -> None:
-        """Stop taking requests: NATS sends them to the other runners of the group."""
-        async with self._membership:
-            if not self.joined:
-                return
-            self.joined = False
-            sub, self._rpc_sub = self._rpc_sub, None
-            try:
-                await sub.unsubscribe()
-            except Exception:
-                log.debug("unsubscribe failed", exc_info=True)
-        log.info("left the queue group", extra={"agent": self.agent, "inflight": self.inflight})
+    async def leave(self, *, for_good: bool = False) -> None:
+        """Stop taking requests (for good when the unit drains)."""
+        if for_good:
+            self.draining = True
+        was_joined = self.server.joined
+        await self.server.leave(for_good=for_good)
+        if was_joined:
+            log.info("left the queue group", extra={"agent": self.agent, "inflight": self.inflight})
 
     def _regulate(self) -> None:
-        taken = self.inflight + self.waiting
-        if self.joined and taken >= self.max_sessions + self.max_queue:
+        decision = membership(
+            self.load, self.capacity, joined=self.server.joined, draining=self.draining
+        )
+        if decision == "leave":
             self.service.spawn(self.leave(), "leave")
-        elif not self.joined and not self.draining and taken < self.max_sessions:
-            self.service.spawn(self.join(), "join")
+        elif decision == "join":
+            self.service.spawn(self._join(), "join")
 
-    async def _acquire(self) -> None:
-        self.waiting += 1
-        self._regulate()
-        try:
-            await self._slots.acquire()
-        finally:
-            self.waiting -= 1
-        self.inflight += 1
+    async def _join(self) -> None:
+        await self.server.join()
+        if self.server.joined:
+            log.info("joined", extra={"agent": self.agent, "inflight": self.inflight})
 
-    def _release(self) -> None:
-        self.inflight -= 1
-        self._slots.release()
-        self._regulate()
-
-    # -- admission ------------------------------------------------------------------------
-    async def _start(
-        self, params: SendMessageRequest, tenant: str, msg: Msg, *, store_now: bool = True
-    ) -> Run:
-        message = params.message
-        if message.task_id:  # the binding refuses or continues
-            return await super()._start(params, tenant, msg, store_now=store_now)
+    # -- the server's Admission --------------------------------------------------------------
+    async def admit(self, message: Message, tenant: str) -> Message:
+        """Open the message's session (QUOTA_EXCEEDED past the tenant's quota), then wait
+        for a slot."""
         if not message.context_id:
             message = msgspec.structs.replace(message, context_id=new_id())
-            params.message = message
         assert message.context_id is not None
         try:
             session = await self.executor.sessions.open_session(tenant, message.context_id)
         except QuotaFull as exc:
             self.rmetrics.errors.labels(self.name, "quota_exceeded").inc()
-            raise Refused(
-                QUOTA_EXCEEDED,
-                str(exc),
-                {"tenant": tenant, "liveSessions": exc.live, "maxSessions": exc.quota},
-            ) from None
-        await self._acquire()
-        self.executor.opened[message.message_id] = session
+            raise refusal(exc) from None
+        self.load = arrived(self.load)
+        self._regulate()
         try:
-            # The task store claims the task before it first stores it (taskstore), so no
-            # stored task that is still running is without an owner.
-            run = await super()._start(params, tenant, msg, store_now=store_now)
+            await self._slots.acquire()
         except BaseException:
-            self.executor.opened.pop(message.message_id, None)
-            self._release()
+            self.load = gave_up(self.load)
             raise
-        started = time.perf_counter()
-        assert run.runner is not None
-        run.runner.add_done_callback(lambda _t: self._finished(run, started))
-        return run
+        self.load = admitted(self.load)
+        self.executor.opened[message.message_id] = session
+        return message
 
-    def _finished(self, run: Run, started: float) -> None:
+    def started(self, run: Run) -> None:
+        # The task store claims the task before it first stores it (taskstore), so no
+        # stored task that is still running is without an owner.
+        began = time.perf_counter()
+        assert run.runner is not None
+        run.runner.add_done_callback(lambda _t: self._finished(run, began))
+
+    def abandoned(self, message: Message) -> None:
+        self.executor.opened.pop(message.message_id, None)
         self._release()
-        self.store.release(run.task.id)  # type: ignore[attr-defined]
+
+    def _release(self) -> None:
+        self.load = released(self.load)
+        self._slots.release()
+        self._regulate()
+
+    def _finished(self, run: Run, began: float) -> None:
+        self._release()
+        self.store.release(run.task.id)
         self.executor.opened.pop(run.task.history[0].message_id if run.task.history else "", None)
         state = run.task.status.state
-        self._latency[state].observe(time.perf_counter() - started)
+        self._latency[state].observe(time.perf_counter() - began)
         if state.name != "COMPLETED":
             self.rmetrics.errors.labels(self.name, f"task_{state.name.lower()}").inc()
         self.executor.tally.completed += 1
 
+    # -- stopping ----------------------------------------------------------------------------
     async def publish_event(self, task_id: str, item: StreamResponse) -> None:
         """Send a task event to `a2a.<agent>.tasks.<id>` (what reaped tasks announce)."""
         await self.service.publish(
@@ -171,14 +184,17 @@ class HostedAgent(A2AServer):
 
     async def drain(self, deadline_s: float) -> None:
         """Leave the group for good and let running tasks finish for up to `deadline_s`."""
-        self.draining = True
-        await self.leave()
-        runs = [r.done.wait() for r in list(self.runs.values())]
+        await self.leave(for_good=True)
+        runs = [r.done.wait() for r in list(self.server.runs.values())]
         if runs:
             try:
                 await asyncio.wait_for(asyncio.gather(*runs), deadline_s)
             except TimeoutError:
                 log.warning(
                     "tasks still running at the stop deadline; they fail with a retry hint",
-                    extra={"agent": self.agent, "running": len(self.runs)},
+                    extra={"agent": self.agent, "running": len(self.server.runs)},
                 )
+
+    async def stop(self) -> None:
+        """Stop executing: running tasks fail with a message saying to send them again."""
+        await self.server.stop()

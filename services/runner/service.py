@@ -31,9 +31,10 @@ from pathlib import Path
 from contracts import subjects
 from contracts.a2a import AgentCapabilities, AgentCard, AgentProvider, AgentSkill
 from contracts.events import UnitEvent
+from services.a2a import nats_interface
 from services.kit import ConfigError, Service
-from services.kit.a2a import nats_interface
 from services.kit.service import Delivery
+from services.runner.admission import Capacity
 from services.runner.executor import AgentExecutor
 from services.runner.host import HostedAgent
 from services.runner.models import ModelBackend, build_model
@@ -89,15 +90,13 @@ def _fast_loop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-class RunnerService(Service):
+class RunnerService(Service[RunnerSettings]):
     """Hosted agents on this process; see the module docstring."""
 
     name = "runner"
     description = "hosted-agent runner (A2A agents.<name>)"
-    settings_type = RunnerSettings
     migrations = None
 
-    settings: RunnerSettings
     owns_process = False
     """True under `fleet run runner` (main()): the process-wide tuning is the runner's."""
 
@@ -152,15 +151,13 @@ class RunnerService(Service):
             )
             host = HostedAgent(
                 self,
-                agent,
+                name,
                 executor,
                 agent_card(name, self.nats_url, s.model),
                 store,
                 a2a_settings(s),
-                queue_group=f"runner-{name}",
-            )
-            host.configure(
-                max_sessions=s.max_sessions, max_queue=s.max_queue, metrics=self.rmetrics, name=name
+                capacity=Capacity(max_sessions=s.max_sessions, max_queue=s.max_queue),
+                metrics=self.rmetrics,
             )
             await host.start()
             self.agents[name], self.stores[name], self.tallies[name] = host, store, tally
@@ -222,7 +219,7 @@ class RunnerService(Service):
             name: {
                 "inflight": h.inflight,
                 "queued": h.waiting,
-                "capacity": h.max_sessions,
+                "capacity": h.capacity.max_sessions,
                 "joined": h.joined,
             }
             for name, h in self.agents.items()
@@ -241,7 +238,7 @@ class RunnerService(Service):
                 unit=self.unit,
                 provider=self.settings.runner.provider,
                 inflight=host.inflight,
-                capacity=host.max_sessions,
+                capacity=host.capacity.max_sessions,
                 queued=host.waiting,
                 tokens=tokens,
                 completed=completed,
@@ -267,11 +264,10 @@ class RunnerService(Service):
     async def _on_unit_event(self, event: UnitEvent, _d: Delivery) -> None:
         if event.state == "draining":
             for host in self.agents.values():
-                host.draining = True
-                await host.leave()
+                await host.leave(for_good=True)
         elif event.state in ("terminated", "failed"):
             log.info("unit ended; stopping", extra={"unit": self.unit, "state": event.state})
-            self._stopping.set()
+            self.request_stop()
 
 
 SERVICE = RunnerService

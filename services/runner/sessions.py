@@ -4,9 +4,9 @@ A session is keyed by (tenant, context id) and lives in the JetStream KV bucket
 `RUNNER_SESSIONS_<agent>` whose TTL is `session_idle_s`: each turn rewrites the
 record, so a session expires once it has been idle that long, and any runner
 can continue any session. A per-tenant index in the same bucket holds when
-each live session was last seen; `admit` is the pure quota decision over it,
-applied with compare-and-set so runners racing for a tenant's last slot cannot
-both win.
+each live session was last seen; `admit_session` (admission.py) is the pure
+quota decision over it, applied with compare-and-set so runners racing for a
+tenant's last slot cannot both win.
 """
 
 from __future__ import annotations
@@ -17,11 +17,13 @@ from typing import Literal
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.api import StorageType
-from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from services.kit.a2a_jetstream import KvView
+from contracts.buckets import RUNNER_SESSIONS
+from services.kit.buckets import ensure_bucket
+from services.kit.kvview import KvView
+from services.runner.admission import TenantIndex, admit_session
 
 CAS_ATTEMPTS = 8
 
@@ -51,36 +53,6 @@ class Session(msgspec.Struct, kw_only=True):
     """The runner that handled the latest turn."""
 
 
-class TenantIndex(msgspec.Struct, kw_only=True):
-    """A tenant's live sessions: session key -> last seen (unix seconds)."""
-
-    tenant: str
-    live: dict[str, float] = msgspec.field(default_factory=dict)
-
-
-class QuotaFull(Exception):
-    """The tenant holds as many live sessions as its quota allows."""
-
-    def __init__(self, tenant: str, live: int, quota: int) -> None:
-        super().__init__(
-            f"tenant {tenant!r} already has {live} live sessions, its quota of {quota}; "
-            "continue an existing session (same contextId) or wait for one to go idle"
-        )
-        self.tenant = tenant
-        self.live = live
-        self.quota = quota
-
-
-def admit(index: TenantIndex, key: str, now: float, idle_s: float, quota: int) -> TenantIndex:
-    """The index with session `key` seen at `now`, expired sessions dropped; QuotaFull
-    when `key` is new and the tenant already holds `quota` live sessions."""
-    live = {k: ts for k, ts in index.live.items() if now - ts < idle_s}
-    if key not in live and len(live) >= quota:
-        raise QuotaFull(index.tenant, len(live), quota)
-    live[key] = now
-    return TenantIndex(tenant=index.tenant, live=live)
-
-
 def _digest(*parts: str) -> str:
     return hashlib.blake2b("\x00".join(parts).encode(), digest_size=16).hexdigest()
 
@@ -92,10 +64,6 @@ def session_key(tenant: str, context_id: str) -> str:
 
 def index_key(tenant: str) -> str:
     return f"t.{_digest(tenant)}"
-
-
-def bucket_name(agent: str) -> str:
-    return "RUNNER_SESSIONS_" + agent.replace(".", "_").replace("-", "_")
 
 
 _SESSION = msgspec.json.Decoder(Session)
@@ -124,20 +92,9 @@ class SessionStore:
         replicas: int = 1,
     ) -> SessionStore:
         """Bind to (creating) the agent's session bucket with TTL `idle_s`."""
-        name = bucket_name(agent)
-        try:
-            kv = await js.key_value(name)
-        except BucketNotFoundError:
-            kv = await js.create_key_value(
-                bucket=name,
-                ttl=idle_s,
-                history=1,
-                replicas=replicas,
-                storage=StorageType.MEMORY if storage == "memory" else StorageType.FILE,
-                description="hosted-agent sessions and per-tenant session indexes",
-                direct=True,
-            )
-        return cls(kv, await KvView.open(js, name, kv), idle_s, quota)
+        spec = RUNNER_SESSIONS.for_agent(agent)
+        kv = await ensure_bucket(js, spec, replicas=replicas, ttl_s=idle_s, storage=storage)
+        return cls(kv, await KvView.open(js, spec.name, kv), idle_s, quota)
 
     async def _get_session(self, key: str) -> Session | None:
         value, _ = await self.view.get(key)
@@ -183,7 +140,7 @@ class SessionStore:
     async def _touch_index(self, tenant: str, key: str, now: float) -> None:
         for _ in range(CAS_ATTEMPTS):
             index, revision = await self._index(tenant)
-            updated = admit(index, key, now, self.idle_s, self.quota)
+            updated = admit_session(index, key, now, self.idle_s, self.quota)
             try:
                 await self.view.put(index_key(tenant), _ENC.encode(updated), last=revision)
                 return

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from services.kit.a2a_tenants import A2ASettings
+from services.a2a.tenants import A2ASettings
 from services.kit.config import KitSettings
 
 Positive = Annotated[float, Meta(gt=0)]

@@ -1,6 +1,6 @@
 """Tasks that outlive the runner running them.
 
-`LeasedTaskStore` is the binding's TaskStore (services.kit.a2a_tasks) over the
+`LeasedTaskStore` is the binding's TaskStore (services.a2a.tasks) over the
 agent's shared KV bucket, plus a record of which tasks each runner owns:
 `RUNNER_CLAIMS_<agent>` holds, per runner, the ids (and tenants) of the tasks
 it runs, and each runner's lease (renewed every `lease_s / 3`). A task is
@@ -26,8 +26,7 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.api import StorageType
-from nats.js.errors import BucketNotFoundError, NotFoundError
+from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 
 from contracts.a2a import (
@@ -42,7 +41,10 @@ from contracts.a2a import (
     TaskStatusUpdateEvent,
     iso_now,
 )
-from services.kit.a2a_tasks import KvTaskStore, StoredTask
+from contracts.buckets import RUNNER_CLAIMS
+from services.a2a.stores import KvTaskStore
+from services.a2a.tasks import StoredTask
+from services.kit.buckets import ensure_bucket
 
 log = logging.getLogger("fleet.runner")
 _ENC = msgspec.json.Encoder()
@@ -94,19 +96,9 @@ class LeasedTaskStore:
     ) -> LeasedTaskStore:
         """Bind to (creating) the agent's task and claims buckets."""
         tasks = await KvTaskStore.open(js, agent, replicas=replicas)
-        name = "RUNNER_CLAIMS_" + agent.replace(".", "_").replace("-", "_")
-        try:
-            kv = await js.key_value(name)
-        except BucketNotFoundError:
-            kv = await js.create_key_value(
-                bucket=name,
-                ttl=86400,
-                history=1,
-                replicas=replicas,
-                storage=StorageType.MEMORY if storage == "memory" else StorageType.FILE,
-                description="runner leases and the tasks each runner runs",
-            )
-        return cls(tasks, kv, name, me, lease_s)
+        spec = RUNNER_CLAIMS.for_agent(agent)
+        kv = await ensure_bucket(js, spec, replicas=replicas, storage=storage)
+        return cls(tasks, kv, spec.name, me, lease_s)
 
     # -- the TaskStore interface ---------------------------------------------------------
     async def get(self, task_id: str, tenant: str) -> Task | None:

@@ -144,18 +144,17 @@ HANDS_OFF = frozenset({"scaler", "provisioner"})
 """Requesters whose releases are the machinery's own, not someone ending a pin by hand."""
 
 
-class Scaler(Service):
+class Scaler(Service[ScalerSettings]):
     """Proposes each pool's unit count from its metrics."""
 
     name = "scaler"
     singleton = True  # one scaler decides per pool; a standby takes over from the stored state
     description = "PoolMetrics -> ScaleProposal per pool (steady, panic, predictive)"
-    settings_type = ScalerSettings
     migrations = MIGRATIONS
 
     def __init__(self, settings: ScalerSettings | None = None, *, nats_url: str | None = None):
         super().__init__(settings, nats_url=nats_url)
-        s: ScalerSettings = self.settings  # type: ignore[assignment]
+        s = self.settings
         self.opts = s.scaler
         self.default_policy, self.policies = policies(s)
         self.states: dict[str, tuple[PoolState, float]] = {}

@@ -56,18 +56,17 @@ MIGRATIONS = [
 ]
 
 
-class Watcher(Service):
+class Watcher(Service[WatcherSettings]):
     """Turns unit telemetry into pool metrics and declares dead units failed."""
 
     name = "watcher"
     description = "telemetry -> per-pool metrics; missed heartbeats -> failed units"
-    settings_type = WatcherSettings
     migrations = MIGRATIONS
 
     def __init__(self, settings: WatcherSettings | None = None, *, nats_url: str | None = None):
         super().__init__(settings, nats_url=nats_url)
-        self.opts = self.settings.watcher  # type: ignore[attr-defined]
-        self.configured: set[str] = set(self.settings.pools)  # type: ignore[attr-defined]
+        self.opts = self.settings.watcher
+        self.configured: set[str] = set(self.settings.pools)
         self.table = UnitTable()
         self.windows: dict[str, PoolWindow] = {}
         self.latest: dict[str, PoolMetrics] = {}
@@ -100,14 +99,7 @@ class Watcher(Service):
         await self._load_units()
         self._last_tick = time.time()
         self._tick_index = int(self._last_tick / self.opts.tick_s)
-        self._subs.append(
-            await self.nc.subscribe(
-                subjects.TELEMETRY_ALL,
-                cb=self._telemetry_callback(),
-                pending_msgs_limit=1_000_000,
-                pending_bytes_limit=512 * 1024 * 1024,
-            )
-        )
+        await self.listen(subjects.TELEMETRY_ALL, self._telemetry_callback(), buffered=True)
         await self.consume(subjects.UNIT_ALL, UnitEvent, self.on_event, durable="watcher-units")
         await self.api_endpoint("pools", PoolQuery, self.on_pools)
         if self.opts.prometheus:

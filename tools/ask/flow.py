@@ -16,7 +16,7 @@ from typing import TextIO
 import msgspec
 
 from contracts.a2a import TERMINAL_STATES, StreamResponse, TaskState
-from tools.a2a_client import A2AClient, A2AError
+from services.a2a.client import A2AClient, A2AError
 from tools.natsops import cli_connect
 
 

@@ -44,7 +44,8 @@ from contracts.a2a import (
     iso_now,
 )
 from contracts.streams import A2A_TASKS
-from services.kit.a2a_tasks import KvTaskStore, new_id
+from services.a2a.stores import KvTaskStore
+from services.a2a.tasks import new_id
 from services.kit.bus import ensure_streams
 from services.runner.sessions import SessionStore, Turn
 

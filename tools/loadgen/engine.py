@@ -25,7 +25,7 @@ from nats.errors import TimeoutError as NatsTimeout
 
 from contracts import subjects
 from contracts.a2a import A2A_VERSION, HEADER_STREAM_END, HEADER_TENANT, HEADER_VERSION
-from tools.a2a_client import NO_RESPONDER_RETRIES_S, request
+from services.a2a.client import NO_RESPONDER_RETRIES_S, request
 from tools.loadgen.stats import Tally, error_kind
 
 

@@ -1,4 +1,4 @@
-"""Acknowledged JetStream writes and direct reads for the A2A stores' hot path.
+"""Acknowledged JetStream writes and direct reads for the KV stores' hot path (A2A tasks, sessions).
 
 nats-py's `js.publish` and `kv.get` go through `nc.request`: a random token
 from the OS for every call (a syscall), an `asyncio.wait_for`, a JSON parse of

@@ -1,0 +1,68 @@
+"""Background work of a service: tasks it spawns and periodic calls, stopped with it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+log = logging.getLogger("fleet.service")
+
+
+class Background:
+    """The service's own tasks: every one is cancelled and awaited when it stops, and a
+    task that fails is logged rather than lost."""
+
+    def __init__(self, owner: str, stopping: asyncio.Event) -> None:
+        self.owner = owner
+        self.stopping = stopping
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, coro: Awaitable[Any], name: str = "") -> asyncio.Task[Any]:
+        """Run `coro` in the background; cancelled when the service stops."""
+        task = asyncio.ensure_future(coro)
+        if name:
+            task.set_name(f"{self.owner}:{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "background task failed",
+                exc_info=task.exception(),
+                extra={"task": task.get_name()},
+            )
+
+    def every(self, interval_s: float, fn: Callable[[], Awaitable[None]], name: str = "") -> None:
+        """Call `fn` every `interval_s` seconds until the service stops; errors are logged."""
+
+        async def loop() -> None:
+            next_at = time.monotonic()
+            while not self.stopping.is_set():
+                try:
+                    await fn()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("periodic task failed", extra={"task": name})
+                next_at += interval_s
+                delay = next_at - time.monotonic()
+                if delay < 0:
+                    next_at, delay = time.monotonic(), 0.0
+                try:
+                    await asyncio.wait_for(self.stopping.wait(), delay)
+                except TimeoutError:
+                    pass
+
+        self.spawn(loop(), name or "every")
+
+    async def cancel_all(self) -> None:
+        """Cancel every task still running and wait until they have all ended."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,68 @@
+"""Open a KV bucket of the contract (contracts.buckets), creating it if it is missing.
+
+Every process that uses a bucket calls `ensure_bucket`, so several may find it
+missing at once (a deployment starting, runners of one agent scaling out). The
+server settles the race: creating a bucket that exists with the same config
+succeeds, and one that exists with another config (a different TTL setting) is
+refused as "already in use"; the loser then binds to the bucket the winner
+created, as it is. The first creator fixes the bucket's shape.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import msgspec
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
+from nats.js.kv import KeyValue
+
+from contracts.buckets import BucketSpec
+
+log = logging.getLogger("fleet.bus")
+
+
+def bucket_config(spec: BucketSpec, replicas: int = 1) -> KeyValueConfig:
+    """The nats-py config of `spec` with `replicas` (1 on one machine, 3 on a cluster)."""
+    return KeyValueConfig(
+        bucket=spec.name,
+        description=spec.description,
+        history=spec.history,
+        ttl=spec.ttl_s or None,
+        storage=StorageType.MEMORY if spec.storage == "memory" else StorageType.FILE,
+        replicas=replicas,
+        direct=spec.direct,
+    )
+
+
+async def ensure_bucket(
+    js: JetStreamContext,
+    spec: BucketSpec,
+    *,
+    replicas: int = 1,
+    ttl_s: float | None = None,
+    storage: str | None = None,
+) -> KeyValue:
+    """The bucket of `spec`, bound if it exists, else created (`ttl_s` and `storage`
+    override the spec's where a setting decides them); safe against a concurrent creator."""
+    if spec.per_agent:
+        raise ValueError(f"bucket family {spec.name}: open one agent's bucket (for_agent)")
+    changes: dict[str, object] = {}
+    if ttl_s is not None:
+        changes["ttl_s"] = ttl_s
+    if storage is not None:
+        changes["storage"] = storage
+    if changes:
+        spec = msgspec.structs.replace(spec, **changes)
+    try:
+        return await js.key_value(spec.name)
+    except (BucketNotFoundError, NotFoundError):
+        pass
+    try:
+        return await js.create_key_value(bucket_config(spec, replicas))
+    except BadRequestError as exc:
+        if "already in use" not in str(exc):
+            raise
+        log.info("bucket created by another process; binding to it", extra={"bucket": spec.name})
+        return await js.key_value(spec.name)
