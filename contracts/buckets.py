@@ -86,7 +86,15 @@ FOLLOWUPS = BucketSpec(
 )
 """Kept until run (the brain deletes a follow-up as it claims it)."""
 
+AGENTS = BucketSpec(
+    name="fleet_agents",
+    description="hosted agents: agent.<name> = AgentSpec, user.<user> = the user's agent names",
+)
+"""Written by the gateway with compare-and-set (the per-user quota holds across replicas),
+watched by every runner."""
+
 ALL_BUCKETS: tuple[BucketSpec, ...] = (
+    AGENTS,
     LEASES,
     A2A_TASKS,
     RUNNER_SESSIONS,

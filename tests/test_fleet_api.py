@@ -31,8 +31,10 @@ from tools.registry import EMBEDDED, available
 
 fleet_up = up.fleet_up  # `fleet up` in a temp dir, stopped with Ctrl-C after the test
 
-BRAIN_NAMES = MCP_NAMES | {"release", "report"}
-"""The guide's tools, as MCP has them, plus a pool release by count and the report."""
+AGENT_TOOLS = {"create_agent", "list_agents", "delete_agent"}
+BRAIN_NAMES = (MCP_NAMES - AGENT_TOOLS) | {"release", "report"}
+"""The guide's tools, as MCP has them (hosted agents are made by people, not the brain),
+plus a pool release by count and the report."""
 
 
 def contract_fields(op_name: str) -> tuple[dict[str, Any], set[str]]:

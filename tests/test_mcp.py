@@ -30,6 +30,9 @@ TOOLS = {
     "get_budget",
     "send_alert",
     "schedule_followup",
+    "create_agent",
+    "list_agents",
+    "delete_agent",
 }
 
 

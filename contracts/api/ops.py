@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 
 from contracts.api.replies import (
+    AgentsReply,
     AlertReply,
     BudgetReply,
     CleanupReply,
@@ -27,6 +28,9 @@ from contracts.api.replies import (
     UnitsReply,
 )
 from contracts.api.requests import (
+    AgentCreateCall,
+    AgentDeleteCall,
+    AgentsQuery,
     AlertCall,
     CleanupIdleCall,
     FollowupCall,
@@ -223,7 +227,35 @@ GUIDE_OPS: tuple[Op, ...] = (
 )
 """The GPU-agent guide's operations, with its argument names (provision_gpu, ...)."""
 
-OPS = OPS + GUIDE_OPS
+AGENT_OPS: tuple[Op, ...] = (
+    Op(
+        name="agents.create",
+        request=AgentCreateCall,
+        reply=AgentsReply,
+        owner="gateway",
+        description="Create a hosted agent (A2A agent `agents.<name>`) for a user, with its "
+        "own system prompt, model, fleet tools and runner resources (cores, memory_mb); "
+        "counts against the user's agent quota.",
+    ),
+    Op(
+        name="agents.list",
+        request=AgentsQuery,
+        reply=AgentsReply,
+        owner="gateway",
+        description="The hosted agents, every user's or one user's, with the quota.",
+    ),
+    Op(
+        name="agents.delete",
+        request=AgentDeleteCall,
+        reply=AgentsReply,
+        owner="gateway",
+        description="Delete a hosted agent of a user: the runners stop serving it.",
+        destructive=True,
+    ),
+)
+"""Hosted agents as a runtime resource (the platform guide's spawn and delete)."""
+
+OPS = OPS + GUIDE_OPS + AGENT_OPS
 
 BY_NAME: dict[str, Op] = {op.name: op for op in OPS}
 

@@ -212,6 +212,8 @@ class CleanupReply(msgspec.Struct, frozen=True, kw_only=True):
 
 
 __all__ = [
+    "AgentSpec",
+    "AgentsReply",
     "AlertReply",
     "ApiError",
     "BudgetReply",
@@ -259,3 +261,31 @@ class FollowupsReply(msgspec.Struct, frozen=True, kw_only=True):
     """`followup.schedule` (the one stored) and `followup.list` (every one waiting)."""
 
     followups: list[Followup]
+
+
+class AgentSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """A hosted agent as stored in the `fleet_agents` bucket and served by the runners."""
+
+    name: str
+    user: str
+    system_prompt: str
+    model: str = "sim"
+    tools: list[str] = msgspec.field(default_factory=list)
+    cores: int = 1
+    memory_mb: int = 512
+    created_ts: float = 0.0
+
+    @property
+    def agent(self) -> str:
+        """Its A2A agent name."""
+        return f"agents.{self.name}"
+
+
+class AgentsReply(msgspec.Struct, frozen=True, kw_only=True):
+    """`agents.create` / `agents.delete` (the one agent) and `agents.list`."""
+
+    agents: list[AgentSpec]
+    quota: int = 0
+    """The user's agent quota (create and list for one user)."""
+    used: int = 0
+    """The user's agents, this one included."""

@@ -158,7 +158,47 @@ class FollowupCall(msgspec.Struct, frozen=True, kw_only=True):
     requester: Token = "api"
 
 
+# -- hosted agents as a runtime resource ---------------------------------------------
+
+AgentName = Annotated[
+    str, Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$", description="agent name: a-z, 0-9, _ -")
+]
+
+
+class AgentCreateCall(msgspec.Struct, frozen=True, kw_only=True):
+    """`agents.create`: a hosted agent served as A2A agent `agents.<name>` by the runners."""
+
+    name: AgentName
+    user: Token
+    """Whose agent it is; each user may have `[gateway] agents_per_user` (50) agents."""
+    system_prompt: Annotated[str, Meta(min_length=1, max_length=32_000)]
+    model: Annotated[str, Meta(min_length=1, max_length=64)] = "sim"
+    """`sim` (the simulated model) or a Claude model id (e.g. claude-sonnet-4-5)."""
+    tools: list[Annotated[str, Meta(max_length=64)]] = msgspec.field(default_factory=list)
+    """The fleet tools (MCP names) it may use; an unknown name is refused."""
+    cores: Annotated[int, Meta(ge=1, le=64, description="vCPUs per runner")] = 1
+    memory_mb: Annotated[int, Meta(ge=128, le=262_144, description="MiB per runner")] = 512
+    requester: Token = "api"
+
+
+class AgentDeleteCall(msgspec.Struct, frozen=True, kw_only=True):
+    """`agents.delete`: remove an agent; only its user may."""
+
+    name: AgentName
+    user: Token
+    requester: Token = "api"
+
+
+class AgentsQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """`agents.list`: every agent, or one user's."""
+
+    user: Token | None = None
+
+
 __all__ = [
+    "AgentCreateCall",
+    "AgentDeleteCall",
+    "AgentsQuery",
     "AlertCall",
     "CleanupIdleCall",
     "FollowupCall",

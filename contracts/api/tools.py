@@ -26,12 +26,20 @@ MCP_TOOLS: dict[str, str] = {
     "get_budget": "budget",
     "send_alert": "alert",
     "schedule_followup": "followup.schedule",
+    "create_agent": "agents.create",
+    "list_agents": "agents.list",
+    "delete_agent": "agents.delete",
 }
 """The MCP server's tool name -> operation: the GPU-agent guide's names and arguments."""
 
-BRAIN_TOOLS: dict[str, str] = {**MCP_TOOLS, "release": "release", "report": "report"}
-"""The brain's tool name -> operation: the guide's tools, as the MCP server has them,
-plus releasing a count of a pool's idlest units and the readable report."""
+BRAIN_TOOLS: dict[str, str] = {
+    **{k: v for k, v in MCP_TOOLS.items() if not v.startswith("agents.")},
+    "release": "release",
+    "report": "report",
+}
+"""The brain's tool name -> operation: the guide's tools, as the MCP server has them
+(not the hosted-agent ones: agents are created by people), plus releasing a count of a
+pool's idlest units and the readable report."""
 
 SET_BY_CALLER: frozenset[str] = frozenset({"requester"})
 """Request fields the tool host fills in (who is asking), never the model."""

@@ -22,12 +22,21 @@ from nats.aio.msg import Msg
 from contracts import subjects
 from contracts.a2a import HEADER_TENANT
 from contracts.api import CleanupIdleCall, HealthQuery, PoolQuery, ProvisionCall, ReleaseCall
-from contracts.api.replies import AlertReply, CleanupReply, CommandAnswer, IdleUnit
-from contracts.api.requests import AlertCall, GpuCleanupCall, GpuDestroyCall, GpuProvisionCall
+from contracts.api.replies import AgentsReply, AlertReply, CleanupReply, CommandAnswer, IdleUnit
+from contracts.api.requests import (
+    AgentCreateCall,
+    AgentDeleteCall,
+    AgentsQuery,
+    AlertCall,
+    GpuCleanupCall,
+    GpuDestroyCall,
+    GpuProvisionCall,
+)
 from contracts.commands import ProvisionRequest, ReleaseRequest, Verdict
 from contracts.events import Alert
 from services.a2a.tenants import Refused, TenantLimits
 from services.gateway import composites, guide
+from services.gateway.agents import AgentRegistry
 from services.kit import Service
 from services.kit.bus import gather_replies
 from services.kit.config import KitSettings
@@ -47,6 +56,8 @@ class GatewayOptions(msgspec.Struct, kw_only=True):
     """Messages a durable consumer may be behind before health reports it."""
     expected_services: list[str] = msgspec.field(default_factory=lambda: list(EXPECTED))
     """Services health expects to answer `$SRV.PING`."""
+    agents_per_user: int = 50
+    """Hosted agents one user may have at once, across every gateway (the platform's 50)."""
 
 
 class GatewaySettings(KitSettings, kw_only=True):
@@ -78,6 +89,12 @@ class Gateway(Service[GatewaySettings]):
         await self.api_endpoint("gpu.destroy", GpuDestroyCall, self.on_gpu_destroy)
         await self.api_endpoint("gpu.cleanup_idle", GpuCleanupCall, self.on_gpu_cleanup)
         await self.api_endpoint("alert", AlertCall, self.on_alert)
+        self.agents = await AgentRegistry.open(
+            self.js, opts.agents_per_user, self.settings.nats.replicas
+        )
+        await self.api_endpoint("agents.create", AgentCreateCall, self.on_agent_create)
+        await self.api_endpoint("agents.list", AgentsQuery, self.on_agents)
+        await self.api_endpoint("agents.delete", AgentDeleteCall, self.on_agent_delete)
 
     # -- upstream calls --------------------------------------------------------------
     async def ask(self, op: str, body: Any = None, *, required: bool = True) -> dict[str, Any]:
@@ -285,6 +302,23 @@ class Gateway(Service[GatewaySettings]):
         return CleanupReply(
             idle=found, released=list(verdicts), saved_usd_per_hour=round(saved, 4), dry_run=False
         )
+
+    # -- hosted agents ---------------------------------------------------------------------
+    async def on_agent_create(self, call: AgentCreateCall, _d: Delivery) -> AgentsReply:
+        """`agents.create`: within the user's quota, then served by the runners."""
+        reply = await self.agents.create(call, time.time())
+        self.metrics.count("agents_created")
+        return reply
+
+    async def on_agents(self, q: AgentsQuery, _d: Delivery) -> AgentsReply:
+        """`agents.list`."""
+        return await self.agents.all(q.user)
+
+    async def on_agent_delete(self, call: AgentDeleteCall, _d: Delivery) -> AgentsReply:
+        """`agents.delete`: the runners stop serving it."""
+        reply = await self.agents.delete(call)
+        self.metrics.count("agents_deleted")
+        return reply
 
     async def stats(self, pool: str | None) -> dict[str, Any]:
         """Per-pool figures with today's spend and budget."""

@@ -23,6 +23,9 @@ class RunnerSection(msgspec.Struct, kw_only=True):
 
     agents: list[str] = msgspec.field(default_factory=lambda: ["assistant"])
     """Hosted agents served, each as A2A agent `agents.<name>`."""
+    runtime_agents: bool = True
+    """Also serve the agents created at runtime (`fleet agents create`, the `fleet_agents`
+    bucket), each with its own system prompt and model, and stop when one is deleted."""
     model: Literal["sim", "anthropic"] = "sim"
     """`sim` (a labelled simulated model, no account needed) or `anthropic` (Claude)."""
     max_sessions: Annotated[int, Meta(ge=1)] = 100
