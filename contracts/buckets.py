@@ -93,8 +93,16 @@ AGENTS = BucketSpec(
 """Written by the gateway with compare-and-set (the per-user quota holds across replicas),
 watched by every runner."""
 
+RATES = BucketSpec(
+    name="fleet_rates",
+    description="per-tenant request counts per minute window, across every runner",
+    ttl_s=180.0,
+)
+"""Keys outlive their minute by two, then expire."""
+
 ALL_BUCKETS: tuple[BucketSpec, ...] = (
     AGENTS,
+    RATES,
     LEASES,
     A2A_TASKS,
     RUNNER_SESSIONS,

@@ -18,11 +18,13 @@ import pytest
 from nats.aio.client import Client
 from nats.errors import NoRespondersError
 
-from contracts.a2a import QUOTA_EXCEEDED, Message, Role, TaskState, text_part
+from contracts.a2a import QUOTA_EXCEEDED, RATE_LIMITED, Message, Role, TaskState, text_part
 from contracts.api.replies import AgentsReply
 from services.a2a.client import A2AClient, A2AError
+from services.gateway.agents import unknown_tools
 from services.gateway.service import Gateway, GatewaySettings
 from services.kit.config import load_settings
+from services.runner.ratelimit import grant, window_of
 from services.runner.service import RunnerService
 from services.runner.settings import RunnerSettings
 from tests.fakes.anthropic_api import FakeAnthropic, text
@@ -30,6 +32,7 @@ from tests.fakes.anthropic_api import FakeAnthropic, text
 FLEET = [sys.executable, "-m", "tools"]
 PROMPT = "You are Haiku Helper. Answer every question as a haiku."
 QUOTA = 3
+RATE = 6
 
 
 def fleet(nats_url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -70,6 +73,8 @@ async def plane(
                     "unit": f"runner-{i}",
                     "sim_latency_s": 0.05,
                     "tenant_max_sessions": 2,
+                    "tenant_rate_limit_per_min": RATE,
+                    "tenant_rate_chunk": 1,
                 },
             }
             services.append(
@@ -85,6 +90,17 @@ async def plane(
             for svc in reversed(services):
                 await svc.stop()
             await asyncio.sleep(0)
+
+
+async def served(nc: Client, agent: str) -> None:
+    """Return once a runner answers for `agent` (they pick a new agent up from KV)."""
+    for _ in range(100):
+        try:
+            await A2AClient(nc, agent, timeout_s=1).card()
+            return
+        except Exception:  # no responders yet
+            await asyncio.sleep(0.1)  # bounded by the loop: 10 s at most
+    raise AssertionError(f"no runner serves {agent}")
 
 
 async def agents_of(nc: Client, user: str) -> AgentsReply:
@@ -161,3 +177,34 @@ async def test_the_agent_quota_holds_across_gateways_and_sessions_across_runners
     with pytest.raises(A2AError) as refused_session:
         await client.send(third)
     assert refused_session.value.code == QUOTA_EXCEEDED
+
+
+async def test_the_tenant_rate_limit_holds_across_three_runners(
+    nats_url: str, nc: Client, plane: FakeAnthropic
+) -> None:
+    body = {"name": "counted", "user": "carol", "system_prompt": "I count.", "model": "sim"}
+    await nc.request("fleet.api.agents.create", msgspec.json.encode(body), 10)
+    client = A2AClient(nc, "agents.counted", tenant="t2", timeout_s=10)
+    await served(nc, "agents.counted")
+    began = window_of(time.time())
+    codes = []
+    for i in range(RATE + 3):
+        message = Message(
+            message_id=f"r{i}", role=Role.USER, parts=[text_part("hi")], context_id="c"
+        )
+        try:
+            await client.send(message)
+            codes.append(0)
+        except A2AError as exc:
+            codes.append(exc.code)
+    if window_of(time.time()) == began:  # a minute boundary resets the window
+        assert codes == [0] * RATE + [RATE_LIMITED] * 3
+    else:
+        assert codes.count(0) <= 2 * RATE
+
+
+def test_a_grant_never_takes_the_window_past_the_limit() -> None:
+    assert grant(0, 100, 5) == 5
+    assert grant(97, 100, 5) == 3
+    assert grant(100, 100, 5) == 0 and grant(140, 100, 5) == 0
+    assert unknown_tools(["get_gpu_stats", "rm_rf", "create_agent"]) == ["create_agent", "rm_rf"]

@@ -39,6 +39,7 @@ from services.runner.dynamic import RuntimeAgents
 from services.runner.executor import AgentExecutor
 from services.runner.host import HostedAgent
 from services.runner.models import ModelBackend, build_model
+from services.runner.ratelimit import ClusterRate
 from services.runner.sessions import SessionStore
 from services.runner.settings import RunnerSection, RunnerSettings, a2a_settings
 from services.runner.taskstore import LeasedTaskStore
@@ -172,6 +173,10 @@ class RunnerService(Service[RunnerSettings]):
             replicas=replicas,
         )
         tally = Tally(last_active=time.time())
+        limit = s.tenant_rate_limit_per_min
+        rate = await ClusterRate.open(
+            self.js, agent, limit, max(s.tenant_rate_chunk, limit // 20), replicas
+        )
         executor = AgentExecutor(
             agent=name,
             model=model,
@@ -190,6 +195,7 @@ class RunnerService(Service[RunnerSettings]):
             a2a_settings(s),
             capacity=Capacity(max_sessions=s.max_sessions, max_queue=s.max_queue),
             metrics=self.rmetrics,
+            rate=rate,
         )
         await host.start()
         self.stores[name], self.tallies[name] = store, tally
