@@ -142,6 +142,10 @@ def test_fresh_fleet_up_answers_health_and_every_operation_in_its_contract_shape
             bodies = {o.name: b"{}" for o in OPS if not (o.destructive or o.costs_money)}
             bodies["cleanup_idle"] = b'{"idle_s": 1800, "dry_run": true}'
             bodies["place"] = b'{"min_vram_gb": 16}'
+            # Operations whose arguments are required, with harmless ones.
+            bodies["alert"] = b'{"message": "fresh fleet check", "severity": "info"}'
+            bodies["followup.schedule"] = b'{"check": "fresh fleet check", "after_minutes": 60}'
+            bodies["agents.create"] = b'{"name": "fresh", "user": "t", "system_prompt": "hi"}'
             answers = await asyncio.gather(*(_raw(nc, n, b) for n, b in bodies.items()))
             return dict(zip(bodies, answers, strict=True))
         finally:
