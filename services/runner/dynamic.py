@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
@@ -20,8 +20,11 @@ from services.runner.models import ModelBackend, build_model
 from services.runner.settings import RunnerSection
 
 if TYPE_CHECKING:
+    from nats.js.client import JetStreamContext
+
     from services.runner.host import HostedAgent
-    from services.runner.service import RunnerService
+    from services.runner.settings import RunnerSettings
+    from services.runner.taskstore import LeasedTaskStore
 
 log = logging.getLogger("fleet.runner")
 
@@ -35,6 +38,25 @@ def section_for(base: RunnerSection, spec: AgentSpec) -> RunnerSection:
     return msgspec.structs.replace(
         base, system_prompt=spec.system_prompt, model="anthropic", anthropic_model=spec.model
     )
+
+
+class RunnerService(Protocol):
+    """What the runner service offers the runtime agents (services.runner.service)."""
+
+    settings: RunnerSettings
+    agents: dict[str, HostedAgent]
+    stores: dict[str, LeasedTaskStore]
+
+    @property
+    def js(self) -> JetStreamContext: ...
+
+    def spawn(self, coro: Any, name: str = "") -> Any: ...
+
+    async def serve_agent(
+        self, name: str, s: RunnerSection, model: ModelBackend
+    ) -> HostedAgent: ...
+
+    async def unserve_agent(self, name: str, host: HostedAgent) -> None: ...
 
 
 class RuntimeAgents:
