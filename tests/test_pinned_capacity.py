@@ -9,6 +9,9 @@ two-hour duration on an injected clock."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -123,6 +126,16 @@ async def test_a_pinned_provision_survives_zero_load_and_is_released_when_it_end
         # shows desired = max(load, pinned).
         row = await _scaling(nc, pool)
         assert (row.load_desired, row.pinned, row.desired) == (0, 2, 2)
+        status = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "tools", "status", "--nats", nats_url],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+        [line] = [x for x in status.stdout.splitlines() if pool in x]
+        assert "2 (2 pinned)" in line, status.stdout
         await audits.until(lambda a: any(r.action == "pin.set" for r in a), 5)
 
         # Nothing is drained before the duration ends.
