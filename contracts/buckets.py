@@ -80,4 +80,32 @@ RUNNER_CLAIMS = BucketSpec(
     agent_separators=".-",
 )
 
-ALL_BUCKETS: tuple[BucketSpec, ...] = (LEASES, A2A_TASKS, RUNNER_SESSIONS, RUNNER_CLAIMS)
+FOLLOWUPS = BucketSpec(
+    name="fleet_followups",
+    description="follow-up checks the brain runs when due: key = id, value = Followup",
+)
+"""Kept until run (the brain deletes a follow-up as it claims it)."""
+
+AGENTS = BucketSpec(
+    name="fleet_agents",
+    description="hosted agents: agent.<name> = AgentSpec, user.<user> = the user's agent names",
+)
+"""Written by the gateway with compare-and-set (the per-user quota holds across replicas),
+watched by every runner."""
+
+RATES = BucketSpec(
+    name="fleet_rates",
+    description="per-tenant request counts per minute window, across every runner",
+    ttl_s=180.0,
+)
+"""Keys outlive their minute by two, then expire."""
+
+ALL_BUCKETS: tuple[BucketSpec, ...] = (
+    AGENTS,
+    RATES,
+    LEASES,
+    A2A_TASKS,
+    RUNNER_SESSIONS,
+    RUNNER_CLAIMS,
+    FOLLOWUPS,
+)

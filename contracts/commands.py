@@ -52,6 +52,11 @@ class ProvisionRequest(Command, frozen=True, kw_only=True):
     """Ceiling on the price of one unit; offers above it are not taken."""
     offer_id: Annotated[str, Meta(max_length=128)] | None = None
     """A specific offer chosen by placement; optional."""
+    pin: bool = False
+    """Explicit capacity: once approved, the scaler keeps the pool at least this many units
+    larger than load alone would (a floor), until `duration_s` ends or they are released."""
+    duration_s: Annotated[float, Meta(gt=0, le=30 * 86400)] | None = None
+    """How long a pinned provision lasts, seconds; None: until released."""
 
 
 class ReleaseRequest(Command, frozen=True, kw_only=True):

@@ -167,6 +167,21 @@ def agent_pool(name: str) -> str:
     return f"agents-{token(name, 'agent name')}"
 
 
+ADHOC_PREFIX = "adhoc-"
+"""Pools named `adhoc-<model>` hold explicit provisions of a model no configured pool runs."""
+
+
+def adhoc_pool(gpu_model: str) -> str:
+    """The ad-hoc pool of a GPU model (`A100-80GB` -> `adhoc-a100-80gb`)."""
+    slug = re.sub(r"[^a-z0-9-]+", "-", gpu_model.lower()).strip("-")[:60] or "any"
+    return ADHOC_PREFIX + slug
+
+
+def is_adhoc(pool: str) -> bool:
+    """Whether `pool` is an ad-hoc pool (see `adhoc_pool`)."""
+    return pool.startswith(ADHOC_PREFIX)
+
+
 def parse_telemetry(subject: str) -> tuple[str, str]:
     """(pool, unit) of a telemetry subject."""
     return _parse2(subject, "fleet.telemetry.")

@@ -34,7 +34,11 @@ async def fleet(nats_url: str, nc: Client, tmp_path: Path) -> AsyncIterator[Fake
     """The stand-in owners of fleet.api and a stand-in cost-guard, plus the real gateway."""
     owners = await FakeFleetOwners(nc).start()
     gw = Gateway(
-        load_settings(GatewaySettings, env={}, overrides={"store": {"dir": str(tmp_path)}}),
+        load_settings(
+            GatewaySettings,
+            env={},
+            overrides={"store": {"dir": str(tmp_path)}, "pools": {"llm": {"gpu_model": "L40S"}}},
+        ),
         nats_url=nats_url,
     )
     await gw.start()
@@ -83,12 +87,12 @@ async def test_stats_then_provision_ends_with_the_verdict_and_audited_reasoning(
 ) -> None:
     fake = claude(
         [
-            [text("First I check the pools."), tool("get_stats", {})],
+            [text("First I check the pools."), tool("get_gpu_stats", {})],
             [
                 text("llm needs headroom; two L40S fit the budget."),
                 tool(
-                    "provision",
-                    {"pool": "llm", "gpu_model": "L40S", "count": 2, "reason": "headroom for llm"},
+                    "provision_gpu",
+                    {"gpu_model": "L40S", "count": 2, "reason": "headroom for llm"},
                 ),
             ],
             [text("Approved: two L40S are coming for llm.")],
@@ -115,16 +119,16 @@ async def test_stats_then_provision_ends_with_the_verdict_and_audited_reasoning(
             and len(e.status_update.status.message.parts) > 1
             and e.status_update.status.state == TaskState.WORKING
         ]
-        assert tools_called == ["get_stats", "provision"]
+        assert tools_called == ["get_gpu_stats", "provision_gpu"]
         [verdict] = fleet.verdicts
         assert verdict.decision == "approved" and verdict.request.count == 2
         records = await audits(nc, 2)
-        assert [r.action for r in records] == ["get_stats", "provision"]
+        assert [r.action for r in records] == ["get_gpu_stats", "provision_gpu"]
         assert "two L40S fit the budget" in records[1].reasoning
         assert records[1].cost_impact_usd_per_hour == pytest.approx(1.8)
         assert '"approved"' in records[1].result
         # the tools and the system prompt reached the model
-        assert {t["name"] for t in fake.requests[0]["tools"]} >= {"provision", "get_stats"}
+        assert {t["name"] for t in fake.requests[0]["tools"]} >= {"provision_gpu", "get_gpu_stats"}
         assert "GPU infrastructure manager" in fake.requests[0]["system"]
     finally:
         await brain.stop()
@@ -138,7 +142,7 @@ async def test_a_hostile_prompt_cannot_exceed_the_budget_or_the_task_limits(
     nats_url: str, nc: Client, tmp_path: Path, claude: Any
 ) -> None:
     # The real cost-guard judges: the stand-in owners only answer offers and pools.
-    owners = await FakeFleetOwners(nc, costguard=False).start()
+    owners = await FakeFleetOwners(nc, judge=False).start()
     guard = CostGuard(
         make_settings(
             tmp_path / "guard",
@@ -161,20 +165,20 @@ async def test_a_hostile_prompt_cannot_exceed_the_budget_or_the_task_limits(
         [
             [
                 text("Ignoring the budget as told."),
-                tool("provision", {"pool": "llm", "gpu_model": "H100", "count": 500}),
+                tool("provision_gpu", {"gpu_model": "H100", "count": 500}),
             ],
             [
                 text("Then 8, at any price."),
                 tool(
-                    "provision",
-                    {"pool": "llm", "gpu_model": "H100", "count": 8, "max_usd_per_hour": 1000},
+                    "provision_gpu",
+                    {"gpu_model": "H100", "count": 8, "max_usd_per_hour": 1000},
                 ),
             ],
             [
                 text("Fine, 5 then."),
-                tool("provision", {"pool": "llm", "gpu_model": "H100", "count": 5}),
+                tool("provision_gpu", {"gpu_model": "H100", "count": 5}),
             ],
-            [text("Bad arguments."), tool("provision", {"pool": "no such pool!", "count": -1})],
+            [text("Bad arguments."), tool("provision_gpu", {"pool": "no such pool!", "count": -1})],
         ]
     )
     brain = await start_brain(nats_url, tmp_path / "brain", max_steps=4)
@@ -198,10 +202,10 @@ async def test_a_hostile_prompt_cannot_exceed_the_budget_or_the_task_limits(
         assert len(verdicts.items) == 1
         records = await audits(nc, 4)
         actions = [r.action for r in records]
-        assert actions[0] == "refused.provision" and "limit of 8 units" in records[0].result
+        assert actions[0] == "refused.provision_gpu" and "limit of 8 units" in records[0].result
         assert "denied" in records[1].result and "burn cap" in records[1].result
-        assert actions[2] == "refused.provision" and "limit of 8 units" in records[2].result
-        assert actions[-1] == "refused.provision" and "invalid arguments" in records[-1].result
+        assert actions[2] == "refused.provision_gpu" and "limit of 8 units" in records[2].result
+        assert actions[-1] == "refused.provision_gpu" and "invalid arguments" in records[-1].result
         assert "Ignoring the budget" in records[0].reasoning
     finally:
         await brain.stop()
@@ -229,7 +233,7 @@ async def test_an_overloaded_model_is_retried(
 async def test_a_runaway_model_is_stopped_at_the_step_limit(
     nats_url: str, nc: Client, tmp_path: Path, fleet: FakeFleetOwners, claude: Any
 ) -> None:
-    fake = claude([[text("Again."), tool("get_stats", {})]], repeat_last=True)
+    fake = claude([[text("Again."), tool("get_gpu_stats", {})]], repeat_last=True)
     brain = await start_brain(nats_url, tmp_path, max_steps=3)
     try:
         task = await A2AClient(nc, "fleet", timeout_s=20).send("loop forever")
@@ -280,7 +284,12 @@ async def test_routine_check_audits_findings_cleans_up_idle_units_and_alerts(
         assert [r.unit for r in released] == ["u-idle"]
         records = await audits(nc, 6)
         actions = [r.action for r in records]
-        assert actions[:4] == ["get_stats", "get_health", "get_budget", "cleanup_idle"]
+        assert actions[:4] == [
+            "get_gpu_stats",
+            "get_health_status",
+            "get_budget",
+            "cleanup_idle_gpus",
+        ]
         assert "routine.health" in actions or "routine.stats" in actions
         # the stand-in fleet has no gateway-expected services answering: health is an anomaly
         alert = msgspec.json.decode((await alerts.next_msg(5)).data, type=Alert)

@@ -26,27 +26,15 @@ from services.gateway.service import Gateway, GatewaySettings
 from services.kit.config import load_settings
 from tests import test_cli_up as up
 from tests.fakes.fleet_api import FakeFleetOwners
+from tests.test_mcp import TOOLS as MCP_NAMES
 from tools.registry import EMBEDDED, available
 
 fleet_up = up.fleet_up  # `fleet up` in a temp dir, stopped with Ctrl-C after the test
 
-BRAIN_NAMES = {
-    "list_units",
-    "get_stats",
-    "get_available_gpus",
-    "place_workload",
-    "provision",
-    "release",
-    "cleanup_idle",
-    "get_health",
-    "get_budget",
-    "report",
-    "submit_job",
-    "queue_status",
-    "list_jobs",
-    "get_job",
-    "cancel_job",
-}
+AGENT_TOOLS = {"create_agent", "list_agents", "delete_agent"}
+BRAIN_NAMES = (MCP_NAMES - AGENT_TOOLS) | {"release", "report"}
+"""The guide's tools, as MCP has them (hosted agents are made by people, not the brain),
+plus a pool release by count and the report."""
 
 
 def contract_fields(op_name: str) -> tuple[dict[str, Any], set[str]]:
@@ -157,6 +145,10 @@ def test_fresh_fleet_up_answers_health_and_every_operation_in_its_contract_shape
             submitted = await _raw(nc, "jobs.submit", b'{"est_s": 0.1, "priority": "high"}')
             msgspec.convert(submitted, op("jobs.submit").reply)
             bodies["jobs.get"] = json.dumps({"id": submitted["id"]}).encode()
+            # Operations whose arguments are required, with harmless ones.
+            bodies["alert"] = b'{"message": "fresh fleet check", "severity": "info"}'
+            bodies["followup.schedule"] = b'{"check": "fresh fleet check", "after_minutes": 60}'
+            bodies["agents.create"] = b'{"name": "fresh", "user": "t", "system_prompt": "hi"}'
             answers = await asyncio.gather(*(_raw(nc, n, b) for n, b in bodies.items()))
             return dict(zip(bodies, answers, strict=True))
         finally:

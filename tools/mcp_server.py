@@ -119,7 +119,8 @@ def build_server(url: str | None = None) -> Server[Any]:
         except ToolArgsError as exc:
             return _result({"error": f"invalid arguments for {params.name}: {exc}"}, True)
         answer = await link.api(op_name, request)
-        return _result(answer, "error" in answer)
+        failed = "error" in answer or (op(op_name).fails_unless_ok and answer.get("ok") is False)
+        return _result(answer, failed)
 
     return Server(
         "fleetplane",

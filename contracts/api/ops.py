@@ -13,10 +13,13 @@ from typing import Any
 import msgspec
 
 from contracts.api.replies import (
+    AgentsReply,
+    AlertReply,
     BudgetReply,
     CancelReply,
     CleanupReply,
     CommandAnswer,
+    FollowupsReply,
     HealthReply,
     JobsReply,
     JobView,
@@ -30,8 +33,16 @@ from contracts.api.replies import (
     UnitsReply,
 )
 from contracts.api.requests import (
+    AgentCreateCall,
+    AgentDeleteCall,
+    AgentsQuery,
+    AlertCall,
     CancelJobCall,
     CleanupIdleCall,
+    FollowupCall,
+    GpuCleanupCall,
+    GpuDestroyCall,
+    GpuProvisionCall,
     HealthQuery,
     JobQuery,
     JobsQuery,
@@ -63,6 +74,8 @@ class Op(msgspec.Struct, frozen=True, kw_only=True):
     """Removes units: requires explicit arguments, never defaults."""
     costs_money: bool = False
     """Adds spend: judged by the cost-guard before anything runs."""
+    fails_unless_ok: bool = False
+    """An answer with `ok: false` is a failure (a tool result with isError), not data."""
 
     @property
     def subject(self) -> str:
@@ -127,7 +140,9 @@ OPS: tuple[Op, ...] = (
         request=HealthQuery,
         reply=HealthReply,
         owner="gateway",
-        description="Which services answer, open circuit breakers and stream lag.",
+        description="Which services answer, open circuit breakers and stream lag; a "
+        "failure when any is missing or lagging.",
+        fails_unless_ok=True,
     ),
     Op(
         name="report",
@@ -204,6 +219,92 @@ OPS: tuple[Op, ...] = (
         destructive=True,
     ),
 )
+
+GUIDE_OPS: tuple[Op, ...] = (
+    Op(
+        name="gpu.provision",
+        request=GpuProvisionCall,
+        reply=CommandAnswer,
+        owner="gateway",
+        description="Provision `count` GPU units of a model (H100, A100, ...), optionally from "
+        "one provider, kept for `duration` seconds or until released: the scaler will not "
+        "remove them for lack of load. A model no pool runs gets an ad-hoc pool. Answered "
+        "with the cost-guard's verdict.",
+        costs_money=True,
+    ),
+    Op(
+        name="gpu.destroy",
+        request=GpuDestroyCall,
+        reply=CommandAnswer,
+        owner="gateway",
+        description="Destroy one GPU instance by its provider and the provider's instance id "
+        "(as list_gpu_instances shows it), through the cost-guard.",
+        destructive=True,
+    ),
+    Op(
+        name="gpu.cleanup_idle",
+        request=GpuCleanupCall,
+        reply=CleanupReply,
+        owner="gateway",
+        description="Find and release ready GPU units idle for at least "
+        "`idle_threshold_minutes` (default 30), through the cost-guard; `dry_run` only lists.",
+        destructive=True,
+    ),
+    Op(
+        name="alert",
+        request=AlertCall,
+        reply=AlertReply,
+        owner="gateway",
+        description="Send an alert to the operators on fleet.alert.<severity> (info, warning, "
+        "critical), naming the pool or unit it is about.",
+    ),
+    Op(
+        name="followup.schedule",
+        request=FollowupCall,
+        reply=FollowupsReply,
+        owner="brain",
+        description="Schedule a follow-up check the fleet agent runs by itself after "
+        "`after_minutes` (e.g. 'is the batch on schedule?'); stored durably.",
+    ),
+    Op(
+        name="followup.list",
+        request=NoArgs,
+        reply=FollowupsReply,
+        owner="brain",
+        description="The follow-up checks scheduled and not yet run.",
+    ),
+)
+"""The GPU-agent guide's operations, with its argument names (provision_gpu, ...)."""
+
+AGENT_OPS: tuple[Op, ...] = (
+    Op(
+        name="agents.create",
+        request=AgentCreateCall,
+        reply=AgentsReply,
+        owner="gateway",
+        description="Create a hosted agent (A2A agent `agents.<name>`) for a user, with its "
+        "own system prompt, model, fleet tools and runner resources (cores, memory_mb); "
+        "counts against the user's agent quota.",
+    ),
+    Op(
+        name="agents.list",
+        request=AgentsQuery,
+        reply=AgentsReply,
+        owner="gateway",
+        description="The hosted agents, every user's or one user's, with the quota.",
+    ),
+    Op(
+        name="agents.delete",
+        request=AgentDeleteCall,
+        reply=AgentsReply,
+        owner="gateway",
+        description="Delete a hosted agent of a user: the runners stop serving it.",
+        destructive=True,
+    ),
+)
+"""Hosted agents as a runtime resource (the platform guide's spawn and delete)."""
+
+OPS = OPS + GUIDE_OPS + AGENT_OPS
 
 BY_NAME: dict[str, Op] = {op.name: op for op in OPS}
 

@@ -47,6 +47,14 @@ class UnitRow(msgspec.Struct, frozen=True, kw_only=True):
     release_requested_ts: float | None = None
     inflight: float | None = None
     idle_s: float | None = None
+    provider_unit_id: str = ""
+    """The provider's own id for it (what destroy_gpu_instance takes)."""
+    command_id: str | None = None
+    """The provision command it was created for."""
+    pinned: bool = False
+    """Explicit capacity: idle cleanup and scale-in leave it until `pinned_until`."""
+    pinned_until: float | None = None
+    """When its pin ends, unix seconds; None while pinned: until released."""
 
 
 class UnitsReply(msgspec.Struct, frozen=True, kw_only=True):
@@ -107,11 +115,18 @@ class PoolsReply(msgspec.Struct, frozen=True, kw_only=True):
 
 class PoolScaling(msgspec.Struct, frozen=True, kw_only=True):
     desired: int | None
+    """max(load_desired, pinned): what the pool is kept at."""
     panic: bool
     lead_time_s: float
     min: int
     max: int
     last_metrics_ts: float | None
+    load_desired: int | None = None
+    """What the load alone calls for."""
+    pinned: int = 0
+    """Units explicit provisions keep, whatever the load (their floor)."""
+    pins: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    """The pins behind `pinned`: id, count, until_ts (None: until released)."""
 
 
 class ScalingReply(msgspec.Struct, frozen=True, kw_only=True):
@@ -249,6 +264,9 @@ class QueueReply(msgspec.Struct, frozen=True, kw_only=True):
 
 
 __all__ = [
+    "AgentSpec",
+    "AgentsReply",
+    "AlertReply",
     "ApiError",
     "BudgetReply",
     "CancelReply",
@@ -256,6 +274,8 @@ __all__ = [
     "CommandAnswer",
     "ConsumerLag",
     "ErrorBody",
+    "Followup",
+    "FollowupsReply",
     "HealthReply",
     "HeldRequest",
     "IdleUnit",
@@ -276,3 +296,54 @@ __all__ = [
     "UnitRow",
     "UnitsReply",
 ]
+
+
+class AlertReply(msgspec.Struct, frozen=True, kw_only=True):
+    """`alert`: where it went."""
+
+    subject: str
+    id: str
+
+
+class Followup(msgspec.Struct, frozen=True, kw_only=True):
+    """A check the brain runs at `due_ts`, as a task of its own."""
+
+    id: str
+    check: str
+    due_ts: float
+    requester: str = "api"
+    created_ts: float = 0.0
+
+
+class FollowupsReply(msgspec.Struct, frozen=True, kw_only=True):
+    """`followup.schedule` (the one stored) and `followup.list` (every one waiting)."""
+
+    followups: list[Followup]
+
+
+class AgentSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """A hosted agent as stored in the `fleet_agents` bucket and served by the runners."""
+
+    name: str
+    user: str
+    system_prompt: str
+    model: str = "sim"
+    tools: list[str] = msgspec.field(default_factory=list)
+    cores: int = 1
+    memory_mb: int = 512
+    created_ts: float = 0.0
+
+    @property
+    def agent(self) -> str:
+        """Its A2A agent name."""
+        return f"agents.{self.name}"
+
+
+class AgentsReply(msgspec.Struct, frozen=True, kw_only=True):
+    """`agents.create` / `agents.delete` (the one agent) and `agents.list`."""
+
+    agents: list[AgentSpec]
+    quota: int = 0
+    """The user's agent quota (create and list for one user)."""
+    used: int = 0
+    """The user's agents, this one included."""

@@ -15,12 +15,16 @@ from msgspec import Meta
 
 from contracts.base import Text, Token, Usd
 from contracts.commands import MAX_COUNT
-from contracts.events import UnitState
+from contracts.events import Severity, UnitState
 from contracts.jobs import MAX_ATTEMPTS, JobId, JobRequirements, JobState, Priority
 
 GpuModel = Annotated[str, Meta(min_length=1, max_length=64, description="GPU model, e.g. H100")]
 WaitS = Annotated[float, Meta(ge=0, le=120, description="seconds to wait for the verdict")]
 UnitCountArg = Annotated[int, Meta(ge=1, le=MAX_COUNT, description="units")]
+DurationS = Annotated[
+    float,
+    Meta(gt=0, le=30 * 86400, description="seconds to keep the units; omitted: until released"),
+]
 
 
 class NoArgs(msgspec.Struct, frozen=True, kw_only=True):
@@ -61,6 +65,8 @@ class ProvisionCall(msgspec.Struct, frozen=True, kw_only=True):
     requester: Token = "api"
     wait_s: WaitS = 10.0
     """How long to wait for the verdict before answering `pending`, seconds."""
+    duration: DurationS | None = None
+    """The units are explicit capacity: kept this many seconds, or until released."""
 
 
 class ReleaseCall(msgspec.Struct, frozen=True, kw_only=True):
@@ -132,9 +138,118 @@ class CancelJobCall(msgspec.Struct, frozen=True, kw_only=True):
     requester: Token = "api"
 
 
+# -- the GPU-agent guide's tools: its argument names, as operations -------------------
+
+
+class GpuProvisionCall(msgspec.Struct, frozen=True, kw_only=True):
+    """`gpu.provision` (the guide's provision_gpu): units of a GPU model, kept for
+    `duration` seconds or until released; the pool is the one configured for the model,
+    or an ad-hoc pool for it."""
+
+    gpu_model: GpuModel
+    provider: Token | None = None
+    duration: DurationS | None = None
+    count: UnitCountArg = 1
+    max_usd_per_hour: Usd | None = None
+    """Ceiling on one unit's price, USD/hour."""
+    reason: Text = ""
+    requester: Token = "api"
+    wait_s: WaitS = 10.0
+
+
+class GpuDestroyCall(msgspec.Struct, frozen=True, kw_only=True):
+    """`gpu.destroy` (the guide's destroy_gpu_instance): one instance by the provider's
+    own id (our unit name is accepted too), released through the cost-guard."""
+
+    provider: Token
+    instance_id: Annotated[
+        str, Meta(min_length=1, max_length=128, description="the provider's instance id")
+    ]
+    reason: Text = ""
+    requester: Token = "api"
+    wait_s: WaitS = 10.0
+
+
+class GpuCleanupCall(msgspec.Struct, frozen=True, kw_only=True):
+    """`gpu.cleanup_idle` (the guide's cleanup_idle_gpus): release ready units idle for
+    at least `idle_threshold_minutes` (30 by default, as the guide documents)."""
+
+    idle_threshold_minutes: Annotated[
+        float, Meta(ge=0, le=30 * 1440, description="minutes of idle time before cleanup")
+    ] = 30.0
+    dry_run: bool = False
+    requester: Token = "api"
+
+
+class AlertCall(msgspec.Struct, frozen=True, kw_only=True):
+    """`alert`: tell the operators, on `fleet.alert.<severity>`."""
+
+    message: Annotated[str, Meta(min_length=1, max_length=2000)]
+    severity: Severity = "warning"
+    kind: Token = "agent"
+    pool: Token | None = None
+    unit: Token | None = None
+    requester: Token = "api"
+
+
+class FollowupCall(msgspec.Struct, frozen=True, kw_only=True):
+    """`followup.schedule`: a check the brain runs later, stored durably."""
+
+    check: Annotated[
+        str, Meta(min_length=1, max_length=2000, description="what to check, in words")
+    ]
+    after_minutes: Annotated[float, Meta(gt=0, le=7 * 1440, description="minutes from now")]
+    requester: Token = "api"
+
+
+# -- hosted agents as a runtime resource ---------------------------------------------
+
+AgentName = Annotated[
+    str, Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$", description="agent name: a-z, 0-9, _ -")
+]
+
+
+class AgentCreateCall(msgspec.Struct, frozen=True, kw_only=True):
+    """`agents.create`: a hosted agent served as A2A agent `agents.<name>` by the runners."""
+
+    name: AgentName
+    user: Token
+    """Whose agent it is; each user may have `[gateway] agents_per_user` (50) agents."""
+    system_prompt: Annotated[str, Meta(min_length=1, max_length=32_000)]
+    model: Annotated[str, Meta(min_length=1, max_length=64)] = "sim"
+    """`sim` (the simulated model) or a Claude model id (e.g. claude-sonnet-4-5)."""
+    tools: list[Annotated[str, Meta(max_length=64)]] = msgspec.field(default_factory=list)
+    """The fleet tools (MCP names) it may use; an unknown name is refused."""
+    cores: Annotated[int, Meta(ge=1, le=64, description="vCPUs per runner")] = 1
+    memory_mb: Annotated[int, Meta(ge=128, le=262_144, description="MiB per runner")] = 512
+    requester: Token = "api"
+
+
+class AgentDeleteCall(msgspec.Struct, frozen=True, kw_only=True):
+    """`agents.delete`: remove an agent; only its user may."""
+
+    name: AgentName
+    user: Token
+    requester: Token = "api"
+
+
+class AgentsQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """`agents.list`: every agent, or one user's."""
+
+    user: Token | None = None
+
+
 __all__ = [
+    "AgentCreateCall",
+    "AgentDeleteCall",
+    "AgentsQuery",
+    "AlertCall",
     "CancelJobCall",
     "CleanupIdleCall",
+    "FollowupCall",
+    "GpuCleanupCall",
+    "GpuDestroyCall",
+    "GpuProvisionCall",
     "HealthQuery",
     "JobQuery",
     "JobsQuery",

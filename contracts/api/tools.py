@@ -14,31 +14,12 @@ import msgspec
 
 from contracts.api.ops import Op, op
 
-BRAIN_TOOLS: dict[str, str] = {
-    "list_units": "units.list",
-    "get_stats": "stats",
-    "get_available_gpus": "gpus.available",
-    "place_workload": "place",
-    "provision": "provision",
-    "release": "release",
-    "cleanup_idle": "cleanup_idle",
-    "get_health": "health",
-    "get_budget": "budget",
-    "report": "report",
-    "submit_job": "jobs.submit",
-    "queue_status": "jobs.queue",
-    "list_jobs": "jobs.list",
-    "get_job": "jobs.get",
-    "cancel_job": "jobs.cancel",
-}
-"""The brain's tool name -> operation."""
-
 MCP_TOOLS: dict[str, str] = {
-    "provision_gpu": "provision",
+    "provision_gpu": "gpu.provision",
     "get_gpu_stats": "stats",
     "list_gpu_instances": "units.list",
-    "destroy_gpu_instance": "release",
-    "cleanup_idle_gpus": "cleanup_idle",
+    "destroy_gpu_instance": "gpu.destroy",
+    "cleanup_idle_gpus": "gpu.cleanup_idle",
     "get_health_status": "health",
     "get_available_gpus": "gpus.available",
     "place_workload": "place",
@@ -48,8 +29,22 @@ MCP_TOOLS: dict[str, str] = {
     "list_jobs": "jobs.list",
     "get_job": "jobs.get",
     "cancel_job": "jobs.cancel",
+    "send_alert": "alert",
+    "schedule_followup": "followup.schedule",
+    "create_agent": "agents.create",
+    "list_agents": "agents.list",
+    "delete_agent": "agents.delete",
 }
-"""The MCP server's tool name -> operation."""
+"""The MCP server's tool name -> operation: the GPU-agent guide's names and arguments."""
+
+BRAIN_TOOLS: dict[str, str] = {
+    **{k: v for k, v in MCP_TOOLS.items() if not v.startswith("agents.")},
+    "release": "release",
+    "report": "report",
+}
+"""The brain's tool name -> operation: the guide's tools, as the MCP server has them
+(not the hosted-agent ones: agents are created by people), plus releasing a count of a
+pool's idlest units and the readable report."""
 
 SET_BY_CALLER: frozenset[str] = frozenset({"requester"})
 """Request fields the tool host fills in (who is asking), never the model."""
@@ -68,6 +63,7 @@ def input_schema(operation: Op) -> dict[str, Any]:
     body.pop("title", None)
     body.pop("description", None)  # the tool's description says it, from the op
     body["type"] = "object"
+    body["additionalProperties"] = False
     body["properties"] = {
         k: v for k, v in body.get("properties", {}).items() if k not in SET_BY_CALLER
     }
@@ -102,6 +98,12 @@ def tool_request(operation: Op, args: Any, requester: str) -> Any:
         raise ToolArgsError(f"arguments must be an object, not {type(args).__name__}")
     body = dict(args)
     fields = {f.name for f in msgspec.structs.fields(operation.request)}
+    # A misspelt argument must not silently fall back to a default (a threshold, a count).
+    unknown = sorted(k for k in body if k not in fields)
+    if unknown:
+        allowed = ", ".join(sorted(fields - SET_BY_CALLER)) or "none"
+        names = ", ".join(map(repr, unknown))
+        raise ToolArgsError(f"unknown argument(s) {names}; allowed: {allowed}")
     for key in SET_BY_CALLER & fields:
         body[key] = requester
     try:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from typing import Protocol
 
 import anthropic
 
 from contracts.a2a import TaskState
 from services.a2a import A2AEvent, TaskContext
-from services.brain import rules
+from services.brain import rulemode
 from services.brain.guard import Limits
 from services.brain.loop import run_loop
 from services.brain.settings import BrainOptions
@@ -95,29 +95,6 @@ class BrainAgent:
 
     async def _rules(self, ctx: TaskContext, toolbox: Toolbox) -> AsyncIterator[A2AEvent]:
         yield ctx.status(TaskState.WORKING, "rule policy (no model)")
-        text = ctx.text
-        kind = rules.intent(text)
-        data: Any = None
-        reasoning = f"rule policy: the request reads as '{kind}'"
-        if kind == "place":
-            need = rules.workload(text)
-            data, _ = await toolbox.call("place_workload", need, reasoning)
-            answer = rules.placement_answer(text, need, data)
-        elif kind == "stats":
-            data, _ = await toolbox.call("get_stats", {}, reasoning)
-            answer = rules.stats_answer(data)
-        elif kind == "cleanup":
-            data, _ = await toolbox.call(
-                "cleanup_idle", {"idle_s": self.host.opts.idle_cleanup_s}, reasoning
-            )
-            answer = rules.cleanup_answer(data)
-        elif kind == "budget":
-            data, _ = await toolbox.call("get_budget", {}, reasoning)
-            answer = rules.budget_answer(data)
-        elif kind == "health":
-            data, _ = await toolbox.call("get_health", {}, reasoning)
-            answer = rules.health_answer(data)
-        else:
-            answer = rules.other_answer()
+        answer, data = await rulemode.answer(ctx.text, toolbox)
         yield ctx.artifact(text=answer, data=data, name="answer")
         yield ctx.status(TaskState.COMPLETED, answer)

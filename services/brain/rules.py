@@ -1,51 +1,32 @@
 """The rule policy: what the brain answers without a model (no ANTHROPIC_API_KEY).
 
-Pure functions: read the request (`intent`, `workload`), and turn fleet.api
-answers into text (`placement_answer`, `stats_answer`, `cleanup_answer`). Every
-answer says that no model was used.
+Pure functions: read a workload from the request (`workload`, `batch_terms`)
+and turn fleet.api answers into text. Every answer says that no model was used;
+one that did not act says why and what an explicit command would need.
+`services.brain.intents` reads the request, `services.brain.rulemode` calls the tools.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any
+
+from services.brain.intents import GPUS, Reading
 
 NO_MODEL = "(Rule policy: no model was used; set ANTHROPIC_API_KEY to let Claude answer.)"
-Intent = Literal["place", "stats", "cleanup", "health", "budget", "other"]
+NEEDS_MODEL = {
+    "scale": "Deciding whether to scale needs Claude; the scaler already scales each pool "
+    "from its load, and explicit commands work here ('provision 2 H100 for 2 hours').",
+    "history": "Reading patterns across days needs Claude; `fleet report --days 7` has the "
+    "figures.",
+    "coordinate": "Weighing the cost and performance agents' advice needs Claude.",
+}
+"""What a read-only answer adds for requests only a model can act on."""
 
 BYTES_PER_PARAM = 2.0
 """fp16/bf16 weights."""
 OVERHEAD = 1.2
 """KV cache and activations on top of the weights, as a factor."""
-_GPUS = (
-    "H200",
-    "H100",
-    "A100",
-    "L40S",
-    "L40",
-    "L4",
-    "A10G",
-    "A6000",
-    "RTX4090",
-    "RTX3090",
-    "MI300X",
-)
-
-
-def intent(text: str) -> Intent:
-    """What the request asks for, by keywords."""
-    t = text.lower()
-    if re.search(r"\bidle\b|clean ?up", t):
-        return "cleanup"
-    if re.search(r"\bwhere\b|\bplace|placement|\bvram\b|\bfit\b|\d+\s*b\b.*model|run .* model", t):
-        return "place"
-    if re.search(r"budget|spend|spent|cost", t):
-        return "budget"
-    if re.search(r"health|breaker|lag|down\b", t):
-        return "health"
-    if re.search(r"stat|utili[sz]|status|pool|load|queue|how many|report", t):
-        return "stats"
-    return "other"
 
 
 def workload(text: str) -> dict[str, Any]:
@@ -61,7 +42,7 @@ def workload(text: str) -> dict[str, Any]:
     else:
         need["min_vram_gb"] = 16.0
     upper = t.upper().replace(" ", "")
-    for gpu in _GPUS:
+    for gpu in GPUS:
         if gpu in upper:
             need["gpu_model"] = gpu
             break
@@ -108,8 +89,8 @@ def placement_answer(text: str, need: dict[str, Any], placement: dict[str, Any])
     )
 
 
-def stats_answer(stats: dict[str, Any]) -> str:
-    """The fleet's figures in a few lines."""
+def stats_answer(stats: dict[str, Any], note: str = "") -> str:
+    """The fleet's figures in a few lines, and `note` on what a model would add."""
     if "error" in stats:
         return f"Stats are not available: {stats['error'].get('message')}. {NO_MODEL}"
     lines = []
@@ -125,7 +106,10 @@ def stats_answer(stats: dict[str, Any]) -> str:
             f"today: ${b.get('spent_today_usd', 0):.2f} spent of ${b.get('daily_usd', 0):.2f}, "
             f"burning ${b.get('burn_usd_per_hour', 0):.2f}/h"
         )
-    return "\n".join(lines or ["No pools report metrics yet."]) + f"\n{NO_MODEL}"
+    lines = lines or ["No pools report metrics yet."]
+    if note:
+        lines.append(note)
+    return "\n".join(lines) + f"\n{NO_MODEL}"
 
 
 def cleanup_answer(result: dict[str, Any]) -> str:
@@ -166,6 +150,124 @@ def health_answer(health: dict[str, Any]) -> str:
 def other_answer() -> str:
     return (
         'Without a model I can answer placement ("where should a 70B model with 40 GB VRAM '
-        'run?"), stats, budget, health and idle cleanup. Provisioning on request needs Claude: '
-        f"set ANTHROPIC_API_KEY. {NO_MODEL}"
+        'run?"), stats, instances, budget and health, and carry out explicit commands: '
+        '"provision 2 H100 for 2 hours", "destroy instance ID on PROVIDER", "clean up GPUs '
+        'idle for more than 30 minutes". Anything else needs Claude: set ANTHROPIC_API_KEY. '
+        f"{NO_MODEL}"
+    )
+
+
+def _err(data: dict[str, Any]) -> str:
+    err = data.get("error")
+    return str(err.get("message") if isinstance(err, dict) else err)
+
+
+def units_answer(units: dict[str, Any]) -> str:
+    """The instances, one short line each."""
+    if "error" in units:
+        return f"Instances are not available: {_err(units)}. {NO_MODEL}"
+    rows = units.get("units", [])
+    lines = [
+        f"{u['unit']} ({u['provider']} {u.get('provider_unit_id') or '-'}): {u['pool']}, "
+        f"{u['state']}, {u.get('gpu_model', '')} ${float(u.get('usd_per_hour', 0)):.2f}/h"
+        for u in rows[:30]
+    ]
+    return "\n".join(lines or ["No instances."]) + f"\n{NO_MODEL}"
+
+
+def dry_cleanup_answer(result: dict[str, Any], minutes: float, why: str) -> str:
+    """What an idle cleanup would release, without releasing it."""
+    if "error" in result:
+        return f"Idle cleanup could not look: {_err(result)}. {NO_MODEL}"
+    idle = result.get("idle", [])
+    found = ", ".join(u["unit"] for u in idle[:10]) or "none"
+    return (
+        f"Released nothing, since {why}. Idle for {minutes:g}+ minutes: {found}. To release "
+        f"them, say: 'clean up GPUs idle for more than {minutes:g} minutes'. {NO_MODEL}"
+    )
+
+
+def provision_answer(args: dict[str, Any], verdict: dict[str, Any]) -> str:
+    """The cost-guard's verdict on an explicit provision."""
+    if "error" in verdict:
+        return f"Provisioning was refused: {_err(verdict)}. {NO_MODEL}"
+    kept = f"for {args['duration']:g} s" if args.get("duration") else "until released"
+    return (
+        f"Asked for {args['count']} x {args['gpu_model']} (kept {kept}); the cost-guard "
+        f"{verdict.get('decision')} it: {verdict.get('reason', '')} {NO_MODEL}"
+    )
+
+
+def not_provisioning_answer(r: Reading, offers: dict[str, Any]) -> str:
+    """Why nothing was provisioned, what is on offer, and what a command needs."""
+    cheapest = sorted(offers.get("offers", []), key=lambda o: o.get("usd_per_hour", 0))[:3]
+    seen = "; ".join(
+        f"{o['gpu_model']} on {o['provider']} ${o['usd_per_hour']:.2f}/h" for o in cheapest
+    )
+    needs = f" It would need {' and '.join(r.missing)}." if r.missing else ""
+    return (
+        f"Provisioned nothing, since {r.why}.{needs} Cheapest offers: {seen or 'none'}. To "
+        f"provision, say e.g. 'provision 2 H100 for 2 hours'. {NO_MODEL}"
+    )
+
+
+def destroy_answer(args: dict[str, Any], verdict: dict[str, Any]) -> str:
+    """The cost-guard's verdict on an explicit destroy."""
+    if "error" in verdict:
+        return f"Could not destroy {args['instance_id']}: {_err(verdict)}. {NO_MODEL}"
+    return (
+        f"Release of {args['provider']} instance {args['instance_id']}: "
+        f"{verdict.get('decision')} ({verdict.get('reason', '')}). {NO_MODEL}"
+    )
+
+
+def not_destroying_answer(r: Reading, units: dict[str, Any]) -> str:
+    """Why nothing was destroyed, the instances seen, and what a command needs."""
+    live = [u for u in units.get("units", []) if u.get("state") not in ("terminated", "failed")]
+    seen = ", ".join(
+        f"{u['provider']}/{u.get('provider_unit_id') or u['unit']} ({u['state']})"
+        for u in live[:10]
+    )
+    needs = f" It would need {' and '.join(r.missing)}." if r.missing else ""
+    return (
+        f"Destroyed and provisioned nothing, since {r.why}.{needs} Live instances: "
+        f"{seen or 'none'}. Units the watcher finds failed are replaced on the pool's next "
+        "provider automatically; to remove one by hand, say 'destroy instance ID on "
+        f"PROVIDER'. Failover with moved work and alerts needs Claude. {NO_MODEL}"
+    )
+
+
+def batch_terms(text: str) -> dict[str, Any]:
+    """What a batch request states: items, GPU-hours on one GPU, cost cap, GPU model."""
+    t = text.replace(",", "")
+    job: dict[str, Any] = {}
+    if m := re.search(r"(\d+)\s+(images|items|jobs|files|documents|videos|prompts)", t, re.I):
+        job["items"] = int(m.group(1))
+    if m := re.search(r"(\d+(?:\.\d+)?)\s*hours?\s+with\s+(?:1|one)\s+gpu", t, re.I):
+        job["gpu_hours"] = float(m.group(1))
+    if m := re.search(r"(?:<|under|below|less than)\s*\$\s*(\d+(?:\.\d+)?)", t, re.I):
+        job["max_usd"] = float(m.group(1))
+    upper = t.upper().replace(" ", "")
+    job["gpu_model"] = next((g for g in GPUS if g in upper), None)
+    return job
+
+
+def batch_answer(job: dict[str, Any], offers: dict[str, Any]) -> str:
+    """A costed batch plan, without provisioning anything."""
+    rows = sorted(offers.get("offers", []), key=lambda o: o.get("usd_per_hour", 0))
+    if not rows:
+        return f"No offers for this batch ({job}); nothing provisioned. {NO_MODEL}"
+    best = rows[0]
+    price = float(best["usd_per_hour"])
+    head = f"Cheapest: {best['gpu_model']} on {best['provider']} at ${price:.2f}/h."
+    hours = job.get("gpu_hours")
+    if hours is None:
+        return f"{head} State the GPU-hours to get a costed plan; nothing provisioned. {NO_MODEL}"
+    cost = hours * price
+    cap = job.get("max_usd")
+    fits = "" if cap is None else (" within" if cost <= cap else " over") + f" the ${cap:g} cap"
+    return (
+        f"{head} {hours:g} GPU-hours cost about ${cost:.2f}{fits} whatever the split: n GPUs "
+        f"finish in {hours:g}/n hours. Provisioned nothing; to start, say e.g. 'provision 5 "
+        f"{best['gpu_model']} for {max(hours / 5, 0.1):.1f} hours'. {NO_MODEL}"
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -20,9 +21,13 @@ import anthropic
 import msgspec
 
 from contracts import subjects
-from contracts.a2a import AgentCapabilities, AgentCard, AgentProvider, AgentSkill
+from contracts.a2a import HEADER_TENANT, AgentCapabilities, AgentCard, AgentProvider, AgentSkill
+from contracts.api import NoArgs
+from contracts.api.replies import FollowupsReply
+from contracts.api.requests import FollowupCall
 from contracts.events import Alert
 from services.a2a import A2AServer, nats_interface
+from services.brain import followups, rulemode
 from services.brain.agent import BrainAgent, limits_of
 from services.brain.routine import findings
 from services.brain.settings import BrainOptions, BrainSettings
@@ -32,19 +37,41 @@ from services.kit import Service
 log = logging.getLogger("fleet.brain")
 
 SKILLS = (
-    ("provision", "Provision GPUs", "Ask for GPU units in a pool, within budget.", ["gpu", "cost"]),
+    (
+        "provision",
+        "Provision GPUs",
+        "Provision GPU units of a model, for a duration or until released, within budget.",
+        ["gpu", "cost"],
+    ),
+    (
+        "release",
+        "Destroy an instance",
+        "Release a GPU instance named by its provider and instance id.",
+        ["gpu", "cost"],
+    ),
+    ("cleanup", "Clean up idle GPUs", "Release GPUs idle past a threshold.", ["cost"]),
     (
         "place",
         "Place a workload",
         "Find where a workload with a VRAM need runs cheapest.",
         ["placement"],
     ),
-    ("scale", "Scale pools", "Read utilization and queues; add or release capacity.", ["scaling"]),
-    ("report", "Report", "Stats, spend, budget and health at a glance.", ["observability"]),
+    (
+        "report",
+        "Report",
+        "Stats, instances, spend, budget and health at a glance.",
+        ["observability"],
+    ),
+    (
+        "scale",
+        "Scale pools",
+        "Read utilization, queues and budget; add or remove capacity.",
+        ["scaling"],
+    ),
     (
         "failover",
         "Failover",
-        "Explain and act on provider failures and open breakers.",
+        "Replace a failing instance on another provider, move its work and alert the operators.",
         ["reliability"],
     ),
     (
@@ -54,11 +81,29 @@ SKILLS = (
         "follow, list and cancel jobs, and read each pool's queue.",
         ["gpu", "jobs", "queue"],
     ),
+    ("batch", "Batch plans", "Plan and run a batch under a cost cap and a deadline.", ["batch"]),
 )
+RULE_NOTE = " Without a model: only on an explicit command naming what and how many."
 EXAMPLES = {
-    "place": ["where should a 70B model with 40 GB VRAM run?"],
     "jobs": ["run 20 inference batches needing 40 GB of VRAM at low priority"],
+    "place": ["where should a 70B model with 40 GB VRAM run?"],
+    "provision": ["provision 2 H100 for 2 hours"],
+    "release": ["destroy instance 12345 on vastai"],
+    "cleanup": ["clean up GPUs idle for more than 30 minutes"],
 }
+
+
+def skills_for(model: str | None) -> list[AgentSkill]:
+    """The skills this mode can do: all with a model; without one, those the rule policy
+    carries out (the acting ones on an explicit command only)."""
+    out = []
+    for i, n, d, t in SKILLS:
+        if model is None and i not in rulemode.SKILLS_WITHOUT_MODEL:
+            continue
+        if model is None and i in ("provision", "release", "cleanup"):
+            d += RULE_NOTE
+        out.append(AgentSkill(id=i, name=n, description=d, tags=t, examples=EXAMPLES.get(i, [])))
+    return out
 
 
 def brain_card(nats_url: str, model: str | None) -> AgentCard:
@@ -72,10 +117,7 @@ def brain_card(nats_url: str, model: str | None) -> AgentCard:
         capabilities=AgentCapabilities(streaming=True, push_notifications=False),
         default_input_modes=["text/plain"],
         default_output_modes=["text/plain", "application/json"],
-        skills=[
-            AgentSkill(id=i, name=n, description=d, tags=t, examples=EXAMPLES.get(i, []))
-            for i, n, d, t in SKILLS
-        ],
+        skills=skills_for(model),
         provider=AgentProvider(organization="fleetplane", url="https://fleetplane.dev"),
     )
 
@@ -116,6 +158,10 @@ class Brain(Service[BrainSettings]):
         )
         if self.opts.routine_interval_s > 0:
             self.every(self.opts.routine_interval_s, self.routine_check, "routine")
+        self.followups = await followups.FollowupStore.open(self.js, self.settings.nats.replicas)
+        await self.api_endpoint("followup.schedule", FollowupCall, self.on_followup)
+        await self.api_endpoint("followup.list", NoArgs, self.on_followups)
+        self.every(self.opts.followup_check_s, self.run_due_followups, "followups")
         log.info("brain ready", extra={"mode": "model" if self.client else "rules"})
 
     async def teardown(self) -> None:
@@ -140,15 +186,49 @@ class Brain(Service[BrainSettings]):
                 }
             }
 
+    # -- follow-ups ------------------------------------------------------------------------
+    async def on_followup(self, call: FollowupCall, _d: Any) -> FollowupsReply:
+        """`fleet.api.followup.schedule`: store it; it runs as a brain task when due."""
+        f = followups.new_followup(call, time.time())
+        await self.followups.put(f)
+        self.metrics.count("followups_scheduled")
+        return FollowupsReply(followups=[f])
+
+    async def on_followups(self, _q: NoArgs, _d: Any) -> FollowupsReply:
+        """`fleet.api.followup.list`: what waits, soonest first."""
+        waiting = sorted((f for f, _ in await self.followups.all()), key=lambda f: f.due_ts)
+        return FollowupsReply(followups=waiting)
+
+    async def run_due_followups(self) -> None:
+        """Claim each due follow-up and start it as a task of agent `fleet`."""
+        stored = await self.followups.all()
+        revisions = {f.id: rev for f, rev in stored}
+        for f in followups.due([f for f, _ in stored], time.time()):
+            if not await self.followups.claim(f, revisions[f.id]):
+                continue
+            try:
+                await self.nc.request(
+                    subjects.a2a_rpc(subjects.BRAIN_AGENT),
+                    followups.task_request(f),
+                    timeout=self.opts.fleet_api_timeout_s,
+                    headers={HEADER_TENANT: followups.TENANT},
+                )
+            except Exception as exc:
+                log.warning("follow-up did not start", extra={"id": f.id, "why": str(exc)})
+                await self.followups.put(f)  # runs at the next look
+                continue
+            self.metrics.count("followups_run")
+
     async def routine_check(self) -> None:
         """Stats, scaling needs, idle cleanup, health and anomalies, each audited."""
         self.routine_runs += 1
         toolbox = Toolbox(self, f"routine-{self.routine_runs}", limits_of(self.opts))
         why = "routine check"
-        stats, _ = await toolbox.call("get_stats", {}, why)
-        health, _ = await toolbox.call("get_health", {}, why)
+        stats, _ = await toolbox.call("get_gpu_stats", {}, why)
+        health, _ = await toolbox.call("get_health_status", {}, why)
         budget, _ = await toolbox.call("get_budget", {}, why)
-        await toolbox.call("cleanup_idle", {"idle_s": self.opts.idle_cleanup_s}, why)
+        minutes = self.opts.idle_cleanup_s / 60.0
+        await toolbox.call("cleanup_idle_gpus", {"idle_threshold_minutes": minutes}, why)
         for f in findings(stats, health, budget):
             await toolbox.audit(f"routine.{f.kind}", {"pool": f.pool}, why, f.message, 0.0)
             if f.is_anomaly:

@@ -49,6 +49,8 @@ class BrainOptions(msgspec.Struct, kw_only=True):
     """Idle threshold of the routine cleanup, seconds."""
     fleet_api_timeout_s: float = 15.0
     """How long a tool waits for its fleet.api answer, seconds."""
+    followup_check_s: float = 5.0
+    """Seconds between looks for due follow-up checks; a follow-up runs at most this late."""
 
 
 class BrainSettings(KitSettings, kw_only=True):

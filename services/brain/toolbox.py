@@ -11,6 +11,7 @@ import msgspec
 
 from contracts import subjects
 from contracts.api import ProvisionCall
+from contracts.api.requests import GpuProvisionCall
 from contracts.events import AuditRecord
 from services.brain.guard import Limits, TaskSpend, check_provision
 from services.brain.tools import ACTOR, InvalidArgs, request_body, validate
@@ -54,7 +55,7 @@ class Toolbox:
             return result, True
         body = request_body(typed)
         impact = 0.0
-        if isinstance(typed, ProvisionCall):
+        if isinstance(typed, ProvisionCall | GpuProvisionCall):
             decision, price = await self._guard(typed)
             if not decision.allowed:
                 self.refusals += 1
@@ -63,16 +64,18 @@ class Toolbox:
                 return result, True
             body["max_usd_per_hour"] = decision.max_usd_per_hour
         result = await self.bus.api(tool.op, body)
-        if isinstance(typed, ProvisionCall) and result.get("decision") == "approved":
+        approved = result.get("decision") == "approved"
+        if tool.operation.costs_money and approved:
             impact = float(result.get("usd_per_hour", 0.0))
-        elif name == "release" and result.get("decision") == "approved":
+        elif tool.operation.destructive and approved:
             impact = -abs(float(result.get("usd_per_hour", 0.0)))
-        elif name == "cleanup_idle":
+        elif "saved_usd_per_hour" in result:
             impact = -float(result.get("saved_usd_per_hour", 0.0))
         await self.audit(name, args, reasoning, result, impact)
-        return result, "error" in result
+        failed = "error" in result or (tool.operation.fails_unless_ok and result.get("ok") is False)
+        return result, failed
 
-    async def _guard(self, call: ProvisionCall) -> tuple[Any, float | None]:
+    async def _guard(self, call: ProvisionCall | GpuProvisionCall) -> tuple[Any, float | None]:
         flt: dict[str, Any] = {}
         if call.gpu_model and call.gpu_model != "any":
             flt["gpu_model"] = call.gpu_model

@@ -43,11 +43,12 @@ from contracts.commands import (
     Verdict,
 )
 from contracts.events import AuditRecord, UnitEvent
+from contracts.subjects import is_adhoc
 from services.costguard import checks
 from services.costguard.judge import NotHeld, decide, expire, judge
 from services.costguard.ledger import Ledger, apply_unit_event, oldest_held_age_s, summary
 from services.costguard.quote import Quote, best_offer, offer_filter
-from services.costguard.settings import CostguardSettings
+from services.costguard.settings import CostguardSettings, with_adhoc
 from services.kit import Delivery, Permanent, Service
 from services.kit.lag import track_lag
 from services.kit.service import RequestError, encode
@@ -187,6 +188,8 @@ class CostGuard(Service[CostguardSettings]):
         """Judge `request` once; a redelivery finds its verdict and publishes nothing new."""
         if await self._judged(request.id):
             return
+        if is_adhoc(request.pool):
+            self.policy = with_adhoc(self.policy, request.pool)
         quote = await self._quote(request)
         async with self.lock:
             if await self._judged(request.id):

@@ -40,6 +40,10 @@ class BudgetSettings(msgspec.Struct, frozen=True, kw_only=True):
     `max_usd_per_hour` is the price estimate."""
     held_sweep_s: Positive = 1.0
     """Seconds between sweeps that deny timed-out held commands and drop stale reservations."""
+    adhoc_max_usd_per_hour: Usd = 50.0
+    """Price ceiling of one unit in an ad-hoc pool (`adhoc-<model>`, made by a provision of
+    a model no pool runs), USD/hour. Such units are priced at the cheapest live offer; this
+    is the estimate when no offer answers, high enough to be judged with caution."""
 
     @property
     def cap_usd(self) -> float:
@@ -57,6 +61,21 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
 
     budget: BudgetSettings = msgspec.field(default_factory=BudgetSettings)
     pools: dict[str, PoolConfig] = msgspec.field(default_factory=dict)
+
+
+def with_adhoc(policy: Policy, pool: str) -> Policy:
+    """`policy` with ad-hoc pool `pool` in it: any model, any provider a configured pool
+    uses (the default `sim` when none is configured), the ad-hoc price ceiling. Pure; the
+    same name always gives the same view, so nothing about it needs storing."""
+    if pool in policy.pools:
+        return policy
+    providers = list(dict.fromkeys(p for v in policy.pools.values() for p in v.providers))
+    view = PoolConfig(
+        gpu_model="any",
+        providers=providers or ["sim"],
+        max_usd_per_hour=policy.budget.adhoc_max_usd_per_hour,
+    )
+    return msgspec.structs.replace(policy, pools={**policy.pools, pool: view})
 
 
 class CostguardSettings(KitSettings, kw_only=True):

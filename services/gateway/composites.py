@@ -69,9 +69,10 @@ def budget_brief(budget: dict[str, Any]) -> dict[str, Any]:
 
 
 def idle_units(
-    units: dict[str, Any], idle_after_s: float, pool: str | None
+    units: dict[str, Any], idle_after_s: float, pool: str | None, now: float
 ) -> list[dict[str, Any]]:
-    """Ready units idle for at least `idle_after_s`, idlest first."""
+    """Ready units idle for at least `idle_after_s`, idlest first; explicit capacity
+    (a pinned unit whose pin has not ended) is idle by design and never listed."""
     found = [
         u
         for u in units.get("units", [])
@@ -79,8 +80,14 @@ def idle_units(
         and float(u.get("idle_s", 0.0)) >= idle_after_s
         and (pool is None or u.get("pool") == pool)
         and not u.get("release_requested_ts")
+        and not _pinned(u, now)
     ]
     return sorted(found, key=lambda u: -float(u.get("idle_s", 0.0)))
+
+
+def _pinned(unit: dict[str, Any], now: float) -> bool:
+    until = unit.get("pinned_until")
+    return bool(unit.get("pinned")) and (until is None or now < float(until))
 
 
 def health_summary(

@@ -22,10 +22,21 @@ from nats.aio.msg import Msg
 from contracts import subjects
 from contracts.a2a import HEADER_TENANT
 from contracts.api import CleanupIdleCall, HealthQuery, PoolQuery, ProvisionCall, ReleaseCall
-from contracts.api.replies import CleanupReply, CommandAnswer, IdleUnit
+from contracts.api.replies import AgentsReply, AlertReply, CleanupReply, CommandAnswer, IdleUnit
+from contracts.api.requests import (
+    AgentCreateCall,
+    AgentDeleteCall,
+    AgentsQuery,
+    AlertCall,
+    GpuCleanupCall,
+    GpuDestroyCall,
+    GpuProvisionCall,
+)
 from contracts.commands import ProvisionRequest, ReleaseRequest, Verdict
+from contracts.events import Alert
 from services.a2a.tenants import Refused, TenantLimits
-from services.gateway import composites
+from services.gateway import composites, guide
+from services.gateway.agents import AgentRegistry
 from services.gateway.jobdesk import JobDesk, JobOptions
 from services.kit import Service
 from services.kit.bus import gather_replies
@@ -47,6 +58,8 @@ class GatewayOptions(msgspec.Struct, kw_only=True):
     """Messages a durable consumer may be behind before health reports it."""
     expected_services: list[str] = msgspec.field(default_factory=lambda: list(EXPECTED))
     """Services health expects to answer `$SRV.PING`."""
+    agents_per_user: int = 50
+    """Hosted agents one user may have at once, across every gateway (the platform's 50)."""
 
 
 class GatewaySettings(KitSettings, kw_only=True):
@@ -84,6 +97,16 @@ class Gateway(Service[GatewaySettings]):
             self.settings.jobs,
         )
         await self.jobs.setup()
+        await self.api_endpoint("gpu.provision", GpuProvisionCall, self.on_gpu_provision)
+        await self.api_endpoint("gpu.destroy", GpuDestroyCall, self.on_gpu_destroy)
+        await self.api_endpoint("gpu.cleanup_idle", GpuCleanupCall, self.on_gpu_cleanup)
+        await self.api_endpoint("alert", AlertCall, self.on_alert)
+        self.agents = await AgentRegistry.open(
+            self.js, opts.agents_per_user, self.settings.nats.replicas
+        )
+        await self.api_endpoint("agents.create", AgentCreateCall, self.on_agent_create)
+        await self.api_endpoint("agents.list", AgentsQuery, self.on_agents)
+        await self.api_endpoint("agents.delete", AgentDeleteCall, self.on_agent_delete)
 
     # -- upstream calls --------------------------------------------------------------
     async def ask(self, op: str, body: Any = None, *, required: bool = True) -> dict[str, Any]:
@@ -169,8 +192,74 @@ class Gateway(Service[GatewaySettings]):
             provider=call.provider,
             max_usd_per_hour=call.max_usd_per_hour,
             reason=call.reason,
+            pin=True,
+            duration_s=call.duration,
         )
         return await self._command(req, call.wait_s)
+
+    # -- the GPU-agent guide's operations -------------------------------------------------
+    async def on_gpu_provision(self, call: GpuProvisionCall, d: Delivery) -> CommandAnswer:
+        """provision_gpu: the model's pool (or its ad-hoc pool), pinned for `duration`."""
+        self._admit(d)
+        pool = guide.pool_for(call.gpu_model, call.provider, self.settings.pools)
+        kept = f"for {call.duration:g} s" if call.duration else "until released"
+        req = ProvisionRequest(
+            id=f"prov-{uuid.uuid4().hex[:16]}",
+            requester=call.requester,
+            pool=pool,
+            gpu_model=call.gpu_model,
+            count=call.count,
+            provider=call.provider,
+            max_usd_per_hour=call.max_usd_per_hour,
+            reason=(call.reason or f"provision_gpu {call.count} x {call.gpu_model}")
+            + f" (kept {kept})",
+            pin=True,
+            duration_s=call.duration,
+        )
+        return await self._command(req, call.wait_s)
+
+    async def on_gpu_destroy(self, call: GpuDestroyCall, d: Delivery) -> CommandAnswer:
+        """destroy_gpu_instance: the provider's instance id mapped to our unit, released."""
+        self._admit(d)
+        units = await self.ask("units.list", {"provider": call.provider})
+        unit = guide.find_instance(units, call.provider, call.instance_id)
+        if unit is None:
+            known = ", ".join(guide.instance_ids(units, call.provider)[:20]) or "none"
+            raise RequestError(
+                f"no live {call.provider} instance {call.instance_id!r}; "
+                f"its live instances: {known} (list_gpu_instances shows them)",
+                404,
+            )
+        req = ReleaseRequest(
+            id=f"rel-{uuid.uuid4().hex[:16]}",
+            requester=call.requester,
+            pool=unit["pool"],
+            unit=unit["unit"],
+            reason=call.reason or f"destroy_gpu_instance {call.provider}/{call.instance_id}",
+        )
+        return await self._command(req, call.wait_s)
+
+    async def on_gpu_cleanup(self, call: GpuCleanupCall, d: Delivery) -> CleanupReply:
+        """cleanup_idle_gpus: cleanup_idle with the guide's threshold in minutes."""
+        idle_s = call.idle_threshold_minutes * 60.0
+        return await self.on_cleanup_idle(
+            CleanupIdleCall(idle_s=idle_s, dry_run=call.dry_run, requester=call.requester), d
+        )
+
+    async def on_alert(self, call: AlertCall, _d: Delivery) -> AlertReply:
+        """send_alert: an Alert on `fleet.alert.<severity>` (stream FLEET_EVENTS)."""
+        alert = Alert(
+            kind=call.kind,
+            message=f"{call.message} (from {call.requester})",
+            severity=call.severity,
+            pool=call.pool,
+            unit=call.unit,
+        )
+        alert_id = f"alert-{uuid.uuid4().hex[:16]}"
+        subject = subjects.alert(call.severity)
+        await self.publish(subject, alert, msg_id=alert_id)
+        self.metrics.count("alerts")
+        return AlertReply(subject=subject, id=alert_id)
 
     async def on_release(self, call: ReleaseCall, d: Delivery) -> CommandAnswer:
         """Publish a ReleaseRequest; the cost-guard's verdict on it."""
@@ -191,7 +280,7 @@ class Gateway(Service[GatewaySettings]):
         """Release every ready unit idle for `idle_s` or more (through the cost-guard)."""
         self._admit(d)
         units = await self.ask("units.list", {"pool": call.pool} if call.pool else {})
-        idle = composites.idle_units(units, call.idle_s, call.pool)
+        idle = composites.idle_units(units, call.idle_s, call.pool, time.time())
         found = [
             IdleUnit(
                 unit=u["unit"],
@@ -225,6 +314,23 @@ class Gateway(Service[GatewaySettings]):
         return CleanupReply(
             idle=found, released=list(verdicts), saved_usd_per_hour=round(saved, 4), dry_run=False
         )
+
+    # -- hosted agents ---------------------------------------------------------------------
+    async def on_agent_create(self, call: AgentCreateCall, _d: Delivery) -> AgentsReply:
+        """`agents.create`: within the user's quota, then served by the runners."""
+        reply = await self.agents.create(call, time.time())
+        self.metrics.count("agents_created")
+        return reply
+
+    async def on_agents(self, q: AgentsQuery, _d: Delivery) -> AgentsReply:
+        """`agents.list`."""
+        return await self.agents.all(q.user)
+
+    async def on_agent_delete(self, call: AgentDeleteCall, _d: Delivery) -> AgentsReply:
+        """`agents.delete`: the runners stop serving it."""
+        reply = await self.agents.delete(call)
+        self.metrics.count("agents_deleted")
+        return reply
 
     async def stats(self, pool: str | None) -> dict[str, Any]:
         """Per-pool figures with today's spend and budget."""

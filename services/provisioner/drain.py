@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from services.provisioner.inventory import Load, Unit
+from services.provisioner.inventory import Load, Unit, pinned_now
 
 STALE_S = 5.0
 """Telemetry older than this says nothing about work in flight now (units beat every second)."""
@@ -51,6 +51,8 @@ def idle_to_release(
             load = loads.get(u.unit)
             if load is None or now - load.seen_ts > STALE_S or load.idle_s < limit:
                 continue
+            if pinned_now(u, now):
+                continue  # explicit capacity: idle by design until its pin ends
             if u.release_requested_ts is not None and now - u.release_requested_ts < repeat_after_s:
                 spare -= 1  # already on its way out
                 continue

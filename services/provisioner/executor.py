@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 
 from contracts.commands import ProvisionRequest, ReleaseRequest
 from contracts.offers import Offer, OfferFilter
-from services.provisioner.inventory import Load, Unit, idempotency_key, pick_idlest, unit_name
+from services.provisioner.inventory import (
+    Load,
+    Unit,
+    idempotency_key,
+    pick_idlest,
+    pinned_now,
+    unit_name,
+)
 from services.provisioner.lifecycle import Lifecycle
 from services.provisioner.placement import merge_offers
 from services.provisioner.providers.base import (
@@ -105,6 +112,8 @@ class Executor:
             command_id=cmd.id,
             created_ts=now,
             updated_ts=now,
+            pinned=cmd.pin,
+            pinned_until=None if cmd.duration_s is None else cmd.ts + cmd.duration_s,
         )
         await self.life.inventory.put(unit)
         return unit
@@ -240,7 +249,12 @@ class Executor:
         want = cmd.count or 0
         mine = [u for u in life.inventory.live(cmd.pool) if u.released_by == cmd.id]
         others = [u for u in life.inventory.live(cmd.pool) if u.released_by is None]
-        picked = pick_idlest(others, self.loads, want - len(mine))
+        # Explicit capacity goes last: a scale-in takes unpinned units first.
+        now = time.time()
+        free = [u for u in others if not pinned_now(u, now)]
+        picked = pick_idlest(free, self.loads, want - len(mine))
+        kept = [u for u in others if pinned_now(u, now)]
+        picked += pick_idlest(kept, self.loads, want - len(mine) - len(picked))
         for unit in picked:
             await life.update(unit.unit, released_by=cmd.id)
             await life.move(unit.unit, "draining", cmd.reason or "scale down: idlest unit")

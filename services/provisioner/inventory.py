@@ -56,6 +56,11 @@ class Unit(msgspec.Struct, kw_only=True):
     """The provider confirmed it is gone (or never had it)."""
     release_requested_ts: float | None = None
     """When idle cleanup last asked the cost-guard to release it."""
+    pinned: bool = False
+    """Explicit capacity (a pinned provision): idle cleanup leaves it alone and a
+    scale-in takes it last, until `pinned_until`."""
+    pinned_until: float | None = None
+    """When the pin ends (unix seconds); None with `pinned`: until released."""
     released_by: str | None = None
     """The release command that is draining it."""
 
@@ -102,6 +107,11 @@ def transition(unit: Unit, state: UnitState, now: float, reason: str = "") -> Un
 def is_live(unit: Unit) -> bool:
     """Not terminated or failed."""
     return unit.state not in TERMINAL_STATES
+
+
+def pinned_now(unit: Unit, now: float) -> bool:
+    """Whether the unit is explicit capacity at `now`."""
+    return unit.pinned and (unit.pinned_until is None or now < unit.pinned_until)
 
 
 def pick_idlest(units: Iterable[Unit], loads: Mapping[str, Load], count: int) -> list[Unit]:

@@ -20,7 +20,7 @@ import msgspec
 
 from contracts import subjects
 from contracts.a2a import AgentCard, Message, StreamResponse, TaskState
-from services.a2a import A2AServer, A2ASettings
+from services.a2a import A2AServer, A2ASettings, Refused
 from services.a2a.runs import Run
 from services.a2a.tasks import new_id
 from services.kit import Service
@@ -36,6 +36,7 @@ from services.runner.admission import (
     released,
 )
 from services.runner.executor import AgentExecutor
+from services.runner.ratelimit import ClusterRate
 from services.runner.taskstore import LeasedTaskStore
 from services.runner.telemetry import RunnerMetrics
 
@@ -57,8 +58,11 @@ class HostedAgent:
         *,
         capacity: Capacity,
         metrics: RunnerMetrics,
+        rate: ClusterRate | None = None,
     ) -> None:
         self.service = service
+        self.rate = rate
+        """The tenant rate limit across runners; None leaves only the per-process one."""
         self.name = name
         self.agent = subjects.hosted_agent(name)
         self.executor = executor
@@ -130,6 +134,12 @@ class HostedAgent:
     async def admit(self, message: Message, tenant: str) -> Message:
         """Open the message's session (QUOTA_EXCEEDED past the tenant's quota), then wait
         for a slot."""
+        if self.rate is not None:
+            try:
+                await self.rate.take(tenant, time.time())
+            except Refused:
+                self.rmetrics.errors.labels(self.name, "rate_limited").inc()
+                raise
         if not message.context_id:
             message = msgspec.structs.replace(message, context_id=new_id())
         assert message.context_id is not None

@@ -35,11 +35,13 @@ from services.a2a import nats_interface
 from services.kit import ConfigError, Service
 from services.kit.service import Delivery
 from services.runner.admission import Capacity
+from services.runner.dynamic import RuntimeAgents
 from services.runner.executor import AgentExecutor
 from services.runner.host import HostedAgent
 from services.runner.models import ModelBackend, build_model
+from services.runner.ratelimit import ClusterRate
 from services.runner.sessions import SessionStore
-from services.runner.settings import RunnerSettings, a2a_settings
+from services.runner.settings import RunnerSection, RunnerSettings, a2a_settings
 from services.runner.taskstore import LeasedTaskStore
 from services.runner.telemetry import RunnerMetrics, Tally, heartbeat
 
@@ -111,6 +113,8 @@ class RunnerService(Service[RunnerSettings]):
         self.tallies: dict[str, Tally] = {}
         self.model: ModelBackend = build_model(section)
         self._drained = False
+        self.dynamic: RuntimeAgents | None = None
+        """Agents created at runtime (`fleet agents create`), when `runtime_agents` is on."""
         self.rmetrics = RunnerMetrics(self.metrics.registry)
         self._since = time.time()
 
@@ -119,51 +123,13 @@ class RunnerService(Service[RunnerSettings]):
 
     async def setup(self) -> None:
         s = self.settings.runner
-        replicas = self.settings.nats.replicas
         for name in s.agents:
-            agent = subjects.hosted_agent(name)
-            store = await LeasedTaskStore.open(
-                self.js,
-                agent,
-                self.runner_id,
-                lease_s=s.lease_s,
-                storage=s.kv_storage,
-                replicas=replicas,
-            )
-            await store.renew()
-            sessions = await SessionStore.open(
-                self.js,
-                agent,
-                idle_s=s.session_idle_s,
-                quota=s.tenant_max_sessions,
-                storage=s.kv_storage,
-                replicas=replicas,
-            )
-            tally = Tally(last_active=time.time())
-            executor = AgentExecutor(
-                agent=name,
-                model=self.model,
-                sessions=sessions,
-                section=s,
-                runner_id=self.runner_id,
-                metrics=self.rmetrics,
-                tally=tally,
-            )
-            host = HostedAgent(
-                self,
-                name,
-                executor,
-                agent_card(name, self.nats_url, s.model),
-                store,
-                a2a_settings(s),
-                capacity=Capacity(max_sessions=s.max_sessions, max_queue=s.max_queue),
-                metrics=self.rmetrics,
-            )
-            await host.start()
-            self.agents[name], self.stores[name], self.tallies[name] = host, store, tally
+            self.agents[name] = await self.serve_agent(name, s, self.model)
             await self.subscribe(
                 subjects.unit(self.pool_of(name), self.unit), UnitEvent, self._on_unit_event
             )
+        if s.runtime_agents:
+            self.dynamic = await RuntimeAgents.start(self)
         self.every(s.telemetry_interval_s, self._beat, "telemetry")
         self.every(max(0.2, s.lease_s / 3), self._renew, "lease")
         self.every(s.reap_interval_s, self._reap, "reap")
@@ -185,6 +151,65 @@ class RunnerService(Service[RunnerSettings]):
             },
         )
 
+    async def serve_agent(self, name: str, s: RunnerSection, model: ModelBackend) -> HostedAgent:
+        """Serve agent `agents.<name>` here: its task store, sessions, executor and server."""
+        replicas = self.settings.nats.replicas
+        agent = subjects.hosted_agent(name)
+        store = await LeasedTaskStore.open(
+            self.js,
+            agent,
+            self.runner_id,
+            lease_s=s.lease_s,
+            storage=s.kv_storage,
+            replicas=replicas,
+        )
+        await store.renew()
+        sessions = await SessionStore.open(
+            self.js,
+            agent,
+            idle_s=s.session_idle_s,
+            quota=s.tenant_max_sessions,
+            storage=s.kv_storage,
+            replicas=replicas,
+        )
+        tally = Tally(last_active=time.time())
+        limit = s.tenant_rate_limit_per_min
+        rate = await ClusterRate.open(
+            self.js, agent, limit, max(s.tenant_rate_chunk, limit // 20), replicas
+        )
+        executor = AgentExecutor(
+            agent=name,
+            model=model,
+            sessions=sessions,
+            section=s,
+            runner_id=self.runner_id,
+            metrics=self.rmetrics,
+            tally=tally,
+        )
+        host = HostedAgent(
+            self,
+            name,
+            executor,
+            agent_card(name, self.nats_url, s.model),
+            store,
+            a2a_settings(s),
+            capacity=Capacity(max_sessions=s.max_sessions, max_queue=s.max_queue),
+            metrics=self.rmetrics,
+            rate=rate,
+        )
+        await host.start()
+        self.stores[name], self.tallies[name] = store, tally
+        return host
+
+    async def unserve_agent(self, name: str, host: HostedAgent) -> None:
+        """Stop serving `agents.<name>` here: running tasks finish (up to the stop deadline)."""
+        await host.drain(self.settings.stop_deadline_s)
+        await host.stop()
+        store = self.stores.pop(name, None)
+        self.tallies.pop(name, None)
+        if store is not None:
+            await store.resign()
+
     @classmethod
     def main(cls, config: str | None = None, nats_url: str | None = None) -> int:
         """`fleet run runner`; a configuration the runner cannot serve with exits 2."""
@@ -203,11 +228,15 @@ class RunnerService(Service[RunnerSettings]):
             self.metrics.up.labels(self.name).set(0)
             for host in self.agents.values():
                 await host.drain(self.settings.stop_deadline_s)
+            if self.dynamic is not None:
+                await self.dynamic.close(self.settings.stop_deadline_s)
         await super().stop()
 
     async def teardown(self) -> None:
         for host in self.agents.values():
             await host.stop()
+        if self.dynamic is not None:
+            await self.dynamic.stop()
         for store in self.stores.values():
             await store.resign()
         await self.model.close()
@@ -248,12 +277,15 @@ class RunnerService(Service[RunnerSettings]):
             await self.publish(subjects.telemetry(beat.pool, beat.unit), beat)
 
     async def _renew(self) -> None:
-        for store in self.stores.values():
+        for store in list(self.stores.values()):
             await store.renew()
 
     async def _reap(self) -> None:
-        for name, store in self.stores.items():
-            failed = await store.reap(self.agents[name].publish_event)
+        for name, store in list(self.stores.items()):
+            host = self.agents.get(name) or (self.dynamic.hosts.get(name) if self.dynamic else None)
+            if host is None:
+                continue
+            failed = await store.reap(host.publish_event)
             if failed:
                 self.metrics.count("tasks_reaped", len(failed))
                 log.warning(

@@ -23,6 +23,9 @@ class RunnerSection(msgspec.Struct, kw_only=True):
 
     agents: list[str] = msgspec.field(default_factory=lambda: ["assistant"])
     """Hosted agents served, each as A2A agent `agents.<name>`."""
+    runtime_agents: bool = True
+    """Also serve the agents created at runtime (`fleet agents create`, the `fleet_agents`
+    bucket), each with its own system prompt and model, and stop when one is deleted."""
     model: Literal["sim", "anthropic"] = "sim"
     """`sim` (a labelled simulated model, no account needed) or `anthropic` (Claude)."""
     max_sessions: Annotated[int, Meta(ge=1)] = 100
@@ -34,7 +37,11 @@ class RunnerSection(msgspec.Struct, kw_only=True):
     """Live sessions (conversations not idle for `session_idle_s`) a tenant may hold,
     across every runner of the agent."""
     tenant_rate_limit_per_min: Annotated[int, Meta(ge=1)] = 100
-    """Requests a tenant may send per rolling minute (counted per runner process)."""
+    """Messages a tenant may send per minute to one agent, across every runner (KV bucket
+    `fleet_rates`, services.runner.ratelimit); each process also caps every A2A call at it."""
+    tenant_rate_chunk: Annotated[int, Meta(ge=1)] = 5
+    """Requests a runner takes from the shared count at once (at least 5 % of the limit):
+    one KV round trip per this many messages; a runner's unspent grant only admits fewer."""
     session_idle_s: Positive = 1800.0
     """A session unused this long expires with its history (the KV bucket's TTL)."""
     max_history: Annotated[int, Meta(ge=1)] = 40

@@ -20,10 +20,13 @@ from nats.js.api import DeliverPolicy
 
 from contracts import subjects
 from contracts.api import NoArgs
+from contracts.commands import ReleaseRequest, Verdict
 from contracts.events import TERMINAL_STATES, AuditRecord, UnitEvent
+from contracts.subjects import is_adhoc
 from contracts.telemetry import PoolMetrics
 from services.kit import Delivery, Service
 from services.kit.lag import track_lag
+from services.scaler import pins as pinning
 from services.scaler.policy import (
     Policy,
     PoolState,
@@ -52,7 +55,12 @@ MIGRATIONS = [
         PRIMARY KEY (pool, unit)
     )
     """,
+    "CREATE TABLE pins (id TEXT PRIMARY KEY, data BLOB NOT NULL)",
 ]
+
+
+HANDS_OFF = frozenset({"scaler", "provisioner"})
+"""Requesters whose releases are the machinery's own, not someone ending a pin by hand."""
 
 
 class Scaler(Service[ScalerSettings]):
@@ -71,6 +79,8 @@ class Scaler(Service[ScalerSettings]):
         self.states: dict[str, tuple[PoolState, float]] = {}
         """pool -> (state, ts of the last metrics decided on); a cache of the store."""
         self._lock = asyncio.Lock()
+        self.pins: dict[str, pinning.Pin] = {}
+        """Explicit capacity by provision id; a cache of the store."""
 
     async def setup(self) -> None:
         assert self.store is not None
@@ -89,15 +99,30 @@ class Scaler(Service[ScalerSettings]):
         )
         await self.consume(subjects.UNIT_ALL, UnitEvent, self.on_unit, durable="scaler-units")
         track_lag(self)
+        for row in await self.store.fetchall("SELECT data FROM pins"):
+            pin = msgspec.json.decode(bytes(row["data"]), type=pinning.Pin)
+            self.pins[pin.id] = pin
+        for subject in (subjects.BUDGET_APPROVED,):
+            await self.consume(subject, Verdict, self.on_approved, durable="scaler-pins")
+        self.every(self.opts.pin_check_s, self.end_pins, "pins")
         await self.api_endpoint("scaling", NoArgs, self.on_scaling)
 
     async def on_scaling(self, _req: NoArgs, d: Delivery) -> dict[str, Any]:
         """`fleet.api.scaling`: per pool, the count the scaler wants and why."""
         pools = {}
+        now = time.time()
         for pool, (state, last_ts) in sorted(self.states.items()):
             policy = self.policy_for(pool)
+            pinned = pinning.floor(list(self.pins.values()), pool, now)
             pools[pool] = {
-                "desired": state.last_desired,
+                "desired": max(state.last_desired, pinned),
+                "load_desired": state.last_desired,
+                "pinned": pinned,
+                "pins": [
+                    {"id": p.id, "count": p.count, "until_ts": p.until_ts, "state": p.state}
+                    for p in self.pins.values()
+                    if p.pool == pool
+                ],
                 "panic": state.panic,
                 "lead_time_s": round(lead_time(state, policy), 1),
                 "min": policy.min,
@@ -107,7 +132,10 @@ class Scaler(Service[ScalerSettings]):
         return {"pools": pools}
 
     def policy_for(self, pool: str) -> Policy:
-        """The pool's configured policy, or the default one."""
+        """The pool's configured policy, or the default one; an ad-hoc pool holds only
+        explicit capacity, so it has no minimum of its own."""
+        if pool not in self.policies and is_adhoc(pool):
+            return msgspec.structs.replace(self.default_policy, min=0)
         return self.policies.get(pool, self.default_policy)
 
     def state_for(self, pool: str) -> tuple[PoolState, float]:
@@ -138,6 +166,8 @@ class Scaler(Service[ScalerSettings]):
                 return
             policy = self.policy_for(m.pool)
             new_state, proposal = decide(state, m, policy, m.ts)
+            pinned = pinning.floor(list(self.pins.values()), m.pool, m.ts)
+            proposal = pinning.apply_floor(proposal, pinned)
             if proposal is not None:
                 await self.publish(subjects.scale_proposed(m.pool), proposal, msg_id=proposal.id)
             await self._save(m.pool, new_state, m.ts)
@@ -158,6 +188,70 @@ class Scaler(Service[ScalerSettings]):
             id=f"audit:{proposal.id}",
         )
         await self.publish(subjects.audit("scaler"), audit, msg_id=audit.id)
+
+    # -- explicit capacity ----------------------------------------------------------------
+    async def _save_pin(self, pin: pinning.Pin) -> None:
+        assert self.store is not None
+        await self.store.execute(
+            "INSERT INTO pins(id, data) VALUES (?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET data = excluded.data",
+            (pin.id, msgspec.json.encode(pin)),
+        )
+        self.pins[pin.id] = pin
+
+    async def _audit_pin(self, action: str, pin: pinning.Pin, why: str, result: str) -> None:
+        audit = AuditRecord(
+            actor="scaler",
+            action=action,
+            reasoning=why,
+            result=result,
+            refs={"provision": pin.id, "pool": pin.pool},
+            id=f"audit:{action}:{pin.id}"[:128],
+        )
+        await self.publish(subjects.audit("scaler"), audit, msg_id=audit.id)
+
+    async def on_approved(self, verdict: Verdict, d: Delivery) -> None:
+        """An approved pinned provision sets a floor; a hand release lowers the floors."""
+        pin = pinning.pin_of(verdict)
+        async with self._lock:
+            if pin is not None and pin.id not in self.pins:
+                await self._save_pin(pin)
+                kept = (
+                    "until released"
+                    if pin.until_ts is None
+                    else (f"until {time.strftime('%H:%M:%S', time.gmtime(pin.until_ts))} UTC")
+                )
+                await self._audit_pin(
+                    "pin.set",
+                    pin,
+                    f"explicit provision by {pin.requester}: the load must not remove it",
+                    f"{pin.pool}: {pin.count} x {pin.gpu_model} kept {kept}",
+                )
+                return
+            cmd = verdict.request
+            if isinstance(cmd, ReleaseRequest) and cmd.requester not in HANDS_OFF:
+                before = list(self.pins.values())
+                for p in pinning.after_release(before, cmd):
+                    if p != self.pins.get(p.id):
+                        await self._save_pin(p)
+
+    async def end_pins(self) -> None:
+        """Release each pin whose time is up, through the cost-guard; forget old ones."""
+        now = time.time()
+        async with self._lock:
+            pins = list(self.pins.values())
+            for pin in pinning.due(pins, now):
+                release = pinning.end_release(pin, now)
+                await self.publish(subjects.RELEASE_REQUESTED, release, msg_id=release.id)
+                await self._save_pin(pinning.releasing(pin, now))
+                await self._audit_pin(
+                    "pin.expired", pin, release.reason, f"asked to release {pin.count} units"
+                )
+                self.metrics.count("pins_ended")
+            assert self.store is not None
+            for pin in pinning.forgotten(list(self.pins.values()), now):
+                await self.store.execute("DELETE FROM pins WHERE id = ?", (pin.id,))
+                self.pins.pop(pin.id, None)
 
     # -- unit events -> lead time ----------------------------------------------------------
     async def on_unit(self, ev: UnitEvent, d: Delivery) -> None:

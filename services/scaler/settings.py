@@ -32,6 +32,9 @@ class ScalerOptions(msgspec.Struct, kw_only=True):
     """`[scaler.default_policy]`: the pool keys for pools that have no `[pools.<pool>]`
     table (known only from their metrics). A pool's own table does not inherit from it:
     every service reads a configured pool the same way."""
+    pin_check_s: Annotated[float, Meta(gt=0)] = 1.0
+    """Seconds between looks for explicit capacity whose duration has ended; a pin is
+    released at most this late."""
 
 
 class ScalerSettings(KitSettings, kw_only=True):

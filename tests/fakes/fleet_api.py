@@ -4,7 +4,7 @@
 with fixed data and judges `fleet.provision.requested` / `fleet.release.requested`
 like a tiny cost-guard: approve while the day's added burn stays under
 `budget_usd_per_hour`, deny otherwise, publishing Verdicts on `fleet.budget.*`.
-With `costguard=False` it leaves `budget` and the commands to a real cost-guard, for
+With `judge=False` it leaves `budget` and the commands to a real cost-guard, for
 tests whose point is a rule the cost-guard enforces.
 """
 
@@ -67,10 +67,11 @@ class FakeFleetOwners:
     """See the module docstring."""
 
     def __init__(
-        self, nc: Client, *, budget_usd_per_hour: float = 20.0, costguard: bool = True
+        self, nc: Client, *, budget_usd_per_hour: float = 20.0, judge: bool = True
     ) -> None:
         self.nc = nc
-        self.costguard = costguard
+        self.judge = judge
+        """False when a real cost-guard judges commands and answers `budget`."""
         self.budget_usd_per_hour = budget_usd_per_hour
         self.burn = 0.0
         self.requests: list[ProvisionRequest | ReleaseRequest] = []
@@ -84,6 +85,7 @@ class FakeFleetOwners:
                 "gpu_model": "L40S",
                 "usd_per_hour": 0.9,
                 "idle_s": 7200.0,
+                "provider_unit_id": "sim-7001",
             },
             {
                 "unit": "u-busy",
@@ -93,10 +95,26 @@ class FakeFleetOwners:
                 "gpu_model": "L40S",
                 "usd_per_hour": 0.9,
                 "idle_s": 3.0,
+                "provider_unit_id": "sim-7002",
             },
         ]
         self._subs: list[Any] = []
         self._dec = command_decoder()
+
+    def add_unit(self, unit: str, provider: str, provider_unit_id: str) -> None:
+        """A busy ready L40S unit of pool `llm` at `provider`, known there by its own id."""
+        self.units.append(
+            {
+                "unit": unit,
+                "pool": "llm",
+                "provider": provider,
+                "state": "ready",
+                "gpu_model": "L40S",
+                "usd_per_hour": 0.9,
+                "idle_s": 0.0,
+                "provider_unit_id": provider_unit_id,
+            }
+        )
 
     async def start(self) -> FakeFleetOwners:
         routes = {
@@ -105,12 +123,12 @@ class FakeFleetOwners:
             "gpus.available": self._offers,
             "place": self._place,
         }
-        if self.costguard:
+        if self.judge:
             routes["budget"] = self._budget
         for op, fn in routes.items():
             self._subs.append(await self.nc.subscribe(subjects.api(op), cb=_responder(fn)))
         for subject in (subjects.PROVISION_REQUESTED, subjects.RELEASE_REQUESTED):
-            if self.costguard:
+            if self.judge:
                 self._subs.append(await self.nc.subscribe(subject, cb=self._judge))
         await self.nc.flush()
         return self
@@ -148,7 +166,11 @@ class FakeFleetOwners:
         }
 
     def _units(self, q: dict[str, Any]) -> dict[str, Any]:
-        rows = [u for u in self.units if q.get("pool") in (None, u["pool"])]
+        rows = [
+            u
+            for u in self.units
+            if q.get("pool") in (None, u["pool"]) and q.get("provider") in (None, u["provider"])
+        ]
         return {"units": rows, "count": len(rows)}
 
     def _offers(self, q: dict[str, Any]) -> dict[str, Any]:
@@ -157,6 +179,7 @@ class FakeFleetOwners:
             for o in OFFERS
             if q.get("gpu_model") in (None, o["gpu_model"])
             and o["vram_gb"] >= float(q.get("min_vram_gb") or 0)
+            and o["usd_per_hour"] <= float(q.get("max_usd_per_hour") or 1e9)
         ]
         return {"offers": sorted(rows, key=lambda o: o["usd_per_hour"])}
 
@@ -176,8 +199,11 @@ class FakeFleetOwners:
         assert isinstance(cmd, ProvisionRequest | ReleaseRequest)
         self.requests.append(cmd)
         if isinstance(cmd, ProvisionRequest):
+            # "A100" names the family, as the guide does: any A100 offer prices it.
             price = min(
-                o["usd_per_hour"] for o in OFFERS if cmd.gpu_model in ("any", o["gpu_model"])
+                o["usd_per_hour"]
+                for o in OFFERS
+                if cmd.gpu_model == "any" or o["gpu_model"].startswith(cmd.gpu_model)
             )
             cost = price * cmd.count
             ok = self.burn + cost <= self.budget_usd_per_hour

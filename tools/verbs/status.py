@@ -153,6 +153,7 @@ def render(doc: dict[str, Any], console: Console) -> None:
                 str(m.get("units_ready", "?")),
                 str(m.get("units_pending", "?")),
                 ("?" if desired is None else str(desired))
+                + (f" ({want['pinned']} pinned)" if want.get("pinned") else "")
                 + (" (panic)" if want.get("panic") else ""),
                 f"{m.get('inflight', 0):.0f}",
                 f"{m.get('queue_depth', 0):.0f}",

@@ -1,0 +1,141 @@
+"""Agents created at runtime: every runner watches the `fleet_agents` bucket and serves
+each agent in it (a queue group per agent across runners), with the agent's own
+system prompt and model, and stops serving one when it is deleted.
+
+The gateway writes the bucket (services.gateway.agents); the runner only reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any, Protocol
+
+import msgspec
+
+from contracts.api.replies import AgentSpec
+from contracts.buckets import AGENTS
+from services.kit.buckets import ensure_bucket
+from services.runner.models import ModelBackend, build_model
+from services.runner.settings import RunnerSection
+
+if TYPE_CHECKING:
+    from nats.js.client import JetStreamContext
+
+    from services.runner.host import HostedAgent
+    from services.runner.settings import RunnerSettings
+    from services.runner.taskstore import LeasedTaskStore
+
+log = logging.getLogger("fleet.runner")
+
+_spec = msgspec.json.Decoder(AgentSpec)
+
+
+def section_for(base: RunnerSection, spec: AgentSpec) -> RunnerSection:
+    """The runner settings one agent runs with: its prompt and model over the runner's."""
+    if spec.model == "sim":
+        return msgspec.structs.replace(base, system_prompt=spec.system_prompt, model="sim")
+    return msgspec.structs.replace(
+        base, system_prompt=spec.system_prompt, model="anthropic", anthropic_model=spec.model
+    )
+
+
+class RunnerService(Protocol):
+    """What the runner service offers the runtime agents (services.runner.service)."""
+
+    settings: RunnerSettings
+    agents: dict[str, HostedAgent]
+    stores: dict[str, LeasedTaskStore]
+
+    @property
+    def js(self) -> JetStreamContext: ...
+
+    def spawn(self, coro: Any, name: str = "") -> Any: ...
+
+    async def serve_agent(
+        self, name: str, s: RunnerSection, model: ModelBackend
+    ) -> HostedAgent: ...
+
+    async def unserve_agent(self, name: str, host: HostedAgent) -> None: ...
+
+
+class RuntimeAgents:
+    """The runtime agents this runner serves; see the module docstring."""
+
+    def __init__(self, runner: RunnerService) -> None:
+        self.runner = runner
+        self.hosts: dict[str, HostedAgent] = {}
+        self.models: dict[str, ModelBackend] = {}
+        self._lock = asyncio.Lock()
+        self._watcher: Any = None
+
+    @classmethod
+    async def start(cls, runner: RunnerService) -> RuntimeAgents:
+        """Serve what the bucket holds now, then follow its changes in the background."""
+        self = cls(runner)
+        kv = await ensure_bucket(runner.js, AGENTS, replicas=runner.settings.nats.replicas)
+        self._watcher = await kv.watch("agent.*")
+        ready = asyncio.Event()
+        runner.spawn(self._follow(ready), "runtime-agents")
+        await ready.wait()
+        return self
+
+    async def _follow(self, ready: asyncio.Event) -> None:
+        try:
+            async for entry in self._watcher:
+                if entry is None:  # the bucket's current contents have all been seen
+                    ready.set()
+                    continue
+                name = entry.key[len("agent.") :]
+                if entry.operation in ("DEL", "PURGE") or not entry.value:
+                    await self.remove(name)
+                else:
+                    await self.add(_spec.decode(entry.value))
+        finally:
+            ready.set()
+
+    async def add(self, spec: AgentSpec) -> None:
+        """Serve `spec` here (once; a name is never reused while it is served)."""
+        async with self._lock:
+            if spec.name in self.hosts or spec.name in self.runner.agents:
+                return
+            section = section_for(self.runner.settings.runner, spec)
+            try:
+                model = build_model(section)
+            except Exception as exc:  # e.g. a Claude model on a runner without a key
+                log.error("cannot serve agent", extra={"agent": spec.name, "why": str(exc)})
+                return
+            self.models[spec.name] = model
+            self.hosts[spec.name] = await self.runner.serve_agent(spec.name, section, model)
+            log.info("serving runtime agent", extra={"agent": spec.name, "user": spec.user})
+
+    async def remove(self, name: str) -> None:
+        """Stop serving `name` here."""
+        async with self._lock:
+            host = self.hosts.pop(name, None)
+            if host is None:
+                return
+            await self.runner.unserve_agent(name, host)
+            model = self.models.pop(name, None)
+            if model is not None:
+                await model.close()
+            log.info("stopped runtime agent", extra={"agent": name})
+
+    async def close(self, deadline_s: float) -> None:
+        """Stop following the bucket; let running tasks finish for up to `deadline_s`."""
+        if self._watcher is not None:
+            await self._watcher.stop()
+            self._watcher = None
+        for host in list(self.hosts.values()):
+            await host.drain(deadline_s)
+
+    async def stop(self) -> None:
+        for name in list(self.hosts):
+            host = self.hosts.pop(name)
+            await host.stop()
+            store = self.runner.stores.pop(name, None)
+            if store is not None:
+                await store.resign()
+        for model in self.models.values():
+            await model.close()
+        self.models.clear()
