@@ -46,7 +46,8 @@ def find_instance(units: dict[str, Any], provider: str, instance_id: str) -> dic
         if u.get("provider") != provider or u.get("state") in ("terminated", "failed"):
             continue
         if instance_id in (u.get("provider_unit_id"), u.get("unit")):
-            return u
+            found: dict[str, Any] = u
+            return found
     return None
 
 

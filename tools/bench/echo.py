@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import nats
+from nats.aio.msg import Msg
 
 from tools.bench.rrclient import ECHO_SUBJECT
 
@@ -18,7 +19,7 @@ from tools.bench.rrclient import ECHO_SUBJECT
 async def main(url: str, ready: str) -> None:
     nc = await nats.connect(url, name="bench-echo", pending_size=256 * 1024 * 1024)
 
-    async def on(msg: nats.aio.msg.Msg) -> None:
+    async def on(msg: Msg) -> None:
         await msg.respond(msg.data)
 
     await nc.subscribe(ECHO_SUBJECT, cb=on)

@@ -252,7 +252,7 @@ async def _measure(
             latencies += await asyncio.gather(*(_step(nc, p, approved, hops) for p in batch))
     finally:
         await nc.close()
-    split = {
+    split: dict[str, list[float]] = {
         "telemetry_to_metrics_s": [],
         "metrics_to_proposal_s": [],
         "proposal_to_approval_s": [],

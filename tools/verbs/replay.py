@@ -141,4 +141,5 @@ def asdict_policy(policy: object) -> dict[str, object]:
     """The policy's settings as plain JSON values."""
     import msgspec
 
-    return json.loads(msgspec.json.encode(policy))
+    out: dict[str, object] = json.loads(msgspec.json.encode(policy))
+    return out

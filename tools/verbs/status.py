@@ -44,7 +44,8 @@ async def collect(url: str | None) -> dict[str, Any]:
         )
     finally:
         await nc.close()
-    services, api = [], []
+    services: list[dict[str, Any]] = []
+    api: list[dict[str, Any]] = []
     for s in sorted(stats, key=lambda x: (x.get("name", ""), x.get("id", ""))):
         if s.get("name") == "fleet-api":
             api.extend(
@@ -52,7 +53,9 @@ async def collect(url: str | None) -> dict[str, Any]:
                 for e in s.get("endpoints") or []
             )
             continue
-        data = next((e.get("data") for e in s.get("endpoints") or [] if e.get("data")), {}) or {}
+        data: dict[str, Any] = (
+            next((e.get("data") for e in s.get("endpoints") or [] if e.get("data")), {}) or {}
+        )
         services.append(
             {
                 "name": s.get("name"),

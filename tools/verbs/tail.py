@@ -112,7 +112,7 @@ async def follow(args: argparse.Namespace) -> int:
 
                 config = ConsumerConfig(
                     deliver_policy=DeliverPolicy.BY_START_TIME,
-                    opt_start_time=start.isoformat().replace("+00:00", "Z"),
+                    opt_start_time=start,
                     filter_subject=flt,
                 )
                 with contextlib.suppress(Exception):
