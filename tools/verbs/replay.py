@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -30,6 +29,21 @@ real silence. --skip-zero-runs 0 treats every zero as silence.
 
 The whole trace is replayed by default (22 days of Twitter take ~15 s for all
 three policies); --start/--duration select a window.
+
+--sweep: every policy runs at each setting of one aggressiveness knob, target
+utilization 0.4 ... 0.95 (ours' meaning of the knob: tools/replay/policies.py
+`ours_at`), in worker processes, and the table gives each policy's frontier of
+(unit-hours, under unit-s, actions). The headline reads ours' frontier at each
+baseline's default unit-hours (baselines default to a 0.7 target) by linear
+interpolation, never extrapolating, and compares. The acceptance verdict is
+against the better baseline, the one with fewer under unit-s at its default:
+met when ours has <= 0.6x its under unit-s and no more actions. The exit code
+is 0 either way.
+"""
+
+EPILOG = """examples:
+  fleet replay twitter.tbz2 --lead-time 120 --unit-capacity 8
+  fleet replay azure.csv --policy ours hpa kpa --sweep --json out.json
 """
 
 
@@ -38,15 +52,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "replay",
         help="the scaler's decide() in virtual time vs. HPA and KPA baselines",
         description=DESCRIPTION,
-        epilog="example: fleet replay twitter.tbz2 --lead-time 120 --unit-capacity 8",
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("trace", type=Path, help="trace file")
     p.add_argument(
         "--policy",
-        action="append",
+        action="extend",
+        nargs="+",
         choices=["ours", "hpa", "kpa"],
-        help="policy to run; repeat for several (default: all three)",
+        help="policies to run: several after one flag or the flag repeated (default: all three)",
     )
     p.add_argument("--unit-capacity", type=float, default=8.0, help="requests in flight per unit")
     p.add_argument("--lead-time", type=float, default=120.0, help="seconds from ask to ready")
@@ -63,7 +78,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="S",
         help="zero runs this long are missing telemetry (0: all zeros are silence)",
     )
-    p.add_argument("--json", type=Path, default=None, metavar="FILE", help="write totals+series")
+    p.add_argument(
+        "--sweep",
+        action="store_true",
+        help="run each policy at every knob setting; print frontiers and the headline",
+    )
+    p.add_argument(
+        "--jobs", type=int, default=None, metavar="N", help="worker processes (default: up to 2)"
+    )
+    p.add_argument(
+        "--json",
+        default=None,
+        metavar="FILE",
+        help="write totals, series and frontiers as JSON ('-': to stdout, no table)",
+    )
     p.set_defaults(func=run)
 
 
@@ -73,9 +101,9 @@ def _bad(msg: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Read the trace, run the policies, print the table and optionally the JSON."""
+    """Check the arguments, then hand over to tools.replay.command."""
     from services.scaler.policy import Policy
-    from tools.replay.report import print_table, replay, write_json
+    from tools.replay.command import Options, execute
     from tools.replay.traces import TraceError, read_trace
 
     if args.unit_capacity <= 0:
@@ -86,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
         return _bad("--start must be >= 0 and --duration > 0")
     if not 0 <= args.min <= args.max:
         return _bad("need 0 <= --min <= --max")
+    if args.jobs is not None and args.jobs < 1:
+        return _bad("--jobs must be >= 1")
     try:
         trace = read_trace(args.trace)
     except TraceError as exc:
@@ -96,49 +126,22 @@ def run(args: argparse.Namespace) -> int:
         min=args.min,
         max=args.max,
     )
-    names = list(dict.fromkeys(args.policy or ["ours", "hpa", "kpa"]))
+    opts = Options(
+        names=list(dict.fromkeys(args.policy or ["ours", "hpa", "kpa"])),
+        policy=policy,
+        service_s=args.service_s,
+        price=args.price,
+        start_s=args.start,
+        duration_s=args.duration,
+        skip_zero_runs_s=args.skip_zero_runs,
+        sweep=args.sweep,
+        jobs=args.jobs,
+        json=args.json,
+        source=str(args.trace),
+    )
     try:
-        totals, series = replay(
-            trace,
-            names,
-            policy,
-            service_s=args.service_s,
-            price=args.price,
-            start_s=args.start,
-            duration_s=args.duration,
-            skip_zero_runs_s=args.skip_zero_runs,
-            record=args.json is not None,
-        )
+        return execute(trace, opts)
     except ValueError as exc:
         return _bad(str(exc))
-    scored = totals[0].seconds if totals else 0
-    title = (
-        f"{trace.name}: {scored:,} s scored, unit capacity {args.unit_capacity:g}, "
-        f"lead time {args.lead_time:g} s"
-    )
-    print_table(totals, title)
-    if args.json is not None:
-        meta = {
-            "trace": str(args.trace),
-            "shape": trace.shape,
-            "unit_capacity": args.unit_capacity,
-            "lead_time_s": args.lead_time,
-            "price_usd_per_hour": args.price,
-            "service_s": args.service_s,
-            "start_s": args.start,
-            "duration_s": args.duration,
-            "skip_zero_runs_s": args.skip_zero_runs,
-            "policy": asdict_policy(policy),
-        }
-        try:
-            write_json(args.json, totals, series, meta)
-        except OSError as exc:
-            return _bad(f"cannot write {args.json}: {exc}")
-    return 0
-
-
-def asdict_policy(policy: object) -> dict[str, object]:
-    """The policy's settings as plain JSON values."""
-    import msgspec
-
-    return json.loads(msgspec.json.encode(policy))
+    except OSError as exc:
+        return _bad(f"cannot write {args.json}: {exc}")
