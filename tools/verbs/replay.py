@@ -61,7 +61,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("trace", type=Path, help="trace file")
+    p.add_argument("trace", type=Path, nargs="?", help="trace file")
     p.add_argument(
         "--policy",
         action="extend",
@@ -109,6 +109,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="run each policy at every knob setting; print frontiers and the headline",
     )
     p.add_argument(
+        "--eval",
+        type=Path,
+        nargs="+",
+        default=None,
+        metavar="PATH",
+        help="sweep every trace of these files/directories; one table of verdicts",
+    )
+    p.add_argument(
+        "--set",
+        dest="set_values",
+        default=None,
+        metavar="KEY=V1,V2",
+        help="with --eval: leave-one-out over these values of one policy field",
+    )
+    p.add_argument(
         "--jobs", type=int, default=None, metavar="N", help="worker processes (default: up to 2)"
     )
     p.add_argument(
@@ -141,6 +156,32 @@ def run(args: argparse.Namespace) -> int:
         return _bad("need 0 <= --min <= --max")
     if args.jobs is not None and args.jobs < 1:
         return _bad("--jobs must be >= 1")
+    sources = [x for x in (args.trace, args.eval) if x is not None]
+    if len(sources) != 1:
+        return _bad("give one of: a TRACE file, --eval PATH...")
+    if args.set_values is not None and args.eval is None:
+        return _bad("--set needs --eval")
+    policy = Policy(
+        unit_capacity=args.unit_capacity,
+        lead_time_s=args.lead_time,
+        min=args.min,
+        max=args.max,
+    )
+    if args.eval is not None:
+        from tools.replay.evaluate import evaluate
+        from tools.replay.sweep import jobs_default
+
+        try:
+            return evaluate(
+                args.eval,
+                policy,
+                set_arg=args.set_values,
+                service_s=args.service_s,
+                price=args.price,
+                workers=args.jobs or jobs_default(),
+            )
+        except (TraceError, ValueError, OSError) as exc:
+            return _bad(str(exc))
     try:
         trace = read_trace(
             args.trace,
@@ -150,12 +191,6 @@ def run(args: argparse.Namespace) -> int:
         )
     except TraceError as exc:
         return _bad(str(exc))
-    policy = Policy(
-        unit_capacity=args.unit_capacity,
-        lead_time_s=args.lead_time,
-        min=args.min,
-        max=args.max,
-    )
     opts = Options(
         names=list(dict.fromkeys(args.policy or ["ours", "hpa", "kpa"])),
         policy=policy,
