@@ -140,7 +140,11 @@ CATALOG: tuple[Entry, ...] = (
             ),
         ),
         _gzip,
-        {"time_column": "gmt_create", "duration_column": "exec_time_seconds"},
+        {
+            "time_column": "gmt_create",
+            "duration_column": "exec_time_seconds",
+            "skip_zero_runs_s": 0,
+        },
     ),
     Entry(
         "alibaba_gpu_2023_pods.csv.gz",
@@ -154,7 +158,7 @@ CATALOG: tuple[Entry, ...] = (
             ),
         ),
         _pods,
-        {"time_column": "creation_time", "duration_column": "duration_s"},
+        {"time_column": "creation_time", "duration_column": "duration_s", "skip_zero_runs_s": 0},
     ),
     Entry(
         "azure_functions_2019_sample_per_minute.csv",

@@ -49,7 +49,9 @@ def prepare(
     if len(arrivals) < end - start_s:  # service time past the last arrival
         arrivals.extend([0.0] * (end - start_s - len(arrivals)))
     demand = demand[start_s:end]
-    skip = zero_runs(arrivals, skip_zero_runs_s)
+    # Missing telemetry is a long stretch with no demand at all: with requests
+    # in flight (long jobs) the pool is observed even when nothing arrives.
+    skip = zero_runs(demand, skip_zero_runs_s)
     first = next((d for d, s in zip(demand, skip, strict=True) if not s), 0.0)
     return Workload(
         name=trace.name,

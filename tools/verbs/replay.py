@@ -33,7 +33,7 @@ Units are ready --lead-time seconds after being asked for and billed from
 then; scale-in removes them at once. under unit-s = sum over seconds of
 max(0, demand/unit_capacity - ready units).
 
-Zero runs: runs of at least --skip-zero-runs seconds with no arrivals (the
+Zero runs: runs of at least --skip-zero-runs seconds with no demand (the
 Twitter trace's daily ~29-minute collection gap) are treated as missing
 telemetry, not silence: the policies are not called, the pool stays as it
 was, and those seconds are neither scored nor billed. Shorter zero runs are
