@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import msgspec
+
 from contracts.telemetry import PoolMetrics
 from services.scaler.policy import Policy, PoolState, decide
 from tools.replay import baselines
@@ -9,6 +11,40 @@ from tools.replay.baselines import HpaState, KpaState, Target
 from tools.replay.sim import Step
 
 NAMES = ("ours", "hpa", "kpa")
+BASELINES = ("hpa", "kpa")
+
+KNOB = "target utilization"
+"""The one aggressiveness knob a sweep turns, for every policy: the fraction of
+a unit's capacity a scaling action aims to fill. Lower buys headroom (more
+unit-hours, less under-provisioning); higher runs hotter."""
+KNOBS = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+"""The sweep's settings of the knob."""
+BASELINE_DEFAULT_KNOB = baselines.KPA_TARGET_UTILIZATION
+"""The baselines' default setting: Knative's 70 % target, also the usual HPA target."""
+
+
+def ours_at(policy: Policy, knob: float) -> Policy:
+    """Ours' policy at one knob setting: what the knob means for ours, in one place.
+
+    Today it is `Policy.target_utilization`; the policy may map it to any of
+    its fields, as long as a higher knob means a hotter, cheaper pool."""
+    return msgspec.structs.replace(policy, target_utilization=knob)
+
+
+def at_knob(name: str, policy: Policy, knob: float) -> Policy:
+    """The policy `name` runs with at one knob setting; baselines read only
+    `target_utilization` (with the bounds and capacity) from it."""
+    if name == "ours":
+        return ours_at(policy, knob)
+    return msgspec.structs.replace(policy, target_utilization=knob)
+
+
+def default_for(name: str, policy: Policy) -> Policy:
+    """The policy `name` runs with at its default setting: ours as configured,
+    a baseline at `BASELINE_DEFAULT_KNOB`."""
+    if name == "ours":
+        return policy
+    return at_knob(name, policy, BASELINE_DEFAULT_KNOB)
 
 
 def make_step(name: str, policy: Policy) -> tuple[Step, float]:

@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
-import time
+from array import array
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
 
-from services.scaler.policy import Policy, units_for
-from tools.replay.policies import make_step
-from tools.replay.sim import Series, Totals, demand_series, simulate, zero_runs
+from services.scaler.policy import Policy
+from tools.replay.frontier import (
+    UNDER_RATIO_GOAL,
+    Headline,
+    Point,
+    better_baseline,
+    frontier,
+)
+from tools.replay.policies import KNOB
+from tools.replay.sim import Series, Totals
+from tools.replay.sweep import plan, run_jobs
 from tools.replay.traces import Trace
+from tools.replay.workload import prepare
 
 
 def replay(
@@ -30,39 +40,18 @@ def replay(
     skip_zero_runs_s: int = 600,
     record: bool = False,
 ) -> tuple[list[Totals], dict[str, Series]]:
-    """Replay `trace` against each named policy; totals and (if `record`) series."""
-    demand = demand_series(trace.arrivals, service_s, trace.busy)
-    arrivals = list(trace.arrivals) + [0.0] * (len(demand) - len(trace.arrivals))
-    end = len(demand) if duration_s is None else min(len(demand), start_s + duration_s)
-    demand, arrivals = demand[start_s:end], arrivals[start_s:end]
-    if not demand:
-        raise ValueError(f"the window starts at {start_s} s, after the trace's end")
-    skip = zero_runs(arrivals, skip_zero_runs_s)
-    first = next((d for d, s in zip(demand, skip, strict=True) if not s), 0.0)
-    initial = max(policy.min, units_for(first, policy))
-    totals: list[Totals] = []
-    series: dict[str, Series] = {}
-    for name in names:
-        step, tick = make_step(name, policy)
-        t0 = time.perf_counter()
-        tot, ser = simulate(
-            name,
-            demand,
-            arrivals,
-            step,
-            tick_s=tick,
-            lead_s=policy.lead_time_s,
-            unit_capacity=policy.unit_capacity,
-            initial_units=initial,
-            price_usd_per_hour=price,
-            skip=skip,
-            start_t=start_s,
-            record=record,
-        )
-        tot.wall_s = time.perf_counter() - t0
-        totals.append(tot)
-        if ser is not None:
-            series[name] = ser
+    """Replay `trace` against each named policy at its default setting, in this
+    process; totals and (if `record`) series."""
+    work = prepare(
+        trace,
+        service_s=service_s,
+        start_s=start_s,
+        duration_s=duration_s,
+        skip_zero_runs_s=skip_zero_runs_s,
+    )
+    out = run_jobs(work, plan(names, policy, sweep=False, record=record), price=price)
+    totals = [out.defaults[n].totals for n in names]
+    series = {n: s for n in names if (s := out.defaults[n].series) is not None}
     return totals, series
 
 
@@ -80,7 +69,7 @@ def _ratio(a: float, b: float) -> str:
 
 def print_table(totals: list[Totals], title: str, console: Console | None = None) -> None:
     """The human view: one row per policy, ratios against the cheaper baseline."""
-    console = console or Console(width=None if sys.stdout.isatty() else 140)
+    console = console or _console()
     base = cheaper_baseline(totals)
     table = Table(title=title)
     for col in ("policy", "under unit-s", "under s", "unit-hours", "cost USD", "actions"):
@@ -106,24 +95,152 @@ def print_table(totals: list[Totals], title: str, console: Console | None = None
     console.print(table)
 
 
+def print_frontiers(points: dict[str, list[Point]], console: Console | None = None) -> None:
+    """Each policy's frontier: one row per knob setting, by unit-hours."""
+    console = console or _console()
+    table = Table(title=f"frontiers (knob: {KNOB})")
+    for col in ("policy", "knob", "unit-hours", "under unit-s", "actions"):
+        table.add_column(col, justify="left" if col == "policy" else "right")
+    for name, pts in points.items():
+        for p in frontier(pts):
+            table.add_row(
+                name,
+                f"{p.knob:g}",
+                f"{p.unit_hours:,.2f}",
+                f"{p.under_unit_s:,.1f}",
+                f"{p.actions:,}",
+            )
+    console.print(table)
+
+
+def _fmt_ratio(r: float | None) -> str:
+    if r is None:
+        return "-"
+    return "inf" if math.isinf(r) else f"{r:.2f}x"
+
+
+def print_headline(heads: list[Headline], console: Console | None = None) -> None:
+    """Ours at each baseline's default unit-hours, and the acceptance verdict."""
+    console = console or _console()
+    better = better_baseline({h.baseline: h.base for h in heads})
+    table = Table(
+        title=(
+            f"ours at each baseline's default unit-hours; goal vs the better baseline "
+            f"(fewer under unit-s): under <= {UNDER_RATIO_GOAL:g}x, actions <="
+        )
+    )
+    cols = ["baseline", "unit-hours", "under unit-s", "actions", "ours under unit-s"]
+    cols += ["ours actions", "under ratio", "actions ratio", "verdict"]
+    for col in cols:
+        table.add_column(col, justify="left" if col == "baseline" else "right")
+    for h in heads:
+        b = h.base
+        if h.ours is None:
+            ours_u, ours_a = f"outside ours' {h.lo:,.2f}..{h.hi:,.2f} unit-h", "-"
+        else:
+            ours_u, ours_a = f"{h.ours.under_unit_s:,.1f}", f"{h.ours.actions:,.1f}"
+        verdict = ("met" if h.met else "missed") if h.baseline == better else ""
+        table.add_row(
+            h.baseline + (" (better)" if h.baseline == better else ""),
+            f"{b.unit_hours:,.2f}",
+            f"{b.under_unit_s:,.1f}",
+            f"{b.actions:,}",
+            ours_u,
+            ours_a,
+            _fmt_ratio(h.under_ratio),
+            _fmt_ratio(h.actions_ratio),
+            verdict,
+        )
+    console.print(table)
+
+
+def _console() -> Console:
+    return Console(width=None if sys.stdout.isatty() else 140)
+
+
+def _finite(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
+
+
+def headline_doc(heads: list[Headline]) -> dict[str, Any]:
+    """The headline as JSON: per baseline, ours' reading and the verdict."""
+    better = better_baseline({h.baseline: h.base for h in heads})
+    per: dict[str, Any] = {}
+    for h in heads:
+        per[h.baseline] = {
+            "default": asdict(h.base),
+            "ours_under_unit_s": None if h.ours is None else h.ours.under_unit_s,
+            "ours_actions": None if h.ours is None else h.ours.actions,
+            "in_range": h.ours is not None,
+            "under_ratio": _finite(h.under_ratio),
+            "actions_ratio": _finite(h.actions_ratio),
+            "met": h.met,
+        }
+    met = next((h.met for h in heads if h.baseline == better), None)
+    return {"better": better, "under_ratio_goal": UNDER_RATIO_GOAL, "baselines": per, "met": met}
+
+
 def write_json(
-    path: Path,
+    dest: Path | TextIO,
+    trace: str,
     totals: list[Totals],
     series: dict[str, Series],
     meta: dict[str, Any],
+    points: dict[str, list[Point]] | None = None,
+    heads: list[Headline] | None = None,
 ) -> None:
-    """Write totals and per-second series {t, demand, desired, ready} per policy."""
-    doc: dict[str, Any] = {"meta": meta, "policies": {}}
+    """Write {trace, meta, policies: {NAME: {totals, series, frontier}}, headline}:
+    totals and per-second series {t, demand, desired, ready} of each policy's
+    default setting, and its sweep points by unit-hours."""
+    doc: dict[str, Any] = {"trace": trace, "meta": meta, "policies": {}}
     for t in totals:
         s = series.get(t.policy)
         entry: dict[str, Any] = {"totals": asdict(t)}
         if s is not None:
-            entry["series"] = {
-                "t": s.t,
-                "demand": s.demand,
-                "desired": s.desired,
-                "ready": s.ready,
-            }
+            entry["series"] = _Raw(s)
+        if points is not None and t.policy in points:
+            entry["frontier"] = [asdict(p) for p in frontier(points[t.policy])]
         doc["policies"][t.policy] = entry
-    with path.open("w", encoding="utf-8") as f:
-        json.dump(doc, f, separators=(",", ":"))
+    if heads is not None:
+        doc["headline"] = headline_doc(heads)
+    if isinstance(dest, Path):
+        with dest.open("w", encoding="utf-8") as f:
+            _dump(doc, f)
+    else:
+        _dump(doc, dest)
+        dest.write("\n")
+
+
+class _Raw:
+    """A series written as JSON arrays piece by piece, never as one Python list."""
+
+    def __init__(self, series: Series) -> None:
+        self.series = series
+
+
+def _dump(value: Any, out: TextIO) -> None:
+    """json.dump, except that series are streamed from their arrays."""
+    if isinstance(value, _Raw):
+        s = value.series
+        out.write("{")
+        columns: list[tuple[str, array[Any]]] = [
+            ("t", s.t),
+            ("demand", s.demand),
+            ("desired", s.desired),
+            ("ready", s.ready),
+        ]
+        for i, (key, arr) in enumerate(columns):
+            out.write(("," if i else "") + f'"{key}":[')
+            for start in range(0, len(arr), 65_536):
+                chunk = arr[start : start + 65_536].tolist()
+                out.write(("," if start else "") + json.dumps(chunk, separators=(",", ":"))[1:-1])
+            out.write("]")
+        out.write("}")
+    elif isinstance(value, dict):
+        out.write("{")
+        for i, (k, v) in enumerate(value.items()):
+            out.write(("," if i else "") + json.dumps(k) + ":")
+            _dump(v, out)
+        out.write("}")
+    else:
+        out.write(json.dumps(value, separators=(",", ":")))

@@ -14,6 +14,7 @@ Model, one step per second of the trace:
 
 from __future__ import annotations
 
+from array import array
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -44,12 +45,13 @@ class Totals:
 
 @dataclass
 class Series:
-    """Per-second record of a replay, enough to recompute every total."""
+    """Per-second record of a replay, enough to recompute every total; compact
+    arrays, so a 60-day record costs ~80 MB, not a gigabyte of Python objects."""
 
-    t: list[int] = field(default_factory=list)
-    demand: list[float] = field(default_factory=list)
-    desired: list[int] = field(default_factory=list)
-    ready: list[int] = field(default_factory=list)
+    t: array[int] = field(default_factory=lambda: array("i"))
+    demand: array[float] = field(default_factory=lambda: array("f"))
+    desired: array[int] = field(default_factory=lambda: array("i"))
+    ready: array[int] = field(default_factory=lambda: array("i"))
 
 
 def simulate(
@@ -63,7 +65,7 @@ def simulate(
     unit_capacity: float,
     initial_units: int,
     price_usd_per_hour: float = 1.0,
-    skip: Sequence[bool] | None = None,
+    skip: Sequence[int] | None = None,
     start_t: int = 0,
     record: bool = False,
     pool: str = "replay",
@@ -148,15 +150,15 @@ def simulate(
 
 def demand_series(
     arrivals: Sequence[float], service_s: float, busy: Sequence[float] | None = None
-) -> list[float]:
+) -> array[float]:
     """Requests in flight per second: token-modelled `busy` when given, else
     Little's law over a box window: arrivals of the last `service_s` seconds
     (fractional part weighted), i.e. each request is served for `service_s`."""
     if busy is not None:
-        return list(busy)
+        return array("f", busy)
     whole = int(service_s)
     frac = service_s - whole
-    out: list[float] = []
+    out: array[float] = array("f")
     window = 0.0
     for i, a in enumerate(arrivals):
         window += a
@@ -167,9 +169,9 @@ def demand_series(
     return out
 
 
-def zero_runs(arrivals: Sequence[float], min_run_s: int) -> list[bool]:
-    """Flags seconds inside runs of at least `min_run_s` zero arrivals."""
-    flags = [False] * len(arrivals)
+def zero_runs(arrivals: Sequence[float], min_run_s: int) -> bytearray:
+    """Flags (1) seconds inside runs of at least `min_run_s` zero arrivals."""
+    flags = bytearray(len(arrivals))
     if min_run_s <= 0:
         return flags
     i, n = 0, len(arrivals)
@@ -179,8 +181,7 @@ def zero_runs(arrivals: Sequence[float], min_run_s: int) -> list[bool]:
             while j < n and arrivals[j] == 0:
                 j += 1
             if j - i >= min_run_s:
-                for k in range(i, j):
-                    flags[k] = True
+                flags[i:j] = b"\x01" * (j - i)
             i = j
         else:
             i += 1
