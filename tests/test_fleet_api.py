@@ -168,5 +168,6 @@ def test_fresh_fleet_up_answers_health_and_every_operation_in_its_contract_shape
     assert shown is not None and "error" not in shown, shown
     assert running <= set(shown["services"])
     text = up.fleet(cwd, "status")
+    assert text.returncode == 0, text.stderr
     line = next(x for x in text.stdout.splitlines() if x.startswith("health:"))
     assert "failed" not in line and "no answer" not in line, line
