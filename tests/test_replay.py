@@ -1,82 +1,18 @@
-"""`fleet replay`: trace readers, the virtual pool's totals, and the CLI."""
+"""`fleet replay`: the virtual pool's totals and the CLI."""
 
 from __future__ import annotations
 
-import bz2
-import io
 import json
 import math
-import tarfile
 from pathlib import Path
 
 import pytest
 
 from tools.cli import main
 from tools.replay.sim import demand_series, simulate, zero_runs
-from tools.replay.traces import TraceError, parse_timestamp, read_trace
+from tools.replay.traces import read_trace
 
 TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "traces"
-
-
-def test_per_second_counts(tmp_path: Path) -> None:
-    p = tmp_path / "w.txt"
-    p.write_text("1 2 3\n4\n\n5 0\n")
-    tr = read_trace(p)
-    assert tr.arrivals == [1, 2, 3, 4, 5, 0] and tr.shape == "per-second"
-
-
-def test_per_minute_csv(tmp_path: Path) -> None:
-    p = tmp_path / "m.csv"
-    p.write_text("period,count\n0,60\n1,120\n3,6\n")
-    tr = read_trace(p)
-    assert len(tr.arrivals) == 240 and tr.shape == "per-minute"
-    assert tr.arrivals[0] == 1.0 and tr.arrivals[60] == 2.0 and tr.arrivals[120] == 0.0
-    assert math.isclose(sum(tr.arrivals), 186.0)
-
-
-def test_request_timestamps_with_tokens(tmp_path: Path) -> None:
-    p = tmp_path / "r.csv"
-    p.write_text(
-        "TIMESTAMP,ContextTokens,GeneratedTokens\n"
-        "2023-11-16 18:15:46.6805900,5000,50\n"
-        "2023-11-16 18:15:46.9000000,0,0\n"
-        "2023-11-16 18:15:48.1000000,0,100\n"
-    )
-    tr = read_trace(p)
-    assert tr.shape == "timestamps"
-    assert tr.arrivals[:3] == [2.0, 0.0, 1.0]
-    assert tr.busy is not None
-    # First request: 1 s prefill + 1 s decode = 2 s in flight; third: 2 s.
-    assert math.isclose(sum(tr.busy), 4.0)
-
-
-def test_timestamp_parsing_keeps_all_fractional_digits() -> None:
-    a = parse_timestamp("2023-11-16 18:15:46.6805900")
-    b = parse_timestamp("2023-11-16 18:15:46")
-    assert math.isclose(a - b, 0.68059, abs_tol=1e-6)
-    with pytest.raises(TraceError):
-        parse_timestamp("yesterday")
-
-
-def test_bz2_tar_and_plain_bz2(tmp_path: Path) -> None:
-    body = b"3 4 5\n6\n"
-    tp = tmp_path / "w.tbz2"
-    with tarfile.open(tp, "w:bz2") as tar:
-        info = tarfile.TarInfo("workload.txt")
-        info.size = len(body)
-        tar.addfile(info, io.BytesIO(body))
-    assert read_trace(tp).arrivals == [3, 4, 5, 6]
-    bp = tmp_path / "m.csv.bz2"
-    bp.write_bytes(bz2.compress(b"0,60\n1,0\n"))
-    assert len(read_trace(bp).arrivals) == 120
-
-
-@pytest.mark.parametrize("text", ["", "1 2 x\n", "TIMESTAMP,a\nnot-a-time,1\n", "1 -2\n"])
-def test_bad_traces_give_a_clear_error(tmp_path: Path, text: str) -> None:
-    p = tmp_path / "bad.txt"
-    p.write_text(text)
-    with pytest.raises(TraceError, match=r"bad\.txt"):
-        read_trace(p)
 
 
 def test_littles_law_demand() -> None:

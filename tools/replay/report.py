@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from array import array
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
@@ -196,12 +197,7 @@ def write_json(
         s = series.get(t.policy)
         entry: dict[str, Any] = {"totals": asdict(t)}
         if s is not None:
-            entry["series"] = {
-                "t": s.t,
-                "demand": s.demand,
-                "desired": s.desired,
-                "ready": s.ready,
-            }
+            entry["series"] = _Raw(s)
         if points is not None and t.policy in points:
             entry["frontier"] = [asdict(p) for p in frontier(points[t.policy])]
         doc["policies"][t.policy] = entry
@@ -209,7 +205,42 @@ def write_json(
         doc["headline"] = headline_doc(heads)
     if isinstance(dest, Path):
         with dest.open("w", encoding="utf-8") as f:
-            json.dump(doc, f, separators=(",", ":"))
+            _dump(doc, f)
     else:
-        json.dump(doc, dest, separators=(",", ":"))
+        _dump(doc, dest)
         dest.write("\n")
+
+
+class _Raw:
+    """A series written as JSON arrays piece by piece, never as one Python list."""
+
+    def __init__(self, series: Series) -> None:
+        self.series = series
+
+
+def _dump(value: Any, out: TextIO) -> None:
+    """json.dump, except that series are streamed from their arrays."""
+    if isinstance(value, _Raw):
+        s = value.series
+        out.write("{")
+        columns: list[tuple[str, array[Any]]] = [
+            ("t", s.t),
+            ("demand", s.demand),
+            ("desired", s.desired),
+            ("ready", s.ready),
+        ]
+        for i, (key, arr) in enumerate(columns):
+            out.write(("," if i else "") + f'"{key}":[')
+            for start in range(0, len(arr), 65_536):
+                chunk = arr[start : start + 65_536].tolist()
+                out.write(("," if start else "") + json.dumps(chunk, separators=(",", ":"))[1:-1])
+            out.write("]")
+        out.write("}")
+    elif isinstance(value, dict):
+        out.write("{")
+        for i, (k, v) in enumerate(value.items()):
+            out.write(("," if i else "") + json.dumps(k) + ":")
+            _dump(v, out)
+        out.write("}")
+    else:
+        out.write(json.dumps(value, separators=(",", ":")))

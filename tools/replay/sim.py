@@ -45,12 +45,13 @@ class Totals:
 
 @dataclass
 class Series:
-    """Per-second record of a replay, enough to recompute every total."""
+    """Per-second record of a replay, enough to recompute every total; compact
+    arrays, so a 60-day record costs ~80 MB, not a gigabyte of Python objects."""
 
-    t: list[int] = field(default_factory=list)
-    demand: list[float] = field(default_factory=list)
-    desired: list[int] = field(default_factory=list)
-    ready: list[int] = field(default_factory=list)
+    t: array[int] = field(default_factory=lambda: array("l"))
+    demand: array[float] = field(default_factory=lambda: array("f"))
+    desired: array[int] = field(default_factory=lambda: array("l"))
+    ready: array[int] = field(default_factory=lambda: array("l"))
 
 
 def simulate(

@@ -29,6 +29,13 @@ class Job:
     record: bool = False
     default: bool = False
     """This run is the policy's default setting (also when it is a sweep point)."""
+    label: str = ""
+    """What results are filed under, when not `name` (a variant of a policy)."""
+
+    @property
+    def key(self) -> str:
+        """The name results are gathered under."""
+        return self.label or self.name
 
 
 @dataclass
@@ -120,10 +127,10 @@ def gather(results: list[Result]) -> Outcome:
     out = Outcome(defaults={}, points={})
     for r in results:
         if r.job.default:
-            out.defaults[r.job.name] = r
+            out.defaults[r.job.key] = r
         if r.job.knob is not None:
             t = r.totals
-            out.points.setdefault(r.job.name, []).append(
+            out.points.setdefault(r.job.key, []).append(
                 Point(
                     knob=r.job.knob,
                     unit_hours=t.unit_hours,

@@ -1,166 +1,254 @@
-"""Workload trace readers: three shapes, plain or in a bzip2 archive.
+"""Workload trace readers: three shapes, plain, gzip, bzip2 or tar.
 
-Every reader returns a `Trace`: arrivals per second, and where the trace gives
-per-request token counts, the busy time each second under the token service
-model below. Shapes, detected from the content:
+Every reader returns a `Trace`: arrivals per second, and where the trace says
+how long each request is served, the requests in flight each second. Shapes,
+told apart by the first non-empty line:
 
-- per-second counts: whitespace-separated numbers, one per second;
-- per-minute counts: CSV `period,count` (a header row is optional), spread
-  evenly over the minute's 60 seconds;
-- request timestamps: CSV whose header starts with `TIMESTAMP`; one row per
-  request, times like `2023-11-16 18:15:46.6805900` (any number of
-  fractional digits). Optional columns `ContextTokens` and `GeneratedTokens`.
+- per-second counts: whitespace-separated numbers, one per second, any number
+  to a line;
+- per-interval counts: CSV `period,count` (a header row is optional; further
+  columns are ignored). The period is a number (seconds, or units of
+  `period_s` seconds: 60 for minute numbers) or a date-time such as
+  `1998-04-30 21:30:00`. The interval is the step between the first two
+  rows; every period must lie on that grid (gaps are zero counts), and an
+  interval's count is spread evenly over its seconds;
+- requests: CSV with a header naming a time column (`time_column`, by
+  default a column called `timestamp`), one row per request, times in epoch
+  seconds or as date-times (any number of fractional digits, UTC). With
+  `duration_column` each request is in flight for that many seconds; else,
+  with `ContextTokens`/`GeneratedTokens` columns, for the token model below;
+  else demand follows from arrivals and a fixed service time later.
 
-Archives (`.tbz2`, `.tar.bz2`, `.bz2`) are read as streams, never extracted.
+Token service model: a request stays in flight `PREFILL_S_PER_TOKEN x
+ContextTokens + DECODE_S_PER_TOKEN x GeneratedTokens` seconds, i.e. prompt
+processing at 5,000 tokens/s and generation at 50 tokens/s per request, a
+typical batched LLM server. In-flight time is spread over the seconds it
+spans, so `busy[t]` is the mean number of requests in flight in second t.
 
-Token service model (request timestamps with token columns): a request stays
-in flight for `PREFILL_S_PER_TOKEN x ContextTokens + DECODE_S_PER_TOKEN x
-GeneratedTokens` seconds, i.e. prompt processing at 5,000 tokens/s and
-generation at 50 tokens/s per request, a typical batched LLM server. Its
-in-flight time is spread over the seconds it spans, so `busy[t]` is the mean
-number of requests in flight during second t.
+Everything is read as a stream into `array('f')` (4 bytes a second), so a
+60-day per-second trace stays well under 500 MB. A bad row is a TraceError
+naming the file, the line and the value.
 """
 
 from __future__ import annotations
 
-import bz2
-import io
+import csv
 import math
-import tarfile
-from collections.abc import Iterable
+import re
+from array import array
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from tools.replay.archive import TraceError, open_lines
+from tools.replay.grid import Grid, SpanError
+
+__all__ = ["Trace", "TraceError", "parse_lines", "parse_time", "parse_timestamp", "read_trace"]
+
 PREFILL_S_PER_TOKEN = 1 / 5000
 DECODE_S_PER_TOKEN = 1 / 50
-
-
-class TraceError(ValueError):
-    """A trace that cannot be read; the message names the file and the problem."""
+DEFAULT_TIME_COLUMN = "timestamp"
+_TOKEN = re.compile(r"\S+")
 
 
 @dataclass
 class Trace:
-    """A workload: arrivals per second, optionally token-modelled busy time."""
+    """A workload: arrivals per second, optionally the requests in flight."""
 
     name: str
-    arrivals: list[float]
+    arrivals: array[float]
     """Requests arriving in each second."""
-    busy: list[float] | None = None
-    """Mean requests in flight in each second under the token model, if known."""
+    busy: array[float] | None = None
+    """Mean requests in flight in each second, when the trace says how long they last."""
     shape: str = "per-second"
+    interval_s: int = 1
+    """Seconds per row of a per-interval trace."""
 
 
-def read_trace(path: str | Path) -> Trace:
+@dataclass(frozen=True)
+class Columns:
+    """How to read a request CSV; None picks the default."""
+
+    time: str | None = None
+    duration: str | None = None
+
+
+def read_trace(
+    path: str | Path,
+    *,
+    time_column: str | None = None,
+    duration_column: str | None = None,
+    period_s: float = 1.0,
+) -> Trace:
     """Read a trace file in any supported shape; raises TraceError on bad input."""
-    p = Path(path)
-    if not p.is_file():
-        raise TraceError(f"{p}: no such file")
-    name = p.name
-    lower = name.lower()
-    try:
-        if lower.endswith((".tbz2", ".tar.bz2", ".tbz")):
-            return _from_tar(p)
-        if lower.endswith(".bz2"):
-            with bz2.open(p, "rt", encoding="utf-8", errors="replace") as f:
-                return parse_lines(f, name)
-        with p.open("rt", encoding="utf-8", errors="replace") as f:
-            return parse_lines(f, name)
-    except (OSError, EOFError, tarfile.TarError) as exc:
-        raise TraceError(f"{p}: cannot read ({exc})") from exc
+    if period_s <= 0 or not math.isfinite(period_s):
+        raise TraceError(f"period unit must be > 0 seconds, not {period_s}")
+    with open_lines(Path(path)) as (name, lines):
+        return parse_lines(
+            lines, name, columns=Columns(time_column, duration_column), period_s=period_s
+        )
 
 
-def _from_tar(p: Path) -> Trace:
-    with tarfile.open(p, mode="r|bz2") as tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            raw = tar.extractfile(member)
-            if raw is None:
-                continue
-            # The stream is not seekable; decode the member in memory (no disk).
-            text = raw.read().decode("utf-8", errors="replace")
-            return parse_lines(io.StringIO(text), f"{p.name}:{member.name}")
-    raise TraceError(f"{p}: archive holds no file")
-
-
-def parse_lines(lines: Iterable[str], name: str = "trace") -> Trace:
+def parse_lines(
+    lines: Iterable[str],
+    name: str = "trace",
+    *,
+    columns: Columns | None = None,
+    period_s: float = 1.0,
+) -> Trace:
     """Detect the shape from the first non-empty line and parse the rest."""
-    it = iter(lines)
-    first = ""
-    for line in it:
+    columns = columns or Columns()
+    numbered = _numbered(lines)
+    first, lineno = "", 0
+    for n, line in numbered:
         if line.strip():
-            first = line.strip()
+            first, lineno = line.strip(), n
             break
     if not first:
         raise TraceError(f"{name}: empty trace")
-    head = first.split(",")[0].strip().strip('"').upper()
-    if head == "TIMESTAMP":
-        return _timestamps(first, it, name)
+    # A per-second trace may hold all its counts on one line: no CSV parse of that.
+    cells = next(csv.reader([first])) if len(first) < 65_536 else [first]
+    head = [c.strip().strip('"').lower() for c in cells]
+    wanted = (columns.time or DEFAULT_TIME_COLUMN).lower()
+    if wanted in head:
+        return _requests(head, numbered, name, columns)
+    if columns.time is not None:
+        raise TraceError(
+            f"{name}: line {lineno}: no column {columns.time!r} (the header has {', '.join(head)})"
+        )
+    if columns.duration is not None:
+        raise TraceError(f"{name}: --duration-column needs a request CSV with a time column")
     if "," in first:
-        return _per_minute(first, it, name)
-    return _per_second(first, it, name)
+        return _per_interval(first, lineno, numbered, name, period_s)
+    return _per_second(first, lineno, numbered, name)
 
 
-def _per_second(first: str, rest: Iterable[str], name: str) -> Trace:
-    out: list[float] = []
-    lineno = 1
-    for line in _chain(first, rest):
-        for tok in line.split():
-            try:
-                v = float(tok)
-            except ValueError:
-                raise TraceError(f"{name}: line {lineno}: {tok!r} is not a number") from None
-            if not math.isfinite(v) or v < 0:
-                raise TraceError(f"{name}: line {lineno}: count {tok} must be >= 0")
-            out.append(v)
-        lineno += 1
-    if not out:
-        raise TraceError(f"{name}: no counts")
+def _numbered(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
+    return enumerate(lines, start=1)
+
+
+def _count(tok: str, name: str, lineno: int) -> float:
+    try:
+        v = float(tok)
+    except ValueError:
+        raise TraceError(f"{name}: line {lineno}: {tok!r} is not a number") from None
+    if not math.isfinite(v) or v < 0:
+        raise TraceError(f"{name}: line {lineno}: count {tok} must be a number >= 0")
+    return v
+
+
+def _per_second(first: str, lineno: int, rest: Iterator[tuple[int, str]], name: str) -> Trace:
+    out: array[float] = array("f")
+    for tok in _TOKEN.finditer(first):
+        out.append(_count(tok.group(), name, lineno))
+    for n, line in rest:
+        for tok in _TOKEN.finditer(line):  # no list of tokens: lines can be days long
+            out.append(_count(tok.group(), name, n))
     return Trace(name=name, arrivals=out, shape="per-second")
 
 
-def _per_minute(first: str, rest: Iterable[str], name: str) -> Trace:
-    rows: list[tuple[float, float]] = []
-    for lineno, line in enumerate(_chain(first, rest), start=1):
-        line = line.strip()
-        if not line:
-            continue
-        cols = [c.strip().strip('"') for c in line.split(",")]
+def _period(text: str, period_s: float) -> float:
+    """Seconds of a period cell: a number (x `period_s`) or a date-time."""
+    try:
+        return float(text) * period_s
+    except ValueError:
+        return parse_timestamp(text)
+
+
+def _per_interval(
+    first: str, lineno: int, rest: Iterator[tuple[int, str]], name: str, period_s: float
+) -> Trace:
+    rows = _csv_rows(first, lineno, rest)
+    grid = Grid()
+    base = step = None
+    pending: tuple[int, float, float] | None = None
+    header_ok = True
+    for n, cols in rows:
         if len(cols) < 2:
-            raise TraceError(f"{name}: line {lineno}: expected `period,count`")
+            raise TraceError(f"{name}: line {n}: expected `period,count`, got {','.join(cols)!r}")
         try:
-            period, count = float(cols[0]), float(cols[1])
-        except ValueError:
-            if lineno == 1:
-                continue  # header row
-            raise TraceError(f"{name}: line {lineno}: {line!r} is not `period,count`") from None
-        if count < 0 or not math.isfinite(count) or not math.isfinite(period):
-            raise TraceError(f"{name}: line {lineno}: count must be >= 0")
-        rows.append((period, count))
-    if not rows:
+            t = _period(cols[0], period_s)
+        except TraceError:
+            if header_ok:  # a header row
+                header_ok = False
+                continue
+            raise TraceError(
+                f"{name}: line {n}: period {cols[0]!r} is not a number or date-time"
+            ) from None
+        header_ok = False
+        count = _count(cols[1], name, n)
+        if base is None:
+            base, pending = t, (n, t, count)
+            continue
+        if step is None:
+            step = t - base
+            if step <= 0 or step != round(step):
+                raise TraceError(
+                    f"{name}: line {n}: the interval, {step:g} s from the row before, must be "
+                    "a whole number of seconds > 0 (rows in time order)"
+                )
+            assert pending is not None
+            _put(grid, base, pending[2], base, int(step))
+        _check_grid(name, n, t, base, step)
+        _put(grid, t, count, base, int(step))
+    if pending is None:
         raise TraceError(f"{name}: no rows")
-    rows.sort()
-    base = rows[0][0]
-    minutes = int(rows[-1][0] - base) + 1
-    out = [0.0] * (minutes * 60)
-    for period, count in rows:
-        m = int(period - base)
-        for s in range(60):
-            out[m * 60 + s] += count / 60.0
-    return Trace(name=name, arrivals=out, shape="per-minute")
+    if step is None:  # one row: an interval of one period unit
+        step = max(1.0, round(period_s))
+        _put(grid, base or 0.0, pending[2], base or 0.0, int(step))
+    return Trace(name=name, arrivals=grid.values(), shape="per-interval", interval_s=int(step))
+
+
+def _check_grid(name: str, n: int, t: float, base: float, step: float) -> None:
+    k = (t - base) / step
+    if abs(k - round(k)) > 1e-6:
+        raise TraceError(
+            f"{name}: line {n}: period at {t - base:g} s from the first row is off the "
+            f"{step:g}-second grid of the first two rows"
+        )
+
+
+def _put(grid: Grid, t: float, count: float, base: float, step: int) -> None:
+    start = round(t - base)
+    try:
+        for s in range(step):
+            grid.add(start + s, count / step)
+    except SpanError as exc:
+        raise TraceError(str(exc)) from None
+
+
+def _csv_rows(
+    first: str, lineno: int, rest: Iterator[tuple[int, str]]
+) -> Iterator[tuple[int, list[str]]]:
+    """Cells of each non-empty row, stripped, with its line number."""
+    yield lineno, [c.strip().strip('"') for c in next(csv.reader([first]))]
+    for n, line in rest:
+        if line.strip():
+            yield n, [c.strip().strip('"') for c in next(csv.reader([line]))]
+
+
+_EPOCH = datetime(1970, 1, 1)
+_seconds_cache: dict[str, float] = {}
 
 
 def parse_timestamp(text: str) -> float:
-    """Seconds since the epoch (UTC) of `YYYY-MM-DD HH:MM:SS[.fraction]`, any digits."""
+    """Seconds since the epoch (UTC) of `YYYY-MM-DD[ T]HH:MM[:SS][.fraction][Z]`."""
     text = text.strip().strip('"').replace("T", " ").rstrip("Z")
     main, _, frac = text.partition(".")
-    try:
-        dt = datetime.strptime(main, "%Y-%m-%d %H:%M:%S")
-    except ValueError:
-        raise TraceError(f"bad timestamp {text!r}") from None
-    secs = (dt - datetime(1970, 1, 1)).total_seconds()
+    secs = _seconds_cache.get(main)
+    if secs is None:
+        for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"):
+            try:
+                secs = (datetime.strptime(main, fmt) - _EPOCH).total_seconds()
+                break
+            except ValueError:
+                continue
+        else:
+            raise TraceError(f"bad timestamp {text!r}")
+        if len(_seconds_cache) > 4096:
+            _seconds_cache.clear()
+        _seconds_cache[main] = secs
     if frac:
         if not frac.isdigit():
             raise TraceError(f"bad timestamp {text!r}")
@@ -168,51 +256,70 @@ def parse_timestamp(text: str) -> float:
     return secs
 
 
-def _timestamps(header: str, rest: Iterable[str], name: str) -> Trace:
-    cols = [c.strip().strip('"').lower() for c in header.split(",")]
-    ctx = cols.index("contexttokens") if "contexttokens" in cols else None
-    gen = cols.index("generatedtokens") if "generatedtokens" in cols else None
-    reqs: list[tuple[float, float]] = []
-    for lineno, line in enumerate(rest, start=2):
+def parse_time(text: str) -> float:
+    """Epoch seconds of a cell holding a number of seconds or a date-time."""
+    try:
+        v = float(text)
+    except ValueError:
+        return parse_timestamp(text)
+    if not math.isfinite(v):
+        raise TraceError(f"bad time {text!r}")
+    return v
+
+
+def _requests(
+    header: list[str], rest: Iterator[tuple[int, str]], name: str, columns: Columns
+) -> Trace:
+    t_col = header.index((columns.time or DEFAULT_TIME_COLUMN).lower())
+    d_col = None
+    if columns.duration is not None:
+        if columns.duration.lower() not in header:
+            raise TraceError(
+                f"{name}: line 1: no column {columns.duration!r} "
+                f"(the header has {', '.join(header)})"
+            )
+        d_col = header.index(columns.duration.lower())
+    ctx = header.index("contexttokens") if "contexttokens" in header else None
+    gen = header.index("generatedtokens") if "generatedtokens" in header else None
+    modelled = d_col is not None or ctx is not None or gen is not None
+    arrivals, busy = Grid(), Grid() if modelled else None
+    last_end = -math.inf
+    n = 0
+    for n, line in rest:
         if not line.strip():
             continue
-        parts = line.split(",")
+        cells = next(csv.reader([line]))
         try:
-            t = parse_timestamp(parts[0])
+            t = parse_time(cells[t_col])
             work = 0.0
-            if ctx is not None:
-                work += float(parts[ctx]) * PREFILL_S_PER_TOKEN
-            if gen is not None:
-                work += float(parts[gen]) * DECODE_S_PER_TOKEN
-        except (TraceError, ValueError, IndexError) as exc:
-            raise TraceError(f"{name}: line {lineno}: {exc}") from None
-        reqs.append((t, max(0.0, work)))
-    if not reqs:
+            if d_col is not None:
+                work = float(cells[d_col])
+                if not math.isfinite(work) or work < 0:
+                    raise ValueError(f"duration {cells[d_col]!r} must be >= 0 seconds")
+            else:
+                if ctx is not None:
+                    work += float(cells[ctx]) * PREFILL_S_PER_TOKEN
+                if gen is not None:
+                    work += float(cells[gen]) * DECODE_S_PER_TOKEN
+            arrivals.add(t, 1.0)
+            if busy is not None:
+                busy.spread(t, t + max(0.0, work))
+                last_end = max(last_end, t + work)
+        except IndexError:
+            raise TraceError(f"{name}: line {n}: too few columns ({len(cells)})") from None
+        except (TraceError, ValueError) as exc:
+            raise TraceError(f"{name}: line {n}: {exc}") from None
+    first = arrivals.first()
+    if first is None:
         raise TraceError(f"{name}: no requests")
-    reqs.sort()
-    t0 = math.floor(reqs[0][0])
-    tokens = ctx is not None or gen is not None
-    end = max(t + w for t, w in reqs) if tokens else reqs[-1][0]
-    n = int(end - t0) + 1
-    arrivals = [0.0] * n
-    busy = [0.0] * n if tokens else None
-    for t, w in reqs:
-        arrivals[int(t - t0)] += 1.0
-        if busy is not None:
-            _spread(busy, t - t0, t - t0 + w)
+    arr = arrivals.values()
+    if busy is None:
+        return Trace(name=name, arrivals=arr, shape="requests")
     # Trailing seconds that only hold service time keep their busy value.
-    return Trace(name=name, arrivals=arrivals, busy=busy, shape="timestamps")
-
-
-def _spread(busy: list[float], start: float, end: float) -> None:
-    """Add one request in flight over [start, end) to the per-second mean."""
-    s = int(start)
-    while start < end and s < len(busy):
-        stop = min(end, s + 1)
-        busy[s] += stop - start
-        start, s = stop, s + 1
-
-
-def _chain(first: str, rest: Iterable[str]) -> Iterable[str]:
-    yield first
-    yield from rest
+    span = max(len(arr), math.ceil(last_end) - first)
+    return Trace(
+        name=name,
+        arrivals=arrivals.values(first, span),
+        busy=busy.values(first, span),
+        shape="requests",
+    )

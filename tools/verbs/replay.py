@@ -11,11 +11,17 @@ Replay a workload trace against the scaler's decide() and the reactive
 baselines (hpa: Kubernetes HPA defaults; kpa: Knative KPA defaults), in virtual
 time, one step per second, and print under-provisioning and cost per policy.
 
-Traces: per-second counts (whitespace-separated), per-minute `period,count`
-CSV, or request-timestamp CSV (`TIMESTAMP,...`), plain or in .tbz2/.tar.bz2/.bz2.
-Demand (requests in flight) follows Little's law: each request is served for
---service-s seconds; a timestamp trace with ContextTokens/GeneratedTokens uses
-the token model instead (prompt at 5,000 tokens/s, generation at 50 tokens/s).
+Traces, plain, gzip, bzip2 or a tar of one file (told by content, not name):
+- per-second counts, whitespace-separated;
+- per-interval CSV `period,count`, the period a number of seconds (x --period-s)
+  or a date-time (`1998-04-30 21:30:00,2`), the interval the step between the
+  first two rows;
+- request CSV, one row per request, with a header naming its time column
+  (--time-column, default `timestamp`; epoch seconds or date-times).
+Demand (requests in flight): with --duration-column each request is in flight
+that many seconds; a request CSV with ContextTokens/GeneratedTokens uses the
+token model (prompt at 5,000 tokens/s, generation at 50 tokens/s); otherwise
+Little's law, each request served for --service-s seconds.
 
 Units are ready --lead-time seconds after being asked for and billed from
 then; scale-in removes them at once. under unit-s = sum over seconds of
@@ -55,13 +61,32 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("trace", type=Path, help="trace file")
+    p.add_argument("trace", type=Path, nargs="?", help="trace file")
     p.add_argument(
         "--policy",
         action="extend",
         nargs="+",
         choices=["ours", "hpa", "kpa"],
         help="policies to run: several after one flag or the flag repeated (default: all three)",
+    )
+    p.add_argument(
+        "--time-column",
+        default=None,
+        metavar="NAME",
+        help="request CSV: the column with each request's time (epoch s or date-time)",
+    )
+    p.add_argument(
+        "--duration-column",
+        default=None,
+        metavar="NAME",
+        help="request CSV: the column with each request's seconds in service",
+    )
+    p.add_argument(
+        "--period-s",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="per-interval CSV: seconds per unit of a numeric period (60 for minute numbers)",
     )
     p.add_argument("--unit-capacity", type=float, default=8.0, help="requests in flight per unit")
     p.add_argument("--lead-time", type=float, default=120.0, help="seconds from ask to ready")
@@ -82,6 +107,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--sweep",
         action="store_true",
         help="run each policy at every knob setting; print frontiers and the headline",
+    )
+    p.add_argument(
+        "--eval",
+        type=Path,
+        nargs="+",
+        default=None,
+        metavar="PATH",
+        help="sweep every trace of these files/directories; one table of verdicts",
+    )
+    p.add_argument(
+        "--set",
+        dest="set_values",
+        default=None,
+        metavar="KEY=V1,V2",
+        help="with --eval: leave-one-out over these values of one policy field",
     )
     p.add_argument(
         "--jobs", type=int, default=None, metavar="N", help="worker processes (default: up to 2)"
@@ -116,16 +156,41 @@ def run(args: argparse.Namespace) -> int:
         return _bad("need 0 <= --min <= --max")
     if args.jobs is not None and args.jobs < 1:
         return _bad("--jobs must be >= 1")
-    try:
-        trace = read_trace(args.trace)
-    except TraceError as exc:
-        return _bad(str(exc))
+    sources = [x for x in (args.trace, args.eval) if x is not None]
+    if len(sources) != 1:
+        return _bad("give one of: a TRACE file, --eval PATH...")
+    if args.set_values is not None and args.eval is None:
+        return _bad("--set needs --eval")
     policy = Policy(
         unit_capacity=args.unit_capacity,
         lead_time_s=args.lead_time,
         min=args.min,
         max=args.max,
     )
+    if args.eval is not None:
+        from tools.replay.evaluate import evaluate
+        from tools.replay.sweep import jobs_default
+
+        try:
+            return evaluate(
+                args.eval,
+                policy,
+                set_arg=args.set_values,
+                service_s=args.service_s,
+                price=args.price,
+                workers=args.jobs or jobs_default(),
+            )
+        except (TraceError, ValueError, OSError) as exc:
+            return _bad(str(exc))
+    try:
+        trace = read_trace(
+            args.trace,
+            time_column=args.time_column,
+            duration_column=args.duration_column,
+            period_s=args.period_s,
+        )
+    except TraceError as exc:
+        return _bad(str(exc))
     opts = Options(
         names=list(dict.fromkeys(args.policy or ["ours", "hpa", "kpa"])),
         policy=policy,

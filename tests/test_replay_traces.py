@@ -1,0 +1,178 @@
+"""Trace readers: every shape, every wrapping, and a clear error for a bad row."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import math
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tools.replay.traces import TraceError, parse_timestamp, read_trace
+
+
+def test_per_second_counts(tmp_path: Path) -> None:
+    p = tmp_path / "w.txt"
+    p.write_text("1 2 3\n4\n\n5 0\n")
+    tr = read_trace(p)
+    assert list(tr.arrivals) == [1, 2, 3, 4, 5, 0] and tr.shape == "per-second"
+
+
+def test_per_interval_with_date_times_takes_the_step_from_the_rows(tmp_path: Path) -> None:
+    p = tmp_path / "wc.csv"
+    p.write_text(
+        "period,count\n\n1998-04-30 21:30:00,2\n1998-04-30 21:31:00,120\n1998-04-30 21:33:00,6\n"
+    )
+    tr = read_trace(p)
+    assert tr.shape == "per-interval" and tr.interval_s == 60
+    assert len(tr.arrivals) == 4 * 60  # the missing 21:32 is a zero minute
+    assert math.isclose(tr.arrivals[0], 2 / 60, rel_tol=1e-6)
+    assert math.isclose(tr.arrivals[60], 2.0) and tr.arrivals[120] == 0.0
+    assert math.isclose(sum(tr.arrivals), 128.0, rel_tol=1e-5)
+
+
+def test_per_interval_with_numbers(tmp_path: Path) -> None:
+    p = tmp_path / "m.csv"
+    p.write_text("0,60\n1,120\n3,6\n")
+    by_minute = read_trace(p, period_s=60)
+    assert len(by_minute.arrivals) == 240 and by_minute.interval_s == 60
+    assert by_minute.arrivals[0] == 1.0 and by_minute.arrivals[60] == 2.0
+    p.write_text("1000,5\n1010,10\n")  # epoch-like seconds, 10 s rows
+    tr = read_trace(p)
+    assert tr.interval_s == 10 and len(tr.arrivals) == 20 and tr.arrivals[10] == 1.0
+
+
+def test_request_timestamps_with_tokens(tmp_path: Path) -> None:
+    p = tmp_path / "r.csv"
+    p.write_text(
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+        "2023-11-16 18:15:46.6805900,5000,50\n"
+        "2023-11-16 18:15:46.9000000,0,0\n"
+        "2023-11-16 18:15:48.1000000,0,100\n"
+    )
+    tr = read_trace(p)
+    assert tr.shape == "requests"
+    assert list(tr.arrivals[:3]) == [2.0, 0.0, 1.0]
+    assert tr.busy is not None
+    # First request: 1 s prefill + 1 s decode = 2 s in flight; third: 2 s.
+    assert math.isclose(sum(tr.busy), 4.0, rel_tol=1e-6)
+    assert len(tr.busy) == len(tr.arrivals) == 5  # runs to the last request's end
+
+
+def test_requests_with_any_header_and_durations(tmp_path: Path) -> None:
+    p = tmp_path / "jobs.csv"
+    p.write_text(  # out of time order; epoch seconds; durations make concurrency
+        "job,submitted,exec_s\nb,1005.0,2\na,1000.5,3.5\nc,1005.5,0.5\n"
+    )
+    tr = read_trace(p, time_column="submitted", duration_column="exec_s")
+    assert tr.shape == "requests" and tr.busy is not None
+    assert list(tr.arrivals) == [1, 0, 0, 0, 0, 2, 0]
+    assert math.isclose(sum(tr.busy), 6.0, rel_tol=1e-6)
+    assert math.isclose(tr.busy[0], 0.5) and math.isclose(tr.busy[5], 1.5)
+    # Without a duration column: arrivals only (a fixed service time later).
+    assert read_trace(p, time_column="SUBMITTED").busy is None
+
+
+def test_timestamp_parsing_keeps_all_fractional_digits() -> None:
+    a = parse_timestamp("2023-11-16 18:15:46.6805900")
+    b = parse_timestamp("2023-11-16 18:15:46")
+    assert math.isclose(a - b, 0.68059, abs_tol=1e-6)
+    assert parse_timestamp("2023-11-16T18:15:46Z") == b
+    with pytest.raises(TraceError):
+        parse_timestamp("yesterday")
+
+
+def _tar(body: bytes, mode: str) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode=mode) as tar:
+        folder = tarfile.TarInfo("data")
+        folder.type = tarfile.DIRTYPE
+        tar.addfile(folder)  # a member that is not a file is skipped
+        info = tarfile.TarInfo("workload.txt")
+        info.size = len(body)
+        tar.addfile(info, io.BytesIO(body))
+    return buf.getvalue()
+
+
+WRAPPINGS: dict[str, Callable[[bytes], bytes]] = {
+    "plain": lambda b: b,
+    "gzip": gzip.compress,
+    "bzip2": bz2.compress,
+    "tar": lambda b: _tar(b, "w"),
+    "tar.gz": lambda b: _tar(b, "w:gz"),
+    "tar.bz2": lambda b: _tar(b, "w:bz2"),
+}
+SHAPES = {
+    "per-second": (b"3 4 5\n6\n", 18.0),
+    "per-interval": (b"period,count\n1998-04-30 21:30:00,60\n1998-04-30 21:31:00,0\n", 60.0),
+    "requests": (b"timestamp,x\n1700000000.5,1\n1700000001,2\n", 2.0),
+}
+
+
+@pytest.mark.parametrize("wrap", WRAPPINGS)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_every_shape_in_every_wrapping(tmp_path: Path, wrap: str, shape: str) -> None:
+    body, total = SHAPES[shape]
+    p = tmp_path / "trace.bin"  # the name says nothing: the content decides
+    p.write_bytes(WRAPPINGS[wrap](body))
+    tr = read_trace(p)
+    assert tr.shape == shape
+    assert math.isclose(sum(tr.arrivals), total, rel_tol=1e-6)
+
+
+BAD_ROWS = {
+    "per-second": (b"1 2\n3 x\n", "line 2: 'x' is not a number"),
+    "per-second negative": (b"1\n\n-2\n", "line 3: count -2 must be"),
+    "per-interval count": (b"period,count\n0,1\n60,two\n", "line 3: 'two' is not a number"),
+    "per-interval period": (b"0,1\n60,1\nlater,1\n", "line 3: period 'later'"),
+    "per-interval off grid": (b"0,1\n60,1\n90,1\n", "line 3: period at 90 s"),
+    "per-interval order": (b"60,1\n0,1\n", "line 2: the interval, -60 s"),
+    "requests time": (b"timestamp,n\n5,1\nsoon,1\n", "line 3: bad timestamp 'soon'"),
+    "requests tokens": (
+        b"TIMESTAMP,ContextTokens\n2023-11-16 18:15:46,many\n",
+        "line 2: could not convert",
+    ),
+    "requests short row": (b"a,timestamp\n1,5\n2\n", "line 3: too few columns"),
+    "requests far time": (b"timestamp\n5\n99999999999\n", "line 3: time"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_ROWS)
+@pytest.mark.parametrize("wrap", ["plain", "tar.bz2"])
+def test_a_bad_row_names_its_line(tmp_path: Path, case: str, wrap: str) -> None:
+    body, message = BAD_ROWS[case]
+    p = tmp_path / "bad.txt"
+    p.write_bytes(WRAPPINGS[wrap](body))
+    with pytest.raises(TraceError, match=r"bad\.txt") as err:
+        read_trace(p)
+    assert message in str(err.value)
+
+
+def test_bad_duration_and_missing_columns(tmp_path: Path) -> None:
+    p = tmp_path / "bad.csv"
+    p.write_text("t,d\n1,2\n2,-1\n")
+    with pytest.raises(TraceError, match=r"line 3: duration '-1'"):
+        read_trace(p, time_column="t", duration_column="d")
+    with pytest.raises(TraceError, match=r"no column 'start'"):
+        read_trace(p, time_column="start")
+    with pytest.raises(TraceError, match=r"no column 'run_s'"):
+        read_trace(p, time_column="t", duration_column="run_s")
+
+
+@pytest.mark.parametrize(
+    "content", [b"", b"\n\n", b"\x1f\x8b\x08garbage", b"BZh9garbage", _tar(b"", "w")[:600]]
+)
+def test_empty_or_corrupt_files(tmp_path: Path, content: bytes) -> None:
+    p = tmp_path / "bad.txt"
+    p.write_bytes(content)
+    with pytest.raises(TraceError, match=r"bad\.txt"):
+        read_trace(p)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(TraceError, match="no such file"):
+        read_trace(tmp_path / "nope.csv")

@@ -1,0 +1,262 @@
+"""The sweep on every trace of a set, one table; and leave-one-out choices.
+
+`fleet replay --eval PATH...` takes trace files and directories (every trace
+file in a directory; an `eval.json` there, written by fetch_traces, says how
+to read each). Per trace it runs the sweep and reads ours' frontier at the
+better baseline's default unit-hours (tools/replay/frontier.py).
+
+Leave-one-out (`--set KEY=V1,V2,...`): ours runs once per candidate value of
+one Policy field. For each trace, the value is chosen on the other traces
+only, and reported on the held-out one: settings chosen without a trace,
+judged on it. The choice: the value that meets the acceptance rule on the
+most other traces; ties go to the lower mean under-provisioning ratio, each
+ratio capped at `RATIO_CAP` so one hopeless trace cannot decide alone.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from services.scaler.policy import Policy
+from tools.replay.fetch_traces import MANIFEST
+from tools.replay.frontier import UNDER_RATIO_GOAL, Headline, Point, better_baseline, headlines
+from tools.replay.policies import BASELINES
+from tools.replay.sweep import Job, Outcome, Result, plan, run_jobs
+from tools.replay.traces import TraceError, read_trace
+from tools.replay.workload import prepare
+
+RATIO_CAP = 10.0
+"""Largest under-provisioning ratio a trace adds to a leave-one-out mean."""
+_SUFFIXES = (".csv", ".txt", ".gz", ".bz2", ".tbz2", ".tbz", ".tar", ".tgz")
+
+
+@dataclass(frozen=True)
+class EvalTrace:
+    """A trace of the set and how to read it."""
+
+    path: Path
+    options: dict[str, Any]
+    """Keyword arguments for read_trace (time_column, duration_column, period_s)."""
+    skip_zero_runs_s: int = 600
+    """Zero runs this long are missing telemetry; 0 where the trace's zeros are real."""
+
+
+def collect(paths: Sequence[Path]) -> list[EvalTrace]:
+    """The traces named, directories expanded (sorted), each with its manifest options."""
+    out: list[EvalTrace] = []
+    for p in paths:
+        if p.is_dir():
+            manifest = p / MANIFEST
+            opts = json.loads(manifest.read_text()) if manifest.is_file() else {}
+            for f in sorted(p.iterdir()):
+                if f.is_file() and f.name != MANIFEST and f.name.lower().endswith(_SUFFIXES):
+                    out.append(_entry(f, opts.get(f.name, {})))
+        elif p.is_file():
+            manifest = p.parent / MANIFEST
+            opts = json.loads(manifest.read_text()) if manifest.is_file() else {}
+            out.append(_entry(p, opts.get(p.name, {})))
+        else:
+            raise TraceError(f"{p}: no such file or directory")
+    return out
+
+
+def _entry(path: Path, entry: dict[str, Any]) -> EvalTrace:
+    keys = ("time_column", "duration_column", "period_s")
+    return EvalTrace(
+        path,
+        {k: entry[k] for k in keys if k in entry},
+        int(entry.get("skip_zero_runs_s", 600)),
+    )
+
+
+def parse_set(text: str) -> tuple[str, list[Any]]:
+    """`KEY=V1,V2,...` -> (Policy field, values of its type); ValueError if bad."""
+    key, sep, values = text.partition("=")
+    key = key.strip()
+    fields = {f.name: f.type for f in msgspec.structs.fields(Policy)}
+    if not sep or key not in fields:
+        raise ValueError(
+            f"--set wants KEY=V1,V2,... with KEY a policy field ({', '.join(sorted(fields))}), "
+            f"not {text!r}"
+        )
+    out = []
+    for v in values.split(","):
+        try:
+            out.append(msgspec.convert(json.loads(v), type=fields[key]))
+        except (ValueError, msgspec.ValidationError) as exc:
+            raise ValueError(f"--set {key}: {v!r} is not a valid value ({exc})") from None
+    if not out:
+        raise ValueError(f"--set {key}: no values")
+    return key, out
+
+
+@dataclass
+class TraceResult:
+    """One trace: the baselines' defaults and ours' headline per candidate value."""
+
+    trace: EvalTrace
+    seconds: int
+    defaults: dict[str, Point]
+    heads: dict[str, Headline]
+    """Ours against the better baseline, keyed by the candidate value's text
+    ('' without --set)."""
+
+
+def run_trace(
+    et: EvalTrace,
+    policy: Policy,
+    variants: dict[str, Policy],
+    *,
+    service_s: float,
+    price: float,
+    workers: int,
+    on_done: Callable[[Result], None] | None = None,
+) -> TraceResult:
+    """The sweep of ours (once per variant) and the baselines' defaults on one trace."""
+    trace = read_trace(et.path, **et.options)
+    work = prepare(trace, service_s=service_s, skip_zero_runs_s=et.skip_zero_runs_s)
+    jobs = plan(list(BASELINES), policy, sweep=False, record=False)
+    for label, pol in variants.items():
+        jobs += [
+            Job("ours", j.knob, j.policy, label=f"ours{label}")
+            for j in plan(["ours"], pol, sweep=True, record=False)
+            if j.knob is not None
+        ]
+    out: Outcome = run_jobs(work, jobs, price=price, workers=workers, on_done=on_done)
+    defaults = {
+        n: Point(
+            knob=r.job.policy.target_utilization,
+            unit_hours=r.totals.unit_hours,
+            under_unit_s=r.totals.under_unit_s,
+            actions=r.totals.actions,
+        )
+        for n, r in out.defaults.items()
+    }
+    better = better_baseline(defaults)
+    assert better is not None
+    heads = {
+        label: headlines(out.points[f"ours{label}"], {better: defaults[better]})[0]
+        for label in variants
+    }
+    seconds = next(iter(out.defaults.values())).totals.seconds
+    return TraceResult(trace=et, seconds=seconds, defaults=defaults, heads=heads)
+
+
+def _capped(h: Headline) -> float:
+    r = h.under_ratio
+    return RATIO_CAP if r is None else min(RATIO_CAP, r)
+
+
+def choose(per_trace: dict[str, dict[str, Headline]], held_out: str, labels: list[str]) -> str:
+    """The candidate that does best on every trace but `held_out` (see the module doc)."""
+    others = [t for t in per_trace if t != held_out]
+
+    def key(label: str) -> tuple[int, float, int]:
+        heads = [per_trace[t][label] for t in others]
+        missed = sum(not h.met for h in heads)
+        mean = sum(_capped(h) for h in heads) / len(heads) if heads else 0.0
+        return missed, mean, labels.index(label)
+
+    return min(labels, key=key)
+
+
+def evaluate(
+    paths: Sequence[Path],
+    policy: Policy,
+    *,
+    set_arg: str | None,
+    service_s: float,
+    price: float,
+    workers: int,
+    console: Console | None = None,
+) -> int:
+    """Run the set, print the table (and the leave-one-out table); exit code 0."""
+    console = console or Console(width=None if sys.stdout.isatty() else 160)
+    traces = collect(paths)
+    if not traces:
+        raise TraceError("no traces found in " + ", ".join(str(p) for p in paths))
+    variants: dict[str, Policy] = {"": policy}
+    key = None
+    if set_arg is not None:
+        key, values = parse_set(set_arg)
+        variants = {json.dumps(v): msgspec.structs.replace(policy, **{key: v}) for v in values}
+    results: list[TraceResult] = []
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("eval", total=len(traces))
+        for et in traces:
+            bar.update(task, description=et.path.name)
+            results.append(
+                run_trace(et, policy, variants, service_s=service_s, price=price, workers=workers)
+            )
+            bar.advance(task)
+    labels = list(variants)
+    if key is None:
+        _print_set(results, console)
+    else:
+        _print_loo(results, key, labels, console)
+    return 0
+
+
+def _fmt(r: float | None) -> str:
+    if r is None:
+        return "out of range"
+    return "inf" if r == float("inf") else f"{r:.2f}x"
+
+
+def _print_set(results: list[TraceResult], console: Console) -> None:
+    table = Table(
+        title=(
+            f"ours at the better baseline's default unit-hours (goal: under <= "
+            f"{UNDER_RATIO_GOAL:g}x, actions <=)"
+        )
+    )
+    for col in ("trace", "seconds", "better baseline", "under ratio", "actions ratio", "verdict"):
+        table.add_column(col, justify="left" if col in ("trace", "better baseline") else "right")
+    met = 0
+    for r in results:
+        h = r.heads[""]
+        met += h.met
+        table.add_row(
+            r.trace.path.name,
+            f"{r.seconds:,}",
+            h.baseline,
+            _fmt(h.under_ratio),
+            _fmt(h.actions_ratio),
+            "met" if h.met else "missed",
+        )
+    console.print(table)
+    console.print(f"met on {met} of {len(results)} traces")
+
+
+def _print_loo(results: list[TraceResult], key: str, labels: list[str], console: Console) -> None:
+    per_trace = {r.trace.path.name: r.heads for r in results}
+    table = Table(title=f"leave-one-out: {key} chosen on the other traces, judged on this one")
+    cols = ("trace", "better baseline", f"chosen {key}", "under ratio", "actions ratio", "verdict")
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("trace", "better baseline") else "right")
+    met = 0
+    for r in results:
+        name = r.trace.path.name
+        label = choose(per_trace, name, labels)
+        h = r.heads[label]
+        met += h.met
+        table.add_row(
+            name,
+            h.baseline,
+            label,
+            _fmt(h.under_ratio),
+            _fmt(h.actions_ratio),
+            "met" if h.met else "missed",
+        )
+    console.print(table)
+    console.print(f"met on {met} of {len(results)} held-out traces")
