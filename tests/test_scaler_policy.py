@@ -155,6 +155,25 @@ def test_no_scale_in_while_panicking() -> None:
     assert pool.units >= high
 
 
+def test_a_fall_in_load_is_followed_after_one_lead_time_or_the_paid_period() -> None:
+    # Per-second billing: the scale-in waits one lead time after the last need.
+    pool = Pool(12)
+    t = pool.run(80.0, 0.0, 600.0)
+    assert pool.units == units_for(80.0, POLICY)
+    fall = t
+    pool.run(20.0, t, 600.0)
+    downs = [c for c in pool.changes if c[0] >= fall]
+    assert downs and downs[0][0] >= fall + POLICY.lead_time_s
+    assert pool.units == units_for(20.0, POLICY)
+    # Hourly billing: a unit kept until its paid hour ends costs nothing more.
+    hourly = msgspec.structs.replace(POLICY, billing_s=3600.0)
+    pool = Pool(12, hourly)
+    t = pool.run(80.0, 0.0, 600.0)
+    fall = t
+    pool.run(20.0, t, 3000.0)
+    assert all(c[2] >= c[1] for c in pool.changes if c[0] >= fall)  # nothing released yet
+
+
 def test_silence_scales_to_min() -> None:
     policy = Policy(min=2, max=100, unit_capacity=10.0)
     pool = Pool(3, policy)
