@@ -23,8 +23,9 @@ chain, each step a named rule in `services.scaler.rules`:
 
 from __future__ import annotations
 
+import bisect
 import math
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -116,7 +117,12 @@ class PoolState(msgspec.Struct, frozen=True, kw_only=True):
     learned_lead_s: float | None = None
     """EWMA of observed requested->ready seconds; None until one is seen."""
     forecast: ForecastState = msgspec.field(default_factory=ForecastState)
+    error_q: tuple[float, float, float | None] = (-math.inf, -1.0, None)
+    """(forecast.last_residual_at, q, the error quantile): the quantile computed
+    when the errors last changed, so a tick does not sort them again."""
 
+
+_V = TypeVar("_V", float, int)
 
 LEAD_WEIGHT = 0.3
 """EWMA weight of one observed requested->ready time."""
@@ -149,6 +155,11 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
+def _since(series: tuple[tuple[float, _V], ...], cutoff: float) -> tuple[tuple[float, _V], ...]:
+    """The entries of a time-ordered series later than `cutoff` (one binary search)."""
+    return series[bisect.bisect_right(series, cutoff, key=lambda e: e[0]) :]
+
+
 def cost_quantile(policy: Policy) -> float:
     """The demand quantile the pool covers: the newsvendor ratio of the SLO weight
     (cost of an under-provisioned unit-second) to the price of a unit-second."""
@@ -173,13 +184,13 @@ def decide(
 
     # Observe: the windows of demand, and the forecaster.
     horizon = max(policy.stable_window_s, policy.panic_window_s, hold_s)
-    samples = (*tuple(s for s in state.samples if s[0] > now - horizon), (now, demand))
+    samples = (*_since(state.samples, now - horizon), (now, demand))
     fc = state.forecast
     if fc.horizon_s != lead:
         fc = msgspec.structs.replace(fc, horizon_s=lead)
     fc = forecast.observe(fc, now, demand)
-    stable_mean = _mean([d for t, d in samples if t > now - policy.stable_window_s])
-    short_mean = _mean([d for t, d in samples if t > now - policy.panic_window_s])
+    stable_mean = _mean([d for _, d in _since(samples, now - policy.stable_window_s)])
+    short_mean = _mean([d for _, d in _since(samples, now - policy.panic_window_s)])
 
     # Need: demand one lead time ahead at the cost quantile; when requests
     # queue now, do not wait for the stable window to show it.
@@ -188,9 +199,14 @@ def decide(
     reactive = units_for(base, policy)
     predicted: float | None = None
     need = reactive
+    error_q = state.error_q
     if forecast.ready(fc):
         rise = forecast.predict(fc, now + lead) - forecast.predict(fc, now)
-        predicted = rules.upper_demand(base, rise, forecast.error_quantile(fc, q))
+        err_q = state.error_q[2] if state.error_q[:2] == (fc.last_residual_at, q) else None
+        if err_q is None:
+            err_q = forecast.error_quantile(fc, q)
+            error_q = (fc.last_residual_at, q, err_q)
+        predicted = rules.upper_demand(base, rise, err_q)
         need = max(reactive, units_for(predicted, policy))
 
     # Bursts: the latest metrics are themselves a window average, so a step
@@ -208,8 +224,8 @@ def decide(
     )
 
     # Hold: what demand within the last hold window needs, at the cost quantile.
-    held = units_for(rules.quantile([d for t, d in samples if t > now - hold_s], q), policy)
-    needs = tuple(n for n in state.needs if n[0] > now - hold_s)
+    held = units_for(rules.quantile([d for _, d in _since(samples, now - hold_s)], q), policy)
+    needs = _since(state.needs, now - hold_s)
     keep = max(held, need, *(n for _, n in needs))
 
     if panic.active:
@@ -251,6 +267,7 @@ def decide(
         updates={
             "samples": samples,
             "needs": needs,
+            "error_q": error_q,
             "forecast": fc,
             "panic": panic.active,
             "panic_since": panic.since,
