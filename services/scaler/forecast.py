@@ -49,14 +49,15 @@ ERROR_WEIGHT = 0.05
 MIN_BUCKETS = 5
 """Buckets of history before `ready()`; earlier forecasts are not trusted."""
 RESIDUALS = 360
-"""Residuals kept: at one per `RESIDUAL_EVERY_S` an hour of the forecaster's errors,
-long enough for a 95 % quantile to rest on 18 values, short enough to follow a
-change of regime within the hour."""
+"""Residuals kept: at one per `RESIDUAL_EVERY_S`, six hours of the forecaster's
+errors. A burst's first minutes are then a few of 360, below a 95 % tail; with
+one hour kept, one burst lifted the quantile to burst size for the next hour
+and the pool paid for headroom it did not use (ADR 0008)."""
 RESIDUAL_EVERY_S = 60.0
 """Seconds between two residuals kept; consecutive ticks are too alike to add much."""
 MIN_RESIDUALS = 60
-"""Errors measured before `error_quantile` answers: ten minutes at one per 10 s,
-so a 95 % quantile rests on three errors beyond it, not on one surprise."""
+"""Errors measured before `error_quantile` answers: an hour at one a minute, so a
+95 % quantile rests on three errors beyond it, not on one surprise."""
 
 
 class ForecastState(msgspec.Struct, frozen=True, kw_only=True):
