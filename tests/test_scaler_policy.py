@@ -379,3 +379,15 @@ def test_mode_names_what_raised_the_count() -> None:
     assert rules.mode_of(9, 3, 7, False) == "predictive"
     assert rules.mode_of(7, 3, 7, False) == "steady"
     assert rules.mode_of(2, 3, 7, False) == "steady"
+
+
+def test_a_state_stored_before_the_cost_rules_still_loads() -> None:
+    # What the previous scaler stored: its stable-window recommendations (`recs`)
+    # and no error history; a restarted scaler must carry on, not start over.
+    old = msgspec.msgpack.encode(
+        {"pool": "gpu-a", "seq": 7, "recs": [[10.0, 3]], "samples": [[10.0, 20.0]]}
+    )
+    state = state_from_bytes(old)
+    assert (state.pool, state.seq, state.samples) == ("gpu-a", 7, ((10.0, 20.0),))
+    _, proposal = decide(state, metrics(60.0, 5), POLICY, 12.0)
+    assert proposal is not None and proposal.id == "scale:gpu-a:8"
