@@ -94,3 +94,32 @@ def test_eval_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "policy field" in capsys.readouterr().err
     assert main(["replay", "x.txt", "--set", "max=1"]) == 2
     assert main(["replay"]) == 2
+
+
+COMMITTED = Path(__file__).resolve().parent / "data" / "traces"
+EVAL_SET = Path("/work/traces")
+
+
+def test_committed_traces_read_as_their_manifest_says() -> None:
+    from tools.replay.traces import read_trace
+
+    traces = collect([COMMITTED])
+    assert {t.path.name for t in traces} == {
+        "azure_llm_code_2023-11-16.csv.gz",
+        "azure_functions_2019_sample_per_minute.csv",
+    }
+    for et in traces:
+        tr = read_trace(et.path, **et.options)
+        assert sum(tr.arrivals) > 1000
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (EVAL_SET / "eval.json").is_file(), reason="evaluation set absent")
+def test_every_trace_of_the_evaluation_set_reads() -> None:
+    from tools.replay.traces import read_trace
+
+    traces = collect([EVAL_SET])
+    assert len(traces) >= 6
+    for et in traces:
+        tr = read_trace(et.path, **et.options)
+        assert len(tr.arrivals) > 3000 and sum(tr.arrivals) > 1000

@@ -77,6 +77,16 @@ def test_requests_with_any_header_and_durations(tmp_path: Path) -> None:
     assert read_trace(p, time_column="SUBMITTED").busy is None
 
 
+def test_long_requests_are_in_flight_every_second_they_span(tmp_path: Path) -> None:
+    p = tmp_path / "pods.csv"
+    p.write_text("t,d\n0.5,10.25\n3,4000000\n")  # the second lasts 46 days
+    tr = read_trace(p, time_column="t", duration_column="d")
+    assert tr.busy is not None and len(tr.busy) == 4_000_003
+    assert list(tr.busy[:4]) == [0.5, 1.0, 1.0, 2.0]
+    assert list(tr.busy[9:12]) == [2.0, 1.75, 1.0]
+    assert tr.busy[-1] == 1.0
+
+
 def test_timestamp_parsing_keeps_all_fractional_digits() -> None:
     a = parse_timestamp("2023-11-16 18:15:46.6805900")
     b = parse_timestamp("2023-11-16 18:15:46")

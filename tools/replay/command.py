@@ -37,6 +37,8 @@ class Options:
     jobs: int | None = None
     json: str | None = None
     """Path to write the JSON to; '-' for stdout (and no table, no progress)."""
+    plot: Path | None = None
+    """PNG to draw the frontiers and the worst-served 10 minutes into."""
     source: str = ""
     """Where the workload came from (a path, or the stream), for the JSON."""
 
@@ -61,7 +63,7 @@ def _progress(total: int, quiet: bool) -> Iterator[Progress | None]:
 
 def run_workload(work: Workload, opts: Options) -> Outcome:
     """Every run the options ask for, in worker processes, with progress on stderr."""
-    record = opts.json is not None
+    record = opts.json is not None or opts.plot is not None
     jobs = plan(opts.names, opts.policy, sweep=opts.sweep, record=record)
     workers = min(len(jobs), opts.jobs or jobs_default())
     with _progress(len(jobs), quiet=opts.json == "-") as bar:
@@ -109,6 +111,11 @@ def report(name: str, shape: str, out: Outcome, opts: Options) -> None:
             print_frontiers(out.points)
         if heads:
             print_headline(heads)
+    if opts.plot is not None:
+        from tools.replay.plot import draw
+
+        chosen = {n: out.defaults[n].totals for n in opts.names}
+        draw(opts.plot, name, out.points, chosen, series, opts.policy.unit_capacity)
     if opts.json is not None:
         meta = _meta(shape, opts)
         dest = sys.stdout if opts.json == "-" else Path(opts.json)

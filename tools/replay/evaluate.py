@@ -195,9 +195,14 @@ def evaluate(
         task = bar.add_task("eval", total=len(traces))
         for et in traces:
             bar.update(task, description=et.path.name)
-            results.append(
-                run_trace(et, policy, variants, service_s=service_s, price=price, workers=workers)
-            )
+            r = run_trace(et, policy, variants, service_s=service_s, price=price, workers=workers)
+            results.append(r)
+            if key is None:  # a long set shows each verdict as it comes
+                h = r.heads[""]
+                bar.console.print(
+                    f"{et.path.name}: vs {h.baseline} under {_fmt(h.under_ratio)}, "
+                    f"actions {_fmt(h.actions_ratio)}, {'met' if h.met else 'missed'}"
+                )
             bar.advance(task)
     labels = list(variants)
     if key is None:

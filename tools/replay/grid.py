@@ -26,6 +26,9 @@ class Grid:
         self.base: int | None = None
         self._fwd: array[float] = array("f")
         self._back: array[float] = array("f")
+        self._steps: Grid | None = None
+        """Whole seconds in flight as +1 where a span starts and -1 where it ends,
+        summed up in `values()`: a months-long span costs two slots, not millions."""
 
     def _slot(self, second: int) -> tuple[array[float], int]:
         if self.base is None:
@@ -48,12 +51,20 @@ class Grid:
 
     def spread(self, start: float, end: float) -> None:
         """Add one unit in flight over [start, end), as the mean per second."""
-        while start < end:
-            s = math.floor(start)
-            stop = min(end, s + 1)
-            arr, k = self._slot(s)
-            arr[k] += stop - start
-            start = stop
+        if end <= start:
+            return
+        first, last = math.floor(start), math.ceil(end) - 1
+        if first == last:
+            self.add(start, end - start)
+            return
+        self.add(start, first + 1 - start)
+        self.add(last, end - last)
+        if last > first + 1:  # whole seconds first+1 .. last-1
+            if self._steps is None:
+                self._steps = Grid()
+                self._steps._slot(self.base if self.base is not None else first)
+            self._steps.add(first + 1, 1.0)
+            self._steps.add(last, -1.0)
 
     def first(self) -> int | None:
         """The earliest second holding a slot, None when empty."""
@@ -80,4 +91,13 @@ class Grid:
                 del whole[length:]
             else:
                 whole.extend(array("f", [0.0]) * (length - len(whole)))
+        if self._steps is not None:
+            s_first = min(first, self._steps.first() or first)
+            lead = first - s_first
+            steps = self._steps.values(s_first, lead + len(whole))
+            level = sum(steps[:lead])
+            for i in range(len(whole)):
+                level += steps[lead + i]
+                if level:
+                    whole[i] += level
         return whole

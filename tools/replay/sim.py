@@ -48,10 +48,10 @@ class Series:
     """Per-second record of a replay, enough to recompute every total; compact
     arrays, so a 60-day record costs ~80 MB, not a gigabyte of Python objects."""
 
-    t: array[int] = field(default_factory=lambda: array("l"))
+    t: array[int] = field(default_factory=lambda: array("i"))
     demand: array[float] = field(default_factory=lambda: array("f"))
-    desired: array[int] = field(default_factory=lambda: array("l"))
-    ready: array[int] = field(default_factory=lambda: array("l"))
+    desired: array[int] = field(default_factory=lambda: array("i"))
+    ready: array[int] = field(default_factory=lambda: array("i"))
 
 
 def simulate(

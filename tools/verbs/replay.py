@@ -5,6 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import msgspec
+
+if TYPE_CHECKING:
+    from services.scaler.policy import Policy
 
 DESCRIPTION = """\
 Replay a workload trace against the scaler's decide() and the reactive
@@ -88,12 +94,32 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="S",
         help="per-interval CSV: seconds per unit of a numeric period (60 for minute numbers)",
     )
-    p.add_argument("--unit-capacity", type=float, default=8.0, help="requests in flight per unit")
-    p.add_argument("--lead-time", type=float, default=120.0, help="seconds from ask to ready")
+    p.add_argument(
+        "--unit-capacity", type=float, default=None, help="requests in flight per unit (8)"
+    )
+    p.add_argument("--lead-time", type=float, default=None, help="seconds from ask to ready (120)")
     p.add_argument("--price", type=float, default=1.0, help="USD per unit-hour")
     p.add_argument("--service-s", type=float, default=1.0, help="seconds each request is served")
-    p.add_argument("--min", type=int, default=1, help="fewest units")
-    p.add_argument("--max", type=int, default=1000, help="most units")
+    p.add_argument("--min", type=int, default=None, help="fewest units (1)")
+    p.add_argument("--max", type=int, default=None, help="most units (1000)")
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="FLEET_TOML",
+        help="replay ours as configured for --pool in this fleet.toml",
+    )
+    p.add_argument("--pool", default=None, help="the pool whose configured policy to replay")
+    p.add_argument(
+        "--from-stream",
+        default=None,
+        metavar="POOL",
+        help="replay the pool's recorded metrics from FLEET_METRICS (what-if)",
+    )
+    p.add_argument(
+        "--days", type=float, default=7.0, help="with --from-stream: how far back to read"
+    )
+    p.add_argument("--nats", default=None, help="NATS URL for --from-stream")
     p.add_argument("--start", type=int, default=0, help="first second of the trace to replay")
     p.add_argument("--duration", type=int, default=None, help="seconds to replay (default: all)")
     p.add_argument(
@@ -127,6 +153,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--jobs", type=int, default=None, metavar="N", help="worker processes (default: up to 2)"
     )
     p.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        metavar="FILE.png",
+        help="draw frontiers and the worst 10 min",
+    )
+    p.add_argument(
         "--json",
         default=None,
         metavar="FILE",
@@ -140,38 +173,62 @@ def _bad(msg: str) -> int:
     return 2
 
 
-def run(args: argparse.Namespace) -> int:
-    """Check the arguments, then hand over to tools.replay.command."""
+def _policy(args: argparse.Namespace) -> Policy:
+    """Ours' settings: the pool's configured policy (if --config), then the flags."""
     from services.scaler.policy import Policy
+    from tools.replay.poolconfig import pool_policy
+
+    base = pool_policy(args.config, args.pool) if args.config is not None else None
+    keys = {
+        "unit_capacity": args.unit_capacity,
+        "lead_time_s": args.lead_time,
+        "min": args.min,
+        "max": args.max,
+    }
+    if base is None:
+        fallback = {"unit_capacity": 8.0, "lead_time_s": 120.0, "min": 1, "max": 1000}
+        chosen = {k: fallback[k] if v is None else v for k, v in keys.items()}
+        return msgspec.convert(chosen, Policy)
+    return msgspec.structs.replace(base, **{k: v for k, v in keys.items() if v is not None})
+
+
+def _check(args: argparse.Namespace) -> str | None:
+    """What is wrong with the arguments, if anything."""
+    if args.unit_capacity is not None and args.unit_capacity <= 0:
+        return "--unit-capacity must be > 0"
+    if (args.lead_time or 0) < 0 or args.service_s <= 0 or args.price < 0:
+        return "--lead-time and --price must be >= 0, --service-s > 0"
+    if args.start < 0 or (args.duration is not None and args.duration <= 0):
+        return "--start must be >= 0 and --duration > 0"
+    if args.min is not None and args.max is not None and not 0 <= args.min <= args.max:
+        return "need 0 <= --min <= --max"
+    if args.jobs is not None and args.jobs < 1:
+        return "--jobs must be >= 1"
+    if sum(x is not None for x in (args.trace, args.eval, args.from_stream)) != 1:
+        return "give one of: a TRACE file, --eval PATH..., --from-stream POOL"
+    if args.set_values is not None and args.eval is None:
+        return "--set needs --eval"
+    if (args.config is None) != (args.pool is None):
+        return "--config and --pool go together"
+    if args.days <= 0:
+        return "--days must be > 0"
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check the arguments, then hand over to tools.replay.command (or evaluate)."""
     from tools.replay.command import Options, execute
+    from tools.replay.sweep import jobs_default
     from tools.replay.traces import TraceError, read_trace
 
-    if args.unit_capacity <= 0:
-        return _bad("--unit-capacity must be > 0")
-    if args.lead_time < 0 or args.service_s <= 0 or args.price < 0:
-        return _bad("--lead-time and --price must be >= 0, --service-s > 0")
-    if args.start < 0 or (args.duration is not None and args.duration <= 0):
-        return _bad("--start must be >= 0 and --duration > 0")
-    if not 0 <= args.min <= args.max:
-        return _bad("need 0 <= --min <= --max")
-    if args.jobs is not None and args.jobs < 1:
-        return _bad("--jobs must be >= 1")
-    sources = [x for x in (args.trace, args.eval) if x is not None]
-    if len(sources) != 1:
-        return _bad("give one of: a TRACE file, --eval PATH...")
-    if args.set_values is not None and args.eval is None:
-        return _bad("--set needs --eval")
-    policy = Policy(
-        unit_capacity=args.unit_capacity,
-        lead_time_s=args.lead_time,
-        min=args.min,
-        max=args.max,
-    )
-    if args.eval is not None:
-        from tools.replay.evaluate import evaluate
-        from tools.replay.sweep import jobs_default
+    problem = _check(args)
+    if problem is not None:
+        return _bad(problem)
+    try:
+        policy = _policy(args)
+        if args.eval is not None:
+            from tools.replay.evaluate import evaluate
 
-        try:
             return evaluate(
                 args.eval,
                 policy,
@@ -180,33 +237,40 @@ def run(args: argparse.Namespace) -> int:
                 price=args.price,
                 workers=args.jobs or jobs_default(),
             )
-        except (TraceError, ValueError, OSError) as exc:
-            return _bad(str(exc))
-    try:
-        trace = read_trace(
-            args.trace,
-            time_column=args.time_column,
-            duration_column=args.duration_column,
-            period_s=args.period_s,
+        if args.from_stream is not None:
+            import asyncio
+
+            from tools.replay.stream import fetch, to_trace
+
+            metrics, bad = asyncio.run(fetch(args.nats, args.from_stream, args.days))
+            if bad:
+                print(f"fleet replay: skipped {bad} undecodable message(s)", file=sys.stderr)
+            trace = to_trace(metrics, args.from_stream)
+            source = f"stream FLEET_METRICS fleet.metrics.{args.from_stream}"
+        else:
+            trace = read_trace(
+                args.trace,
+                time_column=args.time_column,
+                duration_column=args.duration_column,
+                period_s=args.period_s,
+            )
+            source = str(args.trace)
+        opts = Options(
+            names=list(dict.fromkeys(args.policy or ["ours", "hpa", "kpa"])),
+            policy=policy,
+            service_s=args.service_s,
+            price=args.price,
+            start_s=args.start,
+            duration_s=args.duration,
+            skip_zero_runs_s=args.skip_zero_runs,
+            sweep=args.sweep,
+            jobs=args.jobs,
+            json=args.json,
+            plot=args.plot,
+            source=source,
         )
-    except TraceError as exc:
-        return _bad(str(exc))
-    opts = Options(
-        names=list(dict.fromkeys(args.policy or ["ours", "hpa", "kpa"])),
-        policy=policy,
-        service_s=args.service_s,
-        price=args.price,
-        start_s=args.start,
-        duration_s=args.duration,
-        skip_zero_runs_s=args.skip_zero_runs,
-        sweep=args.sweep,
-        jobs=args.jobs,
-        json=args.json,
-        source=str(args.trace),
-    )
-    try:
         return execute(trace, opts)
-    except ValueError as exc:
+    except (TraceError, ValueError) as exc:
         return _bad(str(exc))
     except OSError as exc:
-        return _bad(f"cannot write {args.json}: {exc}")
+        return _bad(f"cannot write output: {exc}")
