@@ -6,8 +6,11 @@ import math
 
 from services.scaler.forecast import (
     DAY_S,
+    MIN_RESIDUALS,
+    RESIDUAL_EVERY_S,
     ForecastState,
     covers_day,
+    error_quantile,
     from_bytes,
     observe,
     predict,
@@ -73,3 +76,23 @@ def test_bad_samples_change_nothing() -> None:
     for bad in (math.nan, math.inf, -1.0):
         assert observe(state, 700.0, bad) == state
     assert observe(state, 10.0, 5.0) == state  # older than the open bucket
+
+
+def test_error_quantile_is_the_forecasters_own_measured_error() -> None:
+    # Flat demand of 50 with a +-10 swing: the forecast one horizon ahead is ~50,
+    # so its errors spread from -10 to +10.
+    def f(t: float) -> float:
+        return 60.0 if int(t // 20) % 2 else 40.0
+
+    early = feed(ForecastState(horizon_s=120.0), f, 0.0, 600.0)
+    assert error_quantile(early, 0.95) is None  # too few errors to say
+    state = feed(ForecastState(horizon_s=120.0), f, 0.0, 4 * 3600.0)
+    assert len(state.residuals) >= MIN_RESIDUALS
+    hi = error_quantile(state, 0.95)
+    lo = error_quantile(state, 0.05)
+    assert hi is not None and lo is not None
+    assert 5.0 < hi <= 12.0
+    assert -12.0 <= lo < -5.0
+    # One residual per RESIDUAL_EVERY_S at most, whatever the sample rate.
+    assert len(state.residuals) <= 4 * 3600.0 / RESIDUAL_EVERY_S
+    assert from_bytes(to_bytes(state)) == state

@@ -92,31 +92,44 @@ def test_cli_bad_input_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["replay", str(trace), "--start", "99999"]) == 2
 
 
-def _acceptance(path: Path, **kw: object) -> None:
+def _acceptance(path: Path, knobs: tuple[float, ...], **kw: object) -> None:
+    """At equal spend, ours serves the load better than each baseline: its
+    frontier, read at each baseline's default unit-hours, has fewer
+    under-provisioned unit-seconds (ADR 0008 gives the ratios measured)."""
     from services.scaler.policy import Policy
-    from tools.replay.report import replay
+    from tools.replay.frontier import Point, headlines
+    from tools.replay.sweep import plan, run_jobs
+    from tools.replay.workload import prepare
 
     policy = Policy(unit_capacity=8.0, lead_time_s=120.0, max=1000)
-    totals, _ = replay(
-        read_trace(path), ["ours", "hpa", "kpa"], policy, service_s=1.0, price=1.0, **kw
-    )  # type: ignore[arg-type]
-    ours, hpa, kpa = totals
-    cheaper = min(hpa, kpa, key=lambda t: t.unit_hours)
-    assert ours.under_unit_s < min(hpa.under_unit_s, kpa.under_unit_s)
-    assert ours.unit_hours <= 1.10 * cheaper.unit_hours
+    work = prepare(read_trace(path), service_s=1.0, **kw)  # type: ignore[arg-type]
+    # Ours at the knobs that bracket the baselines' default spend (not all
+    # seven: the test must stay quick); the baselines at their defaults only.
+    jobs = plan(["ours"], policy, sweep=True, record=False, knobs=knobs)
+    jobs += plan(["hpa", "kpa"], policy, sweep=False, record=False)
+    out = run_jobs(work, jobs, price=1.0)
+    defaults = {
+        n: Point(0.7, t.unit_hours, t.under_unit_s, t.actions)
+        for n in ("hpa", "kpa")
+        if (t := out.defaults[n].totals)
+    }
+    for head in headlines(out.points["ours"], defaults):
+        assert head.under_ratio is not None and head.under_ratio < 1.0, head
 
 
 @pytest.mark.skipif(not TRACES.is_dir(), reason="shared traces absent")
 def test_azure_trace_beats_both_baselines() -> None:
-    _acceptance(TRACES / "azure_llm_conv_2023-11-16.csv")
+    _acceptance(TRACES / "azure_llm_conv_2023-11-16.csv", (0.6, 0.7, 0.8, 0.9, 0.95))
 
 
 @pytest.mark.skipif(not TRACES.is_dir(), reason="shared traces absent")
 def test_twitter_two_days_beat_both_baselines() -> None:
-    _acceptance(TRACES / "twitter_2021_per_second.tbz2", duration_s=2 * 86_400)
+    _acceptance(
+        TRACES / "twitter_2021_per_second.tbz2", (0.7, 0.8, 0.9, 0.95), duration_s=2 * 86_400
+    )
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not TRACES.is_dir(), reason="shared traces absent")
 def test_twitter_whole_trace_beats_both_baselines() -> None:
-    _acceptance(TRACES / "twitter_2021_per_second.tbz2")
+    _acceptance(TRACES / "twitter_2021_per_second.tbz2", (0.6, 0.7, 0.8, 0.9, 0.95))

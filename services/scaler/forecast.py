@@ -15,8 +15,13 @@ The model, learned online from one demand sample per scaler tick:
 - Holt's linear method (level, damped trend) runs on the demand minus the
   profile once the profile covers a full day, and on the raw demand before;
 - `error` is the EWMA of the absolute error the model made at the horizon
-  the scaler asks for (`horizon_s`), scored when that time arrives, so the
-  scaler can size its headroom to how wrong the forecast tends to be.
+  the scaler asks for (`horizon_s`), scored when that time arrives;
+- `residuals` is the forecaster's own error distribution: every
+  `RESIDUAL_EVERY_S` one demand sample minus what the forecaster said, one
+  horizon earlier, that demand would be (the anchored forecast: the bucket's
+  mean plus the model's change over the horizon). Its quantiles
+  (`error_quantile`) turn the point forecast into a probabilistic one, so the
+  scaler can buy exactly the headroom its cost trade-off asks for.
 """
 
 from __future__ import annotations
@@ -43,6 +48,16 @@ ERROR_WEIGHT = 0.05
 """EWMA weight of one scored forecast error."""
 MIN_BUCKETS = 5
 """Buckets of history before `ready()`; earlier forecasts are not trusted."""
+RESIDUALS = 360
+"""Residuals kept: at one per `RESIDUAL_EVERY_S`, six hours of the forecaster's
+errors. A burst's first minutes are then a few of 360, below a 95 % tail; with
+one hour kept, one burst lifted the quantile to burst size for the next hour
+and the pool paid for headroom it did not use (ADR 0008)."""
+RESIDUAL_EVERY_S = 60.0
+"""Seconds between two residuals kept; consecutive ticks are too alike to add much."""
+MIN_RESIDUALS = 60
+"""Errors measured before `error_quantile` answers: an hour at one a minute, so a
+95 % quantile rests on three errors beyond it, not on one surprise."""
 
 
 class ForecastState(msgspec.Struct, frozen=True, kw_only=True):
@@ -71,6 +86,11 @@ class ForecastState(msgspec.Struct, frozen=True, kw_only=True):
     error: float = 0.0
     """EWMA of the absolute forecast error at `horizon_s`, requests in flight."""
     errors_scored: int = 0
+    ahead: tuple[tuple[float, float], ...] = ()
+    """(target time, anchored forecast made one horizon earlier) not yet due."""
+    residuals: tuple[float, ...] = ()
+    """The last `RESIDUALS` errors (actual - anchored forecast), oldest first."""
+    last_residual_at: float = -math.inf
 
 
 def _slot(t: float) -> int:
@@ -99,7 +119,7 @@ def _damped(trend: float, horizon_s: float) -> float:
     steps = max(0.0, horizon_s / BUCKET_S)
     if steps == 0.0:
         return 0.0
-    total = PHI * (1 - PHI**steps) / (1 - PHI)
+    total: float = PHI * (1 - PHI**steps) / (1 - PHI)
     return trend * BUCKET_S * total
 
 
@@ -178,7 +198,37 @@ def _close_bucket(state: ForecastState) -> ForecastState:
     )
     target = state.bucket_start + BUCKET_S + state.horizon_s
     keep.append((target, predict(new, target)))
-    return msgspec.structs.replace(new, scored=tuple(keep[-64:]))
+    # The anchored forecast for one horizon ahead: this bucket's mean plus the
+    # model's change, the same shape the scaler reads (`rise`).
+    anchored = max(0.0, y + predict(new, target) - predict(new, mid))
+    ahead = (*tuple(a for a in state.ahead if a[0] >= mid), (target, anchored))
+    return msgspec.structs.replace(new, scored=tuple(keep[-64:]), ahead=ahead[-64:])
+
+
+def _record_residual(state: ForecastState, t: float, demand: float) -> ForecastState:
+    """Keep `demand - anchored forecast` for `t` when one is due and the stride allows."""
+    if t - state.last_residual_at < RESIDUAL_EVERY_S or not state.ahead:
+        return state
+    due = [a for a in state.ahead if abs(a[0] - t) <= BUCKET_S / 2]
+    if not due:
+        return state
+    residual = demand - due[0][1]
+    residuals = (*state.residuals[-(RESIDUALS - 1) :], residual)
+    return msgspec.structs.replace(state, residuals=residuals, last_residual_at=t)
+
+
+def error_quantile(state: ForecastState, q: float) -> float | None:
+    """The q-quantile (0..1) of the forecaster's measured errors one horizon ahead,
+    requests in flight (positive: demand above the forecast); None before
+    `MIN_RESIDUALS` errors have been measured."""
+    n = len(state.residuals)
+    if n < MIN_RESIDUALS:
+        return None
+    ordered = sorted(state.residuals)
+    pos = min(max(q, 0.0), 1.0) * (n - 1)
+    lo = int(pos)
+    hi = min(lo + 1, n - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
 def observe(state: ForecastState, t: float, demand: float) -> ForecastState:
@@ -189,6 +239,7 @@ def observe(state: ForecastState, t: float, demand: float) -> ForecastState:
     """
     if demand < 0 or math.isnan(demand) or math.isinf(demand):
         return state
+    state = _record_residual(state, t, demand)
     if state.bucket_start is None:
         start = t - (t % BUCKET_S)
         return msgspec.structs.replace(

@@ -5,34 +5,39 @@ clock, draws no random number and does no I/O: the service feeds it every
 PoolMetrics and stores the returned PoolState; `fleet replay` runs the very
 same function in virtual time.
 
-Three modes (see docs/adr/0002-scaler-modes.md):
+The count minimises expected cost (docs/adr/0008-cost-based-scaling.md): a
+unit costs its price every second it is asked for; a unit-second of demand
+above the ready units costs `slo_weight` times that. The newsvendor ratio of
+the two gives the demand quantile to cover, q* = w / (w + 1), and the
+forecaster's measured errors one lead time ahead give that quantile. The
+chain, each step a named rule in `services.scaler.rules`:
 
-- steady: scale up when utilization passes `scale_up_at`; scale in only to
-  the highest recommendation of the last `stable_window_s` (as Kubernetes'
-  HPA scale-down stabilization), and only `cooldown_down_s` after the last
-  change, so oscillating load never yields alternating up/down;
-- panic: when demand over `panic_window_s` needs `panic_threshold` times the
-  ready units, jump at once; never scale in while panicking; on leaving
-  panic keep the high-water mark and let the stabilized path lower it;
-- predictive: forecast demand `lead_time_s` ahead (trend, plus the daily
-  profile once a day of history exists) with headroom proportional to the
-  forecast's own measured error; a forecast only ever raises the count.
+- need: units for the q* demand one lead time ahead (a forecast only raises);
+- panic: a burst of `panic_threshold` x the ready units jumps at once and
+  keeps its high-water mark through the exit (no Knative exit thrash);
+- hold: a scale-in keeps what the q* demand of the last lead time (or billing
+  period) needs, since a unit released now is back only a lead time later;
+- settle: only material changes (`min_change_fraction`), cooldowns between
+  directions, so the next minute does not undo this one.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
+from typing import Any, TypeVar
 
 import msgspec
 
 from contracts.commands import ScaleMode, ScaleProposal
 from contracts.telemetry import PoolMetrics
-from services.scaler import forecast
+from services.scaler import forecast, rules
 from services.scaler.forecast import ForecastState
+from services.scaler.rules import Panic
 
 
 class Policy(msgspec.Struct, frozen=True, kw_only=True):
-    """One pool's scaling settings."""
+    """One pool's scaling settings: the scaler's view of the pool's config."""
 
     min: int = 1
     """Fewest units, also what silence scales to."""
@@ -41,20 +46,34 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
     unit_capacity: float = 8.0
     """Requests (or sessions) in flight one unit serves at full load."""
     target_utilization: float = 0.7
-    """Utilization a scaling action aims for; 0.7 leaves room for per-second noise."""
+    """Fraction of a unit's capacity the count is sized to fill; 0.7 leaves room
+    for the noise inside one tick. The sweep's aggressiveness knob."""
+    slo_weight: float = 20.0
+    """Cost of one under-provisioned unit-second, in unit-seconds of the unit's
+    price. 20 makes the covered quantile q* = 20/21 ~ 95 %: the count covers the
+    forecast's demand 19 times in 20. A unit-second short leaves a whole unit's
+    load unserved, which for an inference pool is a user-visible failure; 20
+    prices that at the rental of a unit for 20 s. Raise it for strict SLOs."""
+    billing_s: float = 1.0
+    """Billing granularity of the pool's provider, seconds (1: by the second,
+    3600: by the hour). A scale-in holds for the longer of this and the lead
+    time, since a unit released before its paid period ends saves nothing."""
+    min_change_fraction: float = 0.1
+    """Smallest change worth an action, as a fraction of the pool (at least one
+    unit); smaller steps are what the next minute undoes. A change is taken at
+    once whatever its size when requests queue."""
     scale_up_at: float = 0.8
-    """Utilization of the requested units above which the steady mode scales up."""
+    """Unused since ADR 0008 (the cost quantile decides); kept so configs load."""
     scale_down_at: float = 0.3
-    """Utilization of the stable window's peak below which a scale-in ignores
-    `max_step_down` (the pool is plainly oversized). Between this and the target
-    the pool shrinks at most `max_step_down` units per step."""
+    """Unused since ADR 0008 (the hold rule decides); kept so configs load."""
     cooldown_up_s: float = 0.0
-    """Seconds after a scale-in before a steady scale-up; 0 because a late
-    scale-up costs requests. Panic and forecasts are never delayed by it."""
+    """Seconds after a scale-in before a non-urgent scale-up; 0 because a late
+    scale-up costs requests. Queueing, panic and forecasts are never delayed."""
     cooldown_down_s: float = 30.0
     """Seconds after any change before a scale-in."""
     stable_window_s: float = 60.0
-    """Window whose highest recommendation bounds a scale-in, seconds (KPA's 60 s)."""
+    """Window whose mean demand is "now", seconds (KPA's 60 s); also how long
+    panic lasts after the burst was last seen."""
     panic_window_s: float = 6.0
     """Short window watched for bursts, seconds (KPA's 10 % of the stable window)."""
     panic_threshold: float = 2.0
@@ -62,15 +81,13 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
     max_step_up: int = 1000
     """Most units one scale-up adds."""
     max_step_down: int = 10
-    """Most units one scale-in removes (unless below `scale_down_at`)."""
+    """Unused since ADR 0008 (a scale-in goes to what the hold keeps); kept so configs load."""
     lead_time_s: float = 120.0
     """Seconds from requesting a unit to it serving; replaced by the learned value
     once requested->ready times have been observed (`learn_lead_time`)."""
     forecast_margin: float = 0.0
-    """Extra headroom on a forecast rise, in multiples of the forecast's measured
-    absolute error. 0 by default: the target utilization already leaves 30 %
-    room, and on the reference traces a margin bought little at a real cost;
-    raise it for pools where a missed request costs far more than a unit."""
+    """Unused since ADR 0008 (the measured error quantile sizes the headroom);
+    kept so configs load."""
     tick_s: float = 2.0
     """Seconds between metrics the policy is tuned for (the watcher's tick)."""
     repropose_s: float = 30.0
@@ -84,9 +101,10 @@ class PoolState(msgspec.Struct, frozen=True, kw_only=True):
     seq: int = 0
     """Proposals emitted; the next id is `scale:<pool>:<seq>`."""
     samples: tuple[tuple[float, float], ...] = ()
-    """(time, demand) inside the stable window."""
-    recs: tuple[tuple[float, int], ...] = ()
-    """(time, recommended units) inside the stable window."""
+    """(time, demand) inside the longest window (stable, panic or hold)."""
+    needs: tuple[tuple[float, int], ...] = ()
+    """(time, units needed) inside the hold window: a scale-in never goes below
+    a need seen within it, so it is never undone by a need already seen."""
     last_up: float = -math.inf
     last_down: float = -math.inf
     last_proposal_at: float = -math.inf
@@ -99,7 +117,12 @@ class PoolState(msgspec.Struct, frozen=True, kw_only=True):
     learned_lead_s: float | None = None
     """EWMA of observed requested->ready seconds; None until one is seen."""
     forecast: ForecastState = msgspec.field(default_factory=ForecastState)
+    error_q: tuple[float, float, float | None] = (-math.inf, -1.0, None)
+    """(forecast.last_residual_at, q, the error quantile): the quantile computed
+    when the errors last changed, so a tick does not sort them again."""
 
+
+_V = TypeVar("_V", float, int)
 
 LEAD_WEIGHT = 0.3
 """EWMA weight of one observed requested->ready time."""
@@ -120,107 +143,158 @@ def lead_time(state: PoolState, policy: Policy) -> float:
 
 
 def units_for(demand: float, policy: Policy) -> int:
-    """Units that serve `demand` requests in flight at the target utilization."""
-    if demand <= 0:
-        return 0
-    per_unit = policy.unit_capacity * policy.target_utilization
-    # Tolerate float dust: 14.000000001 / 7 must not become 3 units.
-    return math.ceil(demand / per_unit - 1e-9)
+    """Units that serve `demand` requests in flight at the pool's target utilization."""
+    return rules.units_for(demand, policy.unit_capacity, policy.target_utilization)
 
 
 def _clamp(n: int, policy: Policy) -> int:
     return max(policy.min, min(policy.max, n))
 
 
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def _since(series: tuple[tuple[float, _V], ...], cutoff: float) -> tuple[tuple[float, _V], ...]:
+    """The entries of a time-ordered series later than `cutoff` (one binary search)."""
+    return series[bisect.bisect_right(series, cutoff, key=lambda e: e[0]) :]
+
+
+def cost_quantile(policy: Policy) -> float:
+    """The demand quantile the pool covers: the newsvendor ratio of the SLO weight
+    (cost of an under-provisioned unit-second) to the price of a unit-second."""
+    return rules.newsvendor_quantile(policy.slo_weight, 1.0)
+
+
 def decide(
     state: PoolState, metrics: PoolMetrics, policy: Policy, now: float
 ) -> tuple[PoolState, ScaleProposal | None]:
-    """One scaling decision for one pool from its latest metrics; pure."""
-    demand = max(0.0, metrics.inflight + metrics.queue_depth)
-    current = metrics.units_ready + metrics.units_pending
-    ready = metrics.units_ready
-    lead = lead_time(state, policy)
-    horizon = max(policy.stable_window_s, policy.panic_window_s)
+    """One scaling decision for one pool from its latest metrics; pure.
 
-    samples = (*tuple(s for s in state.samples if s[0] > now - horizon), (now, demand))
+    A chain of the named rules in `services.scaler.rules`: observe, size the
+    need at the cost quantile one lead time ahead, watch for bursts, size what
+    a scale-in must hold, settle with hysteresis, then propose.
+    """
+    demand = max(0.0, metrics.inflight + metrics.queue_depth)
+    ready = metrics.units_ready
+    current = ready + metrics.units_pending
+    lead = lead_time(state, policy)
+    hold_s = rules.hold_window_s(lead, policy.billing_s)
+    q = cost_quantile(policy)
+
+    # Observe: the windows of demand, and the forecaster.
+    horizon = max(policy.stable_window_s, policy.panic_window_s, hold_s)
+    samples = (*_since(state.samples, now - horizon), (now, demand))
     fc = state.forecast
     if fc.horizon_s != lead:
         fc = msgspec.structs.replace(fc, horizon_s=lead)
     fc = forecast.observe(fc, now, demand)
+    stable_mean = _mean([d for _, d in _since(samples, now - policy.stable_window_s)])
+    short_mean = _mean([d for _, d in _since(samples, now - policy.panic_window_s)])
 
-    # Panic: the short window's demand needs panic_threshold x the ready units.
-    panic_vals = [d for t, d in samples if t > now - policy.panic_window_s]
-    # The latest metrics are themselves a window_s average, so a step shows in
-    # them at once; the window mean alone would take the whole window to show it.
-    panic_need = units_for(max(sum(panic_vals) / len(panic_vals), demand), policy)
-    over = panic_need >= policy.panic_threshold * max(ready, 1) and panic_need > current
-    panic, panic_since, panic_high = state.panic, state.panic_since, state.panic_high
-    if over:
-        if not panic:
-            panic_high = current
-        panic, panic_since = True, now
-    elif panic and now - panic_since >= policy.stable_window_s:
-        panic = False
-
-    # Reactive: the stable window's mean demand, or the short window's when it
-    # runs hot; means, not single ticks, so per-second noise does not buy units.
-    stable_mean = sum(d for _, d in samples) / len(samples)
-    short_mean = sum(panic_vals) / len(panic_vals)
-    reactive = units_for(stable_mean, policy)
-    if short_mean > current * policy.unit_capacity:
-        # Requests are queueing now: do not wait for the stable window.
-        reactive = max(reactive, units_for(short_mean, policy))
-    elif stable_mean <= policy.scale_up_at * current * policy.unit_capacity:
-        # Inside the hysteresis band: no steady scale-up yet.
-        reactive = min(reactive, current)
-    mode: ScaleMode = "steady"
-    want = reactive
-
-    # Predictive: demand lead_time ahead plus headroom for the forecast's error.
+    # Need: demand one lead time ahead at the cost quantile; when requests
+    # queue now, do not wait for the stable window to show it.
+    short_now = short_mean > current * policy.unit_capacity
+    base = max(stable_mean, short_mean) if short_now else stable_mean
+    reactive = units_for(base, policy)
     predicted: float | None = None
+    need = reactive
+    error_q = state.error_q
     if forecast.ready(fc):
-        # The model's expected change over the lead time, added to what is
-        # measured now: robust to the model's bias, and zero when flat.
         rise = forecast.predict(fc, now + lead) - forecast.predict(fc, now)
-        margin = policy.forecast_margin * fc.error if fc.errors_scored else 0.0
-        predicted = max(0.0, stable_mean + rise)
-        pred_need = units_for(predicted + margin, policy) if rise > 0 else 0
-        if pred_need > want:
-            want, mode = pred_need, "predictive"
+        err_q = state.error_q[2] if state.error_q[:2] == (fc.last_residual_at, q) else None
+        if err_q is None:
+            err_q = forecast.error_quantile(fc, q)
+            error_q = (fc.last_residual_at, q, err_q)
+        predicted = rules.upper_demand(base, rise, err_q)
+        need = max(reactive, units_for(predicted, policy))
 
-    recs = tuple(r for r in state.recs if r[0] > now - policy.stable_window_s)
-    recs += ((now, want),)
-    stable_max = max(r for _, r in recs)
+    # Bursts: the latest metrics are themselves a window average, so a step
+    # shows in them at once; the window mean alone would take the window.
+    burst_need = units_for(max(short_mean, demand), policy)
+    was = Panic(active=state.panic, since=state.panic_since, high=state.panic_high)
+    panic, over = rules.panic_step(
+        was,
+        burst_need,
+        ready,
+        current,
+        now,
+        threshold=policy.panic_threshold,
+        exit_after_s=policy.stable_window_s,
+    )
 
-    desired = current
-    if panic:
-        mode = "panic"
-        panic_high = max(panic_high, current, panic_need, want)
-        desired = panic_high
-    elif state.panic:
-        # Just left panic: hold the high-water mark; the stabilized path lowers it.
-        recs = (*recs[:-1], (now, max(want, state.panic_high)))
-        desired = max(current, state.panic_high)
-        panic_high = 0
+    # Hold: what demand within the last hold window needs, at the cost quantile.
+    held = units_for(rules.quantile([d for _, d in _since(samples, now - hold_s)], q), policy)
+    needs = _since(state.needs, now - hold_s)
+    keep = max(held, need, *(n for _, n in needs))
+
+    if panic.active:
+        panic = msgspec.structs.replace(panic, high=max(panic.high, need))
+        desired = panic.high
+    elif was.active:
+        # Just left panic: ask again for the high-water mark; the hold lowers it.
+        desired = max(current, was.high)
     else:
-        up_ok = now - state.last_down >= policy.cooldown_up_s or mode == "predictive"
-        if want > current and up_ok:
-            desired = min(want, current + policy.max_step_up)
-        elif stable_max < current and now - max(state.last_up, state.last_down) >= (
-            policy.cooldown_down_s
-        ):
-            peak = max(d for _, d in samples)
-            deep = peak < policy.scale_down_at * current * policy.unit_capacity
-            floor_ = stable_max if deep else max(stable_max, current - policy.max_step_down)
-            desired, mode = floor_, "steady"
-    desired = _clamp(desired, policy)
-
-    last_up, last_down = state.last_up, state.last_down
+        desired = rules.settle(
+            current,
+            need,
+            keep,
+            short_now=short_now,
+            since_change_s=now - max(state.last_up, state.last_down),
+            since_down_s=now - state.last_down,
+            cooldown_up_s=policy.cooldown_up_s,
+            cooldown_down_s=policy.cooldown_down_s,
+            min_change=policy.min_change_fraction,
+        )
     if desired > current:
-        last_up = now
-    elif desired < current:
-        last_down = now
+        desired = min(desired, current + policy.max_step_up)
+    desired = _clamp(desired, policy)
+    mode = rules.mode_of(desired, current, reactive, panic.active or was.active)
+    # A burst's count is a need like any other: the hold keeps it a hold window.
+    needs += ((now, max(need, desired) if panic.active or was.active else need),)
+    return _finish(
+        state,
+        metrics,
+        policy,
+        now,
+        current=current,
+        desired=desired,
+        mode=mode,
+        demand=demand,
+        predicted=predicted if mode == "predictive" else None,
+        lead=lead,
+        holding=(panic.active and not over) or (was.active and not panic.active),
+        updates={
+            "samples": samples,
+            "needs": needs,
+            "error_q": error_q,
+            "forecast": fc,
+            "panic": panic.active,
+            "panic_since": panic.since,
+            "panic_high": panic.high if panic.active else 0,
+        },
+    )
 
+
+def _finish(
+    state: PoolState,
+    metrics: PoolMetrics,
+    policy: Policy,
+    now: float,
+    *,
+    current: int,
+    desired: int,
+    mode: ScaleMode,
+    demand: float,
+    predicted: float | None,
+    lead: float,
+    holding: bool,
+    updates: dict[str, Any],
+) -> tuple[PoolState, ScaleProposal | None]:
+    """Record the decision in the state and build the proposal, if one is due:
+    a changed count at once, an unchanged unfulfilled one every `repropose_s`."""
+    last_up = now if desired > current else state.last_up
+    last_down = now if desired < current else state.last_down
     proposal: ScaleProposal | None = None
     seq, last_at = state.seq, state.last_proposal_at
     changed = desired != state.last_desired
@@ -236,31 +310,18 @@ def decide(
             mode=mode,
             forecast=round(predicted, 3) if predicted is not None else None,
             reason=_reason(
-                mode,
-                current,
-                desired,
-                demand,
-                predicted,
-                lead,
-                policy,
-                holding=(panic and not over) or (state.panic and not panic),
+                mode, current, desired, demand, predicted, lead, policy, holding=holding
             ),
         )
-
     new_state = msgspec.structs.replace(
         state,
         pool=metrics.pool,
         seq=seq,
-        samples=samples,
-        recs=recs,
         last_up=last_up,
         last_down=last_down,
         last_proposal_at=last_at,
         last_desired=desired,
-        panic=panic,
-        panic_since=panic_since,
-        panic_high=panic_high,
-        forecast=fc,
+        **updates,
     )
     return new_state, proposal
 

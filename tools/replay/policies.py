@@ -26,9 +26,16 @@ BASELINE_DEFAULT_KNOB = baselines.KPA_TARGET_UTILIZATION
 def ours_at(policy: Policy, knob: float) -> Policy:
     """Ours' policy at one knob setting: what the knob means for ours, in one place.
 
-    Today it is `Policy.target_utilization`; the policy may map it to any of
-    its fields, as long as a higher knob means a hotter, cheaper pool."""
-    return msgspec.structs.replace(policy, target_utilization=knob)
+    Ours is sized by two settings that both say how much shortfall the pool
+    accepts: the utilization it fills (`target_utilization`) and the price of
+    a shortfall (`slo_weight`, which sets the covered demand quantile). The
+    knob turns both together: the target utilization is the knob, and the SLO
+    weight scales with the spare capacity the knob leaves, (1 - knob), relative
+    to the configured policy's, so the configured setting is the sweep's point
+    at its own target and a hotter knob also covers a lower quantile."""
+    spare = max(1e-6, 1.0 - policy.target_utilization)
+    weight = policy.slo_weight * max(0.0, 1.0 - knob) / spare
+    return msgspec.structs.replace(policy, target_utilization=knob, slo_weight=weight)
 
 
 def at_knob(name: str, policy: Policy, knob: float) -> Policy:

@@ -1,0 +1,168 @@
+"""The named rules `decide()` chains, each a pure function of plain values.
+
+Every rule answers one question an operator could ask about a scaling
+decision, and is tested on its own (tests/test_scaler_policy.py):
+
+- `newsvendor_quantile`: how sure must we be to cover demand, given what a
+  unit costs and what a missing one costs?
+- `upper_demand`: what demand, one lead time ahead, is exceeded only with
+  the probability the cost trade-off accepts?
+- `units_for`: how many units serve a demand at the target utilization?
+- `hold_window_s` / `quantile`: what must a scale-in keep, knowing a released
+  unit takes a lead time to come back and is billed by the period?
+- `material`: is a change big enough to be worth an action?
+- `panic_step`: is this a burst, and what does the burst's high-water mark say?
+- `settle`: given all of the above, which count do we ask for, and why?
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import msgspec
+
+from contracts.commands import ScaleMode
+
+
+def newsvendor_quantile(under_cost: float, over_cost: float) -> float:
+    """q* = c_under / (c_under + c_over): the demand quantile that minimises the
+    expected cost of one more unit, the classic newsvendor critical ratio.
+
+    `under_cost` is what one under-provisioned unit-second costs, `over_cost`
+    what one idle unit-second costs (its price); both >= 0, in the same money.
+    """
+    total = under_cost + over_cost
+    if total <= 0:
+        return 0.5
+    return min(1.0, max(0.0, under_cost / total))
+
+
+def upper_demand(now: float, rise: float, error_q: float | None) -> float:
+    """Demand one lead time ahead at the cost quantile, requests in flight.
+
+    `now` is the measured demand, `rise` the forecaster's expected change over
+    the lead time, `error_q` its measured error at the quantile (None while it
+    has too few errors to say). A forecast only ever raises capacity: the
+    answer is never below what is measured now.
+    """
+    if error_q is None:
+        return now + max(0.0, rise)
+    return max(now, now + rise + error_q)
+
+
+def units_for(demand: float, unit_capacity: float, target_utilization: float) -> int:
+    """Units that serve `demand` requests in flight at the target utilization."""
+    if demand <= 0:
+        return 0
+    per_unit = unit_capacity * target_utilization
+    # Tolerate float dust: 14.000000001 / 7 must not become 3 units.
+    return math.ceil(demand / per_unit - 1e-9)
+
+
+def quantile(values: Sequence[float], q: float) -> float:
+    """The q-quantile (0..1) of `values`, linear between order statistics; 0 if empty."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    pos = min(max(q, 0.0), 1.0) * (len(ordered) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def hold_window_s(lead_s: float, billing_s: float) -> float:
+    """How far back a scale-in looks for demand that would need the unit again.
+
+    A unit released now cannot serve again before one lead time has passed, so
+    demand seen within the last lead time is likely within the next one, and
+    releasing for it costs twice (the shortfall, then the unit re-bought). With
+    billing by a period longer than the lead time, a unit kept until its period
+    ends costs nothing more, so the window is the longer of the two.
+    """
+    return max(lead_s, billing_s)
+
+
+def material(delta: int, current: int, fraction: float) -> bool:
+    """A change of `delta` units from `current` is worth an action: at least one
+    unit and at least `fraction` of the pool, so noise-sized steps that the
+    next minute undoes are never taken."""
+    return abs(delta) >= max(1, math.ceil(fraction * current - 1e-9))
+
+
+class Panic(msgspec.Struct, frozen=True, kw_only=True):
+    """Burst state: whether panicking, when the burst was last seen, its high-water mark."""
+
+    active: bool = False
+    since: float = -math.inf
+    """Last time the burst condition held, seconds."""
+    high: int = 0
+    """Highest count asked for while panicking."""
+
+
+def panic_step(
+    panic: Panic,
+    need: int,
+    ready: int,
+    current: int,
+    now: float,
+    *,
+    threshold: float,
+    exit_after_s: float,
+) -> tuple[Panic, bool]:
+    """The burst state after this tick, and whether the burst condition holds now.
+
+    A burst is demand that needs `threshold` times the ready units (and more
+    than the pool has). Panic ends only `exit_after_s` after the condition last
+    held; the high-water mark is kept through the exit (no Knative #3153 drop).
+    """
+    over = need >= threshold * max(ready, 1) and need > current
+    if over:
+        high = max(panic.high, current, need) if panic.active else max(current, need)
+        return Panic(active=True, since=now, high=high), True
+    if panic.active and now - panic.since >= exit_after_s:
+        return Panic(active=False, since=panic.since, high=panic.high), False
+    if panic.active:
+        return msgspec.structs.replace(panic, high=max(panic.high, current)), False
+    return panic, False
+
+
+def settle(
+    current: int,
+    need: int,
+    keep: int,
+    *,
+    short_now: bool,
+    since_change_s: float,
+    since_down_s: float,
+    cooldown_up_s: float,
+    cooldown_down_s: float,
+    min_change: float,
+) -> int:
+    """The count to ask for from the up-need and the hold, with hysteresis.
+
+    - Up to `need` at once when requests queue now (`short_now`); otherwise only
+      when the rise is material and `cooldown_up_s` has passed since a scale-in.
+    - Down to `keep` (which is never below `need`) only when the drop is
+      material and `cooldown_down_s` has passed since any change.
+    - Otherwise keep `current`.
+    """
+    if need > current:
+        if short_now or (
+            material(need - current, current, min_change) and since_down_s >= cooldown_up_s
+        ):
+            return need
+        return current
+    if keep < current and since_change_s >= cooldown_down_s:
+        if material(current - keep, current, min_change):
+            return keep
+    return current
+
+
+def mode_of(desired: int, current: int, reactive: int, panicking: bool) -> ScaleMode:
+    """The mode a proposal reports: panic, predictive (above what is measured now), or steady."""
+    if panicking:
+        return "panic"
+    if desired > current and desired > reactive:
+        return "predictive"
+    return "steady"
