@@ -72,6 +72,7 @@ class SimJobs:
         self.ack_wait_s = ack_wait_s
         self.workers: dict[str, JobWorker] = {}
         self._draining: set[str] = set()
+        self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     def busy(self, unit: str) -> int:
@@ -87,6 +88,11 @@ class SimJobs:
     async def stop(self) -> None:
         """Hand every running job back and stop the workers."""
         if self._task is not None:
+            # Let a sync in progress finish (a worker it is starting must be in
+            # `workers` to be stopped below), then stop following.
+            self._stop.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._task), 5.0)
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
@@ -94,12 +100,13 @@ class SimJobs:
         self.workers.clear()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stop.is_set():
             try:
                 await self.sync()
             except Exception:
                 log.warning("sim job workers could not follow the units", exc_info=True)
-            await asyncio.sleep(self.tick_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.tick_s)
 
     async def sync(self) -> None:
         """Start workers for new ready units, drain draining ones, stop the gone."""
@@ -122,8 +129,8 @@ class SimJobs:
                     slots=max(int(cap), 1),
                     ack_wait_s=self.ack_wait_s,
                 )
+                self.workers[u.unit] = worker  # before start: stop() must see it
                 await worker.start()
-                self.workers[u.unit] = worker
         for unit in [u for u in self.workers if u not in seen]:
             worker = self.workers.pop(unit)
             self._draining.discard(unit)
