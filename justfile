@@ -32,7 +32,7 @@ mutate *MODULES:
 coverage *ARGS:
     {{venv}}python -m pytest --cov=services --cov=contracts --cov-branch --cov-report=term:skip-covered --cov-report=html:build/coverage {{ARGS}}
 
-# ruff (lint and format check), mypy strict on contracts/, services/kit/ and services/a2a/, import layers (as CI)
+# ruff (lint and format check), mypy over contracts/ services/ tools/ (strict on contracts/, services/kit/, services/a2a/), import layers (as CI)
 lint:
     .ci/lint
 

@@ -120,7 +120,9 @@ def test_the_brains_card_lists_the_jobs_skill_and_its_tools_the_operations() -> 
     from contracts.api.tools import BRAIN_TOOLS, MCP_TOOLS
     from services.brain.service import brain_card
 
-    card = brain_card("nats://127.0.0.1:4222", "claude-sonnet-4-5")  # with a model: rule mode lists only what it does
+    card = brain_card(
+        "nats://127.0.0.1:4222", "claude-sonnet-4-5"
+    )  # with a model: rule mode lists only what it does
     skill = next(s for s in card.skills if s.id == "jobs")
     assert "cheapest pool" in skill.description
     for table in (BRAIN_TOOLS, MCP_TOOLS):

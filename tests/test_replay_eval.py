@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -97,7 +98,8 @@ def test_eval_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 
 
 COMMITTED = Path(__file__).resolve().parent / "data" / "traces"
-EVAL_SET = Path("/work/traces")
+EVAL_SET = Path(os.environ.get("FLEET_EVAL_TRACES", "traces"))
+"""The evaluation set built by `python -m tools.replay.fetch_traces traces` (docs/traces.md)."""
 
 
 def test_committed_traces_read_as_their_manifest_says() -> None:

@@ -84,6 +84,15 @@ class PoolConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     """Seconds between metrics the policy is tuned for."""
     repropose_s: Seconds = 30.0
     """Seconds after which an unfulfilled proposal is sent again."""
+    slo_weight: Annotated[float, Meta(gt=0.0)] = 20.0
+    """Cost of one under-provisioned unit-second, in unit-seconds of the unit's price: the
+    pool's SLO as a price. 20 covers the forecast demand's 95 % quantile (q* = w/(w+1))."""
+    billing_s: Annotated[float, Meta(gt=0.0, le=86400.0)] = 1.0
+    """Billing granularity of the pool's provider, seconds (1 by the second, 3600 hourly):
+    a scale-in holds at least this long, since a paid period released early saves nothing."""
+    min_change_fraction: Fraction = 0.1
+    """Smallest change worth an action, as a fraction of the pool (at least one unit),
+    unless requests queue: smaller steps are what the next minute undoes."""
 
     # -- draining and cleanup (provisioner)
     drain_deadline_s: Seconds = 120.0

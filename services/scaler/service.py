@@ -115,7 +115,9 @@ class Scaler(Service[ScalerSettings]):
             policy = self.policy_for(pool)
             pinned = pinning.floor(list(self.pins.values()), pool, now)
             pools[pool] = {
-                "desired": max(state.last_desired, pinned),
+                "desired": pinned
+                if state.last_desired is None
+                else max(state.last_desired, pinned),
                 "load_desired": state.last_desired,
                 "pinned": pinned,
                 "pins": [
