@@ -38,6 +38,7 @@ from contracts.a2a import (
     StreamResponse,
     Task,
 )
+from services.kit.tracing import inject
 
 _ENC = msgspec.json.Encoder()
 
@@ -125,7 +126,7 @@ class A2AClient:
         hdrs = {HEADER_VERSION: A2A_VERSION}
         if self.tenant:
             hdrs[HEADER_TENANT] = self.tenant
-        return hdrs
+        return inject(hdrs)  # the caller's trace, when it has one
 
     def _request(self, method: str, params: Any) -> bytes:
         self._ids += 1

@@ -47,6 +47,7 @@ from services.a2a.tasks import TaskStore
 from services.a2a.tenants import A2ASettings, TenantLimits
 from services.kit import Service
 from services.kit.bus import settled
+from services.kit.tracing import extract
 
 log = logging.getLogger("fleet.a2a")
 
@@ -178,6 +179,16 @@ class A2AServer:
 
     # -- NATS callbacks (each request is handled in its own task) ----------------------
     async def _on_rpc(self, msg: Msg) -> None:
+        headers = msg.headers
+        if headers and "traceparent" in headers:
+            # A traced call: the task (and the tools it calls) run inside the request's
+            # span, as the spawned task copies the current context. An untraced call keeps
+            # the hot path free of span work.
+            with self.service.tracer.start_as_current_span(
+                f"a2a {self.agent}", context=extract(headers)
+            ):
+                self.service.spawn(self.dispatcher.handle(msg), "a2a-rpc")
+            return
         self.service.spawn(self.dispatcher.handle(msg), "a2a-rpc")
 
     async def _on_card(self, msg: Msg) -> None:

@@ -33,6 +33,7 @@ from services.brain.routine import findings
 from services.brain.settings import BrainOptions, BrainSettings
 from services.brain.toolbox import Toolbox
 from services.kit import Service
+from services.kit.tracing import inject
 
 log = logging.getLogger("fleet.brain")
 
@@ -173,7 +174,10 @@ class Brain(Service[BrainSettings]):
         """A fleet.api answer, or {"error": {...}} saying what did not answer."""
         try:
             reply = await self.nc.request(
-                subjects.api(op), msgspec.json.encode(body), timeout=self.opts.fleet_api_timeout_s
+                subjects.api(op),
+                msgspec.json.encode(body),
+                timeout=self.opts.fleet_api_timeout_s,
+                headers=inject(),
             )
             answer: dict[str, Any] = msgspec.json.decode(reply.data)
             return answer if isinstance(answer, dict) else {"result": answer}

@@ -43,6 +43,7 @@ from services.kit.bus import gather_replies
 from services.kit.config import KitSettings
 from services.kit.pools import PoolConfig
 from services.kit.service import Delivery, RequestError
+from services.kit.tracing import inject
 
 EXPECTED = ("watcher", "scaler", "costguard", "provisioner", "brain", "gateway")
 
@@ -114,7 +115,10 @@ class Gateway(Service[GatewaySettings]):
         data = b"{}" if body is None else msgspec.json.encode(body)
         try:
             reply = await self.nc.request(
-                subjects.api(op), data, timeout=self.settings.gateway.upstream_timeout_s
+                subjects.api(op),
+                data,
+                timeout=self.settings.gateway.upstream_timeout_s,
+                headers=inject(),
             )
             answer: dict[str, Any] = msgspec.json.decode(reply.data)
         except Exception as exc:

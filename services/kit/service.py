@@ -28,6 +28,7 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar, cast, get_args, get
 
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+from opentelemetry.trace import Tracer
 
 from services.kit.background import Background
 from services.kit.bus import connect, ensure_streams, settled
@@ -166,6 +167,12 @@ class Service(Generic[S]):
         if self._js is None:
             raise RuntimeError(f"{self.name} is not started")
         return self._js
+
+    @property
+    def tracer(self) -> Tracer:
+        """This service's tracer: a span started with it is one of the service's spans, and
+        what the service publishes or asks inside it carries its trace context."""
+        return self._tracer
 
     @property
     def lease(self) -> Lease | None:

@@ -237,15 +237,18 @@ class Watcher(Service[WatcherSettings]):
             self._units.labels(pool, "pending").set(m.units_pending)
             self._utilization.labels(pool).set(m.utilization)
         for pool in samples:
-            try:
-                await self.publish(
-                    subjects.metrics(pool),
-                    self.latest[pool],
-                    msg_id=f"{pool}:{self._tick_index}",
-                )
-            except Exception:
-                log.warning("could not publish metrics", exc_info=True, extra={"pool": pool})
-                continue
+            # A span per pool's metrics: the scaler's decision, the verdict and the units it
+            # brings are one trace from here.
+            with self.tracer.start_as_current_span("publish metrics", attributes={"pool": pool}):
+                try:
+                    await self.publish(
+                        subjects.metrics(pool),
+                        self.latest[pool],
+                        msg_id=f"{pool}:{self._tick_index}",
+                    )
+                except Exception:
+                    log.warning("could not publish metrics", exc_info=True, extra={"pool": pool})
+                    continue
             self.metrics.count("metrics_published")
 
     async def _publish_fast(self, pool: str, fast: PoolMetrics | float) -> None:
@@ -260,13 +263,20 @@ class Watcher(Service[WatcherSettings]):
             m = fast
         m = with_jobs(m, self._depths.get(pool))  # the backlog as of the last tick
         self._fast_seq += 1
-        try:
-            await self.publish(
-                subjects.metrics(m.pool), m, msg_id=f"{m.pool}:{self._tick_index}:b{self._fast_seq}"
-            )
-        except Exception:
-            log.warning("could not publish burst metrics", exc_info=True, extra={"pool": m.pool})
-            return
+        with self.tracer.start_as_current_span(
+            "publish metrics (burst)", attributes={"pool": m.pool}
+        ):
+            try:
+                await self.publish(
+                    subjects.metrics(m.pool),
+                    m,
+                    msg_id=f"{m.pool}:{self._tick_index}:b{self._fast_seq}",
+                )
+            except Exception:
+                log.warning(
+                    "could not publish burst metrics", exc_info=True, extra={"pool": m.pool}
+                )
+                return
         if m.ts >= getattr(self.latest.get(m.pool), "ts", 0.0):  # no tick overtook it
             self.latest[m.pool] = m
         self.metrics.count("metrics_published")
