@@ -13,15 +13,16 @@ from tools.replay.plot import worst_window
 from tools.replay.sim import Series
 
 TOML = """
-[scaler.default_policy]
-lead_time_s = 45
-max_step_down = 3
+[scaler.default_policy]   # pools without a table of their own: not this one, as in the scaler
+lead_time_s = 999
 
 [pools.gpu]
 unit_capacity = 2
 target_utilization = 0.55
 max = 40
-gpu_model = "H100"    # another service's key: ignored here
+lead_time_s = 45
+max_step_down = 3
+gpu_model = "H100"    # another service's key: read, not the scaler's
 """
 
 
@@ -46,6 +47,7 @@ def test_config_replays_the_pools_policy(
         (TOML, "cpu", "no [pools.cpu] table (pools: gpu)"),
         ("[pools.gpu]\nmin = 5\nmax = 2\n", "gpu", "need 0 <= min <= max"),
         ("[pools.gpu]\nunit_capacity = 'many'\n", "gpu", "[pools.gpu]: Expected `float`"),
+        ("[pools.gpu]\ntick_sec = 1\n", "gpu", "unknown field `tick_sec`"),
         ("[pools.gpu\n", "gpu", "not TOML"),
     ],
 )
