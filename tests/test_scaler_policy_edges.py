@@ -1,0 +1,139 @@
+"""The scaler's decide() at its edges: exact reason texts, re-proposal timing,
+pending units, zero capacity and the forecast a proposal carries."""
+
+from __future__ import annotations
+
+from contracts.commands import ScaleProposal
+from contracts.telemetry import PoolMetrics
+from services.scaler.policy import Policy, PoolState, decide, learn_lead_time
+
+POLICY = Policy(min=1, max=100, unit_capacity=10.0, lead_time_s=60.0)
+
+
+def metrics(demand: float, ready: int, pending: int = 0) -> PoolMetrics:
+    inflight = min(demand, ready * 10.0)
+    return PoolMetrics(
+        pool="gpu-a",
+        ts=0.0,
+        units_ready=ready,
+        units_pending=pending,
+        inflight=inflight,
+        queue_depth=demand - inflight,
+    )
+
+
+def test_a_scale_up_reason_names_direction_load_and_capacity() -> None:
+    # 15 in flight on 2 units of 10: 75 % of 20; 3 units serve it at 70 %.
+    _, p = decide(PoolState(), metrics(15.0, 2), POLICY, 100.0)
+    assert p is not None
+    assert p.reason == "Scale up 2 -> 3 units (steady): 15.0 in flight, 75% of 20 at target 70%."
+
+
+def test_a_scale_in_reason_says_in() -> None:
+    _, p = decide(PoolState(), metrics(0.0, 5), POLICY, 100.0)
+    assert p is not None
+    assert p.reason == "Scale in 5 -> 1 units (steady): 0.0 in flight, 0% of 50 at target 70%."
+
+
+def test_a_pool_with_no_units_reports_no_capacity() -> None:
+    _, p = decide(PoolState(), metrics(5.0, 0), POLICY, 100.0)
+    assert p is not None
+    assert (p.current, p.desired) == (0, 1)
+    assert p.reason == (
+        "Scale up 0 -> 1 units (steady): 5.0 in flight, no capacity of 0 at target 70%."
+    )
+
+
+def test_pending_units_count_as_the_current_pool() -> None:
+    # 2 ready and 1 booting already serve 15 in flight: nothing to ask.
+    _, p = decide(PoolState(), metrics(15.0, 2, pending=1), POLICY, 100.0)
+    assert p is None
+    # 50 in flight on 4 ready + 2 booting: 8 units, from 6.
+    policy = Policy(unit_capacity=10.0, lead_time_s=60.0, panic_threshold=10.0)
+    _, p = decide(PoolState(), metrics(50.0, 4, pending=2), policy, 100.0)
+    assert p is not None
+    assert (p.current, p.desired) == (6, 8)
+    assert p.reason.startswith("Scale up 6 -> 8 units (steady)")
+
+
+def test_a_proposal_and_the_state_carry_the_pool_time_and_sequence() -> None:
+    state, p = decide(PoolState(), metrics(15.0, 2), POLICY, 100.0)
+    assert p is not None
+    assert (p.id, p.pool, p.ts) == ("scale:gpu-a:1", "gpu-a", 100.0)
+    assert (state.pool, state.seq, state.last_up, state.last_down) == ("gpu-a", 1, 100.0, -1e999)
+    state, p = decide(state, metrics(0.0, 5), POLICY, 200.0)
+    assert p is not None and p.id == "scale:gpu-a:2"
+    assert (state.seq, state.last_up, state.last_down) == (2, 100.0, 200.0)
+
+
+def test_an_unfulfilled_proposal_is_sent_again_exactly_after_repropose_s() -> None:
+    state, p = decide(PoolState(), metrics(15.0, 2), POLICY, 0.0)
+    assert p is not None and p.desired == 3
+    sent = []
+    t = 0.0
+    while t < 30.0:
+        t += 2.0
+        state, p = decide(state, metrics(15.0, 2), POLICY, t)
+        if p is not None:
+            sent.append((t, p.desired, p.id))
+    assert sent == [(30.0, 3, "scale:gpu-a:2")]
+
+
+def test_a_changed_count_is_proposed_at_once_without_waiting_to_repropose() -> None:
+    state, p = decide(PoolState(), metrics(15.0, 2), POLICY, 0.0)
+    assert p is not None and p.desired == 3
+    # Two seconds later the queue says 4 units (material from 2): sent at once.
+    policy_no_panic = Policy(unit_capacity=10.0, lead_time_s=60.0, panic_threshold=10.0)
+    state, p = decide(state, metrics(60.0, 2), policy_no_panic, 2.0)
+    assert p is not None and p.desired > 3
+    assert p.id == "scale:gpu-a:2"
+
+
+def test_without_a_panic_window_silence_asks_for_nothing() -> None:
+    # A zero-length panic window sees no samples: its mean is no demand at all.
+    policy = Policy(min=0, unit_capacity=10.0, panic_window_s=0.0)
+    state, p = decide(PoolState(), metrics(0.0, 0), policy, 100.0)
+    assert p is None and state.last_desired == 0
+
+
+def test_an_instant_boot_is_a_lead_time_of_zero() -> None:
+    state = learn_lead_time(PoolState(), 0.0)
+    assert state.learned_lead_s == 0.0
+    state = learn_lead_time(PoolState(), 0.5)
+    assert state.learned_lead_s == 0.5
+
+
+def _ramp_proposals() -> list[ScaleProposal]:
+    policy = Policy(unit_capacity=10.0, lead_time_s=300.0)
+    state, units, t = PoolState(), 2, 0.0
+    out: list[ScaleProposal] = []
+    while t < 4800:
+        demand = 10.0 + 0.05 * t if t < 3600 else 0.0
+        state, p = decide(state, metrics(demand, units), policy, t)
+        if p is not None:
+            out.append(p)
+            units = p.desired
+        t += 2.0
+    return out
+
+
+def test_only_predictive_proposals_carry_a_forecast_and_say_it() -> None:
+    proposals = _ramp_proposals()
+    predictive = [p for p in proposals if p.mode == "predictive"]
+    others = [p for p in proposals if p.mode != "predictive"]
+    assert predictive and any(p.desired < p.current for p in others)
+    for p in predictive:
+        assert p.forecast is not None
+        assert p.reason.endswith(f"; forecast {p.forecast:.1f} in flight in 300 s.")
+    for p in others:
+        assert p.forecast is None
+        assert "forecast" not in p.reason
+
+
+def test_the_forecast_is_rounded_to_three_decimals() -> None:
+    forecasts = [p.forecast for p in _ramp_proposals() if p.forecast is not None]
+    assert forecasts
+    assert all(f == round(f, 3) for f in forecasts)
+    # Not whole numbers: the rounding keeps the decimals.
+    assert any(f != round(f) for f in forecasts)
+    assert any(f != round(f, 2) for f in forecasts)
