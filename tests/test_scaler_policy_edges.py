@@ -61,6 +61,7 @@ def test_a_proposal_and_the_state_carry_the_pool_time_and_sequence() -> None:
     assert p is not None
     assert (p.id, p.pool, p.ts) == ("scale:gpu-a:1", "gpu-a", 100.0)
     assert (state.pool, state.seq, state.last_up, state.last_down) == ("gpu-a", 1, 100.0, -1e999)
+    assert not state.panic and state.panic_high == 0  # no burst, no high-water mark kept
     state, p = decide(state, metrics(0.0, 5), POLICY, 200.0)
     assert p is not None and p.id == "scale:gpu-a:2"
     assert (state.seq, state.last_up, state.last_down) == (2, 100.0, 200.0)
