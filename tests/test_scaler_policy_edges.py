@@ -138,3 +138,63 @@ def test_the_forecast_is_rounded_to_three_decimals() -> None:
     # Not whole numbers: the rounding keeps the decimals.
     assert any(f != round(f) for f in forecasts)
     assert any(f != round(f, 2) for f in forecasts)
+
+
+NO_PANIC = Policy(unit_capacity=10.0, lead_time_s=60.0, panic_threshold=10.0, cooldown_up_s=300.0)
+
+
+def _after_a_scale_in(now: float) -> PoolState:
+    return PoolState(pool="gpu-a", last_down=now - 10.0, last_desired=2)
+
+
+def test_queueing_scales_up_at_once_even_within_the_cooldown() -> None:
+    # 30 in flight on 2 units of 10 queues 10: 5 units, despite a scale-in 10 s ago.
+    _, p = decide(_after_a_scale_in(1000.0), metrics(30.0, 2), NO_PANIC, 1000.0)
+    assert p is not None and (p.current, p.desired) == (2, 5)
+
+
+def test_demand_exactly_at_capacity_is_not_queueing_and_waits_for_the_cooldown() -> None:
+    # 20 in flight on 2 units of 10: full, nothing queued; 3 units would serve it
+    # at 70 %, but a scale-in was 10 s ago and the up-cooldown is 300 s.
+    _, p = decide(_after_a_scale_in(1000.0), metrics(20.0, 2), NO_PANIC, 1000.0)
+    assert p is None
+
+
+def test_queueing_sizes_from_the_short_window_not_the_stable_mean() -> None:
+    state, t = PoolState(), 0.0
+    for _ in range(30):  # 60 s at 5 in flight on 2 units
+        state, _ = decide(state, metrics(5.0, 2), NO_PANIC, t)
+        t += 2.0
+    asked = []
+    for _ in range(3):  # then 40 in flight: 20 queue
+        state, p = decide(state, metrics(40.0, 2), NO_PANIC, t)
+        if p is not None:
+            asked.append(p.desired)
+        t += 2.0
+    assert asked and max(asked) >= 5
+
+
+def test_a_rise_within_capacity_waits_for_the_stable_window() -> None:
+    policy = Policy(min=5, unit_capacity=10.0, lead_time_s=60.0, panic_threshold=10.0)
+    state, t = PoolState(), 0.0
+    for _ in range(30):  # 60 s at 20 in flight on 5 units (40 %), the pool's minimum
+        state, _ = decide(state, metrics(20.0, 5), policy, t)
+        t += 2.0
+    for _ in range(3):  # 45 in flight: 90 %, but nothing queues
+        state, p = decide(state, metrics(45.0, 5), policy, t)
+        assert p is None
+        t += 2.0
+
+
+def test_the_state_forgets_the_burst_high_water_mark_once_panic_ends() -> None:
+    state, t = PoolState(), 0.0
+    for _ in range(30):
+        state, _ = decide(state, metrics(20.0, 3), POLICY, t)
+        t += 2.0
+    state, burst = decide(state, metrics(180.0, 3), POLICY, t)
+    assert burst is not None and state.panic and state.panic_high > 3
+    while state.panic:
+        t += 2.0
+        state, _ = decide(state, metrics(20.0, 3), POLICY, t)
+    state, _ = decide(state, metrics(20.0, 3), POLICY, t + 2.0)
+    assert state.panic_high == 0
