@@ -198,3 +198,26 @@ def test_the_state_forgets_the_burst_high_water_mark_once_panic_ends() -> None:
         state, _ = decide(state, metrics(20.0, 3), POLICY, t)
     state, _ = decide(state, metrics(20.0, 3), POLICY, t + 2.0)
     assert state.panic_high == 0
+
+
+def test_a_scale_in_holds_the_spikes_of_the_last_lead_time_not_only_their_mean() -> None:
+    # 60 s of 60 and 0 in flight by turns on 10 units: the mean needs 5 units, the
+    # spikes 9. Then 90 s of silence: within the 300 s lead time the pool keeps 9.
+    policy = Policy(unit_capacity=10.0, lead_time_s=300.0)
+    state, t = PoolState(), 0.0
+    asked = []
+    for i in range(75):
+        demand = (0.0 if i % 2 else 60.0) if i < 30 else 0.0
+        state, p = decide(state, metrics(demand, 10), policy, t)
+        if p is not None:
+            asked.append((p.desired, p.mode))
+        t += 2.0
+    assert asked and set(asked) == {(9, "steady")}
+
+
+def test_a_pool_below_its_minimum_is_raised_to_it_without_a_forecast() -> None:
+    policy = Policy(min=3, unit_capacity=10.0)
+    _, p = decide(PoolState(), metrics(0.0, 1), policy, 100.0)
+    assert p is not None and (p.current, p.desired) == (1, 3)
+    assert p.forecast is None
+    assert p.reason.endswith("0.0 in flight, 0% of 10 at target 70%.")
