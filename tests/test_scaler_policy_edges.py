@@ -201,18 +201,20 @@ def test_the_state_forgets_the_burst_high_water_mark_once_panic_ends() -> None:
 
 
 def test_a_scale_in_holds_the_spikes_of_the_last_lead_time_not_only_their_mean() -> None:
-    # 60 s of 60 and 0 in flight by turns on 10 units: the mean needs 5 units, the
-    # spikes 9. Then 90 s of silence: within the 300 s lead time the pool keeps 9.
+    # 10 units with 300 s of lead time: 60 s at 30 in flight (5 units), 60 s of 60
+    # and 0 by turns (the mean still needs 5, the spikes 9), then 90 s of silence.
+    # Unfulfilled, the scale-in is re-sent every 30 s; from the spikes on it keeps
+    # 9 units, also in the silence, since the spikes are within one lead time.
     policy = Policy(unit_capacity=10.0, lead_time_s=300.0)
     state, t = PoolState(), 0.0
     asked = []
-    for i in range(75):
-        demand = (0.0 if i % 2 else 60.0) if i < 30 else 0.0
+    for i in range(105):
+        demand = 30.0 if i < 30 else (0.0 if i % 2 else 60.0) if i < 60 else 0.0
         state, p = decide(state, metrics(demand, 10), policy, t)
         if p is not None:
-            asked.append((p.desired, p.mode))
+            asked.append((t, p.desired))
         t += 2.0
-    assert asked and set(asked) == {(9, "steady")}
+    assert asked == [(0.0, 5), (30.0, 5), (60.0, 5), (90.0, 9), (120.0, 9), (150.0, 9), (180.0, 9)]
 
 
 def test_a_pool_below_its_minimum_is_raised_to_it_without_a_forecast() -> None:
