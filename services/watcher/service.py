@@ -263,6 +263,9 @@ class Watcher(Service[WatcherSettings]):
             m = fast
         m = with_jobs(m, self._depths.get(pool))  # the backlog as of the last tick
         self._fast_seq += 1
+        if m.ts >= getattr(self.latest.get(m.pool), "ts", 0.0):  # no tick overtook it
+            # Before the publish: whoever reads the message may ask fleet.api.pools next.
+            self.latest[m.pool] = m
         with self.tracer.start_as_current_span(
             "publish metrics (burst)", attributes={"pool": m.pool}
         ):
@@ -277,8 +280,6 @@ class Watcher(Service[WatcherSettings]):
                     "could not publish burst metrics", exc_info=True, extra={"pool": m.pool}
                 )
                 return
-        if m.ts >= getattr(self.latest.get(m.pool), "ts", 0.0):  # no tick overtook it
-            self.latest[m.pool] = m
         self.metrics.count("metrics_published")
         self.metrics.count("metrics_published_fast")
 
