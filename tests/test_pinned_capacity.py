@@ -23,23 +23,12 @@ from contracts import subjects
 from contracts.api.replies import CommandAnswer, ScalingReply
 from contracts.commands import ReleaseRequest, ScaleProposal, Verdict
 from contracts.events import AuditRecord, UnitEvent
-from services.costguard.service import CostGuard
-from services.costguard.settings import CostguardSettings
-from services.gateway.service import Gateway, GatewaySettings
-from services.kit.config import load_settings
-from services.provisioner.service import ProvisionerService
-from services.scaler.service import Scaler, ScalerSettings
-from services.watcher.service import Watcher
-from services.watcher.settings import WatcherSettings
-from tests.provisioner_helpers import Watch, settings, states
+from tests.fleet_helpers import fleet
+from tests.provisioner_helpers import Watch, states
 
 POOLS = {"h100": {"gpu_model": "H100", "providers": ["sim"], "max_usd_per_hour": 10, "min": 0}}
 DURATION_S = 6.0
 EAGER = {"cooldown_down_s": 0, "stable_window_s": 0.5, "panic_window_s": 0.2, "repropose_s": 1}
-
-
-def _kit(tmp_path: Path, name: str, **extra: Any) -> dict[str, Any]:
-    return {"store": {"dir": str(tmp_path / name)}, "stop_deadline_s": 1.0, **extra}
 
 
 def _guard(records: list[AuditRecord], pool: str) -> list[AuditRecord]:
@@ -60,50 +49,9 @@ async def _scaling(nc: Client, pool: str) -> Any:
 async def test_a_pinned_provision_survives_zero_load_and_is_released_when_it_ends(
     nats_url: str, nc: Client, tmp_path: Path
 ) -> None:
-    services = [
-        ProvisionerService(
-            settings(tmp_path / "prov", POOLS, sim={"telemetry_interval_s": 0.2}),
-            nats_url=nats_url,
-        ),
-        CostGuard(
-            load_settings(
-                CostguardSettings,
-                env={},
-                overrides=_kit(
-                    tmp_path,
-                    "guard",
-                    budget={"daily_usd": 10000, "approval_threshold_usd_per_hour": 100},
-                    pools=POOLS,
-                ),
-            ),
-            nats_url=nats_url,
-        ),
-        Watcher(
-            load_settings(
-                WatcherSettings,
-                env={},
-                overrides=_kit(tmp_path, "watcher", watcher={"tick_s": 0.2, "window_s": 0.2}),
-            ),
-            nats_url=nats_url,
-        ),
-        Scaler(
-            load_settings(
-                ScalerSettings,
-                env={},
-                overrides=_kit(
-                    tmp_path,
-                    "scaler",
-                    scaler={"default_policy": EAGER, "pin_check_s": 0.2},
-                    pools=POOLS,
-                ),
-            ),
-            nats_url=nats_url,
-        ),
-        Gateway(
-            load_settings(GatewaySettings, env={}, overrides=_kit(tmp_path, "gw", pools=POOLS)),
-            nats_url=nats_url,
-        ),
-    ]
+    services = fleet(
+        nats_url, tmp_path, POOLS, scaler={"default_policy": EAGER, "pin_check_s": 0.2}
+    )
     units = await Watch(UnitEvent).start(nc, subjects.UNIT_ALL)
     verdicts = await Watch(Verdict).start(nc, "fleet.budget.*")
     proposals = await Watch(ScaleProposal).start(nc, subjects.SCALE_PROPOSED_ALL)

@@ -24,18 +24,9 @@ from contracts.a2a import TaskState
 from contracts.events import UnitEvent
 from contracts.telemetry import PoolMetrics
 from services.a2a.client import A2AClient
-from services.brain.service import Brain
-from services.brain.settings import BrainSettings
-from services.costguard.service import CostGuard
-from services.costguard.settings import CostguardSettings
-from services.gateway.service import Gateway, GatewaySettings
-from services.kit.config import load_settings
 from services.kit.service import Service
-from services.provisioner.service import ProvisionerService
-from services.scaler.service import Scaler, ScalerSettings
-from services.watcher.service import Watcher
-from services.watcher.settings import WatcherSettings
-from tests.provisioner_helpers import Watch, settings, states
+from tests.fleet_helpers import fleet
+from tests.provisioner_helpers import Watch, states
 
 POOLS = {"h100": {"gpu_model": "H100", "providers": ["sim"], "max_usd_per_hour": 10, "min": 0}}
 
@@ -69,56 +60,8 @@ def spans() -> Iterator[InMemorySpanExporter]:
         exporter.clear()
 
 
-def _kit(tmp_path: Path, name: str, **extra: Any) -> dict[str, Any]:
-    return {"store": {"dir": str(tmp_path / name)}, "stop_deadline_s": 1.0, **extra}
-
-
 def _fleet(nats_url: str, tmp_path: Path) -> list[Service[Any]]:
-    return [
-        ProvisionerService(
-            settings(tmp_path / "prov", POOLS, sim={"telemetry_interval_s": 0.2}),
-            nats_url=nats_url,
-        ),
-        CostGuard(
-            load_settings(
-                CostguardSettings,
-                env={},
-                overrides=_kit(
-                    tmp_path,
-                    "guard",
-                    budget={"daily_usd": 10000, "approval_threshold_usd_per_hour": 100},
-                    pools=POOLS,
-                ),
-            ),
-            nats_url=nats_url,
-        ),
-        Watcher(
-            load_settings(
-                WatcherSettings,
-                env={},
-                overrides=_kit(
-                    tmp_path, "watcher", watcher={"tick_s": 0.2, "window_s": 0.2}, pools=POOLS
-                ),
-            ),
-            nats_url=nats_url,
-        ),
-        Scaler(
-            load_settings(ScalerSettings, env={}, overrides=_kit(tmp_path, "scaler", pools=POOLS)),
-            nats_url=nats_url,
-        ),
-        Gateway(
-            load_settings(GatewaySettings, env={}, overrides=_kit(tmp_path, "gw", pools=POOLS)),
-            nats_url=nats_url,
-        ),
-        Brain(
-            load_settings(
-                BrainSettings,
-                env={},
-                overrides=_kit(tmp_path, "brain", brain={"routine_interval_s": 0}),
-            ),
-            nats_url=nats_url,
-        ),
-    ]
+    return fleet(nats_url, tmp_path, POOLS, watcher_pools=True, brain=True)
 
 
 def _services(finished: tuple[ReadableSpan, ...], trace_id: int) -> set[str]:
