@@ -23,6 +23,10 @@ test *ARGS:
 test-slow *ARGS:
     {{venv}}python -m pytest -m slow {{ARGS}}
 
+# one of the suites kept apart from the default run: chaos, fuzz, attack or cluster (`.ci/suites` runs them all)
+suite NAME *ARGS:
+    {{venv}}python -m pytest -m "slow and {{NAME}}" {{ARGS}}
+
 # mutation testing of the pure decision modules (kill rates per module, surviving mutants);
 # its own CI step, not part of `just test`. Words pick modules: `just mutate judge`
 mutate *MODULES:
