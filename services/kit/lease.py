@@ -123,8 +123,10 @@ class Lease:
         self.lease_s = min(lease_s, self.shape.max_age_s or lease_s)
         """The lease as it really lasts: ours, or the bucket's TTL where that is shorter."""
         self.revision = 0
-        """Revision of our last write; 0 while we do not hold the lease. A successor's
-        revision is always higher, so it also serves as a fencing token."""
+        """Revision of our last write; 0 while we do not hold the lease."""
+        self.token = 0
+        """The revision at which we took the lease: constant while we hold it, and higher
+        for every later holder, so a write stamped with it can be fenced off."""
         self.renewed_at = 0.0
         """Monotonic time the last successful write was sent."""
         self.waiting = False
@@ -190,7 +192,7 @@ class Lease:
             return await self.try_acquire()  # the marker was not the latest after all
         if revision is None:
             return False
-        self.revision, self.renewed_at = revision, sent
+        self.revision, self.token, self.renewed_at = revision, revision, sent
         return True
 
     async def acquire(self, stop: asyncio.Event) -> bool:

@@ -185,6 +185,13 @@ class Service(Generic[S]):
         return self.standby is not None and self.standby.lost
 
     @property
+    def fence(self) -> int:
+        """A singleton's fencing token: the lease revision at which it took the lease
+        (higher for every later holder); 0 for other services and before the lease."""
+        lease = self.lease
+        return lease.token if lease is not None else 0
+
+    @property
     def stopping(self) -> bool:
         """True from the moment a stop was asked for."""
         return self._stopping.is_set()
@@ -293,7 +300,11 @@ class Service(Generic[S]):
         assert self.standby is not None
         if await self.standby.keep(self._stopping):
             return
+        # No longer entitled to act: every task (consumers with their handlers in flight,
+        # timers, runs a service spawned) is cancelled before it takes another step, with
+        # no await in between; cancelled handlers hand their messages back (nak).
         self._stopping.set()
+        self.background.halt()
         self._lease_stop = asyncio.ensure_future(self.stop())
 
     # -- health ------------------------------------------------------------

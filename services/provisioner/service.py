@@ -34,7 +34,7 @@ from services.kit.service import encode
 from services.provisioner.breaker import Breaker, BreakerPolicy, Transition
 from services.provisioner.catalog import lookup
 from services.provisioner.config import ProvisionerSettings
-from services.provisioner.executor import Executor, Outcome
+from services.provisioner.executor import Executor, Outcome, TakenOver
 from services.provisioner.gauges import ProvisionerGauges
 from services.provisioner.inventory import Load
 from services.provisioner.lifecycle import Lifecycle
@@ -179,6 +179,9 @@ class ProvisionerService(Service[ProvisionerSettings]):
             self.metrics.count("commands_duplicate")
             return
         outcome = await self._run(cmd)
+        if outcome.status == "taken":
+            self.metrics.count("commands_taken_over")
+            return  # the holder that took it over carries it out from the shared store
         if outcome.status != "retry":
             return
         if d.attempt >= self.settings.provisioner.command_attempts:
@@ -187,11 +190,13 @@ class ProvisionerService(Service[ProvisionerSettings]):
         raise Retryable(outcome.detail, self.settings.provisioner.command_retry_s)
 
     async def _run(self, cmd: AnyApproved) -> Outcome:
-        """Carry out `cmd` once at a time: a redelivery waits for the run in progress."""
+        """Carry out `cmd` once at a time: a redelivery waits for the run in progress.
+        The run is a background task of its own, so that losing the lease cancels it
+        (Service.halt) even while the handler that started it is being handed back."""
         running = self._running.get(cmd.id)
         if running is not None:
             return await asyncio.shield(running)
-        task = asyncio.ensure_future(self._execute(cmd))
+        task = self.spawn(self._execute(cmd), f"command:{cmd.id}")
         self._running[cmd.id] = task
         try:
             return await asyncio.shield(task)
@@ -200,13 +205,17 @@ class ProvisionerService(Service[ProvisionerSettings]):
                 self._running.pop(cmd.id, None)
 
     async def _execute(self, cmd: AnyApproved) -> Outcome:
-        await self.inventory.begin(cmd)
+        fence = self.fence
+        if not await self.inventory.begin(cmd, fence):
+            return Outcome("taken", f"command {cmd.id} was taken over by a later provisioner")
         try:
-            outcome = await self.executor.run(cmd)
+            outcome = await self.executor.run(cmd, lambda: self._ours(cmd.id, fence))
         except ProviderError as exc:
             outcome = Outcome("retry", str(exc))
+        except TakenOver as exc:
+            return Outcome("taken", str(exc))
         if outcome.status in ("done", "failed"):
-            await self.inventory.finish(cmd.id, outcome.status, outcome.detail)
+            await self.inventory.finish(cmd.id, outcome.status, outcome.detail, fence)
             action = "provision" if isinstance(cmd, ProvisionRequest) else "release"
             await self.life.audit(
                 action,
@@ -217,11 +226,21 @@ class ProvisionerService(Service[ProvisionerSettings]):
             )
         return outcome
 
+    async def _ours(self, command_id: str, fence: int) -> bool:
+        """May this instance still act on the command? Not once it lost its lease, nor
+        once a later holder (a higher fence, on a shared store) has taken it over."""
+        lease = self.lease
+        if self.lease_lost or (lease is not None and not lease.held):
+            return False
+        return await self.inventory.owns(command_id, fence)
+
     async def _fail(self, cmd: AnyApproved, detail: str) -> None:
         """Give `cmd` up: its slots without units end, so their reservation is released."""
+        if not await self._ours(cmd.id, self.fence):
+            return
         if isinstance(cmd, ProvisionRequest):
             await self.executor.give_up(cmd, detail)
-        await self.inventory.finish(cmd.id, "failed", detail)
+        await self.inventory.finish(cmd.id, "failed", detail, self.fence)
         await self.life.alert("command_failed", f"command {cmd.id}: {detail}", pool=cmd.pool)
 
     async def _resume(self) -> None:
@@ -230,7 +249,7 @@ class ProvisionerService(Service[ProvisionerSettings]):
         for cmd in await self.inventory.unfinished():
             for attempt in range(1, opts.command_attempts + 1):
                 outcome = await self._run(cmd)
-                if outcome.status != "retry":
+                if outcome.status in ("done", "failed", "taken"):
                     break
                 if attempt == opts.command_attempts:
                     await self._fail(cmd, f"gave up after resuming: {outcome.detail}")
