@@ -7,8 +7,9 @@ the idlest units on scale-down, offers idle units for release and asks for a
 replacement when a unit fails (both through the cost-guard). Serves
 `fleet.api.units.list`, `fleet.api.gpus.available` and `fleet.api.place`.
 
-The `sim` provider's world (and its units' telemetry) runs inside this process;
-`local` units are child processes of it and stop with it.
+The `sim` provider's units report (telemetry, jobs) from a process of their own
+that outlives this one (providers/simhost.py; `[sim] units = "inline"` keeps them
+in this process); `local` units are child processes of it and stop with it.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from services.provisioner.inventory import Load
 from services.provisioner.lifecycle import Lifecycle
 from services.provisioner.placement import filter_offers, merge_offers, place
 from services.provisioner.providers.base import AuthError, ProviderError
+from services.provisioner.providers.simhost import stop_host
 from services.provisioner.providerset import ProviderSet, build_providers
 from services.provisioner.unitstore import MIGRATIONS, AnyApproved, Inventory
 from services.provisioner.upkeep import Upkeep
@@ -335,3 +337,6 @@ def _with_catalog(offer: Offer) -> Offer:
 
 
 SERVICE = ProvisionerService
+stop_sim_units = stop_host
+"""`fleet up` on its way out: stop the sim units' host of its state directory (the units
+report from a process of their own, which outlives provisioner restarts)."""
