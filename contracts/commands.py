@@ -57,6 +57,10 @@ class ProvisionRequest(Command, frozen=True, kw_only=True):
     larger than load alone would (a floor), until `duration_s` ends or they are released."""
     duration_s: Annotated[float, Meta(gt=0, le=30 * 86400)] | None = None
     """How long a pinned provision lasts, seconds; None: until released."""
+    replaces: Token | None = None
+    """The failed unit this request replaces (the provisioner's replacements): the
+    cost-guard refuses it when a scale proposal made since the unit ended already counts
+    on units enough, so the scaler and the replacement do not both add the unit back."""
 
 
 class ReleaseRequest(Command, frozen=True, kw_only=True):

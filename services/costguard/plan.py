@@ -15,7 +15,7 @@ from __future__ import annotations
 import msgspec
 
 from contracts.commands import AnyCommand, ProvisionRequest, ReleaseRequest, ScaleProposal
-from services.costguard.ledger import Ledger, pending_units
+from services.costguard.ledger import Ledger, pending_units, pool_rate
 from services.costguard.quote import Quote
 from services.costguard.settings import Policy
 
@@ -87,3 +87,26 @@ def _priced(ask: ProvisionRequest, policy: Policy, quote: Quote | None) -> Plan:
         changes.update(max_usd_per_hour=price, provider=quote.provider, offer_id=quote.offer_id)
     command = msgspec.structs.replace(ask, **changes)
     return Plan(command=command, units=ask.count, unit_usd_per_hour=price)
+
+
+def replacement_covered(ledger: Ledger, command: AnyCommand, now: float) -> str | None:
+    """Why the replacement `command` is not needed, or None when it is (or is no
+    replacement). A failed unit is answered twice: the provisioner asks to replace it,
+    and the scaler, seeing the pool short, proposes to grow it. Whichever comes second
+    must not add the unit again. A proposal second finds the replacement pending (see
+    `concretize`); a replacement second is refused here when a proposal made since the
+    unit ended wants no more units than the pool has billing or pending."""
+    if not isinstance(command, ProvisionRequest) or command.replaces is None:
+        return None
+    target = ledger.targets.get(command.pool)
+    ended = ledger.ended.get(f"{command.pool}/{command.replaces}")
+    if target is None or ended is None or target.ts < ended:
+        return None  # no proposal has seen the loss yet
+    have = pool_rate(ledger, command.pool)[0] + pending_units(ledger, command.pool, now)
+    if have < target.desired:
+        return None
+    return (
+        f"pool {command.pool} already has {have} units billing or pending, and the scale "
+        f"proposal made after {command.replaces} ended wants {target.desired}: the scaler "
+        "has replaced it"
+    )
