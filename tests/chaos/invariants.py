@@ -57,6 +57,9 @@ class Report:
     created_units: int = 0
     over_created: dict[str, tuple[int, int]] = field(default_factory=dict)
     """Approved commands with more units than approved: id -> (approved, created)."""
+    unaccounted: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Approved commands whose slots are not each either a unit or an ended slot:
+    id -> (approved, slots seen)."""
     max_burn_usd_per_hour: float = 0.0
 
     @property
@@ -83,9 +86,15 @@ def judge_streams(requests: list[bytes], verdicts: list[bytes], events: list[byt
     report.approved_units = sum(approved.values())
     decoded = [EVENT.decode(raw) for raw in events]
     created: dict[str, set[str]] = {}
+    slots: dict[str, set[str]] = {}
     for ev in decoded:
+        if ev.command_id:
+            slots.setdefault(ev.command_id, set()).add(ev.unit)
         if ev.state in BILLED_STATES and ev.command_id:
             created.setdefault(ev.command_id, set()).add(ev.unit)
+    for cid, count in approved.items():
+        if len(slots.get(cid, ())) != count:
+            report.unaccounted[cid] = (count, len(slots.get(cid, ())))
     report.created_units = sum(len(units) for units in created.values())
     for cid, units in created.items():
         if len(units) > approved.get(cid, 0):

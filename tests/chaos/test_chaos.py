@@ -10,8 +10,9 @@ service is SIGKILLed (no lease release, no drain), and the time until another on
 ready is measured. Then, once the fleet has settled:
 
 - one verdict per request: every request in FLEET_CMDS has exactly one final verdict;
-- units equal approvals: no approved command got more units than it was approved for,
-  and no more units were created than approved;
+- units equal approvals: every slot of an approved command is a unit or was ended (a
+  command that gave up), no command got more units than it was approved for, and no
+  more units were created than approved;
 - no leaked unit: every unit at the provider is one the provisioner counts as live;
 - spend within the caps: the burn never passed `max_burn_usd_per_hour`, and today's
   spend is within the hard cap;
@@ -203,7 +204,8 @@ async def test_sigkill_rounds_of_every_service_keep_the_invariants(
         f"\n  requests {report.requests} ({load.sent} from the load), verdicts {report.verdicts} "
         f"{dict(report.decisions)}, missing {len(report.missing)}, doubled {len(report.doubled)}"
         f"\n  units: approved {report.approved_units}, created {report.created_units}, "
-        f"over-created commands {len(report.over_created)}, leaked {len(strays)}"
+        f"over-created commands {len(report.over_created)}, slots unaccounted "
+        f"{len(report.unaccounted)}, leaked {len(strays)}"
         f"\n  max burn ${report.max_burn_usd_per_hour:.2f}/h (cap ${MAX_BURN:.2f}/h), spent today "
         f"${budget['spent_today_usd']:.4f} (hard cap ${HARD_CAP:.2f})"
     )
@@ -211,6 +213,7 @@ async def test_sigkill_rounds_of_every_service_keep_the_invariants(
     assert not report.missing, f"requests without a verdict: {report.missing[:10]}"
     assert not report.doubled, f"requests with two verdicts: {report.doubled[:10]}"
     assert not report.over_created, f"more units than approved: {report.over_created}"
+    assert not report.unaccounted, f"slots neither made nor ended: {report.unaccounted}"
     assert report.created_units <= report.approved_units
     assert not strays, f"units at the provider the fleet does not count: {strays}"
     assert report.max_burn_usd_per_hour <= MAX_BURN + 1e-6
