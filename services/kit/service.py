@@ -11,8 +11,10 @@ subscriptions (services.kit.subscriptions), pull consumers (consumers),
 request endpoints (endpoints), background tasks (background), dead letters
 (deadletters) and, for a service with `singleton = True`, the lease
 (standby): it waits in state `standby` after connecting until it holds its
-lease, and only then runs setup(); losing the lease stops it, and `main()`
-exits non-zero so a supervisor restarts it as a standby.
+lease, and only then runs setup(); losing the lease stops it at once (every
+task it runs is cancelled before it takes another step, handlers in flight hand
+their messages back), and `main()` exits non-zero so a supervisor restarts it as
+a standby.
 """
 
 from __future__ import annotations
