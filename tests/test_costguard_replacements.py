@@ -1,12 +1,27 @@
 """A failed unit is answered twice, by the provisioner's replacement and by the scaler's
 proposal for the short pool; in either order the pool gets its units back once (five
-failed units are five new units, not ten)."""
+failed units are five new units, not ten): the judge's decisions with plain values, then
+the whole loop."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from nats.aio.client import Client
+
+from contracts import subjects
 from contracts.commands import ScaleProposal
+from contracts.events import UnitEvent
 from services.costguard.judge import judge
 from services.costguard.ledger import Ledger, apply_unit_event
+from services.provisioner.service import ProvisionerService
+from tests.chaos.invariants import read
+from tests.fleet_helpers import fleet
+from tests.provisioner_helpers import Watch, states
 from tests.test_costguard_judge import NOON, policy, provision, unit
 
 POLICY = policy(daily_usd=1000.0, approval_threshold_usd_per_hour=100.0)
@@ -71,3 +86,70 @@ def test_a_replacement_is_approved_when_the_proposal_s_units_did_not_all_come() 
         ledger = apply_unit_event(ledger, ended, NOON + 1)
     _, units, reasons = approved_units(ledger, [replacement("u0"), replacement("u1")])
     assert units == 2, reasons
+
+
+POOL = {
+    "gpu_model": "H100",
+    "providers": ["sim"],
+    "max_usd_per_hour": 3.0,
+    "min": 5,
+    "max": 5,
+    "cooldown_up_s": 0,
+    "stable_window_s": 0.5,
+    "panic_window_s": 0.2,
+    "repropose_s": 1,
+}
+"""Held at five units by its bounds; the scaler acts at once when the pool is short."""
+
+
+async def test_five_failed_units_come_back_as_five_not_ten(
+    nats_url: str, nc: Client, tmp_path: Path
+) -> None:
+    """End to end: a pool held at 5 units loses all five at once (the marketplace says
+    they failed); the provisioner asks to replace each and the scaler proposes to grow
+    the pool back, and the pool gets five new units."""
+    services = fleet(nats_url, tmp_path, {"h100": POOL}, watcher_pools=True)
+    prov = services[0]
+    assert isinstance(prov, ProvisionerService)
+    # Units that have run for a while (not a crash loop): every replacement is asked at once.
+    prov.settings.provisioner.crash_loop_early_s = 0.1
+    events = await Watch(UnitEvent).start(nc, subjects.UNIT_ALL)
+    for svc in services:
+        await svc.start()
+    try:
+        first = states(await events.until(lambda ev: len(states(ev, "ready")) >= 5, 30), "ready")
+        failed_at = time.time()
+        for sim_unit in prov.providers.get("sim")._units.values():  # type: ignore[union-attr]
+            sim_unit.fails = True  # five machines die at the provider
+
+        def back(ev: list[UnitEvent]) -> set[str]:
+            return {e.unit for e in ev if e.state == "ready" and e.ts > failed_at} - first
+
+        await events.until(lambda ev: len(back(ev)) >= 5, 60)
+
+        async def settled() -> bool:
+            """Every request (replacements, proposals) judged, every approval carried out."""
+            cmds = await read(nc.jetstream(), "FLEET_CMDS", ">")
+            asked = {json.loads(d)["id"] for s, d in cmds if not s.startswith("fleet.budget.")}
+            said = {json.loads(d)["id"] for s, d in cmds if s.startswith("fleet.budget.")}
+            reply = await nc.request(subjects.api("units.list"), b'{"pool": "h100"}', timeout=5)
+            units = json.loads(reply.data)["units"]
+            busy = [u for u in units if u["state"] in ("requested", "booting")]
+            return asked <= said and not busy
+
+        await eventually_async(settled, 30)
+        made = {e.unit for e in events.items if e.state == "booting" and e.ts > failed_at}
+        assert len(made) == 5, sorted(made)
+        assert len(states(events.items, "failed") & first) == 5
+    finally:
+        await events.stop()
+        for svc in reversed(services):
+            await svc.stop()
+
+
+async def eventually_async(check: Callable[[], Awaitable[bool]], within_s: float) -> None:
+    give_up = time.monotonic() + within_s
+    while not await check():
+        if time.monotonic() > give_up:
+            raise AssertionError(f"condition not met in {within_s} s")
+        await asyncio.sleep(0.2)

@@ -50,7 +50,7 @@ class Lifecycle:
         self.providers = providers
         self.publish = publish
         self.count = count
-        self.crashloop = CrashLoop()
+        self.crashloop = CrashLoop(early_s=settings.provisioner.crash_loop_early_s)
         self._delayed: set[asyncio.Task[None]] = set()
 
     async def close(self) -> None:
