@@ -133,7 +133,7 @@ async def wait_for(cond_async: object, timeout_s: float, what: str) -> None:
 
 
 async def test_sigkill_rounds_of_every_service_keep_the_invariants(
-    nats_url: str, nc: Client, tmp_path: Path
+    nats_url: str, nc: Client, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = tmp_path / "fleet.toml"
     config.write_text(CONFIG)
@@ -195,20 +195,24 @@ async def test_sigkill_rounds_of_every_service_keep_the_invariants(
     singles = [t for s in SINGLETONS for t in takeovers[s]]
     restarts = [t for s in ALONE for t in takeovers[s]]
     every = singles + restarts
-    print(
-        f"\nchaos: {kills} SIGKILLs ({', '.join(f'{s} {len(t)}' for s, t in takeovers.items())})"
-        f"\n  takeover (kill to another instance ready): p50 {statistics.median(every):.2f} s, "
-        f"max {max(every):.2f} s; standbys p50 {statistics.median(singles):.2f} s max "
-        f"{max(singles):.2f} s; restarted services p50 {statistics.median(restarts):.2f} s "
-        f"max {max(restarts):.2f} s"
-        f"\n  requests {report.requests} ({load.sent} from the load), verdicts {report.verdicts} "
-        f"{dict(report.decisions)}, missing {len(report.missing)}, doubled {len(report.doubled)}"
-        f"\n  units: approved {report.approved_units}, created {report.created_units}, "
+    per_service = ", ".join(f"{s} {len(t)}" for s, t in takeovers.items())
+    lines = [
+        f"chaos: {kills} SIGKILLs ({per_service})",
+        f"  takeover (kill to another instance ready): p50 {statistics.median(every):.2f} s, "
+        f"max {max(every):.2f} s; standbys p50 {statistics.median(singles):.2f} s, "
+        f"max {max(singles):.2f} s; restarted services p50 {statistics.median(restarts):.2f} s, "
+        f"max {max(restarts):.2f} s",
+        f"  requests {report.requests} ({load.sent} from the load), verdicts "
+        f"{report.verdicts} {dict(report.decisions)}, missing {len(report.missing)}, "
+        f"doubled {len(report.doubled)}",
+        f"  units: approved {report.approved_units}, created {report.created_units}, "
         f"over-created commands {len(report.over_created)}, slots unaccounted "
-        f"{len(report.unaccounted)}, leaked {len(strays)}"
-        f"\n  max burn ${report.max_burn_usd_per_hour:.2f}/h (cap ${MAX_BURN:.2f}/h), spent today "
-        f"${budget['spent_today_usd']:.4f} (hard cap ${HARD_CAP:.2f})"
-    )
+        f"{len(report.unaccounted)}, leaked {len(strays)}",
+        f"  max burn ${report.max_burn_usd_per_hour:.2f}/h (cap ${MAX_BURN:.2f}/h), "
+        f"spent today ${budget['spent_today_usd']:.4f} (hard cap ${HARD_CAP:.2f})",
+    ]
+    with capsys.disabled():  # the figures show in every run, not only a failing one
+        print("\n" + "\n".join(lines))
     assert kills >= 20
     assert not report.missing, f"requests without a verdict: {report.missing[:10]}"
     assert not report.doubled, f"requests with two verdicts: {report.doubled[:10]}"
