@@ -87,10 +87,12 @@ class Guards:
             guard = CostGuard(guard_settings(self.store, url), nats_url=url)
             self.live.append(guard)
             try:
-                await guard.start()
+                await guard.start()  # may fail while a leader is being elected
                 await guard.stop_asked()
-                await guard.stop()
+            except Exception:
+                pass  # started again below, as a supervisor would
             finally:
+                await guard.stop()
                 self.live.remove(guard)
             if self._stop.is_set():
                 return
