@@ -33,6 +33,7 @@ from services.brain.routine import findings
 from services.brain.settings import BrainOptions, BrainSettings
 from services.brain.toolbox import Toolbox
 from services.kit import Service
+from services.kit.redact import add_secret
 from services.kit.tracing import inject
 
 log = logging.getLogger("fleet.brain")
@@ -128,6 +129,7 @@ def build_client(opts: BrainOptions, env: dict[str, str]) -> anthropic.AsyncAnth
     key = env.get("ANTHROPIC_API_KEY", "").strip()
     if not key:
         return None
+    add_secret(key)  # the key may come back in an endpoint's error text: never pass it on
     return anthropic.AsyncAnthropic(
         api_key=key,
         base_url=env.get("ANTHROPIC_BASE_URL") or None,

@@ -17,8 +17,28 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 from nats.js.errors import BadRequestError, NotFoundError
 
 from contracts.streams import ALL_STREAMS, StreamSpec
+from services.kit.redact import scrub_bytes, scrub_headers
 
 log = logging.getLogger("fleet.bus")
+
+
+class RedactingClient(Client):
+    """A NATS client that masks the process's loaded secrets in everything it sends.
+
+    Every way a message leaves the process passes `publish`: events, replies
+    (`msg.respond`), requests, JetStream publishes and KV writes. So a secret that an
+    outside service echoed into an error text cannot reach a stream, a KV bucket or
+    another process, whichever path formatted it (services.kit.redact).
+    """
+
+    async def publish(
+        self,
+        subject: str,
+        payload: bytes = b"",
+        reply: str = "",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        await super().publish(subject, scrub_bytes(payload), reply, scrub_headers(headers))
 
 
 async def connect(
@@ -46,7 +66,7 @@ async def connect(
     give_up = time.monotonic() + deadline_s
     delay = 0.1
     while True:
-        nc = Client()
+        nc = RedactingClient()
         try:
             await nc.connect(
                 servers=servers,

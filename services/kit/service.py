@@ -50,6 +50,7 @@ from services.kit.messages import (
 from services.kit.metrics import ServiceMetrics
 from services.kit.process import LEASE_LOST_EXIT, run_main, serve
 from services.kit.publisher import Publisher
+from services.kit.redact import add_secret, load_secrets
 from services.kit.standby import Standby
 from services.kit.store import Store
 from services.kit.subscriptions import Subscriptions
@@ -197,6 +198,8 @@ class Service(Generic[S]):
         """Connect, ensure streams, open the store, register, run setup(); then ready."""
         self.state = "starting"
         s = self.settings
+        load_secrets()  # before anything can be sent or stored: see services.kit.redact
+        add_secret(s.nats.password)
         self.http_port = await self._http.start(s.http.host, s.http.port)
         self._nc = await connect(
             self.nats_url,

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import msgspec
 
 from services.kit.errors import ConfigError
+from services.kit.redact import add_secret
 from services.runner.sessions import Turn
 from services.runner.settings import RunnerSection
 
@@ -111,6 +112,8 @@ class AnthropicModel:
                     "set it, or use FLEET_RUNNER__MODEL=sim for the simulated model"
                 )
             client = anthropic.AsyncAnthropic(timeout=section.request_timeout_s, max_retries=2)
+            for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"):
+                add_secret(os.environ.get(name, ""))  # echoed back in an error: never passed on
         self.client = client
 
     async def stream(self, turns: list[Turn]) -> AsyncIterator[str | Usage]:
