@@ -84,7 +84,7 @@ def option(items: int, t_item_s: float, count: int, terms: ModelTerms) -> BatchO
         gpu_model=terms.gpu_model,
         count=count,
         wall_s=round(wall, 3),
-        cost_usd=round(count * terms.usd_per_hour * billed_s / 3600.0, 4),
+        cost_usd=round(count * terms.usd_per_hour * billed_s / 3600.0, 6),
         usd_per_hour=terms.usd_per_hour,
         provider=terms.provider,
         lead_time_s=terms.lead_time_s,

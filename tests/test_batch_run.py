@@ -1,0 +1,106 @@
+"""`fleet batch run` end to end on the simulated marketplace: the GPU-agent guide's
+batch (1,000 images, 5 hours on one RTX 4090, under $100), scaled down to seconds.
+
+The real services (provisioner with the sim, cost-guard, watcher, scaler, gateway)
+run against the test's nats-server; the CLI runs as a user runs it. The run must
+finish every item, release every unit it rented, and cost within 10 % of its plan,
+as the cost-guard's own ledger of unit events counts it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from nats.aio.client import Client
+
+from contracts import subjects
+from contracts.events import UnitEvent
+from tests.fleet_helpers import fleet
+from tests.provisioner_helpers import Watch
+
+REPO = Path(__file__).resolve().parents[1]
+POOLS: dict[str, Any] = {
+    "h100": {"gpu_model": "H100", "providers": ["sim"], "max_usd_per_hour": 10, "min": 0}
+}
+ITEMS, PER_ITEM_S = 60, 0.5
+"""The guide's 1,000 items x 18 s, scaled down: 30 s of RTX 4090 time."""
+
+
+async def cli(nats_url: str, *args: str, timeout_s: float = 90) -> tuple[int, str, str]:
+    """`fleet ARGS --nats URL` in a subprocess, without blocking the services' loop."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tools", *args, "--nats", nats_url,
+        cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+def billed_usd(events: list[UnitEvent], command_id: str) -> float:
+    """What the batch's units cost, as the cost-guard's ledger bills: from the first
+    billed state to the end, at the unit's price."""
+    since: dict[str, float] = {}
+    total = 0.0
+    for ev in sorted(events, key=lambda e: e.ts):
+        if ev.command_id != command_id and ev.unit not in since:
+            continue
+        if ev.state in ("booting", "ready", "draining"):
+            since.setdefault(ev.unit, ev.ts)
+        elif ev.state in ("terminated", "failed") and ev.unit in since:
+            total += (ev.ts - since.pop(ev.unit)) * ev.usd_per_hour / 3600.0
+    assert not since, f"units never ended: {sorted(since)}"
+    return total
+
+
+async def test_the_guides_batch_finishes_releases_every_unit_and_costs_what_it_planned(
+    nats_url: str, nc: Client, tmp_path: Path
+) -> None:
+    services = fleet(nats_url, tmp_path, POOLS)
+    units = await Watch(UnitEvent).start(nc, subjects.UNIT_ALL)
+    for svc in services:
+        await svc.start()
+    try:
+        plan_file = tmp_path / "plan.json"
+        code, out, err = await cli(
+            nats_url, "batch", "plan", "--items", str(ITEMS), "--per-item-s", str(PER_ITEM_S),
+            "--gpu", "RTX4090", "--max-usd", "100", "--deadline", "12s", "--lead-s", "1",
+            "--json",
+        )  # fmt: skip
+        assert code == 0, err
+        plan = json.loads(out)
+        plan_file.write_text(out)
+        chosen = plan["chosen"]
+        assert chosen["gpu_model"] == "RTX4090" and chosen["count"] >= 3, chosen
+        assert chosen["wall_s"] <= 12 and chosen["cost_usd"] < 100
+
+        code, out, err = await cli(
+            nats_url, "batch", "run", "--plan", str(plan_file), "--jobs-per-gpu", "4",
+            "--progress-every", "5s", "--json",
+        )  # fmt: skip
+        assert code == 0, (out, err)
+        done = json.loads(out)["status"]
+        assert done["state"] == "succeeded", done
+        assert (done["items_done"], done["items_failed"]) == (ITEMS, 0)
+
+        # Every unit it rented has been released, and the ledger's bill matches the plan.
+        rented = set(done["units"])
+        assert len(rented) == chosen["count"]
+        ended = await units.until(
+            lambda ev: rented <= {e.unit for e in ev if e.state == "terminated"}, 20
+        )
+        actual = billed_usd(ended, done["provision_id"])
+        assert abs(actual - done["actual_usd"]) < 1e-6
+        assert abs(actual - chosen["cost_usd"]) <= 0.10 * chosen["cost_usd"], (
+            f"actual ${actual:.6f} vs planned ${chosen['cost_usd']:.6f}"
+        )
+        print(
+            f"planned {chosen['count']} x RTX4090, {chosen['wall_s']:.1f} s, "
+            f"${chosen['cost_usd']:.6f}; actual {done['elapsed_s']:.1f} s, ${actual:.6f}"
+        )
+    finally:
+        for svc in reversed(services):
+            await svc.stop()
+        await units.stop()
