@@ -17,6 +17,7 @@ from typing import Any
 from nats.aio.client import Client
 
 from contracts import subjects
+from contracts.batch import BatchStatus
 from contracts.events import UnitEvent
 from tests.fleet_helpers import fleet
 from tests.provisioner_helpers import Watch
@@ -32,9 +33,16 @@ ITEMS, PER_ITEM_S = 60, 0.5
 async def cli(nats_url: str, *args: str, timeout_s: float = 90) -> tuple[int, str, str]:
     """`fleet ARGS --nats URL` in a subprocess, without blocking the services' loop."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tools", *args, "--nats", nats_url,
-        cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "tools",
+        *args,
+        "--nats",
+        nats_url,
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
     return proc.returncode or 0, out.decode(), err.decode()
 
@@ -65,10 +73,23 @@ async def test_the_guides_batch_finishes_releases_every_unit_and_costs_what_it_p
     try:
         plan_file = tmp_path / "plan.json"
         code, out, err = await cli(
-            nats_url, "batch", "plan", "--items", str(ITEMS), "--per-item-s", str(PER_ITEM_S),
-            "--gpu", "RTX4090", "--max-usd", "100", "--deadline", "12s", "--lead-s", "1",
+            nats_url,
+            "batch",
+            "plan",
+            "--items",
+            str(ITEMS),
+            "--per-item-s",
+            str(PER_ITEM_S),
+            "--gpu",
+            "RTX4090",
+            "--max-usd",
+            "100",
+            "--deadline",
+            "12s",
+            "--lead-s",
+            "1",
             "--json",
-        )  # fmt: skip
+        )
         assert code == 0, err
         plan = json.loads(out)
         plan_file.write_text(out)
@@ -77,9 +98,17 @@ async def test_the_guides_batch_finishes_releases_every_unit_and_costs_what_it_p
         assert chosen["wall_s"] <= 12 and chosen["cost_usd"] < 100
 
         code, out, err = await cli(
-            nats_url, "batch", "run", "--plan", str(plan_file), "--jobs-per-gpu", "4",
-            "--progress-every", "5s", "--json",
-        )  # fmt: skip
+            nats_url,
+            "batch",
+            "run",
+            "--plan",
+            str(plan_file),
+            "--jobs-per-gpu",
+            "4",
+            "--progress-every",
+            "5s",
+            "--json",
+        )
         assert code == 0, (out, err)
         done = json.loads(out)["status"]
         assert done["state"] == "succeeded", done
@@ -103,4 +132,98 @@ async def test_the_guides_batch_finishes_releases_every_unit_and_costs_what_it_p
     finally:
         for svc in reversed(services):
             await svc.stop()
+        await units.stop()
+
+
+async def test_plan_answers_the_guides_example_and_refuses_bad_input_plainly(
+    nats_url: str, nc: Client, tmp_path: Path
+) -> None:
+    services = fleet(nats_url, tmp_path, POOLS)
+    for svc in services:
+        await svc.start()
+    try:
+        guide = (
+            "batch",
+            "plan",
+            "--items",
+            "1000",
+            "--per-item-s",
+            "18",
+            "--gpu",
+            "RTX4090",
+            "--max-usd",
+            "100",
+        )
+        code, out, err = await cli(nats_url, *guide)
+        assert code == 0, err
+        assert "1000 items x 18 s on RTX4090" in out
+        assert "chosen: cheapest option that costs at most $100.00: 1 x RTX4090 on sim" in out
+        code, out, err = await cli(nats_url, *guide, "--json")
+        plan = json.loads(out)
+        assert plan["ok"] and plan["chosen"]["cost_usd"] < 100
+        assert {"gpu_model", "count", "wall_s", "cost_usd"} <= set(plan["options"][0])
+
+        code, out, _ = await cli(nats_url, *guide, "--deadline", "10m", "--max-usd", "2.5")
+        assert code == 1 and "none fits: no option finishes within 10m00s" in out
+        assert "with a cap of $" in out and "with a deadline of" in out
+
+        code, _, err = await cli(nats_url, "batch", "plan", "--items", "0", "--per-item-s", "1")
+        assert code == 1 and "items" in err and ">= 1" in err
+        code, out, _ = await cli(
+            nats_url, "batch", "plan", "--items", "9", "--per-item-s", "1", "--gpu", "Nope"
+        )
+        assert code == 1 and "no GPU model can be planned: Nope: no live offer" in out
+        code, _, err = await cli(nats_url, "batch", "run", "--plan", str(tmp_path / "none"))
+        assert code == 1 and "--plan" in err
+    finally:
+        for svc in reversed(services):
+            await svc.stop()
+
+
+async def test_a_batch_the_cost_guard_holds_waits_and_rents_nothing_when_rejected(
+    nats_url: str, nc: Client, tmp_path: Path
+) -> None:
+    services = fleet(nats_url, tmp_path, POOLS)
+    units = await Watch(UnitEvent).start(nc, subjects.UNIT_ALL)
+    steps = await Watch(BatchStatus).start(nc, subjects.batch("big"))
+    for svc in services:
+        await svc.start()
+    try:
+        # 61+ H100s for five minutes: above the cost-guard's $100/h approval threshold.
+        code, out, err = await cli(
+            nats_url,
+            "batch",
+            "run",
+            "--id",
+            "big",
+            "--items",
+            "1000",
+            "--per-item-s",
+            "18",
+            "--gpu",
+            "H100",
+            "--deadline",
+            "5m",
+            "--lead-s",
+            "1",
+            "--detach",
+            "--json",
+        )
+        assert code == 0, err
+        reply = json.loads(out)
+        waiting = reply["status"]
+        assert waiting["state"] == "waiting", waiting
+        assert f"`fleet approve {waiting['provision_id']}`" in waiting["reason"]
+
+        code, _, err = await cli(nats_url, "reject", waiting["provision_id"])
+        assert code == 0, err
+        seen = await steps.until(lambda s: any(x.finished for x in s), 20)
+        assert seen[-1].state == "refused" and "not approved" in seen[-1].reason
+        code, out, _ = await cli(nats_url, "batch", "status", "big", "--json")
+        assert code == 0 and json.loads(out)["state"] == "refused"
+        assert not [e for e in units.items if e.command_id == waiting["provision_id"]]
+    finally:
+        for svc in reversed(services):
+            await svc.stop()
+        await steps.stop()
         await units.stop()
