@@ -15,12 +15,10 @@ import asyncio
 import math
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import msgspec
-from nats.aio.client import Client
-from nats.js import JetStreamContext
 
 from contracts import subjects
 from contracts.batch import (
@@ -36,33 +34,21 @@ from contracts.batchplan import ModelTerms, cheapest_offers, describe, plan_batc
 from contracts.streams import FLEET_BATCHES
 from services.gateway import guide
 from services.gateway.batchrun import BatchRun
+from services.gateway.jobdesk import Host as JobHost
 from services.kit.pools import PoolConfig
-from services.kit.service import Delivery, RequestError, Responder
+from services.kit.service import Delivery, RequestError
 
 _STATUS = msgspec.json.Decoder(BatchStatus)
 
 
-class Host(Protocol):
-    """What the desk uses of the gateway service."""
-
-    @property
-    def nc(self) -> Client: ...
-
-    @property
-    def js(self) -> JetStreamContext: ...
-
-    @property
-    def api_endpoint(self) -> Callable[[str, Any, Responder[Any]], Awaitable[None]]: ...
+class Host(JobHost, Protocol):
+    """What the desk uses of the gateway service: the job desk's, and publishing."""
 
     @property
     def spawn(self) -> Callable[..., asyncio.Task[Any]]: ...
 
     async def publish(self, subject: str, msg: Any, *, msg_id: str | None = None) -> None:
         """Publish to the stream that keeps `subject`."""
-        ...
-
-    async def ask(self, op: str, body: Any = None, *, required: bool = True) -> dict[str, Any]:
-        """Another service's fleet.api answer."""
         ...
 
 

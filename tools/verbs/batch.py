@@ -18,7 +18,7 @@ from rich.table import Table
 
 from contracts import subjects
 from contracts.batchplan import duration
-from tools.natsops import cli_connect
+from tools.natsops import api_call, cli_connect
 from tools.verbs.tail import parse_since
 
 NATS_HELP = "NATS URL (default: FLEET_NATS_URL, then .fleet/nats.url)"
@@ -133,17 +133,7 @@ def plan_body(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _call(nc: Client, op: str, body: dict[str, Any], timeout_s: float = 15.0) -> Any:
-    try:
-        reply = await nc.request(subjects.api(op), json.dumps(body).encode(), timeout=timeout_s)
-    except Exception as exc:
-        raise SystemExit(
-            f"fleet batch: fleet.api.{op} did not answer ({type(exc).__name__}); "
-            "is the gateway running (`fleet up`)?"
-        ) from None
-    answer = json.loads(reply.data)
-    if isinstance(answer, dict) and "error" in answer:
-        raise SystemExit(f"fleet batch: {answer['error'].get('message')}")
-    return answer
+    return await api_call(nc, op, body, "batch", timeout_s)
 
 
 async def _main(args: argparse.Namespace) -> int:
