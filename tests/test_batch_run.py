@@ -14,11 +14,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from nats.aio.client import Client
 
 from contracts import subjects
-from contracts.batch import BatchStatus
+from contracts.batch import BatchOption, BatchStatus
 from contracts.events import UnitEvent
+from services.gateway.batchrun import Tally, summary
 from tests.fleet_helpers import fleet
 from tests.provisioner_helpers import Watch
 
@@ -227,3 +229,42 @@ async def test_a_batch_the_cost_guard_holds_waits_and_rents_nothing_when_rejecte
             await svc.stop()
         await steps.stop()
         await units.stop()
+
+
+def test_the_runs_books_count_items_retries_and_billing_as_the_ledger_does() -> None:
+    tally = Tally(sizes=[3, 3, 2])
+    tally.in_flight = {"b-0": 3, "b-1": 3, "b-2": 2}
+    tally.next_job = 3
+    assert not tally.job_event("b-0", "retried") and tally.retries == 1
+    assert tally.job_event("b-0", "succeeded") and not tally.job_event("b-0", "succeeded")
+    assert tally.job_event("b-1", "dead") and not tally.job_event("other", "succeeded")
+    assert (tally.items_done, tally.items_failed, tally.done) == (3, 3, False)
+    assert tally.job_event("b-2", "succeeded") and tally.done
+
+    def ev(unit: str, state: str, ts: float) -> UnitEvent:
+        return UnitEvent(pool="p", unit=unit, state=state, ts=ts, usd_per_hour=3.6)  # type: ignore[arg-type]
+
+    for e in (
+        ev("u1", "requested", 0),
+        ev("u1", "booting", 10),
+        ev("u1", "ready", 15),
+        ev("u2", "requested", 0),
+        ev("u2", "failed", 5),
+        ev("u1", "terminated", 110),
+    ):
+        tally.unit_event(e)
+    assert tally.live_units() == [] and tally.usd(1000) == pytest.approx(0.1)  # 100 s at $3.6/h
+    option = BatchOption(
+        gpu_model="H100",
+        count=1,
+        wall_s=100,
+        cost_usd=0.1,
+        usd_per_hour=3.6,
+        provider="sim",
+        lead_time_s=0,
+        billing_s=1,
+        per_item_s=1,
+    )
+    text = summary(option, tally, 110, 0.1)
+    assert text.startswith("5/8 items done, 3 failed on 1 x H100 in 1m50s (planned 1m40s, +10.0%)")
+    assert "for $0.1000 (planned $0.1000, +0.0%); 1 retry; 2 unit(s) rented, 0 still live" in text

@@ -181,7 +181,7 @@ class BatchDesk:
         except Exception as exc:
             await run.close()
             raise RequestError(f"could not provision the batch's GPUs: {exc}", 503) from None
-        run.provision_id = str(verdict.get("id", ""))
+        run.provisioned(str(verdict.get("id", "")))
         decision = verdict.get("decision")
         if decision == "denied":
             await run.close()
@@ -218,10 +218,12 @@ class BatchDesk:
         )
 
     async def _carry_out(self, run: BatchRun, approved: bool) -> None:
-        if not approved and not await self._approval(run):
-            await run.close()
-            await run.emit("refused", "the provision was not approved", finished=True)
-            return
+        if not approved:
+            if not await self._approval(run):
+                await run.close()
+                await run.emit("refused", "the provision was not approved", finished=True)
+                return
+            run.started_ts = time.time()  # the plan's clock starts with the approval
         await run.run()
 
     async def _approval(self, run: BatchRun) -> bool:

@@ -162,6 +162,7 @@ class BatchRun:
         self.changed = asyncio.Event()
         self.last: BatchStatus | None = None
         self._subs: list[Any] = []
+        self._early: list[UnitEvent] = []
 
     # -- events --------------------------------------------------------------------------
     async def listen(self) -> None:
@@ -172,9 +173,20 @@ class BatchRun:
     async def _on_unit(self, msg: Msg) -> None:
         with contextlib.suppress(msgspec.DecodeError):
             ev = _UNIT.decode(msg.data)
-            if ev.command_id == self.provision_id or ev.unit in self.tally.units:
+            if not self.provision_id:  # the verdict's answer is still on its way
+                self._early.append(ev)
+            elif ev.command_id == self.provision_id or ev.unit in self.tally.units:
                 self.tally.unit_event(ev)
                 self.changed.set()
+
+    def provisioned(self, provision_id: str) -> None:
+        """The provision's id, once the cost-guard has answered: the unit events that came
+        before the answer (the provisioner may act first) are counted now."""
+        self.provision_id = provision_id
+        early, self._early = self._early, []
+        for ev in early:
+            if ev.command_id == provision_id:
+                self.tally.unit_event(ev)
 
     async def _on_job(self, msg: Msg) -> None:
         if not msg.subject.startswith(f"fleet.job.{self.id}-"):
