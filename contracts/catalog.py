@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from contracts.batch import BatchStatus
 from contracts.commands import (
     DecideReply,
     DecideRequest,
@@ -216,6 +217,17 @@ CHANNELS: tuple[Channel, ...] = (
         description="A cancelled job's id; the unit running it stops it.",
         publishers=("gateway",),
         subscribers=("units",),
+    ),
+    Channel(
+        key="batch",
+        address="fleet.batch.{id}",
+        payload=BatchStatus,
+        transport="stream",
+        stream="FLEET_BATCHES",
+        description="A batch run's steps: provisioning, progress every `progress_every_s`, "
+        "releasing, and the summary of actual against planned time and cost.",
+        publishers=("gateway",),
+        subscribers=("clients",),
     ),
 )
 

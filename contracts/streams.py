@@ -106,6 +106,12 @@ FLEET_JOBEVENTS = StreamSpec(
     description="Every job's events: queued, routed, started, progress and the outcome.",
     max_age_s=7 * DAY_S,
 )
+FLEET_BATCHES = StreamSpec(
+    name="FLEET_BATCHES",
+    subjects=("fleet.batch.>",),
+    description="Every batch run's steps, progress and summary (`fleet.batch.<id>`).",
+    max_age_s=8 * DAY_S,
+)
 
 ALL_STREAMS: tuple[StreamSpec, ...] = (
     FLEET_METRICS,
@@ -117,6 +123,7 @@ ALL_STREAMS: tuple[StreamSpec, ...] = (
     *JOBS_STREAMS.values(),
     JOBS_HELD,
     FLEET_JOBEVENTS,
+    FLEET_BATCHES,
 )
 
 

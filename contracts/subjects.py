@@ -27,6 +27,7 @@ API_PREFIX = "fleet.api"
 JOBS_ALL = "fleet.jobs.>"
 JOB_EVENTS_ALL = "fleet.job.>"
 JOB_CANCEL = "fleet.jobctl.cancel"
+BATCH_ALL = "fleet.batch.>"
 """Core NATS: a cancelled job's id, for the unit that may be running it."""
 BRAIN_AGENT = "fleet"
 """The agent name the brain answers A2A as."""
@@ -98,6 +99,11 @@ def jobs(priority: str, pool: str) -> str:
 def job(job_id: str) -> str:
     """`fleet.job.<id>`: every event of one job."""
     return f"fleet.job.{token(job_id, 'job id')}"
+
+
+def batch(batch_id: str) -> str:
+    """A batch run's steps and progress (`fleet.batch.<id>`)."""
+    return f"fleet.batch.{token(batch_id, 'batch id')}"
 
 
 def job_held(priority: str) -> str:

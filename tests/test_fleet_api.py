@@ -149,6 +149,7 @@ def test_fresh_fleet_up_answers_health_and_every_operation_in_its_contract_shape
             bodies["alert"] = b'{"message": "fresh fleet check", "severity": "info"}'
             bodies["followup.schedule"] = b'{"check": "fresh fleet check", "after_minutes": 60}'
             bodies["agents.create"] = b'{"name": "fresh", "user": "t", "system_prompt": "hi"}'
+            bodies["batch.plan"] = b'{"items": 100, "per_item_s": 18, "gpu_models": ["H100"]}'
             answers = await asyncio.gather(*(_raw(nc, n, b) for n, b in bodies.items()))
             return dict(zip(bodies, answers, strict=True))
         finally:

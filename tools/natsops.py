@@ -48,3 +48,21 @@ async def ask_json(nc: Client, subject: str, body: Any = None, timeout_s: float 
         return json.loads(msg.data)
     except ValueError:
         return None
+
+
+async def api_call(
+    nc: Client, op: str, body: dict[str, Any], verb: str, timeout_s: float = 10.0
+) -> Any:
+    """A `fleet.api.<op>` answer for CLI verb `verb`; SystemExit with what to do when the
+    gateway is silent or answers with an error."""
+    try:
+        reply = await nc.request(f"fleet.api.{op}", json.dumps(body).encode(), timeout=timeout_s)
+    except Exception as exc:
+        raise SystemExit(
+            f"fleet {verb}: fleet.api.{op} did not answer ({type(exc).__name__}); "
+            "is the gateway running (`fleet up`)?"
+        ) from None
+    answer = json.loads(reply.data)
+    if isinstance(answer, dict) and "error" in answer:
+        raise SystemExit(f"fleet {verb}: {answer['error'].get('message')}")
+    return answer

@@ -53,6 +53,14 @@ from contracts.api.requests import (
     SubmitJobCall,
     UnitsQuery,
 )
+from contracts.batch import (
+    BatchesReply,
+    BatchPlan,
+    BatchQuery,
+    BatchRunReply,
+    PlanBatchCall,
+    RunBatchCall,
+)
 from contracts.offers import OfferFilter, Placement
 from contracts.subjects import api as api_subject
 
@@ -304,7 +312,41 @@ AGENT_OPS: tuple[Op, ...] = (
 )
 """Hosted agents as a runtime resource (the platform guide's spawn and delete)."""
 
-OPS = OPS + GUIDE_OPS + AGENT_OPS
+BATCH_OPS: tuple[Op, ...] = (
+    Op(
+        name="batch.plan",
+        request=PlanBatchCall,
+        reply=BatchPlan,
+        owner="gateway",
+        description="Plan a batch of `items` items taking `per_item_s` seconds each on "
+        "`ref_gpu`: per allowed GPU model and count, the wall time (provisioning included) "
+        "and cost from live offers; picks the cheapest that meets `deadline_s` and "
+        "`max_usd`, or says plainly that none does and what would (a larger cap, a later "
+        "deadline). Rents nothing.",
+    ),
+    Op(
+        name="batch.run",
+        request=RunBatchCall,
+        reply=BatchRunReply,
+        owner="gateway",
+        description="Plan a batch (or take `option`) and carry it out: the GPUs provisioned "
+        "through the cost-guard and kept for the batch, the items split into jobs with "
+        "retries, progress on fleet.batch.<id> every `progress_every_s`, every unit released "
+        "at the end, and a summary of actual against planned time and cost.",
+        costs_money=True,
+    ),
+    Op(
+        name="batch.status",
+        request=BatchQuery,
+        reply=BatchesReply,
+        owner="gateway",
+        description="A batch run's progress (items done, units, spend so far) by `id`, or the "
+        "latest runs.",
+    ),
+)
+"""Batches of GPU work under a cost cap and a deadline (contracts.batch)."""
+
+OPS = OPS + GUIDE_OPS + AGENT_OPS + BATCH_OPS
 
 BY_NAME: dict[str, Op] = {op.name: op for op in OPS}
 

@@ -34,6 +34,10 @@ MCP_TOOLS: dict[str, str] = {
     "create_agent": "agents.create",
     "list_agents": "agents.list",
     "delete_agent": "agents.delete",
+    # batches (contracts.batch)
+    "plan_batch": "batch.plan",
+    "run_batch": "batch.run",
+    "batch_status": "batch.status",
 }
 """The MCP server's tool name -> operation: the GPU-agent guide's names and arguments."""
 

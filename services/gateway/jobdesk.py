@@ -128,6 +128,13 @@ class JobDesk:
             ack_wait_s=30.0,
         )
 
+    def add_pool(self, name: str, cfg: dict[str, Any]) -> None:
+        """Route jobs that name pool `name` to it from now on: a batch's ad-hoc pool
+        (jobs that name no pool never go to an ad-hoc pool, see `routing.route`)."""
+        if name not in self.pools:
+            self.pools[name] = cfg
+            self._gpus = (-1e9, [], 0.0)
+
     # -- what the router sees ------------------------------------------------------------
     async def gpus(self) -> list[PoolGpu]:
         """The pools' GPUs, with the provisioner's offers at most `offers_cache_s` old

@@ -37,6 +37,7 @@ from contracts.events import Alert
 from services.a2a.tenants import Refused, TenantLimits
 from services.gateway import composites, guide
 from services.gateway.agents import AgentRegistry
+from services.gateway.batchdesk import BatchDesk
 from services.gateway.jobdesk import JobDesk, JobOptions
 from services.kit import Service
 from services.kit.bus import gather_replies
@@ -98,6 +99,8 @@ class Gateway(Service[GatewaySettings]):
             self.settings.jobs,
         )
         await self.jobs.setup()
+        self.batches = BatchDesk(self, self.settings.pools, self.jobs.add_pool)
+        await self.batches.setup()
         await self.api_endpoint("gpu.provision", GpuProvisionCall, self.on_gpu_provision)
         await self.api_endpoint("gpu.destroy", GpuDestroyCall, self.on_gpu_destroy)
         await self.api_endpoint("gpu.cleanup_idle", GpuCleanupCall, self.on_gpu_cleanup)
