@@ -1,18 +1,23 @@
-"""`fleet approve ID` / `fleet reject ID`: decide a request the cost-guard holds."""
+"""`fleet approve ID` / `fleet reject ID`: decide a request the cost-guard holds.
+
+The decision is signed with the operator's nkey (FLEET_OPERATOR_SEED, else the
+file FLEET_OPERATOR_SEED_FILE names, else `.fleet/keys/operator.nk`); the
+cost-guard takes the operator's name from that key, never from the message.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import json
-import re
 import sys
 
 from contracts import subjects
 from contracts.commands import DecideReply, DecideRequest
 from services.kit.config import resolve_nats_url
+from services.kit.errors import ConfigError
 from services.kit.service import encode
+from tools.signingkeys import operator_name, operator_signer
 
 TIMEOUT_S = 5.0
 
@@ -44,11 +49,18 @@ def run(args: argparse.Namespace) -> int:
     except subjects.SubjectError as exc:
         print(f"fleet: {exc}", file=sys.stderr)
         return 1
-    operator = re.sub(r"[^A-Za-z0-9_-]", "-", getpass.getuser())[:64] or "operator"
-    request = DecideRequest(approve=args.approve, operator=operator, reason=args.reason[:4096])
+    try:
+        signer = operator_signer()
+    except ConfigError as exc:
+        print(f"fleet: {exc}", file=sys.stderr)
+        return 1
+    request = DecideRequest(
+        approve=args.approve, operator=operator_name(), reason=args.reason[:4096]
+    )
+    payload = encode(request)
     url = resolve_nats_url(args.nats)
     try:
-        body = asyncio.run(_ask(url, subject, encode(request)))
+        body = asyncio.run(_ask(url, subject, payload, signer.sign(subject, payload)))
     except ConnectionError as exc:
         print(f"fleet: {exc}", file=sys.stderr)
         return 1
@@ -75,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     return 1
 
 
-async def _ask(url: str, subject: str, payload: bytes) -> bytes:
+async def _ask(url: str, subject: str, payload: bytes, headers: dict[str, str]) -> bytes:
     import nats
     from nats.errors import NoRespondersError, NoServersError
     from nats.errors import TimeoutError as NatsTimeout
@@ -97,7 +109,7 @@ async def _ask(url: str, subject: str, payload: bytes) -> bytes:
     except (NoServersError, OSError, TimeoutError) as exc:
         raise ConnectionError(f"cannot reach NATS at {url} ({exc}); pass --nats URL") from exc
     try:
-        msg = await nc.request(subject, payload, timeout=TIMEOUT_S)
+        msg = await nc.request(subject, payload, timeout=TIMEOUT_S, headers=headers)
         return bytes(msg.data)
     except (NoRespondersError, NatsTimeout) as exc:
         raise TimeoutError from exc
