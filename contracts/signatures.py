@@ -47,6 +47,11 @@ def signed_bytes(subject: str, payload: bytes, fence: int = NO_FENCE) -> bytes:
     return b"\n".join((SIGNED_VERSION, subject.encode(), str(int(fence)).encode(), payload))
 
 
+def signature_headers(fenced: bool) -> tuple[str, ...]:
+    """The headers a signed message carries (with the fence when `fenced`)."""
+    return (SIG_HEADER, SIGNER_HEADER, FENCE_HEADER) if fenced else (SIG_HEADER, SIGNER_HEADER)
+
+
 def looks_like_public_key(text: str) -> bool:
     """True when `text` has the shape of a public nkey (not yet its checksum)."""
     return bool(PUBLIC_KEY.match(text)) and text[0] in "UAONC"
@@ -59,5 +64,6 @@ __all__ = [
     "SIGNER_HEADER",
     "SIG_HEADER",
     "looks_like_public_key",
+    "signature_headers",
     "signed_bytes",
 ]

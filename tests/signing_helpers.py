@@ -31,13 +31,14 @@ revision, so a real cost-guard started later in the same test still wins."""
 
 
 def signing(own: str | None = None) -> dict[str, Any]:
-    """The `[signing]` table of a service under test; `own` names whose seed it signs with."""
+    """The `[signing]` table of a service under test; `own` names whose seed it signs with
+    (a service that signs nothing, such as the watcher, gets the public keys only)."""
     table: dict[str, Any] = {
         "costguard_key": COSTGUARD.public_key,
         "provisioner_key": PROVISIONER.public_key,
         "operators": {OPERATOR.public_key: OPERATOR_NAME},
     }
-    if own is not None:
+    if own in SEEDS:
         table["seed"] = SEEDS[own].decode()
     return table
 
@@ -77,6 +78,6 @@ def signing_env(own: str | None = None) -> dict[str, str]:
         "FLEET_SIGNING__PROVISIONER_KEY": table["provisioner_key"],
         "FLEET_SIGNING__OPERATORS": f"{{ {operators} }}",
     }
-    if own is not None:
+    if "seed" in table:
         env["FLEET_SIGNING__SEED"] = table["seed"]
     return env

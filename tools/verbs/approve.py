@@ -49,19 +49,13 @@ def run(args: argparse.Namespace) -> int:
     except subjects.SubjectError as exc:
         print(f"fleet: {exc}", file=sys.stderr)
         return 1
-    try:
-        signer = operator_signer()
-    except ConfigError as exc:
-        print(f"fleet: {exc}", file=sys.stderr)
-        return 1
     request = DecideRequest(
         approve=args.approve, operator=operator_name(), reason=args.reason[:4096]
     )
-    payload = encode(request)
     url = resolve_nats_url(args.nats)
     try:
-        body = asyncio.run(_ask(url, subject, payload, signer.sign(subject, payload)))
-    except ConnectionError as exc:
+        body = asyncio.run(_ask(url, subject, encode(request)))
+    except (ConnectionError, ConfigError) as exc:
         print(f"fleet: {exc}", file=sys.stderr)
         return 1
     except TimeoutError:
@@ -87,7 +81,9 @@ def run(args: argparse.Namespace) -> int:
     return 1
 
 
-async def _ask(url: str, subject: str, payload: bytes, headers: dict[str, str]) -> bytes:
+async def _ask(url: str, subject: str, payload: bytes) -> bytes:
+    """Connect, then sign `payload` with the operator's key and ask: a missing server is
+    said before a missing key, and the seed is read only when it is about to be used."""
     import nats
     from nats.errors import NoRespondersError, NoServersError
     from nats.errors import TimeoutError as NatsTimeout
@@ -109,6 +105,7 @@ async def _ask(url: str, subject: str, payload: bytes, headers: dict[str, str]) 
     except (NoServersError, OSError, TimeoutError) as exc:
         raise ConnectionError(f"cannot reach NATS at {url} ({exc}); pass --nats URL") from exc
     try:
+        headers = operator_signer().sign(subject, payload)
         msg = await nc.request(subject, payload, timeout=TIMEOUT_S, headers=headers)
         return bytes(msg.data)
     except (NoRespondersError, NatsTimeout) as exc:
