@@ -38,6 +38,8 @@ from tests.signing_helpers import (
 from tests.test_costguard_service import make_settings
 
 POOL = {"gpu": {"gpu_model": "H100", "providers": ["sim"], "max_usd_per_hour": 10.0}}
+POOL_H100 = {"h100": {"gpu_model": "H100", "providers": ["sim"], "max_usd_per_hour": 3.0}}
+"""The cost-guard's pool here; sim rents an H100 at 2.49 $/h."""
 
 
 class Inbox:
@@ -151,7 +153,12 @@ async def test_the_provisioners_unit_events_are_signed_by_its_key(
 @pytest.fixture
 async def guard(nats_url: str, tmp_path: Path) -> AsyncIterator[CostGuard]:
     svc = CostGuard(
-        make_settings(tmp_path, approval_threshold_usd_per_hour=3.0, unsigned_end_check_s=0.3),
+        make_settings(
+            tmp_path / "guard",
+            POOL_H100,
+            approval_threshold_usd_per_hour=3.0,
+            unsigned_end_check_s=0.3,
+        ),
         nats_url=nats_url,
     )
     svc.clock = noon_clock(time.time())  # type: ignore[method-assign]
@@ -246,3 +253,45 @@ async def test_only_a_listed_operator_key_decides_and_the_key_names_the_operator
     assert "mallory" not in verdicts.items[-1].reason
     assert guard.metrics.counts["decisions_refused"] == 3
     await verdicts.stop()
+
+
+async def test_the_watchers_unsigned_failure_report_is_confirmed_by_the_provisioner(
+    nats_url: str, nc: Client, tmp_path: Path, guard: CostGuard
+) -> None:
+    """The watcher reports failures unsigned: the ledger does not take its word, the
+    provisioner confirms with a signed `failed` of its own, and nobody is alarmed."""
+    prov = ProvisionerService(settings(tmp_path / "prov", POOL_H100), nats_url=nats_url)
+    prov.clock = guard.clock  # type: ignore[method-assign]
+    alerts = await Watch(Alert).start(nc, "fleet.alert.critical")
+    units = await Watch(UnitEvent).start(nc, subjects.UNIT_ALL)
+    await prov.start()
+    try:
+        await nc.jetstream().publish(
+            subjects.PROVISION_REQUESTED,
+            encode(ProvisionRequest(id="one", requester="t", pool="h100")),
+        )
+        (unit,) = states(await units.until(lambda i: bool(states(i, "ready"))), "ready")
+        await burn_becomes(nc, 2.49)
+        report = UnitEvent(pool="h100", unit=unit, state="failed", reason="missed heartbeats")
+        await nc.jetstream().publish(subjects.unit("h100", unit), encode(report))  # as the watcher
+        # the provisioner confirms with a signed `failed` (and asks for a replacement)
+        await units.until(
+            lambda items: [e.state for e in items if e.unit == unit][-2:] == 2 * ["failed"]
+        )
+        await until_count(guard, "unsigned_ends_confirmed", 1)
+        assert f"h100/{unit}" not in guard.ledger.units  # the ledger ended it on the signed one
+        assert guard.metrics.counts["unit_events_refused"] == 1  # the report itself
+        assert not [a for a in alerts.items if a.kind == "unit_event_refused"]
+    finally:
+        for w in (alerts, units):
+            await w.stop()
+        await prov.stop()
+
+
+async def until_count(svc: CostGuard, name: str, n: int, within_s: float = 10.0) -> None:
+    """Wait until the service has counted `n` of `name` (checked every 50 ms)."""
+    for _ in range(int(within_s / 0.05)):
+        if svc.metrics.counts.get(name, 0) >= n:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{name} never reached {n}: {dict(svc.metrics.counts)}")

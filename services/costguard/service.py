@@ -299,7 +299,10 @@ class CostGuard(Service[CostguardSettings]):
             except Exception as exc:
                 log.warning("could not ask the provisioner", extra={"why": str(exc)[:200]})
             alert = investigation_alert(event, problem, key in self.ledger.units, row)
-            if alert is not None:
+            if alert is None:
+                self.metrics.count("unsigned_ends_confirmed")
+            else:
+                self.metrics.count("unsigned_ends_refuted")
                 await self.publish(subjects.alert(alert.severity), alert)
         finally:
             self._investigating.discard(key)
