@@ -35,7 +35,7 @@ from nats.js.errors import NotFoundError
 from prometheus_client import Counter, Gauge
 
 from contracts import subjects
-from contracts.api import NoArgs, UnitsQuery
+from contracts.api import NoArgs
 from contracts.api.replies import OffersReply
 from contracts.base import clock_skew_problem
 from contracts.commands import (
@@ -54,14 +54,9 @@ from services.costguard import checks
 from services.costguard.judge import NotHeld, decide, expire, judge
 from services.costguard.ledger import Ledger, apply_unit_event, oldest_held_age_s, summary
 from services.costguard.quote import Quote, best_offer, offer_filter
+from services.costguard.refusals import Refusals
 from services.costguard.settings import CostguardSettings, with_adhoc
-from services.costguard.trust import (
-    Refused,
-    Trust,
-    forged_event_alert,
-    investigation_alert,
-    should_investigate,
-)
+from services.costguard.trust import Refused, Trust
 from services.kit import Delivery, Permanent, Service
 from services.kit.lag import track_lag
 from services.kit.service import RequestError, encode
@@ -71,8 +66,6 @@ log = logging.getLogger("fleet.costguard")
 UNITS_DURABLE = "costguard-units"
 LEDGER_KEY = "ledger"
 DECIDE_PREFIX = "fleet.budget.decide."
-MAX_INVESTIGATIONS = 1000
-"""Unsigned ends of billed units checked at once; a flood beyond it is only dead-lettered."""
 
 MIGRATIONS = [
     """
@@ -108,7 +101,14 @@ class CostGuard(Service[CostguardSettings]):
         self.fence = self.lease.revision if self.lease is not None else NO_FENCE
         """The fencing token every verdict is signed with: the lease revision this holder
         took the lease at (a later holder's is higher; renewals do not change it)."""
-        self._investigating: set[str] = set()
+        self.refusals = Refusals(
+            lambda: self.nc,
+            lambda alert: self.publish(subjects.alert(alert.severity), alert),
+            lambda: self.ledger.units,
+            self.spawn,
+            self.metrics.count,
+            lambda: self.policy.budget.unsigned_end_check_s,
+        )
         self.policy = self.settings.policy()
         self.lock = asyncio.Lock()
         self._ledger_dec = msgspec.json.Decoder(Ledger)
@@ -264,7 +264,7 @@ class CostGuard(Service[CostguardSettings]):
         unsigned = self.trust.unit_event_problem(d)
         if unsigned is not None:
             self.metrics.count("unit_events_refused")
-            await self._refused_unit_event(event, unsigned)
+            await self.refusals.refused(event, unsigned)
             raise Permanent(unsigned)
         skewed = clock_skew_problem(event.ts, self.clock())
         if skewed is not None:
@@ -274,38 +274,6 @@ class CostGuard(Service[CostguardSettings]):
             ledger = apply_unit_event(self.ledger, event, self.clock())
             if ledger != self.ledger:
                 await self._save(ledger)
-
-    async def _refused_unit_event(self, event: UnitEvent, problem: str) -> None:
-        """Alert on a refused unit event; the end of a billed unit is first checked with
-        the provisioner (the watcher's failure reports are unsigned and true)."""
-        key = f"{event.pool}/{event.unit}"
-        if not should_investigate(event, self.ledger.units):
-            await self.publish(subjects.alert("critical"), forged_event_alert(event, problem))
-        elif key not in self._investigating and len(self._investigating) < MAX_INVESTIGATIONS:
-            self._investigating.add(key)
-            self.spawn(self._investigate(event, problem), f"investigate:{key}")
-
-    async def _investigate(self, event: UnitEvent, problem: str) -> None:
-        key = f"{event.pool}/{event.unit}"
-        try:
-            await asyncio.sleep(self.policy.budget.unsigned_end_check_s)
-            row: dict[str, Any] | None = None
-            try:
-                reply = await self.nc.request(
-                    subjects.api("units.list"), encode(UnitsQuery(pool=event.pool)), timeout=2.0
-                )
-                units = msgspec.json.decode(reply.data).get("units", [])
-                row = next((u for u in units if u.get("unit") == event.unit), {})
-            except Exception as exc:
-                log.warning("could not ask the provisioner", extra={"why": str(exc)[:200]})
-            alert = investigation_alert(event, problem, key in self.ledger.units, row)
-            if alert is None:
-                self.metrics.count("unsigned_ends_confirmed")
-            else:
-                self.metrics.count("unsigned_ends_refuted")
-                await self.publish(subjects.alert(alert.severity), alert)
-        finally:
-            self._investigating.discard(key)
 
     # -- people ------------------------------------------------------------------
     async def on_decide(self, req: DecideRequest, d: Delivery) -> DecideReply:

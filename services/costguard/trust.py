@@ -12,6 +12,7 @@ reply, alert) and the rules are tested with plain values.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from contracts.base import clock_skew_problem
@@ -88,7 +89,7 @@ class Refused(Exception):
     """A decision that is not believed; the message says why and what to do."""
 
 
-def should_investigate(event: UnitEvent, billed_units: dict[str, object]) -> bool:
+def should_investigate(event: UnitEvent, billed_units: Mapping[str, object]) -> bool:
     """An unsigned end of a unit the ledger bills is checked with the provisioner before
     anyone is alarmed: the watcher declares failures unsigned, and the provisioner
     confirms them with a signed event of its own moments later."""
