@@ -39,6 +39,10 @@ class Channel(msgspec.Struct, frozen=True, kw_only=True):
     stream: str | None = None
     publishers: tuple[str, ...] = ()
     subscribers: tuple[str, ...] = ()
+    signed_by: str = ""
+    """Whose key signs what its readers believe here (contracts.signatures); empty: none."""
+    fenced: bool = False
+    """True when the signature also covers the signer's fencing token (`Fleet-Fence`)."""
 
 
 CHANNELS: tuple[Channel, ...] = (
@@ -100,6 +104,8 @@ CHANNELS: tuple[Channel, ...] = (
         description="Approved commands; only the cost-guard publishes here.",
         publishers=("costguard",),
         subscribers=("provisioner",),
+        signed_by="cost-guard",
+        fenced=True,
     ),
     Channel(
         key="budgetDenied",
@@ -109,6 +115,8 @@ CHANNELS: tuple[Channel, ...] = (
         stream="FLEET_CMDS",
         description="Denied commands with the numbers that decided it.",
         publishers=("costguard",),
+        signed_by="cost-guard",
+        fenced=True,
     ),
     Channel(
         key="budgetHeld",
@@ -118,6 +126,8 @@ CHANNELS: tuple[Channel, ...] = (
         stream="FLEET_CMDS",
         description="Commands above the approval threshold, waiting for a person.",
         publishers=("costguard",),
+        signed_by="cost-guard",
+        fenced=True,
     ),
     Channel(
         key="budgetDecide",
@@ -128,6 +138,7 @@ CHANNELS: tuple[Channel, ...] = (
         description="An operator approves or rejects a held command.",
         publishers=("operator",),
         subscribers=("costguard",),
+        signed_by="operator (a key in `[signing] operators`, which names the operator)",
     ),
     Channel(
         key="unit",
@@ -135,9 +146,11 @@ CHANNELS: tuple[Channel, ...] = (
         payload=UnitEvent,
         transport="stream",
         stream="FLEET_EVENTS",
-        description="Unit lifecycle: requested, booting, ready, draining, terminated, failed.",
+        description="Unit lifecycle: requested, booting, ready, draining, terminated, failed. "
+        "The watcher's `failed` reports are unsigned; the provisioner confirms each with its own.",
         publishers=("provisioner", "watcher"),
         subscribers=("watcher", "costguard"),
+        signed_by="provisioner (the cost-guard's ledger bills from nothing else)",
     ),
     Channel(
         key="alert",

@@ -96,6 +96,8 @@ class DecideRequest(Message, frozen=True, kw_only=True):
 
     approve: bool
     operator: Token = "operator"
+    """Informational: the cost-guard names the operator after the key that signed the
+    decision (`Fleet-Signer`, mapped by `[signing] operators`), never after this field."""
     reason: Text = ""
 
 

@@ -26,6 +26,7 @@ from services.kit.config import load_settings
 from tests.fakes.anthropic_api import text, tool
 from tests.fakes.fleet_api import FakeFleetOwners
 from tests.provisioner_helpers import Watch
+from tests.signing_helpers import signing
 from tests.test_brain import claude, start_brain  # noqa: F401  (the fixture)
 
 POOLS = {
@@ -74,6 +75,7 @@ async def stack(nats_url: str, nc: Client, tmp_path: Path) -> AsyncIterator[Stac
             env={},
             overrides={
                 "store": {"dir": str(tmp_path / "guard")},
+                "signing": signing("costguard"),
                 "stop_deadline_s": 1.0,
                 "budget": BUDGET,
                 "pools": POOLS,

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from services.kit.config import load_settings
+from tests.signing_helpers import signing
 from tools.registry import ORDER, available, load
 
 yaml = pytest.importorskip("yaml")
@@ -435,7 +436,9 @@ async def running_services_metrics(nats_url: str, store_dir: Path) -> set[str]:
         for name in ORDER:
             cls = load(name)
             settings = load_settings(
-                cls.settings_type, env={}, overrides={"store": {"dir": str(store_dir / name)}}
+                cls.settings_type,
+                env={},
+                overrides={"store": {"dir": str(store_dir / name)}, "signing": signing(name)},
             )
             service = cls(settings, nats_url=nats_url)
             started.append(service)

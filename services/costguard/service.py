@@ -15,6 +15,11 @@ redelivered request finds its verdict and is not judged twice. With no store
 (a new disk, a standby taking over) the unit-event consumer is recreated from
 the start of FLEET_EVENTS: spend and burn are rebuilt from the events'
 own times; held requests and reservations of the lost store are not.
+
+Trust (services/costguard/trust.py): every verdict is signed with the
+cost-guard's key over its bytes and its fencing token (the lease revision it
+took the lease at); the ledger moves only on unit events the provisioner signed,
+and a held request is decided only by an operator key from `[signing]`.
 """
 
 from __future__ import annotations
@@ -43,12 +48,15 @@ from contracts.commands import (
     Verdict,
 )
 from contracts.events import AuditRecord, UnitEvent
+from contracts.signatures import NO_FENCE
 from contracts.subjects import is_adhoc
 from services.costguard import checks
 from services.costguard.judge import NotHeld, decide, expire, judge
 from services.costguard.ledger import Ledger, apply_unit_event, oldest_held_age_s, summary
 from services.costguard.quote import Quote, best_offer, offer_filter
+from services.costguard.refusals import Refusals
 from services.costguard.settings import CostguardSettings, with_adhoc
+from services.costguard.trust import Refused, Trust
 from services.kit import Delivery, Permanent, Service
 from services.kit.lag import track_lag
 from services.kit.service import RequestError, encode
@@ -89,6 +97,18 @@ class CostGuard(Service[CostguardSettings]):
     async def setup(self) -> None:
         """Load the ledger, finish unpublished verdicts, then start consuming."""
         assert self.store is not None
+        self.trust = Trust.from_settings(self.settings.signing)
+        self.fence = self.lease.revision if self.lease is not None else NO_FENCE
+        """The fencing token every verdict is signed with: the lease revision this holder
+        took the lease at (a later holder's is higher; renewals do not change it)."""
+        self.refusals = Refusals(
+            lambda: self.nc,
+            lambda alert: self.publish(subjects.alert(alert.severity), alert),
+            lambda: self.ledger.units,
+            self.spawn,
+            self.metrics.count,
+            lambda: self.policy.budget.unsigned_end_check_s,
+        )
         self.policy = self.settings.policy()
         self.lock = asyncio.Lock()
         self._ledger_dec = msgspec.json.Decoder(Ledger)
@@ -238,8 +258,14 @@ class CostGuard(Service[CostguardSettings]):
 
     # -- unit events -----------------------------------------------------------
     async def on_unit(self, event: UnitEvent, d: Delivery) -> None:
-        """Accrue spend and settle reservations from a unit's lifecycle event; an event
-        whose `ts` is beyond the contract's clock skew is dead-lettered, never counted."""
+        """Accrue spend and settle reservations from a unit's lifecycle event. An event the
+        provisioner did not sign, or whose `ts` is beyond the contract's clock skew, is
+        dead-lettered and never counted."""
+        unsigned = self.trust.unit_event_problem(d)
+        if unsigned is not None:
+            self.metrics.count("unit_events_refused")
+            await self.refusals.refused(event, unsigned)
+            raise Permanent(unsigned)
         skewed = clock_skew_problem(event.ts, self.clock())
         if skewed is not None:
             self.metrics.count("unit_events_rejected")
@@ -251,15 +277,22 @@ class CostGuard(Service[CostguardSettings]):
 
     # -- people ------------------------------------------------------------------
     async def on_decide(self, req: DecideRequest, d: Delivery) -> DecideReply:
-        """`fleet approve|reject ID`: decide a held request (approval re-checks the cap)."""
+        """`fleet approve|reject ID`: decide a held request (approval re-checks the cap).
+        Only an operator key from `[signing] operators` decides, and the audit trail names
+        the operator that key belongs to, whatever the message says."""
         request_id = d.subject[len(DECIDE_PREFIX) :]
+        try:
+            operator = self.trust.operator(d, req.ts, self.clock())
+        except Refused as exc:
+            self.metrics.count("decisions_refused")
+            raise RequestError(str(exc), 403) from None
         async with self.lock:
             try:
                 ledger, verdict, audit = decide(
                     self.ledger,
                     request_id,
                     req.approve,
-                    req.operator,
+                    operator,
                     req.reason,
                     self.policy,
                     self.clock(),
@@ -353,7 +386,9 @@ class CostGuard(Service[CostguardSettings]):
         )
         for row in rows:
             key = f"{row['id']}:{row['decision']}"
-            await self.publish(subjects.budget(row["decision"]), bytes(row["verdict"]), msg_id=key)
+            subject, body = subjects.budget(row["decision"]), bytes(row["verdict"])
+            signature = self.trust.signer.sign(subject, body, self.fence)
+            await self.publish(subject, body, msg_id=key, headers=signature)
             await self.publish(
                 subjects.audit("costguard"), bytes(row["audit"]), msg_id=f"audit:{key}"
             )

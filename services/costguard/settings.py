@@ -45,6 +45,12 @@ class BudgetSettings(msgspec.Struct, frozen=True, kw_only=True):
     a model no pool runs), USD/hour. Such units are priced at the cheapest live offer; this
     is the estimate when no offer answers, high enough to be judged with caution."""
 
+    unsigned_end_check_s: Positive = 5.0
+    """Seconds after refusing an unsigned end (terminated, failed) of a unit the ledger
+    bills before asking the provisioner about it: long enough for the provisioner's own
+    signed event to arrive when the end is real (the watcher's failure reports are
+    unsigned), so only an end nobody confirms raises a critical alert."""
+
     @property
     def cap_usd(self) -> float:
         """The hard cap in force (daily_usd when none is set)."""

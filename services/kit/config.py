@@ -91,6 +91,28 @@ class LeaseSettings(msgspec.Struct, kw_only=True):
     slow or partitioned holder lose the lease sooner."""
 
 
+class SigningSettings(msgspec.Struct, kw_only=True):
+    """`[signing]`: who signs what moves money, and this service's own key
+    (services/kit/signing.py; docs/adr/0012-signed-messages.md). `fleet up` generates
+    the keys of a run under `.fleet/keys/` when none is configured."""
+
+    costguard_key: str = ""
+    """The cost-guard's public nkey (`U...`): the provisioner carries out only verdicts
+    it signed. Required by the provisioner."""
+    provisioner_key: str = ""
+    """The provisioner's public nkey: the cost-guard's ledger bills only from unit events
+    it signed. Required by the cost-guard."""
+    operators: dict[str, str] = msgspec.field(default_factory=dict)
+    """Public nkey -> operator name: who may approve or reject a held request. The name
+    in the audit trail is the one given here, never one the message claims."""
+    seed_file: str = ""
+    """A file holding this service's own nkey seed (`S...`, as `fleet keys new` writes
+    it); the cost-guard and the provisioner sign with it."""
+    seed: str = ""
+    """This service's seed itself, for the environment (FLEET_SIGNING__SEED) when no file
+    is used; a secret: never logged, published or stored."""
+
+
 class KitSettings(msgspec.Struct, kw_only=True):
     """Settings every service has; a service's own settings subclass this."""
 
@@ -100,6 +122,7 @@ class KitSettings(msgspec.Struct, kw_only=True):
     log: LogSettings = msgspec.field(default_factory=LogSettings)
     tracing: TracingSettings = msgspec.field(default_factory=TracingSettings)
     lease: LeaseSettings = msgspec.field(default_factory=LeaseSettings)
+    signing: SigningSettings = msgspec.field(default_factory=SigningSettings)
     stop_deadline_s: float = 10.0
     """How long a stopping service waits for in-flight work before handing it back."""
 

@@ -149,7 +149,11 @@ class Consumers:
             await settle(msg.term())
             return
         delivery = Delivery(
-            msg.subject, msg.headers or {}, attempt=attempt, stream_seq=meta.sequence.stream
+            msg.subject,
+            msg.headers or {},
+            attempt=attempt,
+            stream_seq=meta.sequence.stream,
+            data=msg.data,
         )
         label = route.label
         started = time.perf_counter()

@@ -18,6 +18,7 @@ from tools.configcheck import CONFIG_ERROR_EXIT, exit_on_error
 from tools.natsops import cli_connect
 from tools.natsserver import free_port, start_nats, stop_nats
 from tools.registry import EMBEDDED, available
+from tools.signingkeys import configured, fleet_env
 from tools.supervisor import Supervisor, _die_with_parent
 
 DEMOS = {"gpu": "fleet.toml", "agents": "agents.toml"}
@@ -160,8 +161,12 @@ async def _supervise(
         FLEET_STORE__DIR=str(data),
         PYTHONUNBUFFERED="1",
     )
+    own_keys: dict[str, dict[str, str]] = {}
+    if not configured(str(config)):  # the run's signing keys, under .fleet/keys/
+        common, own_keys = fleet_env()
+        base_env.update(common)
     for name in names:
-        env = dict(base_env, FLEET_HTTP__PORT=str(free_port()))
+        env = dict(base_env, FLEET_HTTP__PORT=str(free_port()), **own_keys.get(name, {}))
         sup.add(name, [sys.executable, "-m", "tools", "run", name], env)
     started = time.monotonic()
     sup.start()
