@@ -18,6 +18,7 @@ from contracts.buckets import AGENTS
 from services.kit.buckets import ensure_bucket
 from services.runner.models import ModelBackend, build_model
 from services.runner.settings import RunnerSection
+from services.runner.tooluse import ApiBus, agent_tools
 
 if TYPE_CHECKING:
     from nats.js.client import JetStreamContext
@@ -32,15 +33,15 @@ _spec = msgspec.json.Decoder(AgentSpec)
 
 
 def section_for(base: RunnerSection, spec: AgentSpec) -> RunnerSection:
-    """The runner settings one agent runs with: its prompt and model over the runner's."""
+    """The runner settings one agent runs with: its prompt, model and tools over the
+    runner's."""
+    own = {"system_prompt": spec.system_prompt, "tools": list(spec.tools)}
     if spec.model == "sim":
-        return msgspec.structs.replace(base, system_prompt=spec.system_prompt, model="sim")
-    return msgspec.structs.replace(
-        base, system_prompt=spec.system_prompt, model="anthropic", anthropic_model=spec.model
-    )
+        return msgspec.structs.replace(base, model="sim", **own)
+    return msgspec.structs.replace(base, model="anthropic", anthropic_model=spec.model, **own)
 
 
-class RunnerService(Protocol):
+class RunnerService(ApiBus, Protocol):
     """What the runner service offers the runtime agents (services.runner.service)."""
 
     settings: RunnerSettings
@@ -101,7 +102,7 @@ class RuntimeAgents:
                 return
             section = section_for(self.runner.settings.runner, spec)
             try:
-                model = build_model(section)
+                model = build_model(section, agent_tools(spec.name, section, self.runner))
             except Exception as exc:  # e.g. a Claude model on a runner without a key
                 log.error("cannot serve agent", extra={"agent": spec.name, "why": str(exc)})
                 return

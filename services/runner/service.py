@@ -30,6 +30,7 @@ from pathlib import Path
 
 from contracts import subjects
 from contracts.a2a import AgentCapabilities, AgentCard, AgentProvider, AgentSkill
+from contracts.api.tools import tools_problem
 from contracts.events import UnitEvent
 from services.a2a import nats_interface
 from services.kit import ConfigError, Service
@@ -44,6 +45,7 @@ from services.runner.sessions import SessionStore
 from services.runner.settings import RunnerSection, RunnerSettings, a2a_settings
 from services.runner.taskstore import LeasedTaskStore
 from services.runner.telemetry import RunnerMetrics, Tally, heartbeat
+from services.runner.tooluse import agent_tools
 
 log = logging.getLogger("fleet.runner")
 
@@ -111,12 +113,21 @@ class RunnerService(Service[RunnerSettings]):
         self.agents: dict[str, HostedAgent] = {}
         self.stores: dict[str, LeasedTaskStore] = {}
         self.tallies: dict[str, Tally] = {}
+        problem = tools_problem(section.tools)
+        if problem is not None:
+            raise ConfigError(f"runner.tools: {problem}")
         self.model: ModelBackend = build_model(section)
+        self.own_models: list[ModelBackend] = []
         self._drained = False
         self.dynamic: RuntimeAgents | None = None
         """Agents created at runtime (`fleet agents create`), when `runtime_agents` is on."""
         self.rmetrics = RunnerMetrics(self.metrics.registry)
         self._since = time.time()
+
+    def _own_model(self, model: ModelBackend) -> ModelBackend:
+        """`model`, closed with the runner (a static agent with tools has its own)."""
+        self.own_models.append(model)
+        return model
 
     def pool_of(self, name: str) -> str:
         return self.settings.runner.pool or subjects.agent_pool(name)
@@ -124,7 +135,9 @@ class RunnerService(Service[RunnerSettings]):
     async def setup(self) -> None:
         s = self.settings.runner
         for name in s.agents:
-            self.agents[name] = await self.serve_agent(name, s, self.model)
+            tools = agent_tools(name, s, self)
+            model = self.model if tools is None else self._own_model(build_model(s, tools))
+            self.agents[name] = await self.serve_agent(name, s, model)
             await self.subscribe(
                 subjects.unit(self.pool_of(name), self.unit), UnitEvent, self._on_unit_event
             )
@@ -239,7 +252,8 @@ class RunnerService(Service[RunnerSettings]):
             await self.dynamic.stop()
         for store in self.stores.values():
             await store.resign()
-        await self.model.close()
+        for model in [self.model, *self.own_models]:
+            await model.close()
 
     def status(self) -> dict[str, object]:
         out = super().status()
