@@ -104,8 +104,9 @@ class AgentRegistry:
             return None
         return _spec.decode(entry.value) if entry.value else None
 
-    async def create(self, call: AgentCreateCall, now: float) -> AgentsReply:
-        """Reserve the quota, then take the name; hand the quota back if it is taken."""
+    async def create(self, call: AgentCreateCall, now: float, runtime: str = "") -> AgentsReply:
+        """Reserve the quota, then take the name; hand the quota back if it is taken.
+        `runtime`: where its runners run (AgentSpec.runtime)."""
         problem = tools_problem(call.tools)
         if problem is not None:
             raise RequestError(problem, 400)
@@ -119,6 +120,7 @@ class AgentRegistry:
             cores=call.cores,
             memory_mb=call.memory_mb,
             created_ts=now,
+            runtime=runtime,
         )
         try:
             await self.kv.create(agent_key(call.name), msgspec.json.encode(spec))

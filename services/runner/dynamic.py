@@ -1,6 +1,10 @@
 """Agents created at runtime: every runner watches the `fleet_agents` bucket and serves
 each agent in it (a queue group per agent across runners), with the agent's own
-system prompt and model, and stops serving one when it is deleted.
+system prompt, model and tools, and stops serving one when it is deleted.
+
+An agent with a `runtime` has runner units of its own (pool `agents-<name>`, sized to
+it): the shared runners leave it to them, and such a runner serves only it
+(`serves`).
 
 The gateway writes the bucket (services.gateway.agents); the runner only reads.
 """
@@ -41,12 +45,20 @@ def section_for(base: RunnerSection, spec: AgentSpec) -> RunnerSection:
     return msgspec.structs.replace(base, model="anthropic", anthropic_model=spec.model, **own)
 
 
+def serves(spec: AgentSpec, own: str | None) -> bool:
+    """Whether a runner serves runtime agent `spec`: the runner of agent `own` only it, a
+    shared runner (`own` None) every agent that has no runner units of its own; pure."""
+    return spec.name == own if own is not None else not spec.runtime
+
+
 class RunnerService(ApiBus, Protocol):
     """What the runner service offers the runtime agents (services.runner.service)."""
 
     settings: RunnerSettings
     agents: dict[str, HostedAgent]
     stores: dict[str, LeasedTaskStore]
+    own_agent: str | None
+    """The runtime agent this runner is the own runner of, or None for a shared runner."""
 
     @property
     def js(self) -> JetStreamContext: ...
@@ -99,6 +111,8 @@ class RuntimeAgents:
         """Serve `spec` here (once; a name is never reused while it is served)."""
         async with self._lock:
             if spec.name in self.hosts or spec.name in self.runner.agents:
+                return
+            if not serves(spec, self.runner.own_agent):
                 return
             section = section_for(self.runner.settings.runner, spec)
             try:
