@@ -198,6 +198,16 @@ async def test_a_size_no_node_can_take_is_a_clear_error_and_leaves_no_agent(
     mine = await agents_of(nc, "erin")
     assert (mine.agents, mine.used) == ([], 0)  # the quota is handed back too
 
+    # A size dearer than an agent's runner may cost ($2/h: 64 x $0.05 is $3.20) is
+    # never asked of the node: no offer is within the ceiling the cost-guard approved.
+    create = {"name": "dear", "user": "erin", "system_prompt": "p", "cores": 64}
+    error = (await call(nc, "agents.create", create))["error"]
+    assert error["code"] == 503
+    assert error["message"].startswith("agent 'dear' was not created: its runner could not")
+    assert "hypercore: no CPU offer within $2/h" in error["message"]
+    assert len([r for r in node.requests if r.path == "/spawn"]) == 1
+    assert (await agents_of(nc, "erin")).used == 0
+
 
 async def test_on_local_an_agents_runner_is_a_process_that_serves_only_it(
     nats_url: str, nc: Client, tmp_path: Path

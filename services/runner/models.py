@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 import msgspec
-from anthropic.types import TextBlock, ToolUseBlock
 
 from services.kit.errors import ConfigError
 from services.runner.sessions import Turn
@@ -131,6 +130,8 @@ class AnthropicModel:
     async def stream(
         self, turns: list[Turn], task_id: str = ""
     ) -> AsyncIterator[str | ToolStep | Usage]:
+        from anthropic.types import TextBlock, ToolUseBlock  # the SDK loads only for Claude
+
         s = self.section
         messages: list[dict[str, Any]] = list(claude_messages(turns))
         extra: dict[str, Any] = (
