@@ -21,6 +21,7 @@ from contracts.a2a import TaskState
 from contracts.api.replies import AgentsReply
 from contracts.commands import ProvisionRequest, ReleaseRequest, Verdict
 from contracts.events import UnitEvent
+from contracts.telemetry import PoolMetrics
 from services.a2a.client import A2AClient
 from services.costguard.service import CostGuard
 from services.costguard.settings import CostguardSettings
@@ -30,6 +31,8 @@ from services.kit.service import Service
 from services.provisioner.service import ProvisionerService
 from services.runner.service import RunnerService
 from services.runner.settings import RunnerSettings
+from services.scaler.policy import Policy, PoolState, decide
+from services.scaler.service import Scaler, ScalerSettings
 from tests.fakes import HypercoreFake
 from tests.fleet_helpers import kit
 from tests.provisioner_helpers import Watch, eventually, settings, states
@@ -248,3 +251,25 @@ async def test_on_local_an_agents_runner_is_a_process_that_serves_only_it(
     finally:
         await shared.stop()
         await stop_plane(plane)
+
+
+def test_load_never_adds_runners_to_an_agents_own_pool() -> None:
+    """Only the gateway knows an agent's size, so the scaler holds its pool at the
+    runner it pinned; a configured agent pool is scaled by load as before."""
+    scaler = Scaler(load_settings(ScalerSettings, env={}, overrides={}))
+    t0 = 1_800_000_000.0
+
+    def busiest(pool: str, policy: Policy) -> int:
+        state, most = PoolState(pool=pool), 1
+        for i in range(30):
+            load = PoolMetrics(
+                pool=pool, units_ready=1, inflight=400.0, capacity=100.0, queue_depth=300.0,
+                utilization=1.0, arrival_rate=80.0, ts=t0 + i,
+            )  # fmt: skip
+            state, proposal = decide(state, load, policy, t0 + i)
+            if proposal is not None:
+                most = max(most, proposal.desired)
+        return most
+
+    assert busiest("agents-solo", scaler.policy_for("agents-solo")) == 1
+    assert busiest("gpu", scaler.policy_for("gpu")) > 1

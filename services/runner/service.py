@@ -14,11 +14,12 @@ that runtime agent's own runner (the unit the gateway asked for with the agent's
 cores and memory, `[gateway] agent_runtime`): it serves only that agent and reports
 in that pool.
 
-The `local` provider starts runners as units with (see tools/demo/agents.toml):
+The `local` provider starts the units of a pool `agents-<name>` as runners with its
+`agent_command`, by default (see tools/demo/agents.toml):
 
     [providers.local]
-    command = ["env", "FLEET_RUNNER__UNIT={unit}", "FLEET_RUNNER__POOL={pool}",
-               "FLEET_RUNNER__READY_FILE={ready_file}", "FLEET_RUNNER__PROVIDER={provider}",
+    agent_command = ["env", "FLEET_RUNNER__UNIT={unit}", "FLEET_RUNNER__POOL={pool}",
+               "FLEET_RUNNER__PROVIDER={provider}", "FLEET_RUNNER__READY_FILE={ready_file}",
                "{python}", "-m", "tools", "run", "runner", "--nats", "{nats}"]
 """
 
