@@ -86,6 +86,11 @@ def unit(pool: str, unit_id: str) -> str:
     return f"fleet.unit.{token(pool, 'pool')}.{token(unit_id, 'unit')}"
 
 
+def units_of(pool: str) -> str:
+    """Every unit event of one pool."""
+    return f"fleet.unit.{token(pool, 'pool')}.*"
+
+
 def unit_ping(unit_id: str) -> str:
     """Where a unit answers liveness pings: `fleet.ping.<unit>` (core request/reply)."""
     return f"fleet.ping.{token(unit_id, 'unit')}"
@@ -168,9 +173,18 @@ def hosted_agent(name: str) -> str:
     return f"agents.{token(name, 'agent name')}"
 
 
+AGENT_POOL_PREFIX = "agents-"
+
+
 def agent_pool(name: str) -> str:
     """The pool that runs hosted agent `name`: `agents-<name>`."""
-    return f"agents-{token(name, 'agent name')}"
+    return f"{AGENT_POOL_PREFIX}{token(name, 'agent name')}"
+
+
+def agent_of_pool(pool: str) -> str | None:
+    """The hosted agent whose pool `pool` is (`agents-<name>` -> `name`), or None."""
+    name = pool[len(AGENT_POOL_PREFIX) :] if pool.startswith(AGENT_POOL_PREFIX) else ""
+    return name if name and _TOKEN.match(name) else None
 
 
 ADHOC_PREFIX = "adhoc-"

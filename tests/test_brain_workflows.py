@@ -120,12 +120,7 @@ async def run(nc: Client, nats_url: str, tmp_path: Path, message: str) -> Any:
 
 def tool_results(fake: Any) -> list[str]:
     """The tool results the model was sent, in order (what it saw of each call)."""
-    out = []
-    for body in fake.requests:
-        last = body["messages"][-1]
-        if last["role"] == "user" and isinstance(last["content"], list):
-            out += [str(b.get("content")) for b in last["content"] if b["type"] == "tool_result"]
-    return out
+    return [str(b.get("content")) for b in fake.tool_results()]
 
 
 async def test_cost_aware_scaling_at_3_pm_against_a_5000_budget(

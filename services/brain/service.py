@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import anthropic
-import msgspec
 
 from contracts import subjects
 from contracts.a2a import HEADER_TENANT, AgentCapabilities, AgentCard, AgentProvider, AgentSkill
@@ -34,7 +33,6 @@ from services.brain.settings import BrainOptions, BrainSettings
 from services.brain.toolbox import Toolbox
 from services.kit import Service
 from services.kit.redact import add_secret
-from services.kit.tracing import inject
 
 log = logging.getLogger("fleet.brain")
 
@@ -174,23 +172,7 @@ class Brain(Service[BrainSettings]):
 
     async def api(self, op: str, body: dict[str, Any]) -> dict[str, Any]:
         """A fleet.api answer, or {"error": {...}} saying what did not answer."""
-        try:
-            reply = await self.nc.request(
-                subjects.api(op),
-                msgspec.json.encode(body),
-                timeout=self.opts.fleet_api_timeout_s,
-                headers=inject(),
-            )
-            answer: dict[str, Any] = msgspec.json.decode(reply.data)
-            return answer if isinstance(answer, dict) else {"result": answer}
-        except Exception as exc:
-            return {
-                "error": {
-                    "code": 503,
-                    "message": f"fleet.api.{op} did not answer "
-                    f"({type(exc).__name__}); is its service running?",
-                }
-            }
+        return await self.api_call(op, body, self.opts.fleet_api_timeout_s)
 
     # -- follow-ups ------------------------------------------------------------------------
     async def on_followup(self, call: FollowupCall, _d: Any) -> FollowupsReply:

@@ -49,13 +49,13 @@ from contracts.commands import (
 )
 from contracts.events import AuditRecord, UnitEvent
 from contracts.signatures import NO_FENCE
-from contracts.subjects import is_adhoc
+from contracts.subjects import agent_of_pool, is_adhoc
 from services.costguard import checks
 from services.costguard.judge import NotHeld, decide, expire, judge
 from services.costguard.ledger import Ledger, apply_unit_event, oldest_held_age_s, summary
 from services.costguard.quote import Quote, best_offer, offer_filter
 from services.costguard.refusals import Refusals
-from services.costguard.settings import CostguardSettings, with_adhoc
+from services.costguard.settings import CostguardSettings, with_adhoc, with_agent_pool
 from services.costguard.trust import Refused, Trust
 from services.kit import Delivery, Permanent, Service
 from services.kit.lag import track_lag
@@ -210,6 +210,9 @@ class CostGuard(Service[CostguardSettings]):
             return
         if is_adhoc(request.pool):
             self.policy = with_adhoc(self.policy, request.pool)
+        elif agent_of_pool(request.pool) and request.pool not in self.settings.pools:
+            provider = request.provider if isinstance(request, ProvisionRequest) else None
+            self.policy = with_agent_pool(self.policy, request.pool, provider)
         quote = await self._quote(request)
         async with self.lock:
             if await self._judged(request.id):
@@ -234,6 +237,7 @@ class CostGuard(Service[CostguardSettings]):
         pool = self.policy.pools.get(request.pool)
         if pool is None or checks.problem(request, self.policy) is not None:
             return None
+        size: tuple[int | None, int | None] = (None, None)
         if isinstance(request, ScaleProposal):
             if request.desired <= request.current:
                 return None
@@ -241,9 +245,10 @@ class CostGuard(Service[CostguardSettings]):
         elif isinstance(request, ProvisionRequest):
             gpu_model, provider = request.gpu_model, request.provider
             ceiling = min(pool.max_usd_per_hour, request.max_usd_per_hour or pool.max_usd_per_hour)
+            size = (request.cores, request.memory_mb)
         else:
             return None
-        query = offer_filter(pool, gpu_model, ceiling, provider)
+        query = offer_filter(pool, gpu_model, ceiling, provider, size)
         try:
             reply = await self.nc.request(
                 subjects.api("gpus.available"),

@@ -26,10 +26,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Literal, TypeVar, cast, get_args, get_origin
 
+import msgspec
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from opentelemetry.trace import Tracer
 
+from contracts import subjects
 from services.kit.background import Background
 from services.kit.bus import connect, ensure_streams, settled
 from services.kit.config import KitSettings, load_settings, resolve_nats_url
@@ -54,7 +56,7 @@ from services.kit.redact import add_secret, load_secrets
 from services.kit.standby import Standby
 from services.kit.store import Store
 from services.kit.subscriptions import Subscriptions
-from services.kit.tracing import tracer
+from services.kit.tracing import inject, tracer
 
 __all__ = [
     "LEASE_LOST_EXIT",
@@ -193,6 +195,25 @@ class Service(Generic[S]):
     def request_stop(self) -> None:
         """Ask the service to stop, as SIGTERM does: serve() returns after a graceful stop."""
         self._stopping.set()
+
+    async def api_call(self, op: str, body: Any, timeout_s: float) -> dict[str, Any]:
+        """The `fleet.api.<op>` answer to `body`, in this service's trace; when no service
+        answers, `{"error": {...}}` naming the operation, so a caller (a model's tool
+        call) gets an answer it can read rather than an exception."""
+        try:
+            reply = await self.nc.request(
+                subjects.api(op), encode(body), timeout=timeout_s, headers=inject()
+            )
+            answer = msgspec.json.decode(reply.data)
+        except Exception as exc:
+            return {
+                "error": {
+                    "code": 503,
+                    "message": f"fleet.api.{op} did not answer "
+                    f"({type(exc).__name__}); is its service running?",
+                }
+            }
+        return answer if isinstance(answer, dict) else {"result": answer}
 
     async def start(self) -> None:
         """Connect, ensure streams, open the store, register, run setup(); then ready."""
