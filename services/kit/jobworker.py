@@ -101,7 +101,10 @@ class JobWorker:
         self._loop: asyncio.Task[None] | None = None
         self._beats: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
-        self._free = asyncio.Semaphore(self.slots)
+        self._held = 0
+        """Slots taken: jobs started and not yet finished (a counter, not a semaphore:
+        it is checked once per job, the semaphore cost a wait per job)."""
+        self._slot_freed = asyncio.Event()
         self._cancelled: OrderedDict[str, str] = OrderedDict()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -165,35 +168,40 @@ class JobWorker:
     async def _pull(self) -> None:
         """Take jobs (see `jobpull`) as slots free up, and start each."""
         while not self._stopping.is_set():
-            await self._free.acquire()
-            free = self.slots - len(self.running)
-            self._free.release()
-            msgs = await self.puller.take(free, self._stopping)
+            await self._slot()
+            msgs = await self.puller.take(self.slots - self._held, self._stopping)
             if self._stopping.is_set():  # fetched while stopping: hand straight back
                 for msg in msgs:
                     with contextlib.suppress(Exception):
                         await msg.nak()
                 return
             for msg in msgs:
-                await self._free.acquire()
+                await self._slot()
                 self._spawn(msg)
+
+    async def _slot(self) -> None:
+        """Until a slot is free."""
+        while self._held >= self.slots:
+            self._slot_freed.clear()
+            await self._slot_freed.wait()
 
     def _spawn(self, msg: Msg) -> None:
         try:
             job = _JOB.decode(msg.data)
         except msgspec.DecodeError as exc:
-            self._free.release()
             asyncio.get_running_loop().create_task(self._poison(msg, str(exc)))
             return
         attempt = msg.metadata.num_delivered or 1
         task = asyncio.get_running_loop().create_task(self._handle(job, msg, attempt))
+        self._held += 1
         self.running[job.id] = _Running(job, msg, task, attempt)
         self._idle.clear()
         task.add_done_callback(functools.partial(self._finished, job.id))
 
     def _finished(self, job_id: str, _task: asyncio.Task[None]) -> None:
         self.running.pop(job_id, None)
-        self._free.release()
+        self._held -= 1
+        self._slot_freed.set()
         if not self.running:
             self._idle.set()
 
