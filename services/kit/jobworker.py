@@ -43,7 +43,7 @@ from contracts import subjects
 from contracts.jobs import Job, JobCancel, JobEvent
 from services.kit.jobexec import Executor, Outcome
 from services.kit.jobplan import HANDED_BACK, History, history, plan_delivery
-from services.kit.jobpull import PriorityPull
+from services.kit.jobpull import PriorityPull, delivery
 from services.kit.jobqueue import emit, read_events
 from services.kit.puback import PubAcks, PublishRefused
 
@@ -191,7 +191,7 @@ class JobWorker:
         except msgspec.DecodeError as exc:
             asyncio.get_running_loop().create_task(self._poison(msg, str(exc)))
             return
-        attempt = msg.metadata.num_delivered or 1
+        attempt = delivery(msg) or 1
         task = asyncio.get_running_loop().create_task(self._handle(job, msg, attempt))
         self._held += 1
         self.running[job.id] = _Running(job, msg, task, attempt)
