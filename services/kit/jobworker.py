@@ -168,7 +168,7 @@ class JobWorker:
     async def _pull(self) -> None:
         """Take jobs (see `jobpull`) as slots free up, and start each."""
         while not self._stopping.is_set():
-            await self._slot()
+            await self._wait_for_slot()
             msgs = await self.puller.take(self.slots - self._held, self._stopping)
             if self._stopping.is_set():  # fetched while stopping: hand straight back
                 for msg in msgs:
@@ -176,10 +176,10 @@ class JobWorker:
                         await msg.nak()
                 return
             for msg in msgs:
-                await self._slot()
+                await self._wait_for_slot()
                 self._spawn(msg)
 
-    async def _slot(self) -> None:
+    async def _wait_for_slot(self) -> None:
         """Until a slot is free."""
         while self._held >= self.slots:
             self._slot_freed.clear()
