@@ -21,6 +21,7 @@ from nats.js.errors import BadRequestError, BucketNotFoundError, NoKeysError, No
 from nats.js.kv import KeyValue
 
 from contracts.buckets import BucketSpec
+from services.kit.binding import creating, missing
 
 log = logging.getLogger("fleet.bus")
 
@@ -60,7 +61,8 @@ async def ensure_bucket(
     try:
         return await js.key_value(spec.name)
     except (BucketNotFoundError, NotFoundError):
-        pass
+        if not creating():
+            raise missing("KV bucket", spec.name) from None
     try:
         return await js.create_key_value(bucket_config(spec, replicas))
     except BadRequestError as exc:
