@@ -87,3 +87,12 @@ def admin_seed(creds_dir: Path = CREDS_DIR) -> Path | None:
     """The admin's seed file, if this directory has one."""
     path = creds_dir / f"{ADMIN}.nk"
     return path if path.is_file() else None
+
+
+def cli_identity_name() -> str | None:
+    """The name of the identity the CLI connects as (`operator`, a tenant), if any: what
+    it calls agents as, since a secured server lets it publish only its own rpc subject."""
+    found = cli_identity()
+    if found is None or not found[1].startswith("_INBOX."):
+        return None
+    return found[1].removeprefix("_INBOX.")
