@@ -145,8 +145,9 @@ def serves(owner: str) -> tuple[str, ...]:
 
 
 def lease(service: str) -> tuple[str, ...]:
-    """A singleton's lease: its own key only, read the bucket, watch its key."""
-    return (*kv_read(LEASES.name), *kv_write(LEASES.name, service), *ephemeral(f"KV_{LEASES.name}"))
+    """A singleton's lease: read the bucket, write its own key only. No consumers on it:
+    a singleton writes its key's content, and a consumer could deliver it anywhere."""
+    return (*kv_read(LEASES.name), *kv_write(LEASES.name, service))
 
 
 def service_base(name: str) -> Permissions:
@@ -240,9 +241,12 @@ def brain() -> Permissions:
 
 
 def runner(d: Deployment) -> Permissions:
-    """Hosted-agent runners and the `local` provider's job workers: processes on
-    machines we rent, so the least of all services."""
-    p = unit_work(service_base("runner"))
+    """Hosted-agent runners: processes on machines we rent, so the least of all services.
+    They report telemetry, hear their own unit's events and pings, serve their agents
+    (task events, their buckets) and share the tenants' rate counts."""
+    p = service_base("runner")
+    p.pub(subjects.TELEMETRY_ALL)
+    p.sub(subjects.UNIT_ALL, "fleet.ping.*")
     p.pub(*kv_own(RATES.name), *kv_read(AGENTS.name), *ephemeral(f"KV_{AGENTS.name}"))
     for agent in d.agents:
         full = subjects.hosted_agent(agent)

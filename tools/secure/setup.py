@@ -3,6 +3,7 @@ each identity's connection settings (what `fleet up --secure` and `fleet init` s
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,20 @@ def identity_env(identity: Identity) -> dict[str, str]:
         INBOX_ENV: identity.inbox_prefix,
         "FLEET_NATS__CREATE_RESOURCES": "false",
     }
+
+
+def unit_env(config: str | None, runner: Identity) -> dict[str, str]:
+    """The provisioner's settings that make the processes its `local` providers start
+    (hosted-agent runners) connect as `runner`, not as the provisioner they inherit from."""
+    prov: Any = load_settings(settings_type("provisioner"), config)
+    table = ", ".join(f"{k} = {json.dumps(v)}" for k, v in identity_env(runner).items())
+    out = {}
+    for name, section in prov.providers.items():
+        if section.get("kind", name) == "local":
+            extra = ", ".join(f"{k} = {json.dumps(v)}" for k, v in section.get("env", {}).items())
+            inline = "{" + ", ".join(x for x in (extra, table) if x) + "}"
+            out[f"FLEET_PROVIDERS__{name.upper()}__ENV"] = inline
+    return out
 
 
 def cli_identity(creds_dir: Path = CREDS_DIR) -> tuple[str, str] | None:

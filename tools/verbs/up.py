@@ -21,7 +21,13 @@ from tools.natsserver import free_port, start_nats, stop_nats
 from tools.registry import EMBEDDED, available
 from tools.secure.admin import init_server, summary
 from tools.secure.identities import ADMIN
-from tools.secure.setup import Secured, identity_env, plan_from_config, write_secured
+from tools.secure.setup import (
+    Secured,
+    identity_env,
+    plan_from_config,
+    unit_env,
+    write_secured,
+)
 from tools.supervisor import Supervisor, _die_with_parent
 
 DEMOS = {"gpu": "fleet.toml", "agents": "agents.toml"}
@@ -209,6 +215,8 @@ async def _supervise(
         env = dict(base_env, FLEET_HTTP__PORT=str(free_port()))
         if secured is not None:  # each service as its own identity
             env.update(identity_env(secured.identities[name]))
+            if name == "provisioner":
+                env.update(unit_env(str(config), secured.identities["runner"]))
         sup.add(name, [sys.executable, "-m", "tools", "run", name], env)
     started = time.monotonic()
     sup.start()
