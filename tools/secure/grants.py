@@ -114,15 +114,18 @@ def read_messages(stream: str) -> tuple[str, ...]:
 
 
 def ephemeral(stream: str) -> tuple[str, ...]:
-    """Create (and delete) unnamed consumers on `stream`: replays, KV listings and
-    watches. See the module's note: such an identity can deliver the stream anywhere."""
-    return (
-        f"$JS.API.CONSUMER.CREATE.{stream}",
-        f"$JS.API.CONSUMER.CREATE.{stream}.>",
-        f"$JS.API.CONSUMER.DELETE.{stream}.>",
-        f"$JS.API.CONSUMER.MSG.NEXT.{stream}.>",
-        "$JS.FC.>",
-    )
+    """Create unnamed push consumers on `stream`: replays (`fleet tail --since`), KV
+    listings and watches. See the module's note: such an identity can deliver the stream
+    anywhere. Only the unnamed form of CONSUMER.CREATE (the server refuses a durable
+    name there), and neither fetching from nor deleting a consumer: those would reach
+    the services' durables (taking their messages, or a durable itself)."""
+    return (f"$JS.API.CONSUMER.CREATE.{stream}", "$JS.FC.>")
+
+
+def ephemeral_pull(stream: str) -> tuple[str, ...]:
+    """Unnamed pull consumers too, on a stream no durable reads (their names are random,
+    so fetching is granted on the whole stream)."""
+    return (*ephemeral(stream), f"$JS.API.CONSUMER.MSG.NEXT.{stream}.>")
 
 
 def kv_read(bucket: str) -> tuple[str, ...]:
@@ -203,7 +206,7 @@ def unit_work(p: Permissions) -> Permissions:
     """What a unit needs to run its pool's jobs (sim units run in the provisioner)."""
     for q in JOB_QUEUES:
         p.pub(*pool_consume(q))
-    p.pub(subjects.JOB_EVENTS_ALL, subjects.TELEMETRY_ALL, *ephemeral(FLEET_JOBEVENTS.name))
+    p.pub(subjects.JOB_EVENTS_ALL, subjects.TELEMETRY_ALL, *ephemeral_pull(FLEET_JOBEVENTS.name))
     p.sub(subjects.JOB_CANCEL, "fleet.ping.*", subjects.UNIT_ALL)
     return p
 
@@ -222,7 +225,7 @@ def gateway() -> Permissions:
     p.pub(subjects.PROVISION_REQUESTED, subjects.RELEASE_REQUESTED, subjects.ALERT_ALL)
     p.pub(subjects.JOBS_ALL, "fleet.jobheld.*", subjects.JOB_EVENTS_ALL, subjects.JOB_CANCEL)
     p.pub("fleet.api.>", "$SRV.>", "fleet.svc.>")  # composes the owners' operations; health
-    p.pub(*kv_own(AGENTS.name), *ephemeral(FLEET_JOBEVENTS.name))
+    p.pub(*kv_own(AGENTS.name), *ephemeral_pull(FLEET_JOBEVENTS.name))
     for q in (*JOB_QUEUES, JOBS_HELD.name):
         p.pub(*read_messages(q))
     p.sub("fleet.budget.*", subjects.JOB_EVENTS_ALL)
