@@ -46,9 +46,12 @@ async def ensure_bucket(
     replicas: int = 1,
     ttl_s: float | None = None,
     storage: str | None = None,
+    create: bool | None = None,
 ) -> KeyValue:
     """The bucket of `spec`, bound if it exists, else created (`ttl_s` and `storage`
-    override the spec's where a setting decides them); safe against a concurrent creator."""
+    override the spec's where a setting decides them); safe against a concurrent creator.
+    `create` False only binds (NotInitialized when missing); None: as the process does
+    (services.kit.binding), True: always (`fleet init`)."""
     if spec.per_agent:
         raise ValueError(f"bucket family {spec.name}: open one agent's bucket (for_agent)")
     changes: dict[str, object] = {}
@@ -61,7 +64,7 @@ async def ensure_bucket(
     try:
         return await js.key_value(spec.name)
     except (BucketNotFoundError, NotFoundError):
-        if not creating():
+        if not (creating() if create is None else create):
             raise missing("KV bucket", spec.name) from None
     try:
         return await js.create_key_value(bucket_config(spec, replicas))

@@ -134,7 +134,7 @@ async def initialize(js: JetStreamContext, plan: Plan) -> Report:
         except Exception:  # nats-py raises BucketNotFoundError or NotFoundError
             pass
         spec = msgspec.structs.replace(spec, **shape) if shape else spec
-        await ensure_bucket(js, spec, replicas=plan.replicas)
+        await ensure_bucket(js, spec, replicas=plan.replicas, create=True)
         report.created.append(label)
     return report
 
