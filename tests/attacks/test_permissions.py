@@ -16,6 +16,9 @@ import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
     RePublish,
     StreamConfig,
     StreamSource,
@@ -140,6 +143,34 @@ async def test_no_identity_can_source_fleet_cmds_from_its_own_subjects(
     await nc.flush()
     after = (await admin.jetstream().stream_info(FLEET_CMDS.name)).config
     assert not after.sources and not after.mirror
+    await no_forgery_carried_out(fleet, admin, marker, since)
+
+
+NO_CONSUMERS = ("watcher", "scaler", "globex")
+"""Identities that may create no consumer at all (the others may on streams they need
+to replay, which ADR 0013 lists, and rely on verdict signatures there)."""
+
+
+@pytest.mark.parametrize("who", NO_CONSUMERS)
+async def test_no_consumer_can_be_made_to_deliver_into_approvals(
+    fleet: SecureFleet, admin: Client, who: str
+) -> None:
+    """A push consumer delivers a stream's messages to any subject it is given, and a
+    stream stores what is delivered to its subjects: a republish by other means."""
+    since = await last_seq(admin, FLEET_CMDS.name)
+    marker = f"forged-delivery-{who}"
+    nc = await fleet.connect(who)
+    await nc.publish(subjects.audit(who), forged_verdict(marker))  # where it may write
+    await nc.flush()
+    push = ConsumerConfig(
+        deliver_subject=subjects.BUDGET_APPROVED,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.NONE,
+        filter_subject=subjects.audit(who),
+    )
+    await refused(nc.jetstream(timeout=2).add_consumer("FLEET_AUDIT", push))
+    consumers = await admin.jetstream().consumers_info("FLEET_AUDIT")
+    assert [c for c in consumers if c.config.deliver_subject] == []
     await no_forgery_carried_out(fleet, admin, marker, since)
 
 
