@@ -157,9 +157,8 @@ async def init_server(url: str, plan: Plan, seed: Path | None) -> Report:
 
 def summary(report: Report) -> str:
     """One line: what exists now and what this run created."""
-    made = ", ".join(report.created) if report.created else "nothing new"
+    made = len(report.created) or "none"
     return (
-        f"fleet init: {len(report.streams)} streams, "
-        f"{len(report.created) + len(report.existing)} consumers and buckets ready; "
-        f"created: {made}"
+        f"fleet init: {len(report.streams)} streams; consumers and buckets: "
+        f"{made} created, {len(report.existing)} existed"
     )

@@ -66,5 +66,5 @@ def run(args: argparse.Namespace) -> int:
     except Exception as exc:
         console.print(f"[red]fleet init: {exc or type(exc).__name__}[/]")
         return 1
-    console.print(summary(report))
+    console.print(summary(report), soft_wrap=True)
     return 0

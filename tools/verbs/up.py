@@ -149,9 +149,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         plan, _ = plan_from_config(str(config))
         seed = secured.identities[ADMIN].seed_file if secured else None
-        console.print(summary(asyncio.run(init_server(url, plan, seed))))
+        console.print(summary(asyncio.run(init_server(url, plan, seed))), soft_wrap=True)
     except Exception as exc:
-        if secured is not None or nats_proc is None:  # the services cannot create them
+        if secured is not None:  # its services may not create what is missing
             if nats_proc is not None:
                 stop_nats(nats_proc)
             console.print(f"[red]fleet up: fleet init failed: {exc or type(exc).__name__}[/]")
