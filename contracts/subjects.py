@@ -150,6 +150,27 @@ def a2a_rpc(agent: str) -> str:
     return f"a2a.{_agent(agent)}.rpc"
 
 
+def a2a_rpc_as(agent: str, tenant: str) -> str:
+    """`a2a.<agent>.rpc.<tenant>`: a call as `tenant`. A secured deployment lets only the
+    tenant's own identity publish there, so the agent takes the tenant from the subject,
+    not from the `Fleet-Tenant` header."""
+    return f"{a2a_rpc(agent)}.{token(tenant, 'tenant')}"
+
+
+def a2a_rpc_tenants(agent: str) -> str:
+    """Every tenant's rpc subject of `agent` (one subscription per process)."""
+    return f"{a2a_rpc(agent)}.*"
+
+
+def rpc_tenant(subject: str) -> str | None:
+    """The tenant of an rpc subject (`a2a.<agent>.rpc.<tenant>`); None for the bare
+    `a2a.<agent>.rpc`."""
+    head, sep, tail = subject.rpartition(".rpc.")
+    if not sep or not head.startswith("a2a.") or "." in tail or not _TOKEN.match(tail):
+        return None
+    return tail
+
+
 def a2a_card(agent: str) -> str:
     return f"a2a.{_agent(agent)}.card"
 

@@ -84,8 +84,8 @@ async def test_brain_tools_mcp_tools_and_the_contract_are_the_same_operations(
     assert mcp["provision_gpu"].input_schema["properties"]["count"]["maximum"] == MAX_COUNT
 
 
-async def _raw(nc: Nats, op_name: str, data: bytes, timeout: float = 10) -> dict[str, Any]:
-    reply = await nc.request(op(op_name).subject, data, timeout=timeout)
+async def _raw(nc: Nats, op_name: str, data: bytes, wait_s: float = 10) -> dict[str, Any]:
+    reply = await nc.request(op(op_name).subject, data, timeout=wait_s)
     answer: dict[str, Any] = json.loads(reply.data)
     return answer
 

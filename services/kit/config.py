@@ -49,7 +49,22 @@ class NatsSettings(msgspec.Struct, kw_only=True):
     replicas: int = 1
     """JetStream stream replicas: 1 on one machine, 3 on a cluster."""
     creds_file: str = ""
-    """A NATS credentials file for secured deployments; empty for none."""
+    """A NATS credentials file (JWT and seed) for an operator/JWT-secured server; empty for none."""
+    nkeys_seed: str = ""
+    """A file holding this identity's NATS nkey seed (`SU...`), as `fleet up --secure` and
+    `fleet init --secure` write them under .fleet/creds/; empty for none. The server knows
+    only the public key, so the file is the identity: keep it 0600."""
+    inbox_prefix: str = ""
+    """Where replies to this identity go (`_INBOX.<identity>`); a secured server lets each
+    identity read only its own inboxes, so no one else's replies. Empty: `_INBOX`."""
+    tenants: list[str] = msgspec.field(default_factory=list)
+    """A2A tenants that get a NATS identity of their own in a secured deployment
+    (`fleet up --secure`, `fleet init --secure`): each may call agents only as itself,
+    on `a2a.<agent>.rpc.<tenant>`, and read only its own replies."""
+    create_resources: bool = True
+    """Services create the streams, durable consumers and KV buckets they use at start.
+    False in a secured deployment: `fleet init` creates them as the admin, and a service
+    only binds, stopping with a message naming what is missing."""
     user: str = ""
     password: str = ""
     """Read from the environment or a file, never logged."""

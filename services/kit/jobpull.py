@@ -25,6 +25,7 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from contracts import subjects
 from contracts.jobs import PRIORITIES
 from contracts.streams import JOBS_STREAMS
+from services.kit.binding import pull
 from services.kit.jobqueue import consumer_name
 
 log = logging.getLogger("fleet.jobs")
@@ -78,14 +79,8 @@ class PriorityPull:
                 filter_subject=subject,
                 max_ack_pending=10_000,
             )
-            self._subs.append(
-                await self.js.pull_subscribe(
-                    subject,
-                    durable=consumer_name(self.pool),
-                    stream=JOBS_STREAMS[prio].name,
-                    config=config,
-                )
-            )
+            durable, stream = consumer_name(self.pool), JOBS_STREAMS[prio].name
+            self._subs.append(await pull(self.js, subject, durable, stream, config))
         self._quiet_until = [0.0] * len(self._subs)
 
     async def take(self, n: int, stopping: asyncio.Event) -> list[Msg]:

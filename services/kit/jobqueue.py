@@ -21,7 +21,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from contracts import subjects
+from contracts.durables import units_durable
 from contracts.jobs import PRIORITIES, Job, JobEvent
 from contracts.streams import FLEET_JOBEVENTS, JOBS_HELD, JOBS_STREAMS
 
@@ -34,7 +34,7 @@ MAX_READ = 50_000
 
 def consumer_name(pool: str) -> str:
     """The durable pull consumer a pool's units share on each priority stream."""
-    return f"units-{subjects.token(pool, 'pool')}"
+    return units_durable(pool)
 
 
 async def emit(nc: Client, subject: str, data: bytes) -> None:

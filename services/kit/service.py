@@ -33,6 +33,7 @@ from opentelemetry.trace import Tracer
 
 from contracts import subjects
 from services.kit.background import Background
+from services.kit.binding import creates
 from services.kit.bus import connect, ensure_streams, settled
 from services.kit.config import KitSettings, load_settings, resolve_nats_url
 from services.kit.consumers import Consumers
@@ -231,10 +232,14 @@ class Service(Generic[S]):
             user=s.nats.user,
             password=s.nats.password,
             creds_file=s.nats.creds_file,
+            nkeys_seed=s.nats.nkeys_seed,
+            inbox_prefix=s.nats.inbox_prefix,
             stopping=self._stopping.is_set,
         )
         self._js = self._nc.jetstream()
-        await ensure_streams(self._js, replicas=s.nats.replicas)
+        creates(s.nats.create_resources)
+        if s.nats.create_resources:  # else `fleet init` made them, and we may only bind
+            await ensure_streams(self._js, replicas=s.nats.replicas)
         await self.endpoints.open(
             self._nc,
             self.description or self.name,
