@@ -21,6 +21,7 @@ from nats.aio.client import Client
 
 from services.kit.binding import creates
 from services.kit.config import load_settings
+from tests.signing_helpers import signing
 from tools.configcheck import settings_type
 from tools.natsserver import free_port, nats_server_binary, stop_nats, wait_for_port
 from tools.registry import load
@@ -96,6 +97,7 @@ def service_settings(secured: Secured, name: str, tmp_path: Path) -> Any:
         "stop_deadline_s": 1.0,
         "nats": nats_section,
         "pools": POOLS,
+        "signing": signing(name),  # the services' own keys, as `fleet up` gives them
     }
     if name == "runner":
         overrides["runner"] = {"unit": "r-1", "pool": "agents-assistant"}

@@ -30,11 +30,13 @@ from dataclasses import dataclass, field
 
 from contracts import subjects
 from contracts.api.ops import BY_NAME
+from contracts.api.tools import HOSTED_AGENT_TOOLS, MCP_TOOLS
 from contracts.buckets import A2A_TASKS as A2A_TASK_BUCKETS
 from contracts.buckets import AGENTS, FOLLOWUPS, LEASES, RATES, RUNNER_CLAIMS, RUNNER_SESSIONS
 from contracts.durables import DurableSpec, durables_of
 from contracts.streams import (
     FLEET_AUDIT,
+    FLEET_BATCHES,
     FLEET_CMDS,
     FLEET_DEAD,
     FLEET_EVENTS,
@@ -194,6 +196,8 @@ def costguard() -> Permissions:
     p = service_base("costguard")
     p.pub(subjects.BUDGET_APPROVED, subjects.BUDGET_DENIED, subjects.BUDGET_HELD)
     p.pub(subjects.ALERT_ALL, subjects.api("gpus.available"), *lease("costguard"))
+    # An unsigned end of a unit it bills is checked with the provisioner (refusals.py).
+    p.pub(subjects.api("units.list"))
     p.sub(subjects.BUDGET_DECIDE_ALL)
     # A fresh store rebuilds the ledger: the cost-guard replaces its own unit-event durable.
     own = f"{FLEET_EVENTS.name}.costguard-units"
@@ -224,6 +228,7 @@ def gateway() -> Permissions:
     p = service_base("gateway")
     p.pub(subjects.PROVISION_REQUESTED, subjects.RELEASE_REQUESTED, subjects.ALERT_ALL)
     p.pub(subjects.JOBS_ALL, "fleet.jobheld.*", subjects.JOB_EVENTS_ALL, subjects.JOB_CANCEL)
+    p.pub(subjects.BATCH_ALL)  # batch runs' steps and progress
     p.pub("fleet.api.>", "$SRV.>", "fleet.svc.>")  # composes the owners' operations; health
     p.pub(*kv_own(AGENTS.name), *ephemeral_pull(FLEET_JOBEVENTS.name))
     for q in (*JOB_QUEUES, JOBS_HELD.name):
@@ -251,9 +256,12 @@ def runner(d: Deployment) -> Permissions:
     p.pub(subjects.TELEMETRY_ALL)
     p.sub(subjects.UNIT_ALL, "fleet.ping.*")
     p.pub(*kv_own(RATES.name), *kv_read(AGENTS.name), *ephemeral(f"KV_{AGENTS.name}"))
+    # Agents' tool calls: only the operations behind the tools an agent may be given,
+    # each call audited under the agent's name.
+    p.pub(*sorted({subjects.api(MCP_TOOLS[t]) for t in HOSTED_AGENT_TOOLS}))
     for agent in d.agents:
         full = subjects.hosted_agent(agent)
-        p.pub(f"a2a.{full}.tasks.*", f"a2a.{full}.cancel.*")
+        p.pub(f"a2a.{full}.tasks.*", f"a2a.{full}.cancel.*", subjects.audit(f"agent-{agent}"))
         p.sub(subjects.a2a_rpc(full), f"{subjects.a2a_rpc(full)}.*", subjects.a2a_card(full))
         p.sub(f"a2a.{full}.cancel.*", f"a2a.{full}.tasks.*")
         for bucket in agent_buckets(agent):
@@ -262,6 +270,7 @@ def runner(d: Deployment) -> Permissions:
 
 
 OPERATOR_STREAMS = (
+    FLEET_BATCHES.name,
     FLEET_METRICS.name,
     FLEET_CMDS.name,
     FLEET_EVENTS.name,
