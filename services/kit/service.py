@@ -30,6 +30,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from opentelemetry.trace import Tracer
 
+from contracts.streams import ALL_STREAMS, retained
 from services.kit.background import Background
 from services.kit.bus import connect, ensure_streams, settled
 from services.kit.config import KitSettings, load_settings, resolve_nats_url
@@ -210,7 +211,9 @@ class Service(Generic[S]):
             stopping=self._stopping.is_set,
         )
         self._js = self._nc.jetstream()
-        await ensure_streams(self._js, replicas=s.nats.replicas)
+        keep = s.retention
+        specs = retained(ALL_STREAMS, keep.days, keep.rollup_days, keep.metrics_days)
+        await ensure_streams(self._js, specs, replicas=s.nats.replicas)
         await self.endpoints.open(
             self._nc,
             self.description or self.name,
