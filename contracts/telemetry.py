@@ -67,6 +67,9 @@ class PoolMinute(Message, frozen=True, kw_only=True):
     """Mean ready units over the minute."""
     units_ready_min: Count = 0
     units_ready_max: Count = 0
+    units_idle_min: Count = 0
+    """Fewest ready units serving nothing at any tick of the minute: units that idle
+    cleanup could have released, the rest being busy."""
     units_pending: Amount = 0.0
     """Mean units requested or booting."""
     demand: Amount = 0.0

@@ -23,6 +23,7 @@ from contracts import subjects
 from contracts.a2a import HEADER_TENANT
 from contracts.api import CleanupIdleCall, HealthQuery, PoolQuery, ProvisionCall, ReleaseCall
 from contracts.api.replies import AgentsReply, AlertReply, CleanupReply, CommandAnswer, IdleUnit
+from contracts.api.report import FleetReport, FleetReportQuery
 from contracts.api.requests import (
     AgentCreateCall,
     AgentDeleteCall,
@@ -37,6 +38,7 @@ from contracts.events import Alert
 from services.a2a.tenants import Refused, TenantLimits
 from services.gateway import composites, guide
 from services.gateway.agents import AgentRegistry
+from services.gateway.history.serve import history_report
 from services.gateway.jobdesk import JobDesk, JobOptions
 from services.kit import Service
 from services.kit.bus import gather_replies
@@ -108,6 +110,7 @@ class Gateway(Service[GatewaySettings]):
         await self.api_endpoint("agents.create", AgentCreateCall, self.on_agent_create)
         await self.api_endpoint("agents.list", AgentsQuery, self.on_agents)
         await self.api_endpoint("agents.delete", AgentDeleteCall, self.on_agent_delete)
+        await self.api_endpoint("fleet_report", FleetReportQuery, self.on_fleet_report)
 
     # -- upstream calls --------------------------------------------------------------
     async def ask(self, op: str, body: Any = None, *, required: bool = True) -> dict[str, Any]:
@@ -400,6 +403,14 @@ class Gateway(Service[GatewaySettings]):
         """`fleet.api.report`: stats and health, with a few readable lines."""
         stats, health = await asyncio.gather(self.stats(q.pool), self.health(0.5))
         return {"text": composites.report_text(stats, health), "stats": stats, "health": health}
+
+    async def on_fleet_report(self, q: FleetReportQuery, _d: Delivery) -> FleetReport:
+        """`fleet.api.fleet_report`: the last `days` days from the streams (issue 17)."""
+
+        async def ask(op: str) -> dict[str, Any]:
+            return await self.ask(op, required=False)
+
+        return await history_report(self.js, ask, self.settings.pools, q)
 
     async def ask_subject(self, subject: str) -> dict[str, Any]:
         try:

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 
 from contracts.telemetry import PoolMetrics, PoolMinute
+from services.watcher.units import UnitTable
 
 MINUTE_S = 60.0
 
@@ -27,6 +28,7 @@ class OpenMinute:
     ready: float = 0.0
     ready_min: int = 0
     ready_max: int = 0
+    idle_min: int = 0
     pending: float = 0.0
     demand: float = 0.0
     demand_max: float = 0.0
@@ -41,12 +43,25 @@ def minute_of(ts: float) -> float:
     return math.floor(ts / MINUTE_S) * MINUTE_S
 
 
-def add(m: OpenMinute, metrics: PoolMetrics) -> None:
-    """Fold one sample into the minute."""
+def idle_units(table: UnitTable) -> dict[str, int]:
+    """Per pool, the units that are up and serving nothing (in flight 0 at their last
+    heartbeat): what idle cleanup could release."""
+    out: dict[str, int] = {}
+    for rec in table.units.values():
+        if rec.failed_at is None and rec.last is not None and rec.last.inflight <= 0:
+            if rec.state in ("", "ready"):
+                out[rec.pool] = out.get(rec.pool, 0) + 1
+    return out
+
+
+def add(m: OpenMinute, metrics: PoolMetrics, idle: int = 0) -> None:
+    """Fold one sample (and the pool's idle units then) into the minute."""
     demand = metrics.inflight + metrics.queue_depth
     if m.samples == 0:
         m.ready_min = m.ready_max = metrics.units_ready
+        m.idle_min = idle
     m.samples += 1
+    m.idle_min = min(m.idle_min, idle)
     m.ready += metrics.units_ready
     m.ready_min = min(m.ready_min, metrics.units_ready)
     m.ready_max = max(m.ready_max, metrics.units_ready)
@@ -69,6 +84,7 @@ def close(pool: str, m: OpenMinute) -> PoolMinute:
         units_ready=round(m.ready / n, 4),
         units_ready_min=m.ready_min,
         units_ready_max=m.ready_max,
+        units_idle_min=m.idle_min,
         units_pending=round(m.pending / n, 4),
         demand=round(m.demand / n, 4),
         demand_max=round(m.demand_max, 4),
@@ -80,7 +96,7 @@ def close(pool: str, m: OpenMinute) -> PoolMinute:
 
 
 def fold(
-    minutes: dict[str, OpenMinute], metrics: PoolMetrics
+    minutes: dict[str, OpenMinute], metrics: PoolMetrics, idle: int = 0
 ) -> tuple[dict[str, OpenMinute], PoolMinute | None]:
     """`minutes` with `metrics` folded in, and the pool's minute it finished, if any.
 
@@ -94,7 +110,7 @@ def fold(
             done = close(metrics.pool, current)
         current = OpenMinute(start=start)
         minutes = {**minutes, metrics.pool: current}
-    add(current, metrics)
+    add(current, metrics, idle)
     return minutes, done
 
 

@@ -241,6 +241,7 @@ class Watcher(Service[WatcherSettings]):
             self._units.labels(pool, "ready").set(m.units_ready)
             self._units.labels(pool, "pending").set(m.units_pending)
             self._utilization.labels(pool).set(m.utilization)
+        idle = rollup.idle_units(self.table)
         for pool in samples:
             # A span per pool's metrics: the scaler's decision, the verdict and the units it
             # brings are one trace from here.
@@ -255,7 +256,7 @@ class Watcher(Service[WatcherSettings]):
                     log.warning("could not publish metrics", exc_info=True, extra={"pool": pool})
                     continue
             self.metrics.count("metrics_published")
-            self.minutes, done = rollup.fold(self.minutes, self.latest[pool])
+            self.minutes, done = rollup.fold(self.minutes, self.latest[pool], idle.get(pool, 0))
             await self._publish_minute(done)
 
     async def _publish_minute(self, minute: PoolMinute | None) -> None:
