@@ -210,16 +210,18 @@ def _jobs(week: Week, pools: dict[str, _Pool], ts: float, rng: random.Random) ->
         run_s = 600.0 / SPEED[pool.plan.gpu_model] * rng.uniform(0.9, 1.1)
         end = min(ts + 1 + run_s, unit.ends_at or math.inf)
         ok = rng.random() > 0.03 and end == ts + 1 + run_s
-        base = {"job": job_id, "pool": pool.plan.name, "unit": unit.name}
+        p, u = pool.plan.name, unit.name
         week.jobs += [
-            JobEvent(ts=ts, state="routed", spec=spec, **base),  # type: ignore[arg-type]
-            JobEvent(ts=ts + 1, state="started", attempt=1, **base),  # type: ignore[arg-type]
+            JobEvent(ts=ts, job=job_id, pool=p, unit=u, state="routed", spec=spec),
+            JobEvent(ts=ts + 1, job=job_id, pool=p, unit=u, state="started", attempt=1),
             JobEvent(
                 ts=end,
+                job=job_id,
+                pool=p,
+                unit=u,
                 state="succeeded" if ok else "dead",
-                attempt=1,  # type: ignore[arg-type]
+                attempt=1,
                 reason="" if ok else "exit code 1 on every attempt",
-                **base,
             ),
         ]
 
