@@ -3,34 +3,19 @@ and weekday, jobs per GPU type, and recommendations with their numbers."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import pytest
 
 from contracts.events import UnitEvent
-from services.costguard.ledger import DAY_S, Ledger, apply_unit_event, day_of, spent_today
+from services.costguard.ledger import DAY_S, Ledger, apply_unit_event, spent_today
 from services.gateway.history.advice import PoolFacts
 from services.gateway.history.build import History, build
-from services.gateway.history.spend import day_name, intervals, spend
+from services.gateway.history.spend import intervals, spend
+from tests.history_helpers import ledger_by_day
 from tools.report.week import simulate
 
 END = 20_000 * DAY_S + 13 * 3600.0  # a Thursday, 13:00 UTC
 WEEK = simulate(END, days=7.0, seed=3)
 FACTS = {"h100": PoolFacts(min_units=2)}
-
-
-def ledger_by_day(events: Iterable[UnitEvent], end: float) -> dict[str, float]:
-    """What the cost-guard's ledger accrued on each UTC day, fed the events as they came."""
-    ordered = sorted(events, key=lambda e: e.ts)
-    ledger, out = Ledger(), {}
-    day = day_of(ordered[0].ts)
-    for e in ordered:
-        while day_of(e.ts) > day:
-            out[day_name(day * DAY_S)] = spent_today(ledger, (day + 1) * DAY_S - 1e-6)
-            day += 1
-        ledger = apply_unit_event(ledger, e, e.ts)
-    out[day_name(day * DAY_S)] = spent_today(ledger, end)
-    return {d: usd for d, usd in out.items() if usd > 0}
 
 
 def report(**kw: object) -> object:

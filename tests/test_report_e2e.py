@@ -1,0 +1,182 @@
+"""Acceptance of `fleet report` over a real nats-server: a simulated week is played into
+the streams in seconds (every message dated in the past week), the gateway and the
+cost-guard run in process, and the CLI's JSON, HTML and answers are checked."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nats.aio.client import Client
+
+from services.costguard.service import CostGuard
+from services.costguard.settings import CostguardSettings
+from services.gateway.service import Gateway, GatewaySettings
+from services.kit.config import load_settings
+from services.kit.service import Service
+from tests.fleet_helpers import kit
+from tests.history_helpers import ledger_by_day, publish_week
+from tools.report.week import simulate
+
+FLEET = Path(sys.executable).with_name("fleet")
+POOLS: dict[str, Any] = {
+    "h100": {"gpu_model": "H100", "min": 2, "max_usd_per_hour": 4.0},
+    "a100": {"gpu_model": "A100-80GB", "max_usd_per_hour": 2.0},
+    "rtx4090": {"gpu_model": "RTX4090", "max_usd_per_hour": 1.0},
+}
+CHROMIUM = next(
+    (shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)), None
+)
+
+
+async def fleet(*args: str, timeout_s: float = 240.0) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        str(FLEET),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=timeout_s)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def caught_up(nc: Client, stream: str, timeout_s: float = 60.0) -> None:
+    """Wait until every durable consumer of `stream` has handled everything."""
+    js = nc.jetstream()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        infos = await js.consumers_info(stream)
+        if infos and all(c.num_pending == 0 and c.num_ack_pending == 0 for c in infos):
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"consumers of {stream} did not catch up in {timeout_s} s")
+
+
+def console_errors(page: Path, shot: Path) -> list[str]:
+    """Open `page` in headless Chromium, take a screenshot, return the console's errors."""
+    assert CHROMIUM is not None
+    proc = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--window-size=1200,2600",
+            f"--screenshot={shot}",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    lines = proc.stderr.splitlines()
+    return [line for line in lines if ":CONSOLE" in line or "Uncaught" in line]
+
+
+@pytest.fixture
+async def week_fleet(nats_url: str, nc: Client, tmp_path: Path) -> Any:
+    """The week in the streams, the cost-guard caught up with it, the gateway serving."""
+    end = time.time() - 60.0
+    week = simulate(end, days=6.9, seed=11)
+    await publish_week(nc.jetstream(), week)
+    services: list[Service[Any]] = [
+        CostGuard(
+            load_settings(
+                CostguardSettings,
+                env={},
+                overrides=kit(tmp_path, "guard", budget={"daily_usd": 100000}, pools=POOLS),
+            ),
+            nats_url=nats_url,
+        ),
+        Gateway(
+            load_settings(GatewaySettings, env={}, overrides=kit(tmp_path, "gw", pools=POOLS)),
+            nats_url=nats_url,
+        ),
+    ]
+    for s in services:
+        await s.start()
+    try:
+        await caught_up(nc, "FLEET_EVENTS")
+        yield week, end
+    finally:
+        for s in reversed(services):
+            await s.stop()
+
+
+async def test_a_week_report_adds_up_to_the_ledger_and_renders(
+    week_fleet: Any, nats_url: str, tmp_path: Path
+) -> None:
+    week, end = week_fleet
+    page = tmp_path / "week.html"
+    code, out, err = await fleet(
+        "report",
+        "--days",
+        "7",
+        "--json",
+        "--html",
+        str(page),
+        "--replay-days",
+        "0.5",
+        "--nats",
+        nats_url,
+    )
+    assert code == 0, err
+    doc = json.loads(out)
+    ledger = ledger_by_day(week.units, end)
+    spend = doc["spend"]
+    assert spend["total_usd"] == pytest.approx(sum(ledger.values()), abs=0.01)
+    for day, usd in ledger.items():
+        assert spend["by_day"][day] == pytest.approx(usd, abs=0.01), day
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    # The running cost-guard's own ledger, read by the gateway while building the report.
+    assert spend["ledger_today_usd"] == pytest.approx(spend["by_day"].get(today, 0.0), abs=0.01)
+    assert sum(spend["by_gpu"].values()) == pytest.approx(spend["total_usd"], abs=0.01)
+    assert doc["read"]["FLEET_ROLLUP"] == len(week.rollup)
+    kinds = {r["kind"] for r in doc["recommendations"]}
+    assert {"reserve_base", "gpu_type", "budget", "reliability", "policy"} <= kinds
+    assert all(r["numbers"] for r in doc["recommendations"])
+    assert doc["budget"]["denied"] + doc["budget"]["held"] == len(week.verdicts)
+    text = page.read_text()
+    assert "<script" not in text and "<svg" in text and "Recommendations" in text
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed")
+def test_the_console_check_catches_a_page_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.html"
+    bad.write_text("<!doctype html><script>console.error('boom'); nosuch();</script>")
+    assert console_errors(bad, tmp_path / "bad.png")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed")
+async def test_the_html_report_opens_in_headless_chromium_without_console_errors(
+    week_fleet: Any, nats_url: str, tmp_path: Path
+) -> None:
+    page = tmp_path / "week.html"
+    code, _, err = await fleet(
+        "report", "--days", "7", "--html", str(page), "--replay-days", "0", "--nats", nats_url
+    )
+    assert code == 0, err
+    shot = tmp_path / "report.png"
+    assert await asyncio.to_thread(console_errors, page, shot) == []
+    assert shot.stat().st_size > 20_000  # a page was drawn, not a blank
+
+
+async def test_bad_report_arguments_are_refused_plainly(nats_url: str) -> None:
+    code, _, err = await fleet("report", "--days", "0", "--nats", nats_url)
+    assert code == 2 and "--days 0" in err
+    code, _, err = await fleet("report", "--days", "2", "--replay-days", "5", "--nats", nats_url)
+    assert code == 2 and "--replay-days" in err
