@@ -11,27 +11,16 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from nats.aio.client import Client
 
-from services.costguard.service import CostGuard
-from services.costguard.settings import CostguardSettings
-from services.gateway.service import Gateway, GatewaySettings
-from services.kit.config import load_settings
-from services.kit.service import Service
-from tests.fleet_helpers import kit
-from tests.history_helpers import ledger_by_day, publish_week
-from tools.report.week import simulate
+from tests.history_helpers import ledger_by_day, week_services
 
 FLEET = Path(sys.executable).with_name("fleet")
-POOLS: dict[str, Any] = {
-    "h100": {"gpu_model": "H100", "min": 2, "max_usd_per_hour": 4.0},
-    "a100": {"gpu_model": "A100-80GB", "max_usd_per_hour": 2.0},
-    "rtx4090": {"gpu_model": "RTX4090", "max_usd_per_hour": 1.0},
-}
 CHROMIUM = next(
     (shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)), None
 )
@@ -48,18 +37,6 @@ async def fleet(*args: str, timeout_s: float = 240.0) -> tuple[int, str, str]:
     out, err = await asyncio.wait_for(proc.communicate(), timeout=timeout_s)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
-
-
-async def caught_up(nc: Client, stream: str, timeout_s: float = 60.0) -> None:
-    """Wait until every durable consumer of `stream` has handled everything."""
-    js = nc.jetstream()
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        infos = await js.consumers_info(stream)
-        if infos and all(c.num_pending == 0 and c.num_ack_pending == 0 for c in infos):
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"consumers of {stream} did not catch up in {timeout_s} s")
 
 
 def console_errors(page: Path, shot: Path) -> list[str]:
@@ -88,33 +65,10 @@ def console_errors(page: Path, shot: Path) -> list[str]:
 
 
 @pytest.fixture
-async def week_fleet(nats_url: str, nc: Client, tmp_path: Path) -> Any:
+async def week_fleet(nats_url: str, nc: Client, tmp_path: Path) -> AsyncIterator[Any]:
     """The week in the streams, the cost-guard caught up with it, the gateway serving."""
-    end = time.time() - 60.0
-    week = simulate(end, days=6.9, seed=11)
-    await publish_week(nc.jetstream(), week)
-    services: list[Service[Any]] = [
-        CostGuard(
-            load_settings(
-                CostguardSettings,
-                env={},
-                overrides=kit(tmp_path, "guard", budget={"daily_usd": 100000}, pools=POOLS),
-            ),
-            nats_url=nats_url,
-        ),
-        Gateway(
-            load_settings(GatewaySettings, env={}, overrides=kit(tmp_path, "gw", pools=POOLS)),
-            nats_url=nats_url,
-        ),
-    ]
-    for s in services:
-        await s.start()
-    try:
-        await caught_up(nc, "FLEET_EVENTS")
-        yield week, end
-    finally:
-        for s in reversed(services):
-            await s.stop()
+    async with week_services(nats_url, nc, tmp_path) as got:
+        yield got
 
 
 async def test_a_week_report_adds_up_to_the_ledger_and_renders(
