@@ -117,7 +117,7 @@ def idle_threshold(
         pool=pool,
         title=f"Set pool {pool}'s idle_cleanup_s to {best * 60:.0f} ({best} min; now {now_text}).",
         detail=(
-            f"{len(runs)} stretches of units beyond the load (longest {max(runs)} min); "
+            f"{len(runs)} stretches of ready units serving nothing (longest {max(runs)} min); "
             f"releasing after {best} min frees {released:.1f} unit-hours, and {returns} "
             f"unit(s) would come back at {facts.lead_time_s:.0f} s lead time each; net "
             f"about ${gain:,.2f} a week better than {now_text}."
