@@ -6,9 +6,11 @@ from __future__ import annotations
 import pytest
 
 from contracts.events import UnitEvent
+from contracts.telemetry import PoolMinute
 from services.costguard.ledger import DAY_S, Ledger, apply_unit_event, spent_today
-from services.gateway.history.advice import PoolFacts
+from services.gateway.history.advice import PoolFacts, idle_threshold
 from services.gateway.history.build import History, build
+from services.gateway.history.load import excess_runs
 from services.gateway.history.spend import intervals, spend
 from tests.history_helpers import ledger_by_day
 from tools.report.week import simulate
@@ -120,3 +122,32 @@ def test_an_empty_history_is_an_empty_report_not_an_error() -> None:
     r = build(History(), {}, END - DAY_S, END)
     assert r.spend.total_usd == 0 and r.recommendations == [] and r.pools == []
     assert all(h.minutes == 0 for h in r.load_by_hour)
+
+
+def minute(ts: float, ready: int, idle: int) -> PoolMinute:
+    return PoolMinute(
+        ts=ts, pool="p", units_ready=ready, units_ready_min=ready, units_idle_min=idle
+    )
+
+
+def test_idle_stretches_are_counted_per_idle_unit_above_the_pool_minimum() -> None:
+    t = 1_000_020.0 * 60
+    ms = [minute(t + 60 * i, 4, idle) for i, idle in enumerate([0, 2, 2, 1, 0, 3])]
+    assert sorted(excess_runs(ms, floor_units=0)) == [1, 1, 1, 2, 3]
+    assert sorted(excess_runs(ms, floor_units=3)) == [1, 3]  # never below min
+    gap = [minute(t, 4, 1), minute(t + 60, 4, 1), minute(t + 600, 4, 1)]
+    assert sorted(excess_runs(gap, floor_units=0)) == [1, 2]  # a gap ends a stretch
+
+
+def test_the_idle_threshold_pays_for_the_units_that_come_back() -> None:
+    facts = PoolFacts(idle_cleanup_s=1800, lead_time_s=120, slo_weight=20)
+    rec = idle_threshold("p", [100] * 10, facts, price=1.0, days=7.0)
+    assert rec is not None and rec.numbers["suggested_min"] == 5
+    # net at 5 min: 10 x (95/60 - 2/3) h; at 30 min: 10 x (70/60 - 2/3) h
+    assert rec.saving_usd_per_week == pytest.approx(10 * 25 / 60, abs=0.01)
+    assert rec.numbers["units_back"] == 10
+    # 40-minute stretches: releasing at 30 min costs more lead time than it saves
+    raise_it = idle_threshold("p", [40] * 10, facts, price=1.0, days=7.0)
+    assert raise_it is not None and raise_it.numbers["suggested_min"] >= 40
+    assert raise_it.saving_usd_per_week == pytest.approx(10 * (2 / 3 - 10 / 60), abs=0.01)
+    assert idle_threshold("p", [40] * 10, PoolFacts(idle_cleanup_s=2700), 1.0, 7.0) is None
