@@ -72,7 +72,7 @@ async def week_fleet(nats_url: str, nc: Client, tmp_path: Path) -> AsyncIterator
 
 
 async def test_a_week_report_adds_up_to_the_ledger_and_renders(
-    week_fleet: Any, nats_url: str, tmp_path: Path
+    week_fleet: Any, nats_url: str, nc: Client, tmp_path: Path
 ) -> None:
     week, end = week_fleet
     page = tmp_path / "week.html"
@@ -106,6 +106,9 @@ async def test_a_week_report_adds_up_to_the_ledger_and_renders(
     assert doc["budget"]["denied"] + doc["budget"]["held"] == len(week.verdicts)
     text = page.read_text()
     assert "<script" not in text and "<svg" in text and "Recommendations" in text
+    for bad in (b'{"days": 0}', b'{"days": 99}', b'{"pool": "no such"}', b""):
+        reply = json.loads((await nc.request("fleet.api.fleet_report", bad, timeout=10)).data)
+        assert reply["error"]["code"] == 400, bad
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed")
