@@ -21,7 +21,7 @@ from contracts.commands import (
 )
 from contracts.events import Alert, AuditRecord, DeadLetter, PingReply, PingRequest, UnitEvent
 from contracts.jobs import Job, JobCancel, JobEvent
-from contracts.telemetry import PoolMetrics, UnitTelemetry
+from contracts.telemetry import PoolMetrics, PoolMinute, UnitTelemetry
 
 Transport = Literal["core", "stream", "request"]
 
@@ -64,6 +64,16 @@ CHANNELS: tuple[Channel, ...] = (
         description="Per-pool metrics every tick.",
         publishers=("watcher",),
         subscribers=("scaler",),
+    ),
+    Channel(
+        key="rollup",
+        address="fleet.rollup.{pool}",
+        payload=PoolMinute,
+        transport="stream",
+        stream="FLEET_ROLLUP",
+        description="Per-pool per-minute aggregates of the metrics, kept for history reports.",
+        publishers=("watcher",),
+        subscribers=("gateway", "clients"),
     ),
     Channel(
         key="scaleProposed",

@@ -12,6 +12,7 @@ _ID = re.compile(r"^[A-Za-z0-9_:-]{1,128}$")
 
 TELEMETRY_ALL = "fleet.telemetry.>"
 METRICS_ALL = "fleet.metrics.>"
+ROLLUP_ALL = "fleet.rollup.>"
 SCALE_PROPOSED_ALL = "fleet.scale.proposed.>"
 PROVISION_REQUESTED = "fleet.provision.requested"
 RELEASE_REQUESTED = "fleet.release.requested"
@@ -66,6 +67,11 @@ def telemetry(pool: str, unit: str) -> str:
 
 def metrics(pool: str) -> str:
     return f"fleet.metrics.{token(pool, 'pool')}"
+
+
+def rollup(pool: str) -> str:
+    """A pool's per-minute aggregates (stream FLEET_ROLLUP)."""
+    return f"fleet.rollup.{token(pool, 'pool')}"
 
 
 def scale_proposed(pool: str) -> str:

@@ -47,11 +47,11 @@ MCP_TOOLS: dict[str, str] = {
 BRAIN_TOOLS: dict[str, str] = {
     **{k: v for k, v in MCP_TOOLS.items() if not v.startswith("agents.")},
     "release": "release",
-    "report": "report",
+    "report": "fleet_report",
 }
 """The brain's tool name -> operation: the guide's tools, as the MCP server has them
 (not the hosted-agent ones: agents are created by people), plus releasing a count of a
-pool's idlest units and the readable report."""
+pool's idlest units and the report of the last days (history, spend, recommendations)."""
 
 HOSTED_AGENT_TOOLS: frozenset[str] = frozenset(
     k for k, v in MCP_TOOLS.items() if not v.startswith("agents.")

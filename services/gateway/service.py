@@ -23,6 +23,7 @@ from contracts import subjects
 from contracts.a2a import HEADER_TENANT
 from contracts.api import CleanupIdleCall, HealthQuery, PoolQuery, ProvisionCall, ReleaseCall
 from contracts.api.replies import AlertReply, CleanupReply, CommandAnswer, IdleUnit
+from contracts.api.report import FleetReport, FleetReportQuery
 from contracts.api.requests import (
     AgentCreateCall,
     AgentDeleteCall,
@@ -39,6 +40,7 @@ from services.gateway import composites, guide
 from services.gateway.agentdesk import AgentDesk
 from services.gateway.agents import AgentRegistry
 from services.gateway.batchdesk import BatchDesk
+from services.gateway.history.serve import history_report
 from services.gateway.jobdesk import JobDesk, JobOptions
 from services.gateway.runners import AgentRunners
 from services.kit import Service
@@ -126,6 +128,7 @@ class Gateway(Service[GatewaySettings]):
         await self.api_endpoint("agents.create", AgentCreateCall, self.agents.on_create)
         await self.api_endpoint("agents.list", AgentsQuery, self.agents.on_list)
         await self.api_endpoint("agents.delete", AgentDeleteCall, self.agents.on_delete)
+        await self.api_endpoint("fleet_report", FleetReportQuery, self.on_fleet_report)
 
     # -- upstream calls --------------------------------------------------------------
     async def ask(self, op: str, body: Any = None, *, required: bool = True) -> dict[str, Any]:
@@ -401,6 +404,14 @@ class Gateway(Service[GatewaySettings]):
         """`fleet.api.report`: stats and health, with a few readable lines."""
         stats, health = await asyncio.gather(self.stats(q.pool), self.health(0.5))
         return {"text": composites.report_text(stats, health), "stats": stats, "health": health}
+
+    async def on_fleet_report(self, q: FleetReportQuery, _d: Delivery) -> FleetReport:
+        """`fleet.api.fleet_report`: the last `days` days from the streams (issue 17)."""
+
+        async def ask(op: str) -> dict[str, Any]:
+            return await self.ask(op, required=False)
+
+        return await history_report(self.js, ask, self.settings.pools, q)
 
     async def ask_subject(self, subject: str) -> dict[str, Any]:
         try:

@@ -128,6 +128,21 @@ class SigningSettings(msgspec.Struct, kw_only=True):
     is used; a secret: never logged, published or stored."""
 
 
+class RetentionSettings(msgspec.Struct, kw_only=True):
+    """`[retention]`: how long the streams keep history, applied when a service creates
+    or updates them (every service does at start, so set it the same for all)."""
+
+    days: Annotated[float, msgspec.Meta(ge=1, le=3650)] = 8.0
+    """Days kept of metrics, commands and verdicts, unit events, audit and job events.
+    8 so that `fleet report --days 7` always has the whole week; the audit keeps at least
+    its own 30 days. Disk: README, "History and reports"."""
+    metrics_days: Annotated[float, msgspec.Meta(ge=0.01, le=3650)] | None = None
+    """Days of the per-second pool metrics when they should be kept shorter than `days`
+    (they are most of the disk; the minute rollup keeps their shape). None: `days`."""
+    rollup_days: Annotated[float, msgspec.Meta(ge=1, le=3650)] = 35.0
+    """Days of the per-minute rollup (FLEET_ROLLUP): about 0.4 MB per pool per day."""
+
+
 class KitSettings(msgspec.Struct, kw_only=True):
     """Settings every service has; a service's own settings subclass this."""
 
@@ -138,6 +153,7 @@ class KitSettings(msgspec.Struct, kw_only=True):
     tracing: TracingSettings = msgspec.field(default_factory=TracingSettings)
     lease: LeaseSettings = msgspec.field(default_factory=LeaseSettings)
     signing: SigningSettings = msgspec.field(default_factory=SigningSettings)
+    retention: RetentionSettings = msgspec.field(default_factory=RetentionSettings)
     stop_deadline_s: float = 10.0
     """How long a stopping service waits for in-flight work before handing it back."""
 

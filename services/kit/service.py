@@ -32,6 +32,7 @@ from nats.js import JetStreamContext
 from opentelemetry.trace import Tracer
 
 from contracts import subjects
+from contracts.streams import ALL_STREAMS, retained
 from services.kit.background import Background
 from services.kit.binding import creates
 from services.kit.bus import connect, ensure_streams, settled
@@ -239,7 +240,9 @@ class Service(Generic[S]):
         self._js = self._nc.jetstream()
         creates(s.nats.create_resources)
         if s.nats.create_resources:  # else `fleet init` made them, and we may only bind
-            await ensure_streams(self._js, replicas=s.nats.replicas)
+            keep = s.retention
+            specs = retained(ALL_STREAMS, keep.days, keep.rollup_days, keep.metrics_days)
+            await ensure_streams(self._js, specs, replicas=s.nats.replicas)
         await self.endpoints.open(
             self._nc,
             self.description or self.name,

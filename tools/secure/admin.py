@@ -33,7 +33,7 @@ from contracts.buckets import (
     BucketSpec,
 )
 from contracts.durables import DURABLES, DurableSpec, pool_durables
-from contracts.streams import ALL_STREAMS
+from contracts.streams import ALL_STREAMS, retained
 from services.kit.buckets import ensure_bucket
 from services.kit.bus import ensure_streams
 
@@ -53,6 +53,8 @@ class Plan:
     overrides: dict[str, dict[str, float]] = field(default_factory=dict)
     """Per durable, settings that replace the contract's values (`ack_wait_s`,
     `max_deliver`), as the owning service computes them from fleet.toml."""
+    retention: tuple[float, float, float | None] = (8, 35, None)
+    """`[retention]` days, rollup_days, metrics_days: the streams' ages (contracts.streams)."""
 
 
 @dataclass
@@ -113,8 +115,9 @@ def buckets(plan: Plan) -> list[tuple[BucketSpec, dict[str, object]]]:
 async def initialize(js: JetStreamContext, plan: Plan) -> Report:
     """Create (or bring to the contract) every stream, durable and bucket of `plan`."""
     report = Report()
-    await ensure_streams(js, ALL_STREAMS, replicas=plan.replicas)
-    report.streams = [s.name for s in ALL_STREAMS]
+    specs = retained(ALL_STREAMS, *plan.retention)
+    await ensure_streams(js, specs, replicas=plan.replicas)
+    report.streams = [s.name for s in specs]
     for d in durables(plan):
         label = f"consumer {d.stream}/{d.name}"
         try:

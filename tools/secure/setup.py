@@ -42,6 +42,7 @@ def plan_from_config(config: str | None) -> tuple[Plan, Deployment]:
         agents=tuple(runner.runner.agents),
         session_idle_s=runner.runner.session_idle_s,
         kv_storage=runner.runner.kv_storage,
+        retention=(prov.retention.days, prov.retention.rollup_days, prov.retention.metrics_days),
         overrides={
             "provisioner-approved": {
                 "ack_wait_s": prov.provisioner.ack_wait_s,
