@@ -67,6 +67,17 @@ def test_the_replacements_first_then_the_proposal_has_nothing_to_do() -> None:
     assert "nothing to do" in reasons[-1]
 
 
+def test_replacements_billing_before_the_watcher_saw_them_are_not_proposed_again() -> None:
+    ledger, units, _ = approved_units(five_failed(), list(map(replacement, UNITS)))
+    assert units == 5
+    for name in UNITS:  # the replacements boot: their reservations are settled
+        booting = unit(f"r-{name}", "booting", NOON + 1, cmd=f"replace-{name}")
+        ledger = apply_unit_event(ledger, booting, NOON + 1)
+    # the scaler, from metrics the watcher made before it saw them boot, finds the pool empty
+    _, units, reasons = approved_units(ledger, [proposal(ts=NOON + 2)])
+    assert units == 0 and "nothing to do" in reasons[0], reasons
+
+
 def test_a_proposal_made_before_the_unit_failed_does_not_cover_it() -> None:
     early = ScaleProposal(id="scale-0", ts=NOON - 600, pool="h100", current=5, desired=5)
     ledger = Ledger()

@@ -107,3 +107,17 @@ async def test_a_renewal_the_server_refuses_loses_the_lease(nc: Client) -> None:
 def test_the_default_lease_is_short_enough_for_a_5_s_takeover() -> None:
     lease_s = load_settings(KitSettings, env={}).lease.lease_s
     assert lease_s <= 3.0  # expiry, then a standby's setup, within 5 s
+
+
+async def test_a_standby_that_may_not_watch_looks_and_creates_no_consumer(nc: Client) -> None:
+    """A secured identity's grants allow no consumer on the lease bucket: its standby
+    looks every lease_s / 4 instead, and still takes over."""
+    js = nc.jetstream()
+    holder = await Lease.open(js, KEY, "holder", 1.0)
+    assert await holder.try_acquire()
+    standby = await Lease.open(js, KEY, "standby", 1.0, watch=False)
+    waiting = asyncio.create_task(standby.acquire(asyncio.Event()))
+    await until(lambda: standby.waiting, 10)
+    assert await js.consumers_info(STREAM) == []
+    assert await asyncio.wait_for(waiting, 10)  # the holder never renews: its key expires
+    assert (await standby.kv.get(KEY)).value == b"standby"

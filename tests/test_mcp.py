@@ -38,6 +38,9 @@ TOOLS = {
     "create_agent",
     "list_agents",
     "delete_agent",
+    "plan_batch",
+    "run_batch",
+    "batch_status",
 }
 
 

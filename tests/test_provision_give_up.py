@@ -90,6 +90,7 @@ async def test_a_command_that_gives_up_releases_its_reservation_and_ends_its_slo
         ),
         nats_url=nats_url,
     )
+    prov.clock = guard.clock  # type: ignore[method-assign]  # the verdicts' clock-skew check
     units = await Watch(UnitEvent).start(nc, subjects.UNIT_ALL)
     verdicts = await Watch(Verdict).start(nc, "fleet.budget.*")
     alert_watch = await Watch(Alert).start(nc, subjects.ALERT_ALL)
@@ -156,6 +157,7 @@ async def test_under_5xx_and_timeouts_no_slot_stays_requested_and_nothing_stays_
         ),
         nats_url=nats_url,
     )
+    prov.clock = guard.clock  # type: ignore[method-assign]  # the verdicts' clock-skew check
     requests = [f"flaky-{i}" for i in range(10)]
     slots = {unit_name(rid, i) for rid in requests for i in range(2)}
     units = await Watch(UnitEvent).start(nc, subjects.UNIT_ALL)

@@ -61,7 +61,7 @@ async def test_a_run_taken_over_stops_before_its_next_provider_call(
         # A successor on the same store takes the command over, as a standby that took
         # the lease would; this instance has not noticed anything (it still holds its
         # lease as far as it knows).
-        assert await successor.begin(CMD, fence=svc.fence + 1)
+        assert await successor.begin(CMD, fence=svc.lease_token + 1)
         created_then = len(svc.providers.get("sim")._units)  # type: ignore[union-attr]
         run = svc._running[CMD.id]
         await eventually(run.done, 10)

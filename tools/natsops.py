@@ -9,6 +9,7 @@ import nats
 from nats.aio.client import Client
 
 from services.kit.config import resolve_nats_url
+from tools.secure.setup import cli_identity
 
 
 async def cli_connect(url: str | None, name: str = "fleet-cli") -> Client:
@@ -18,6 +19,7 @@ async def cli_connect(url: str | None, name: str = "fleet-cli") -> Client:
     async def quiet(_exc: Exception) -> None:
         """No traceback per failed attempt: the SystemExit below says it once."""
 
+    seed, inbox = cli_identity() or ("", "_INBOX")
     try:
         # max_reconnect_attempts=0 would make nats-py retry an absent server forever;
         # 1 means: one more try, shortly after the first, then give up.
@@ -29,6 +31,8 @@ async def cli_connect(url: str | None, name: str = "fleet-cli") -> Client:
             reconnect_time_wait=0.2,
             allow_reconnect=False,
             error_cb=quiet,
+            nkeys_seed=seed or None,
+            inbox_prefix=inbox,
         )
     except Exception as exc:
         raise SystemExit(
@@ -48,3 +52,21 @@ async def ask_json(nc: Client, subject: str, body: Any = None, timeout_s: float 
         return json.loads(msg.data)
     except ValueError:
         return None
+
+
+async def api_call(
+    nc: Client, op: str, body: dict[str, Any], verb: str, timeout_s: float = 10.0
+) -> Any:
+    """A `fleet.api.<op>` answer for CLI verb `verb`; SystemExit with what to do when the
+    gateway is silent or answers with an error."""
+    try:
+        reply = await nc.request(f"fleet.api.{op}", json.dumps(body).encode(), timeout=timeout_s)
+    except Exception as exc:
+        raise SystemExit(
+            f"fleet {verb}: fleet.api.{op} did not answer ({type(exc).__name__}); "
+            "is the gateway running (`fleet up`)?"
+        ) from None
+    answer = json.loads(reply.data)
+    if isinstance(answer, dict) and "error" in answer:
+        raise SystemExit(f"fleet {verb}: {answer['error'].get('message')}")
+    return answer

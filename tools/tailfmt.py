@@ -86,6 +86,9 @@ def summary(subject: str, d: dict[str, Any]) -> str:
         return f"{g('job')} {str(g('state')).upper()} {where}{tries}{extra}: {g('reason', '')}"
     if subject.startswith("fleet.jobs.") or subject.startswith("fleet.jobheld."):
         return f"{g('id')} {g('priority')} est {g('est_s')} s for {g('pool') or 'routing'}"
+    if subject.startswith("fleet.batch."):
+        done = f"{g('items_done', 0)}/{g('items', 0)} items, {_usd(g('actual_usd') or 0)}"
+        return f"{g('id')} {str(g('state')).upper()} {done}: {g('reason', '')}"
     if subject.startswith("fleet.dead."):
         return f"from {g('service')} ({g('size')} B): {g('reason')}"
     if subject.startswith("fleet.telemetry."):

@@ -32,6 +32,7 @@ from contracts.api.replies import (
     SubmitReply,
     UnitsReply,
 )
+from contracts.api.report import FleetReport, FleetReportQuery
 from contracts.api.requests import (
     AgentCreateCall,
     AgentDeleteCall,
@@ -52,6 +53,14 @@ from contracts.api.requests import (
     ReleaseCall,
     SubmitJobCall,
     UnitsQuery,
+)
+from contracts.batch import (
+    BatchesReply,
+    BatchPlan,
+    BatchQuery,
+    BatchRunReply,
+    PlanBatchCall,
+    RunBatchCall,
 )
 from contracts.offers import OfferFilter, Placement
 from contracts.subjects import api as api_subject
@@ -304,7 +313,57 @@ AGENT_OPS: tuple[Op, ...] = (
 )
 """Hosted agents as a runtime resource (the platform guide's spawn and delete)."""
 
-OPS = OPS + GUIDE_OPS + AGENT_OPS
+BATCH_OPS: tuple[Op, ...] = (
+    Op(
+        name="batch.plan",
+        request=PlanBatchCall,
+        reply=BatchPlan,
+        owner="gateway",
+        description="Plan a batch of `items` items taking `per_item_s` seconds each on "
+        "`ref_gpu`: per allowed GPU model and count, the wall time (provisioning included) "
+        "and cost from live offers; picks the cheapest that meets `deadline_s` and "
+        "`max_usd`, or says plainly that none does and what would (a larger cap, a later "
+        "deadline). Rents nothing.",
+    ),
+    Op(
+        name="batch.run",
+        request=RunBatchCall,
+        reply=BatchRunReply,
+        owner="gateway",
+        description="Plan a batch (or take `option`) and carry it out: the GPUs provisioned "
+        "through the cost-guard and kept for the batch, the items split into jobs with "
+        "retries, progress on fleet.batch.<id> every `progress_every_s`, every unit released "
+        "at the end, and a summary of actual against planned time and cost.",
+        costs_money=True,
+    ),
+    Op(
+        name="batch.status",
+        request=BatchQuery,
+        reply=BatchesReply,
+        owner="gateway",
+        description="A batch run's progress (items done, units, spend so far) by `id`, or the "
+        "latest runs.",
+    ),
+)
+"""Batches of GPU work under a cost cap and a deadline (contracts.batch)."""
+
+
+HISTORY_OPS: tuple[Op, ...] = (
+    Op(
+        name="fleet_report",
+        request=FleetReportQuery,
+        reply=FleetReport,
+        owner="gateway",
+        description="What the fleet did over the last `days` days (7 by default) and what "
+        "it cost: load by hour of day and day of week, spend by GPU type, provider and "
+        "pool, idle unit-hours, job duration and cost per GPU type, budget denials and "
+        "holds, failures and replacements, and recommendations, each with its numbers and "
+        "expected saving.",
+    ),
+)
+"""History: the report over days (issue 17)."""
+
+OPS = OPS + GUIDE_OPS + AGENT_OPS + BATCH_OPS + HISTORY_OPS
 
 BY_NAME: dict[str, Op] = {op.name: op for op in OPS}
 

@@ -2,7 +2,9 @@
 
 A proposal becomes a provision of desired - current - units already pending
 for the pool (approved and not yet billing, or held), or a release of
-current - desired. The command's id is the request's id, so a redelivered
+current - desired; `current` is the larger of the scaler's count and the units
+the ledger bills in the pool (the watcher may not have seen a unit that just
+started billing). The command's id is the request's id, so a redelivered
 request yields the same command and the provisioner's de-duplication holds.
 A provision is priced at the cheapest current offer within the ceiling (the
 pool's `max_usd_per_hour`, lowered by the request's own), and the command
@@ -47,12 +49,15 @@ def concretize(
                 )
                 return Plan(command=release, note=f"{count} fewer units in {request.pool}")
             pending = pending_units(ledger, request.pool, now)
-            count = request.desired - request.current - pending
+            # The scaler counts what the watcher has seen; units that started billing
+            # since (a replacement booting) may not be in it yet, but are in the ledger.
+            have = max(request.current, pool_rate(ledger, request.pool)[0])
+            count = request.desired - have - pending
             if count <= 0:
                 return Plan(
                     command=None,
                     note=(
-                        f"pool {request.pool} wants {request.desired}, has {request.current} "
+                        f"pool {request.pool} wants {request.desired}, has {have} "
                         f"and {pending} pending"
                     ),
                 )

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from contracts.jobs import Job
+from contracts.subjects import is_adhoc
 
 RUNTIMES: dict[str, str] = {"NVIDIA": "cuda", "AMD": "rocm", "Intel": "oneapi", "Apple": "metal"}
 """The runtime a vendor's GPUs run, when the pool does not say."""
@@ -93,7 +94,11 @@ def route(job: Job, pools: list[PoolGpu], budget: BudgetView | None, policy: Rou
     """Routed, queued or refused; see the module docstring."""
     if not pools:
         return Route("refused", "no pools are configured to run jobs")
-    candidates = [p for p in pools if job.pool is None or p.pool == job.pool]
+    # An ad-hoc pool holds someone's explicit capacity (a batch's GPUs): only jobs
+    # that name it go there.
+    candidates = [
+        p for p in pools if p.pool == job.pool or (job.pool is None and not is_adhoc(p.pool))
+    ]
     if not candidates:
         known = ", ".join(sorted(p.pool for p in pools))
         return Route("refused", f"unknown pool {job.pool!r}; pools: {known}")

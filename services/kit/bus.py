@@ -17,8 +17,28 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 from nats.js.errors import BadRequestError, NotFoundError
 
 from contracts.streams import ALL_STREAMS, StreamSpec
+from services.kit.redact import scrub_bytes, scrub_headers
 
 log = logging.getLogger("fleet.bus")
+
+
+class RedactingClient(Client):
+    """A NATS client that masks the process's loaded secrets in everything it sends.
+
+    Every way a message leaves the process passes `publish`: events, replies
+    (`msg.respond`), requests, JetStream publishes and KV writes. So a secret that an
+    outside service echoed into an error text cannot reach a stream, a KV bucket or
+    another process, whichever path formatted it (services.kit.redact).
+    """
+
+    async def publish(
+        self,
+        subject: str,
+        payload: bytes = b"",
+        reply: str = "",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        await super().publish(subject, scrub_bytes(payload), reply, scrub_headers(headers))
 
 
 async def connect(
@@ -31,6 +51,8 @@ async def connect(
     user: str = "",
     password: str = "",
     creds_file: str = "",
+    nkeys_seed: str = "",
+    inbox_prefix: str = "",
     stopping: Callable[[], bool] = lambda: False,
 ) -> Client:
     """Connect within `deadline_s`, retrying with backoff; reconnect forever once connected.
@@ -46,7 +68,7 @@ async def connect(
     give_up = time.monotonic() + deadline_s
     delay = 0.1
     while True:
-        nc = Client()
+        nc = RedactingClient()
         try:
             await nc.connect(
                 servers=servers,
@@ -58,6 +80,8 @@ async def connect(
                 user=user or None,
                 password=password or None,
                 user_credentials=creds_file or None,
+                nkeys_seed=nkeys_seed or None,
+                inbox_prefix=inbox_prefix or "_INBOX",
                 error_cb=_on_error,
                 disconnected_cb=_disconnect_logger(nc),
                 reconnected_cb=_on_reconnect,

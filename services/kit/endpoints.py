@@ -84,7 +84,7 @@ class Endpoints:
     ) -> None:
         """Answer requests on `subject`, decoded as `kind`, with the handler's result as JSON.
 
-        A request that does not decode (on a fleet.api endpoint, also an empty one) gets
+        A request that does not decode, or is empty, gets
         `{"error": {"code": 400, "message": ...}}` and the NATS micro error headers; the
         handler is not called. With `api=True` the endpoint belongs to the shared
         `fleet-api` micro service.
@@ -92,21 +92,20 @@ class Endpoints:
         dec = decoder(kind)
 
         async def on_request(req: Request) -> None:
-            if api and not req.data.strip():
+            if not req.data.strip():
                 # Never read as `{}`: on a destructive op that would run it with defaults.
                 self.metrics.count("requests.rejected")
                 await _respond_error(
                     req, 400, f"empty request on {req.subject}: send a JSON object ({{}} for none)"
                 )
                 return
-            raw = req.data or b"{}"
             try:
-                obj = dec.decode(raw)
+                obj = dec.decode(req.data)
             except msgspec.DecodeError as exc:
                 self.metrics.request(name, "rejected")
                 await _respond_error(req, 400, f"bad request on {req.subject}: {exc}")
                 return
-            delivery = Delivery(req.subject, req.headers or {})
+            delivery = Delivery(req.subject, req.headers or {}, data=req.data)
             try:
                 with self.tracer.start_as_current_span(
                     f"handle {name}", context=extract(req.headers)

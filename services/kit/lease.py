@@ -113,8 +113,11 @@ class Lease:
         holder: str,
         lease_s: float,
         shape: BucketShape | None = None,
+        watch: bool = True,
     ) -> None:
         self.js = js
+        self.watch = watch
+        """Standbys watch the key (else they look every `lease_s / 4`)."""
         self.kv = kv
         self.key = key
         self.subject = f"$KV.{BUCKET}.{key}"
@@ -134,11 +137,17 @@ class Lease:
 
     @classmethod
     async def open(
-        cls, js: JetStreamContext, key: str, holder: str, lease_s: float, replicas: int = 1
+        cls,
+        js: JetStreamContext,
+        key: str,
+        holder: str,
+        lease_s: float,
+        replicas: int = 1,
+        watch: bool = True,
     ) -> Lease:
         """The lease on `key` in the `fleet_leases` bucket (created or brought up to date)."""
         kv = await lease_bucket(js, lease_s, replicas)
-        return cls(js, kv, key, holder, lease_s, await bucket_shape(js))
+        return cls(js, kv, key, holder, lease_s, await bucket_shape(js), watch)
 
     @property
     def held(self) -> bool:
@@ -153,7 +162,7 @@ class Lease:
     @property
     def fallback_s(self) -> float:
         """How often a standby looks at the key without being woken by the watch."""
-        return self.lease_s / (2 if self.shape.markers else 4)
+        return self.lease_s / (2 if self.shape.markers and self.watch else 4)
 
     async def _free_revision(self) -> int | None:
         """The key's last revision when it is free (0: never written), None when held."""
@@ -198,9 +207,10 @@ class Lease:
     async def acquire(self, stop: asyncio.Event) -> bool:
         """Wait as a standby until we hold the lease (True) or `stop` is set (False)."""
         freed: asyncio.Queue[int] = asyncio.Queue()
-        watch = await self._watch(freed)
+        watch: Subscription | None = None
         try:
             free_at: int | None = None
+            first = True
             while not stop.is_set():
                 try:
                     if await self.try_acquire(free_at):
@@ -209,6 +219,12 @@ class Lease:
                     log.warning(
                         "lease: acquire attempt failed", extra={"key": self.key, "error": str(exc)}
                     )
+                if first and self.watch:
+                    # Held: watch the key from now on, then look once more (a release
+                    # between the first look and the watch would go unseen).
+                    first, free_at = False, None
+                    watch = await self._watch(freed)
+                    continue
                 wait_s = self.fallback_s if watch is not None else self.lease_s / 4
                 self.waiting = True
                 free_at = await _next(freed, stop, wait_s)
@@ -223,7 +239,8 @@ class Lease:
 
     async def _watch(self, freed: asyncio.Queue[int]) -> Subscription | None:
         """Put the revision of every delete, purge or expiry marker of the key on `freed`
-        (an ordered consumer of new messages only: the first attempt reads the key)."""
+        (an ordered consumer of new messages only); None when the server does not set it
+        up within `fallback_s` (the standby then looks every `lease_s / 4`)."""
 
         async def on(msg: Msg) -> None:
             headers = msg.headers or {}
@@ -231,13 +248,19 @@ class Lease:
                 freed.put_nowait(int(msg.metadata.sequence.stream))
 
         try:
-            return await self.js.subscribe(
-                self.subject,
-                stream=STREAM,
-                cb=on,
-                ordered_consumer=True,
-                deliver_policy=DeliverPolicy.NEW,
-                headers_only=True,
+            # The consumer is created before the subscription is bound, so giving up
+            # on a slow server leaves no subscription behind (the server drops an
+            # ephemeral consumer nobody listens to).
+            return await asyncio.wait_for(
+                self.js.subscribe(
+                    self.subject,
+                    stream=STREAM,
+                    cb=on,
+                    ordered_consumer=True,
+                    deliver_policy=DeliverPolicy.NEW,
+                    headers_only=True,
+                ),
+                self.fallback_s,
             )
         except (NatsTimeout, TimeoutError, NatsError) as exc:
             log.warning(

@@ -4,43 +4,26 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import re
 import sys
 import time
 from typing import Any
 
 from opentelemetry import trace
 
-_SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|CREDS)", re.IGNORECASE)
+from services.kit.redact import load_secrets, scrub
+
 _STD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
-
-
-def secret_values(env: dict[str, str] | None = None) -> list[str]:
-    """Values of environment variables whose names say they are secrets."""
-    env = dict(os.environ) if env is None else env
-    return sorted(
-        (v for k, v in env.items() if _SECRET_NAME.search(k) and len(v) >= 6),
-        key=len,
-        reverse=True,
-    )
-
-
-def scrub(text: str, secrets: list[str]) -> str:
-    for value in secrets:
-        if value in text:
-            text = text.replace(value, "***")
-    return text
 
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ts, level, service, logger, msg, the current span's
     trace_id and span_id (W3C hex, as in `traceparent`) when there is one, and any extras."""
 
-    def __init__(self, service: str, secrets: list[str]) -> None:
+    def __init__(self, service: str, secrets: list[str] | None = None) -> None:
         super().__init__()
         self.service = service
         self.secrets = secrets
+        """Values to mask; None: whatever the process's filter holds (services.kit.redact)."""
 
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, Any] = {
@@ -63,10 +46,11 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    def __init__(self, service: str, secrets: list[str]) -> None:
+    def __init__(self, service: str, secrets: list[str] | None = None) -> None:
         super().__init__()
         self.service = service
         self.secrets = secrets
+        """Values to mask; None: whatever the process's filter holds (services.kit.redact)."""
 
     def format(self, record: logging.LogRecord) -> str:
         stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
@@ -89,10 +73,8 @@ def setup_logging(service: str, level: str = "info", as_json: bool = True) -> No
             root.removeHandler(handler)
     handler = logging.StreamHandler(sys.stderr)
     handler._fleet = True  # type: ignore[attr-defined]
-    secrets = secret_values()
-    handler.setFormatter(
-        JsonFormatter(service, secrets) if as_json else TextFormatter(service, secrets)
-    )
+    load_secrets()
+    handler.setFormatter(JsonFormatter(service) if as_json else TextFormatter(service))
     root.addHandler(handler)
     root.setLevel(level.upper())
     for noisy in ("nats", "httpx", "httpcore", "aiosqlite", "asyncio"):

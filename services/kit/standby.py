@@ -41,8 +41,11 @@ class Standby:
     ) -> bool:
         """Wait until we hold the lease (True) or `stopping` is set first (False);
         `standing_by()` is called once the wait begins."""
+        watch = settings.lease.watch
+        if watch is None:
+            watch = not (settings.nats.creds_file or settings.nats.user)
         self.lease = await Lease.open(
-            js, self.key, self.instance, settings.lease.lease_s, settings.nats.replicas
+            js, self.key, self.instance, settings.lease.lease_s, settings.nats.replicas, watch
         )
         self._held.set(0)
         if stopping.is_set():

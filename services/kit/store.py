@@ -14,6 +14,8 @@ from typing import Any
 
 import aiosqlite
 
+from services.kit.redact import scrub, scrub_bytes
+
 _BOOK = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
     version INTEGER PRIMARY KEY,
@@ -88,7 +90,7 @@ class Store:
         await self.db.execute(
             "INSERT INTO kv(key, value, updated_ts) VALUES (?, ?, ?) ON CONFLICT(key) "
             "DO UPDATE SET value = excluded.value, updated_ts = excluded.updated_ts",
-            (key, value, time.time()),
+            (key, scrub_bytes(value), time.time()),
         )
         await self.db.commit()
 
@@ -97,11 +99,22 @@ class Store:
             return list(await cur.fetchall())
 
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> None:
-        await self.db.execute(sql, tuple(params))
+        """Run one writing statement; text and blob parameters have the secrets masked."""
+        await self.db.execute(sql, _clean(params))
         await self.db.commit()
 
     async def close(self) -> None:
         await self.db.close()
+
+
+def _clean(params: Iterable[Any]) -> tuple[Any, ...]:
+    # What a service writes may hold an outside service's echo of a secret (an error
+    # text with the request's headers in it): masked here, before it reaches the
+    # database file or its WAL.
+    return tuple(
+        scrub(p) if isinstance(p, str) else scrub_bytes(p) if isinstance(p, bytes) else p
+        for p in params
+    )
 
 
 def _statements(script: str) -> list[str]:

@@ -22,7 +22,7 @@ from contracts import subjects
 from contracts.api import NoArgs
 from contracts.commands import ReleaseRequest, Verdict
 from contracts.events import TERMINAL_STATES, AuditRecord, UnitEvent
-from contracts.subjects import is_adhoc
+from contracts.subjects import agent_of_pool, is_adhoc
 from contracts.telemetry import PoolMetrics
 from services.kit import Delivery, Service
 from services.kit.lag import track_lag
@@ -135,9 +135,13 @@ class Scaler(Service[ScalerSettings]):
 
     def policy_for(self, pool: str) -> Policy:
         """The pool's configured policy, or the default one; an ad-hoc pool holds only
-        explicit capacity, so it has no minimum of its own."""
+        explicit capacity, so it has no minimum of its own. A hosted agent's own pool
+        (not configured) holds only the runner the gateway pinned for it: load never
+        adds one, since only the gateway knows the agent's size."""
         if pool not in self.policies and is_adhoc(pool):
             return msgspec.structs.replace(self.default_policy, min=0)
+        if pool not in self.policies and agent_of_pool(pool):
+            return msgspec.structs.replace(self.default_policy, min=0, max=0)
         return self.policies.get(pool, self.default_policy)
 
     def state_for(self, pool: str) -> tuple[PoolState, float]:

@@ -39,6 +39,15 @@ def rate_limited() -> dict[str, Any]:
     return {"status": 429, "type": "rate_limit_error", "message": "Rate limited"}
 
 
+def echo_headers(status: int = 400) -> dict[str, Any]:
+    """An error whose message repeats the request's headers, API key included.
+
+    Not the Messages API's documented behaviour (its errors never echo credentials):
+    this is the misbehaving proxy or gateway in front of it that the secret filter
+    must survive (services.kit.redact)."""
+    return {"status": status, "type": "invalid_request_error", "message": "", "echo": True}
+
+
 class FakeAnthropic:
     """The fake server; see the module docstring."""
 
@@ -81,6 +90,15 @@ class FakeAnthropic:
             self._server.shutdown()
             self._server.server_close()
 
+    def tool_results(self) -> list[dict[str, Any]]:
+        """The tool_result blocks the model was sent, in order (what it saw of each call)."""
+        out = []
+        for body in self.requests:
+            last = body["messages"][-1]
+            if last["role"] == "user" and isinstance(last["content"], list):
+                out += [b for b in last["content"] if b["type"] == "tool_result"]
+        return out
+
     # -- protocol ------------------------------------------------------------------------
     def _next(self) -> Turn:
         with self.lock:
@@ -115,10 +133,13 @@ class FakeAnthropic:
         if isinstance(turn, dict):
             with self.lock:
                 self.errors_sent += 1
+            message = turn["message"]
+            if turn.get("echo"):
+                message = "bad request; headers were: " + json.dumps(dict(h.headers.items()))
             self._json(
                 h,
                 turn["status"],
-                {"type": "error", "error": {"type": turn["type"], "message": turn["message"]}},
+                {"type": "error", "error": {"type": turn["type"], "message": message}},
             )
             return
         blocks = [

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from contracts import subjects
 from contracts.jobs import TERMINAL_JOB_STATES
-from tools.natsops import cli_connect
+from tools.natsops import api_call, cli_connect
 from tools.tailfmt import line
 
 NATS_HELP = "NATS URL (default: FLEET_NATS_URL, then .fleet/nats.url)"
@@ -87,16 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _call(nc: Client, op: str, body: dict[str, Any]) -> dict[str, Any]:
-    try:
-        reply = await nc.request(subjects.api(op), json.dumps(body).encode(), timeout=10)
-    except Exception as exc:
-        raise SystemExit(
-            f"fleet jobs: fleet.api.{op} did not answer ({type(exc).__name__}); "
-            "is the gateway running (`fleet up`)?"
-        ) from None
-    answer: dict[str, Any] = json.loads(reply.data)
-    if "error" in answer:
-        raise SystemExit(f"fleet jobs: {answer['error'].get('message')}")
+    answer: dict[str, Any] = await api_call(nc, op, body, "jobs")
     return answer
 
 

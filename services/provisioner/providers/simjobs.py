@@ -3,8 +3,9 @@
 Every tick the ready sim units are compared with the workers: a new ready
 unit starts pulling its pool's jobs (as many at once as the pool's
 `unit_capacity`), running each for its estimated seconds divided by its GPU's
-speed; a unit that starts draining hands its jobs back; a unit that is gone
-stops. The world's telemetry counts each unit's running jobs as in flight.
+speed (contracts/gpuspeed.py, which the batch planner uses too); a unit that
+starts draining hands its jobs back; a unit that is gone stops. The world's
+telemetry counts each unit's running jobs as in flight.
 """
 
 from __future__ import annotations
@@ -17,37 +18,11 @@ from typing import Any
 
 from nats.aio.client import Client
 
+from contracts.gpuspeed import SPEED, speed_of
 from services.kit.jobexec import simulated
 from services.kit.jobworker import JobWorker
 
 log = logging.getLogger("fleet.sim.jobs")
-
-SPEED: dict[str, float] = {
-    "B200": 2.2,
-    "H200": 1.3,
-    "H100": 1.0,
-    "MI300X": 1.1,
-    "A100-80GB": 0.6,
-    "A100-40GB": 0.55,
-    "Gaudi2": 0.55,
-    "L40S": 0.45,
-    "RTX4090": 0.4,
-    "A6000": 0.3,
-    "RX7900XTX": 0.25,
-    "RTX3090": 0.25,
-    "A10": 0.2,
-    "L4": 0.15,
-    "M2-Ultra": 0.12,
-    "T4": 0.08,
-    "CPU": 0.02,
-}
-"""Throughput relative to an H100 (a job's `est_s` is H100 seconds), roughly from
-public training/inference benchmarks; unknown models count as 0.3."""
-
-
-def speed_of(gpu_model: str) -> float:
-    """A GPU model's speed relative to an H100."""
-    return SPEED.get(gpu_model, 0.3)
 
 
 class SimJobs:
