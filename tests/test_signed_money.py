@@ -31,6 +31,7 @@ from tests.signing_helpers import (
     INTRUDER,
     OPERATOR_NAME,
     PROVISIONER,
+    WATCHER,
     publish_event,
     signed_decision,
     signed_verdict,
@@ -255,11 +256,12 @@ async def test_only_a_listed_operator_key_decides_and_the_key_names_the_operator
     await verdicts.stop()
 
 
-async def test_the_watchers_unsigned_failure_report_is_confirmed_by_the_provisioner(
+async def test_the_watchers_failure_report_is_confirmed_by_the_provisioner(
     nats_url: str, nc: Client, tmp_path: Path, guard: CostGuard
 ) -> None:
-    """The watcher reports failures unsigned: the ledger does not take its word, the
-    provisioner confirms with a signed `failed` of its own, and nobody is alarmed."""
+    """The watcher signs its failure reports with its own key: the ledger does not take
+    its word (only the provisioner's), the provisioner confirms with a `failed` of its own,
+    and nobody is alarmed."""
     prov = ProvisionerService(settings(tmp_path / "prov", POOL_H100), nats_url=nats_url)
     prov.clock = guard.clock  # type: ignore[method-assign]
     alerts = await Watch(Alert).start(nc, "fleet.alert.critical")
@@ -273,7 +275,7 @@ async def test_the_watchers_unsigned_failure_report_is_confirmed_by_the_provisio
         (unit,) = states(await units.until(lambda i: bool(states(i, "ready"))), "ready")
         await burn_becomes(nc, 2.49)
         report = UnitEvent(pool="h100", unit=unit, state="failed", reason="missed heartbeats")
-        await nc.jetstream().publish(subjects.unit("h100", unit), encode(report))  # as the watcher
+        await publish_event(nc, report, WATCHER)  # signed as the watcher signs it
         # the provisioner confirms with a signed `failed` (and asks for a replacement)
         await units.until(
             lambda items: [e.state for e in items if e.unit == unit][-2:] == 2 * ["failed"]

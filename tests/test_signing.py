@@ -1,5 +1,5 @@
 """Signatures on what moves money (services/kit/signing.py), the provisioner's fence rule
-(services/provisioner/fencing.py) and the cost-guard's trust rules
+(services/kit/fencing.py) and the cost-guard's trust rules
 (services/costguard/trust.py), with plain values: no bus, no clock."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from contracts.signatures import FENCE_HEADER, NO_FENCE, SIG_HEADER, SIGNER_HEAD
 from services.costguard.trust import investigation_alert, should_investigate
 from services.kit.config import SigningSettings
 from services.kit.errors import ConfigError
+from services.kit.fencing import Mark, Marks, admit
 from services.kit.signing import (
     SignatureError,
     Signer,
@@ -24,7 +25,6 @@ from services.kit.signing import (
     verify,
     write_seed,
 )
-from services.provisioner.fencing import Mark, Marks, admit
 from tests.signing_helpers import COSTGUARD, INTRUDER, SEEDS
 
 SUBJECT = "fleet.budget.approved"
