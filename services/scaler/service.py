@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -71,6 +72,9 @@ class Scaler(Service[ScalerSettings]):
     singleton = True  # one scaler decides per pool; a standby takes over from the stored state
     description = "PoolMetrics -> ScaleProposal per pool (steady, panic, predictive)"
     migrations = MIGRATIONS
+    clock: Callable[[], float] = staticmethod(time.time)
+    """Unix seconds that the verdicts' clock-skew check reads (a test whose cost-guard
+    runs on a chosen day gives the scaler the same clock)."""
 
     def __init__(self, settings: ScalerSettings | None = None, *, nats_url: str | None = None):
         super().__init__(settings, nats_url=nats_url)
@@ -233,7 +237,7 @@ class Scaler(Service[ScalerSettings]):
         refused = (
             None
             if self.verdicts is None
-            else await self.verdicts.refusal(verdict.ts, d, time.time())
+            else await self.verdicts.refusal(verdict.ts, d, self.clock())
         )
         if refused is not None:
             self.metrics.count("verdicts_refused")
