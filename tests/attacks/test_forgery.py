@@ -39,7 +39,8 @@ from services.kit.service import encode
 from services.provisioner.service import ProvisionerService
 from services.runner.service import RunnerService
 from services.runner.settings import RunnerSettings
-from services.scaler.service import Scaler, ScalerSettings
+from services.scaler.service import Scaler
+from services.scaler.settings import ScalerSettings
 from tests.clocks import noon_clock
 from tests.provisioner_helpers import settings
 from tests.signing_helpers import (
@@ -398,7 +399,7 @@ async def test_a_forged_verdict_sets_no_pin(
     overrides = {"store": {"dir": str(tmp_path / "scaler")}, "stop_deadline_s": 0.5}
     overrides.update(pools=POOLS, signing=signing())
     scaler = Scaler(load_settings(ScalerSettings, env={}, overrides=overrides), nats_url=nats_url)
-    scaler.clock = fleet.clock  # type: ignore[method-assign]
+    scaler.clock = fleet.clock
     await scaler.start()
     try:
         js = nc.jetstream()
