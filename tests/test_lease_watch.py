@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 
 import pytest
 from nats.aio.client import Client
@@ -19,7 +20,12 @@ from services.kit.config import KitSettings, load_settings
 from services.kit.lease import BUCKET, MARKER, STREAM, Lease
 from tests.test_lease import until
 
-KEY = "watched"
+
+@pytest.fixture
+def key() -> str:
+    """A key of its own per test: a bucket deleted between tests and made again at once
+    can come back with the old stream's last messages (a nats-server race)."""
+    return f"watched-{uuid.uuid4().hex[:8]}"
 
 
 async def expired(nc: Client, lease: Lease) -> int:
@@ -35,50 +41,52 @@ async def expired(nc: Client, lease: Lease) -> int:
 
 
 async def test_an_expired_lease_is_taken_while_its_marker_is_the_latest_message(
-    nc: Client,
+    nc: Client, key: str
 ) -> None:
     js = nc.jetstream()
-    gone = await Lease.open(js, KEY, "gone", 1.0)
+    gone = await Lease.open(js, key, "gone", 1.0)
     assert await gone.try_acquire()
     await expired(nc, gone)
     with pytest.raises(KeyWrongLastSequenceError):  # why the lease does not use kv.create
-        await gone.kv.create(KEY, b"naive")
-    nxt = await Lease.open(js, KEY, "next", 1.0)
+        await gone.kv.create(key, b"naive")
+    nxt = await Lease.open(js, key, "next", 1.0)
     assert await nxt.try_acquire()
-    assert (await nxt.kv.get(KEY)).value == b"next"
+    assert (await nxt.kv.get(key)).value == b"next"
     assert not await gone.renew()  # the old holder learns it lost the lease
     assert not gone.held
 
 
-async def test_a_standby_wakes_on_the_expiry_marker_not_at_its_next_look(nc: Client) -> None:
+async def test_a_standby_wakes_on_the_expiry_marker_not_at_its_next_look(
+    nc: Client, key: str
+) -> None:
     js = nc.jetstream()
     await ensure_bucket(js, LEASES, ttl_s=120.0)  # a bucket whose own TTL is long
-    holder = await Lease.open(js, KEY, "holder", 1.0)  # its writes carry a 1 s TTL
+    holder = await Lease.open(js, key, "holder", 1.0)  # its writes carry a 1 s TTL
     assert await holder.try_acquire()
-    standby = await Lease.open(js, KEY, "standby", 60.0)
+    standby = await Lease.open(js, key, "standby", 60.0)
     assert standby.fallback_s == 30.0
     # The holder never renews: its key expires after a second, and the standby, whose
     # next look is 30 s away, takes the lease as soon as the marker arrives.
     assert await asyncio.wait_for(standby.acquire(asyncio.Event()), 10)
-    assert (await standby.kv.get(KEY)).value == b"standby"
+    assert (await standby.kv.get(key)).value == b"standby"
 
 
-async def test_a_standby_wakes_when_the_holder_releases(nc: Client) -> None:
+async def test_a_standby_wakes_when_the_holder_releases(nc: Client, key: str) -> None:
     js = nc.jetstream()
-    holder = await Lease.open(js, KEY, "holder", 60.0)
+    holder = await Lease.open(js, key, "holder", 60.0)
     assert await holder.try_acquire()
-    standby = await Lease.open(js, KEY, "standby", 60.0)
+    standby = await Lease.open(js, key, "standby", 60.0)
     waiting = asyncio.create_task(standby.acquire(asyncio.Event()))
     await until(lambda: standby.waiting, 10)  # it found the key held
     await holder.release()
     assert await asyncio.wait_for(waiting, 10)  # the key lives 60 s: only the delete woke it
 
 
-async def test_a_standby_stops_waiting_when_asked(nc: Client) -> None:
+async def test_a_standby_stops_waiting_when_asked(nc: Client, key: str) -> None:
     js = nc.jetstream()
-    holder = await Lease.open(js, KEY, "holder", 60.0)
+    holder = await Lease.open(js, key, "holder", 60.0)
     assert await holder.try_acquire()
-    standby = await Lease.open(js, KEY, "standby", 60.0)
+    standby = await Lease.open(js, key, "standby", 60.0)
     stop = asyncio.Event()
     waiting = asyncio.create_task(standby.acquire(stop))
     stop.set()
@@ -86,21 +94,21 @@ async def test_a_standby_stops_waiting_when_asked(nc: Client) -> None:
     assert not standby.held
 
 
-async def test_a_bucket_made_without_markers_gets_them(nc: Client) -> None:
+async def test_a_bucket_made_without_markers_gets_them(nc: Client, key: str) -> None:
     js = nc.jetstream()
     await js.create_key_value(KeyValueConfig(bucket=BUCKET, ttl=3.0))  # as before markers
     assert not (await js.stream_info(STREAM)).config.subject_delete_marker_ttl
-    lease = await Lease.open(js, KEY, "me", 3.0)
+    lease = await Lease.open(js, key, "me", 3.0)
     assert lease.shape.markers and lease.fallback_s == 1.5
     assert (await js.stream_info(STREAM)).config.subject_delete_marker_ttl == 1.0
 
 
-async def test_a_renewal_the_server_refuses_loses_the_lease(nc: Client) -> None:
+async def test_a_renewal_the_server_refuses_loses_the_lease(nc: Client, key: str) -> None:
     js = nc.jetstream()
-    lease = await Lease.open(js, KEY, "me", 3.0)
+    lease = await Lease.open(js, key, "me", 3.0)
     assert await lease.try_acquire()
     assert await lease.renew()
-    await lease.kv.put(KEY, b"intruder")
+    await lease.kv.put(key, b"intruder")
     assert not await lease.renew() and not lease.held
 
 
@@ -109,15 +117,20 @@ def test_the_default_lease_is_short_enough_for_a_5_s_takeover() -> None:
     assert lease_s <= 3.0  # expiry, then a standby's setup, within 5 s
 
 
-async def test_a_standby_that_may_not_watch_looks_and_creates_no_consumer(nc: Client) -> None:
+async def test_a_standby_that_may_not_watch_looks_and_creates_no_consumer(
+    nc: Client, key: str
+) -> None:
     """A secured identity's grants allow no consumer on the lease bucket: its standby
     looks every lease_s / 4 instead, and still takes over."""
     js = nc.jetstream()
-    holder = await Lease.open(js, KEY, "holder", 1.0)
+    holder = await Lease.open(js, key, "holder", 1.0)
     assert await holder.try_acquire()
-    standby = await Lease.open(js, KEY, "standby", 1.0, watch=False)
+    standby = await Lease.open(js, key, "standby", 1.0, watch=False)
     waiting = asyncio.create_task(standby.acquire(asyncio.Event()))
     await until(lambda: standby.waiting, 10)
-    assert await js.consumers_info(STREAM) == []
+    watching = [
+        c for c in await js.consumers_info(STREAM) if c.config.filter_subject == standby.subject
+    ]
+    assert watching == []
     assert await asyncio.wait_for(waiting, 10)  # the holder never renews: its key expires
-    assert (await standby.kv.get(KEY)).value == b"standby"
+    assert (await standby.kv.get(key)).value == b"standby"

@@ -260,11 +260,20 @@ class Service(Generic[S]):
         )
         if self.singleton and not await self._stand_by():
             return  # stopped while waiting for the lease
-        if self.migrations is not None:  # a standby leaves the store to the holder
-            self.store = await Store.open(Path(s.store.dir) / f"{self.name}.db", self.migrations)
-        await self.setup()
-        self._set_up = True
-        await settled(self._nc)  # subscriptions are live on the server before we say ready
+        try:
+            if self.migrations is not None:  # a standby leaves the store to the holder
+                path = Path(s.store.dir) / f"{self.name}.db"
+                self.store = await Store.open(path, self.migrations)
+            await self.setup()
+            self._set_up = True
+            await settled(self._nc)  # subscriptions are live on the server before we say ready
+        except Exception:
+            # A stop that came while we took over closed what setup() was using.
+            if not self._stopping.is_set():
+                raise
+        if self._stopping.is_set():
+            log.info("stopped while starting", extra={"service": self.name})
+            return
         self.state = "ready"
         if self.standby is not None:
             self.spawn(self._keep_lease(), "lease")
