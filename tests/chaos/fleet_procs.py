@@ -17,11 +17,14 @@ from typing import Any
 
 import httpx
 
+from tests.signing_helpers import signing_env
 from tools.natsserver import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 SINGLETONS = ("costguard", "provisioner", "scaler", "brain")
 ALONE = ("watcher", "gateway")
+SIGNERS = ("costguard", "provisioner", "watcher")
+"""The services that sign what they publish (docs/adr/0012-signed-messages.md)."""
 
 
 @dataclass
@@ -63,6 +66,7 @@ class Fleet:
             FLEET_LOG__LEVEL="warning",
             PYTHONUNBUFFERED="1",
         )
+        env.update(signing_env(service if service in SIGNERS else None))
         return env
 
     def spawn(self, service: str) -> Instance:

@@ -31,6 +31,7 @@ from services.kit.bus import ensure_streams
 from services.kit.config import load_settings
 from services.kit.service import encode
 from tests.cluster.nats_cluster import Cluster, ready, start_cluster
+from tests.signing_helpers import signing
 from tests.test_lease import until
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
@@ -56,6 +57,7 @@ def guard_settings(store: Path, url: str) -> CostguardSettings:
         env={},
         overrides={
             "nats": {"url": url, "replicas": 3},
+            "signing": signing("costguard"),
             "store": {"dir": str(store)},
             "stop_deadline_s": 1.0,
             "budget": {
