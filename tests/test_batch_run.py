@@ -20,7 +20,7 @@ from nats.aio.client import Client
 from contracts import subjects
 from contracts.batch import BatchOption, BatchStatus
 from contracts.events import UnitEvent
-from services.gateway.batchrun import Tally, summary
+from services.gateway.batchtally import Tally, summary
 from tests.fleet_helpers import fleet
 from tests.provisioner_helpers import Watch
 
