@@ -231,11 +231,12 @@ async def test_a_batch_the_cost_guard_holds_waits_and_rents_nothing_when_rejecte
         await units.stop()
 
 
-def test_the_runs_books_count_items_retries_and_billing_as_the_ledger_does() -> None:
+def test_the_runs_books_count_items_retries_and_billing_as_the_ledger_does_once() -> None:
     tally = Tally(sizes=[3, 3, 2])
     tally.in_flight = {"b-0": 3, "b-1": 3, "b-2": 2}
     tally.next_job = 3
     assert not tally.job_event("b-0", "retried") and tally.retries == 1
+    assert not tally.job_event("b-0", "retried") and tally.retries == 1  # read again
     assert tally.job_event("b-0", "succeeded") and not tally.job_event("b-0", "succeeded")
     assert tally.job_event("b-1", "dead") and not tally.job_event("other", "succeeded")
     assert (tally.items_done, tally.items_failed, tally.done) == (3, 3, False)
@@ -244,14 +245,15 @@ def test_the_runs_books_count_items_retries_and_billing_as_the_ledger_does() -> 
     def ev(unit: str, state: str, ts: float) -> UnitEvent:
         return UnitEvent(pool="p", unit=unit, state=state, ts=ts, usd_per_hour=3.6)  # type: ignore[arg-type]
 
-    for e in (
+    seen = (
         ev("u1", "requested", 0),
         ev("u1", "booting", 10),
         ev("u1", "ready", 15),
         ev("u2", "requested", 0),
         ev("u2", "failed", 5),
         ev("u1", "terminated", 110),
-    ):
+    )
+    for e in seen + seen:  # a gateway that takes the run over reads them all again
         tally.unit_event(e)
     assert tally.live_units() == [] and tally.usd(1000) == pytest.approx(0.1)  # 100 s at $3.6/h
     option = BatchOption(

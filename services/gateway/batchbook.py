@@ -53,8 +53,9 @@ class BatchBook:
         return Lease(self.drivers, batch_id, self.holder, ttl)
 
     async def get(self, batch_id: str) -> tuple[BatchRecord | None, int]:
-        """The run's record and its revision; (None, 0) when there is none (or it is
-        unreadable, which is logged by nobody: a record is only ever written by us)."""
+        """The run's record and its revision; (None, 0) when there is none, or when it
+        does not decode (a record from a newer contract is left to the gateways that
+        know it)."""
         try:
             entry = await self.records.get(batch_id)
         except (KeyNotFoundError, NotFoundError):
