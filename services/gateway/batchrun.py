@@ -78,7 +78,8 @@ _STATUS = msgspec.json.Decoder(BatchStatus)
 
 
 class BatchRun:
-    """Carries out one planned batch; `drive()` is the whole of it (see the module)."""
+    """Carries out one planned batch: `verdict()` for a provision not yet approved, then
+    `run()`; built from its record, fresh or taken over (see the module)."""
 
     def __init__(
         self,
