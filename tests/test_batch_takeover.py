@@ -39,8 +39,9 @@ providers = ["sim"]
 max_usd_per_hour = 10
 min = 0
 """
-ITEMS, PER_ITEM_S = 60, 1.0
-"""Two RTX 4090s, two jobs of 15 items (15 s) each: a job outlasts the gateway's absence."""
+ITEMS, PER_ITEM_S = 80, 1.0
+"""Two RTX 4090s, two jobs of 20 items (20 s) each: a job outlasts the gateway's absence
+(the lease's 6 s, and a new process starting on a busy machine)."""
 _STEP = msgspec.json.Decoder(BatchStatus)
 
 
@@ -120,7 +121,7 @@ async def test_a_run_whose_gateway_is_killed_is_taken_over_and_finished_once(
                 "items": ITEMS,
                 "per_item_s": PER_ITEM_S,
                 "gpu_models": ["RTX4090"],
-                "deadline_s": 40,
+                "deadline_s": 50,
                 "max_gpus": 2,
                 "lead_time_s": 1,
             },
