@@ -270,3 +270,31 @@ def test_the_runs_books_count_items_retries_and_billing_as_the_ledger_does_once(
     text = summary(option, tally, 110, 0.1)
     assert text.startswith("5/8 items done, 3 failed on 1 x H100 in 1m50s (planned 1m40s, +10.0%)")
     assert "for $0.1000 (planned $0.1000, +0.0%); 1 retry; 2 unit(s) rented, 0 still live" in text
+
+
+def test_the_replacement_of_a_failed_unit_is_the_batchs_to_pay_for_and_release() -> None:
+    tally = Tally(sizes=[4])
+
+    def ev(unit: str, state: str, ts: float, command: str) -> UnitEvent:
+        return UnitEvent(
+            pool="p",
+            unit=unit,
+            state=state,  # type: ignore[arg-type]
+            ts=ts,
+            usd_per_hour=3.6,
+            command_id=command,
+        )
+
+    seen = [
+        ev("u1", "booting", 0, "prov-b"),
+        ev("u1", "failed", 5, "prov-b"),
+        ev("u2", "booting", 6, "replace-u1"),  # the provisioner's replacement of u1
+        ev("u2", "ready", 10, "replace-u1"),
+        ev("u9", "ready", 10, "scale:p:3"),  # the pool's own unit: not the batch's
+        ev("u3", "booting", 12, "replace-u9"),
+    ]
+    for e in seen:
+        if tally.ours(e, "prov-b"):
+            tally.unit_event(e)
+    assert tally.live_units() == ["u2"]  # released when the batch ends
+    assert tally.usd(106) == pytest.approx(0.1 + 0.005)  # u2's 100 s, u1's 5 s

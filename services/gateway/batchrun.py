@@ -151,7 +151,7 @@ class BatchRun:
     async def _on_unit(self, msg: Msg) -> None:
         with contextlib.suppress(msgspec.DecodeError):
             ev = _UNIT.decode(msg.data)
-            if ev.command_id == self.provision_id or ev.unit in self.tally.units:
+            if self.tally.ours(ev, self.provision_id):
                 self.tally.unit_event(ev)
                 self.changed.set()
 

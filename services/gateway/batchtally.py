@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from contracts.batch import BatchOption
 from contracts.batchplan import duration
+from contracts.commands import replaced_unit
 from contracts.events import BILLED_STATES, TERMINAL_STATES, UnitEvent
 from contracts.jobs import TERMINAL_JOB_STATES
 
@@ -62,6 +63,16 @@ class Tally:
         else:
             self.items_failed += size
         return True
+
+    def ours(self, ev: UnitEvent, provision_id: str) -> bool:
+        """Whether `ev` is about one of the batch's units: one its provision made, or the
+        replacement the provisioner asked for when one of them failed (the batch's jobs
+        run on it, it bills the batch, and the batch must release it)."""
+        return (
+            ev.command_id == provision_id
+            or ev.unit in self.units
+            or replaced_unit(ev.command_id) in self.units
+        )
 
     def unit_event(self, ev: UnitEvent) -> None:
         """Follow one of the batch's units' billing, as the cost-guard's ledger does."""
