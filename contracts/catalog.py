@@ -21,7 +21,7 @@ from contracts.commands import (
 )
 from contracts.events import Alert, AuditRecord, DeadLetter, PingReply, PingRequest, UnitEvent
 from contracts.jobs import Job, JobCancel, JobEvent
-from contracts.telemetry import PoolMetrics, UnitTelemetry
+from contracts.telemetry import PoolMetrics, PoolMinute, UnitTelemetry
 
 Transport = Literal["core", "stream", "request"]
 
@@ -39,6 +39,10 @@ class Channel(msgspec.Struct, frozen=True, kw_only=True):
     stream: str | None = None
     publishers: tuple[str, ...] = ()
     subscribers: tuple[str, ...] = ()
+    signed_by: str = ""
+    """Whose key signs what its readers believe here (contracts.signatures); empty: none."""
+    fenced: bool = False
+    """True when the signature also covers the signer's fencing token (`Fleet-Fence`)."""
 
 
 CHANNELS: tuple[Channel, ...] = (
@@ -60,6 +64,16 @@ CHANNELS: tuple[Channel, ...] = (
         description="Per-pool metrics every tick.",
         publishers=("watcher",),
         subscribers=("scaler",),
+    ),
+    Channel(
+        key="rollup",
+        address="fleet.rollup.{pool}",
+        payload=PoolMinute,
+        transport="stream",
+        stream="FLEET_ROLLUP",
+        description="Per-pool per-minute aggregates of the metrics, kept for history reports.",
+        publishers=("watcher",),
+        subscribers=("gateway", "clients"),
     ),
     Channel(
         key="scaleProposed",
@@ -100,6 +114,8 @@ CHANNELS: tuple[Channel, ...] = (
         description="Approved commands; only the cost-guard publishes here.",
         publishers=("costguard",),
         subscribers=("provisioner",),
+        signed_by="cost-guard",
+        fenced=True,
     ),
     Channel(
         key="budgetDenied",
@@ -109,6 +125,8 @@ CHANNELS: tuple[Channel, ...] = (
         stream="FLEET_CMDS",
         description="Denied commands with the numbers that decided it.",
         publishers=("costguard",),
+        signed_by="cost-guard",
+        fenced=True,
     ),
     Channel(
         key="budgetHeld",
@@ -118,6 +136,8 @@ CHANNELS: tuple[Channel, ...] = (
         stream="FLEET_CMDS",
         description="Commands above the approval threshold, waiting for a person.",
         publishers=("costguard",),
+        signed_by="cost-guard",
+        fenced=True,
     ),
     Channel(
         key="budgetDecide",
@@ -128,6 +148,7 @@ CHANNELS: tuple[Channel, ...] = (
         description="An operator approves or rejects a held command.",
         publishers=("operator",),
         subscribers=("costguard",),
+        signed_by="operator (a key in `[signing] operators`, which names the operator)",
     ),
     Channel(
         key="unit",
@@ -135,9 +156,11 @@ CHANNELS: tuple[Channel, ...] = (
         payload=UnitEvent,
         transport="stream",
         stream="FLEET_EVENTS",
-        description="Unit lifecycle: requested, booting, ready, draining, terminated, failed.",
+        description="Unit lifecycle: requested, booting, ready, draining, terminated, failed. "
+        "The watcher's `failed` reports are unsigned; the provisioner confirms each with its own.",
         publishers=("provisioner", "watcher"),
         subscribers=("watcher", "costguard"),
+        signed_by="provisioner (the cost-guard's ledger bills from nothing else)",
     ),
     Channel(
         key="alert",

@@ -57,6 +57,12 @@ class ProvisionRequest(Command, frozen=True, kw_only=True):
     larger than load alone would (a floor), until `duration_s` ends or they are released."""
     duration_s: Annotated[float, Meta(gt=0, le=30 * 86400)] | None = None
     """How long a pinned provision lasts, seconds; None: until released."""
+    cores: Annotated[int, Meta(ge=1, le=1024)] | None = None
+    """vCPUs of each unit, for providers that make units to order (Hypercore microVMs: a
+    hosted agent's runner); None takes the provider's configured size. Providers that
+    rent fixed machines ignore it."""
+    memory_mb: Annotated[int, Meta(ge=64, le=4_194_304)] | None = None
+    """Memory of each unit in MiB, likewise."""
 
 
 class ReleaseRequest(Command, frozen=True, kw_only=True):
@@ -96,6 +102,8 @@ class DecideRequest(Message, frozen=True, kw_only=True):
 
     approve: bool
     operator: Token = "operator"
+    """Informational: the cost-guard names the operator after the key that signed the
+    decision (`Fleet-Signer`, mapped by `[signing] operators`), never after this field."""
     reason: Text = ""
 
 

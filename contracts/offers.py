@@ -53,6 +53,11 @@ class OfferFilter(msgspec.Struct, frozen=True, kw_only=True):
     runtime: Runtime = "any"
     """What the workload needs to run; offers on other hardware are left out. `any` by
     default on the wire, so a caller that does not say keeps today's answers."""
+    cores: Annotated[int, Meta(ge=1, le=1024)] | None = None
+    """vCPUs of one unit: a provider that makes units to order (Hypercore) offers that
+    size, priced for it; others ignore it."""
+    memory_mb: Annotated[int, Meta(ge=64, le=4_194_304)] | None = None
+    """MiB of one unit, likewise."""
 
 
 class Placement(msgspec.Struct, frozen=True, kw_only=True):

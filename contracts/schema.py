@@ -9,6 +9,7 @@ import msgspec
 
 from contracts.base import SCHEMA_VERSION
 from contracts.catalog import Channel, all_channels
+from contracts.signatures import signature_headers
 from contracts.streams import ALL_STREAMS
 
 _REF = "#/components/schemas/{name}"
@@ -47,9 +48,17 @@ def _message_ref(tp: Any) -> dict[str, str]:
 
 
 def _channel(ch: Channel) -> dict[str, Any]:
+    signed = (
+        f" Signed by the {ch.signed_by}: NATS headers {', '.join(signature_headers(ch.fenced))} "
+        "over contracts.signatures.signed_bytes; readers refuse anything else (ADR 0012)."
+        if ch.signed_by
+        else ""
+    )
     doc: dict[str, Any] = {
         "address": ch.address,
-        "description": ch.description + (f" JetStream stream {ch.stream}." if ch.stream else ""),
+        "description": ch.description
+        + (f" JetStream stream {ch.stream}." if ch.stream else "")
+        + signed,
         "messages": {_type_name(ch.payload): _message_ref(ch.payload)},
     }
     if ch.reply is not None:

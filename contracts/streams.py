@@ -34,11 +34,15 @@ class StreamSpec(msgspec.Struct, frozen=True, kw_only=True):
     """`workqueue` only for the job queues: a job is removed once a unit acks it."""
 
 
+HISTORY_DAYS = 8.0
+"""Default days the history streams keep (`[retention] days`): a 7-day report (`fleet
+report --days 7`) needs the whole of the week plus the day it is read on."""
+
 FLEET_METRICS = StreamSpec(
     name="FLEET_METRICS",
     subjects=("fleet.metrics.>",),
     description="Per-pool metrics every tick; the scaler's input and replayable history.",
-    max_age_s=DAY_S,
+    max_age_s=HISTORY_DAYS * DAY_S,
     duplicate_window_s=10.0,
 )
 FLEET_CMDS = StreamSpec(
@@ -52,13 +56,13 @@ FLEET_CMDS = StreamSpec(
         "fleet.budget.held",
     ),
     description="Commands that may cost money and the cost-guard's verdicts.",
-    max_age_s=7 * DAY_S,
+    max_age_s=HISTORY_DAYS * DAY_S,
 )
 FLEET_EVENTS = StreamSpec(
     name="FLEET_EVENTS",
     subjects=("fleet.unit.>", "fleet.alert.>"),
     description="Unit lifecycle events and alerts; the ledger is rebuilt from them.",
-    max_age_s=7 * DAY_S,
+    max_age_s=HISTORY_DAYS * DAY_S,
 )
 FLEET_AUDIT = StreamSpec(
     name="FLEET_AUDIT",
@@ -104,7 +108,18 @@ FLEET_JOBEVENTS = StreamSpec(
     name="FLEET_JOBEVENTS",
     subjects=("fleet.job.>",),
     description="Every job's events: queued, routed, started, progress and the outcome.",
-    max_age_s=7 * DAY_S,
+    max_age_s=HISTORY_DAYS * DAY_S,
+)
+ROLLUP_DAYS = 35.0
+"""Default days the per-minute rollup keeps (`[retention] rollup_days`): a month of
+minutes is small (one message per pool per minute) and covers month-long reports."""
+FLEET_ROLLUP = StreamSpec(
+    name="FLEET_ROLLUP",
+    subjects=("fleet.rollup.>",),
+    description="Per-pool per-minute aggregates of the metrics (the watcher's rollup): the "
+    "history reports and what-if replays read, small enough to keep a month.",
+    max_age_s=ROLLUP_DAYS * DAY_S,
+    duplicate_window_s=120.0,
 )
 FLEET_BATCHES = StreamSpec(
     name="FLEET_BATCHES",
@@ -124,7 +139,39 @@ ALL_STREAMS: tuple[StreamSpec, ...] = (
     JOBS_HELD,
     FLEET_JOBEVENTS,
     FLEET_BATCHES,
+    FLEET_ROLLUP,
 )
+
+HISTORY_STREAMS: frozenset[str] = frozenset(
+    {"FLEET_METRICS", "FLEET_CMDS", "FLEET_EVENTS", "FLEET_AUDIT", "FLEET_JOBEVENTS"}
+)
+"""The streams a history report reads (metrics, verdicts, unit events, audit, jobs), kept
+`[retention] days`; the audit keeps its own longer age when that is longer."""
+
+
+def retained(
+    specs: tuple[StreamSpec, ...],
+    days: float,
+    rollup_days: float,
+    metrics_days: float | None = None,
+) -> tuple[StreamSpec, ...]:
+    """`specs` with the history streams kept `days` (never less than the contract's own
+    age for the audit, which outlives reports), the per-second metrics `metrics_days`
+    when given (they are most of the disk; the rollup keeps their minutes), and the
+    rollup kept `rollup_days`."""
+    out = []
+    for spec in specs:
+        if spec.name in HISTORY_STREAMS:
+            age = days * DAY_S
+            if spec.name == FLEET_METRICS.name and metrics_days is not None:
+                age = metrics_days * DAY_S
+            if spec.name == FLEET_AUDIT.name:
+                age = max(age, FLEET_AUDIT.max_age_s)
+            spec = msgspec.structs.replace(spec, max_age_s=age)
+        elif spec.name == FLEET_ROLLUP.name:
+            spec = msgspec.structs.replace(spec, max_age_s=rollup_days * DAY_S)
+        out.append(spec)
+    return tuple(out)
 
 
 def stream_for(subject: str) -> StreamSpec | None:

@@ -12,6 +12,7 @@ _ID = re.compile(r"^[A-Za-z0-9_:-]{1,128}$")
 
 TELEMETRY_ALL = "fleet.telemetry.>"
 METRICS_ALL = "fleet.metrics.>"
+ROLLUP_ALL = "fleet.rollup.>"
 SCALE_PROPOSED_ALL = "fleet.scale.proposed.>"
 PROVISION_REQUESTED = "fleet.provision.requested"
 RELEASE_REQUESTED = "fleet.release.requested"
@@ -68,6 +69,11 @@ def metrics(pool: str) -> str:
     return f"fleet.metrics.{token(pool, 'pool')}"
 
 
+def rollup(pool: str) -> str:
+    """A pool's per-minute aggregates (stream FLEET_ROLLUP)."""
+    return f"fleet.rollup.{token(pool, 'pool')}"
+
+
 def scale_proposed(pool: str) -> str:
     return f"fleet.scale.proposed.{token(pool, 'pool')}"
 
@@ -84,6 +90,11 @@ def budget_decide(request_id: str) -> str:
 
 def unit(pool: str, unit_id: str) -> str:
     return f"fleet.unit.{token(pool, 'pool')}.{token(unit_id, 'unit')}"
+
+
+def units_of(pool: str) -> str:
+    """Every unit event of one pool."""
+    return f"fleet.unit.{token(pool, 'pool')}.*"
 
 
 def unit_ping(unit_id: str) -> str:
@@ -145,6 +156,27 @@ def a2a_rpc(agent: str) -> str:
     return f"a2a.{_agent(agent)}.rpc"
 
 
+def a2a_rpc_as(agent: str, tenant: str) -> str:
+    """`a2a.<agent>.rpc.<tenant>`: a call as `tenant`. A secured deployment lets only the
+    tenant's own identity publish there, so the agent takes the tenant from the subject,
+    not from the `Fleet-Tenant` header."""
+    return f"{a2a_rpc(agent)}.{token(tenant, 'tenant')}"
+
+
+def a2a_rpc_tenants(agent: str) -> str:
+    """Every tenant's rpc subject of `agent` (one subscription per process)."""
+    return f"{a2a_rpc(agent)}.*"
+
+
+def rpc_tenant(subject: str) -> str | None:
+    """The tenant of an rpc subject (`a2a.<agent>.rpc.<tenant>`); None for the bare
+    `a2a.<agent>.rpc`."""
+    head, sep, tail = subject.rpartition(".rpc.")
+    if not sep or not head.startswith("a2a.") or "." in tail or not _TOKEN.match(tail):
+        return None
+    return tail
+
+
 def a2a_card(agent: str) -> str:
     return f"a2a.{_agent(agent)}.card"
 
@@ -168,9 +200,18 @@ def hosted_agent(name: str) -> str:
     return f"agents.{token(name, 'agent name')}"
 
 
+AGENT_POOL_PREFIX = "agents-"
+
+
 def agent_pool(name: str) -> str:
     """The pool that runs hosted agent `name`: `agents-<name>`."""
-    return f"agents-{token(name, 'agent name')}"
+    return f"{AGENT_POOL_PREFIX}{token(name, 'agent name')}"
+
+
+def agent_of_pool(pool: str) -> str | None:
+    """The hosted agent whose pool `pool` is (`agents-<name>` -> `name`), or None."""
+    name = pool[len(AGENT_POOL_PREFIX) :] if pool.startswith(AGENT_POOL_PREFIX) else ""
+    return name if name and _TOKEN.match(name) else None
 
 
 ADHOC_PREFIX = "adhoc-"

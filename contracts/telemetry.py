@@ -50,3 +50,35 @@ class PoolMetrics(Message, frozen=True, kw_only=True):
     """Jobs delivered to the pool's units and not yet acked; included in `inflight`."""
     oldest_job_age_s: Seconds = 0.0
     """How long the oldest job in the pool's queues has waited, seconds."""
+
+
+class PoolMinute(Message, frozen=True, kw_only=True):
+    """One pool's minute of metrics, on `fleet.rollup.<pool>` (stream FLEET_ROLLUP).
+
+    The watcher folds every PoolMetrics it publishes into these, so a week of a
+    pool is 10,080 small messages whatever the tick or the fleet's size; history
+    reports and what-if replays read them instead of the per-second metrics.
+    `ts` is the minute's start (unix seconds, a multiple of 60)."""
+
+    pool: Token
+    samples: Count = 0
+    """PoolMetrics folded into this minute."""
+    units_ready: Amount = 0.0
+    """Mean ready units over the minute."""
+    units_ready_min: Count = 0
+    units_ready_max: Count = 0
+    units_idle_min: Count = 0
+    """Fewest ready units serving nothing at any tick of the minute: units that idle
+    cleanup could have released, the rest being busy."""
+    units_pending: Amount = 0.0
+    """Mean units requested or booting."""
+    demand: Amount = 0.0
+    """Mean in flight plus queued, the load a replay serves."""
+    demand_max: Amount = 0.0
+    capacity: Amount = 0.0
+    """Mean requests the ready units serve at once."""
+    utilization: Fraction = 0.0
+    """Mean in-flight work over ready capacity."""
+    arrival_rate: Amount = 0.0
+    """Mean requests per second arriving."""
+    queue_depth_max: Amount = 0.0

@@ -19,6 +19,7 @@ from services.scaler.service import Scaler, ScalerSettings
 from services.watcher.service import Watcher
 from services.watcher.settings import WatcherSettings
 from tests.provisioner_helpers import settings
+from tests.signing_helpers import signing
 
 
 def kit(tmp_path: Path, name: str, **extra: Any) -> dict[str, Any]:
@@ -54,6 +55,7 @@ def fleet(
                     "guard",
                     budget={"daily_usd": 10000, "approval_threshold_usd_per_hour": 100},
                     pools=pools,
+                    signing=signing("costguard"),
                 ),
             ),
             nats_url=nats_url,

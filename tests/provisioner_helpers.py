@@ -14,8 +14,8 @@ from contracts import subjects
 from contracts.commands import ProvisionRequest, ReleaseRequest, Verdict
 from contracts.events import Alert, UnitEvent
 from services.kit.config import load_settings
-from services.kit.service import encode
 from services.provisioner.config import ProvisionerSettings
+from tests.signing_helpers import signed_verdict, signing
 
 
 def settings(
@@ -40,6 +40,7 @@ def settings(
         env={},
         overrides={
             "store": {"dir": str(tmp_path)},
+            "signing": signing("provisioner"),
             "stop_deadline_s": 2.0,
             "pools": pools,
             "providers": providers or {},
@@ -55,10 +56,11 @@ def settings(
 
 
 async def approve(nc: Client, cmd: ProvisionRequest | ReleaseRequest, msg_id: str = "") -> None:
-    """Publish an approved Verdict for `cmd`, as the cost-guard does."""
+    """Publish an approved Verdict for `cmd`, signed as the cost-guard signs it."""
     verdict = Verdict(id=cmd.id, decision="approved", request=cmd, command=cmd)
+    body, headers = signed_verdict(verdict)
     await nc.jetstream().publish(
-        subjects.BUDGET_APPROVED, encode(verdict), headers={"Nats-Msg-Id": msg_id or cmd.id}
+        subjects.BUDGET_APPROVED, body, headers={**headers, "Nats-Msg-Id": msg_id or cmd.id}
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from contracts.events import UnitEvent
 from services.gateway.batchtally import Tally, summary
 from tests.fleet_helpers import fleet
 from tests.provisioner_helpers import Watch
+from tests.signing_helpers import SEEDS
 
 REPO = Path(__file__).resolve().parents[1]
 POOLS: dict[str, Any] = {
@@ -44,6 +46,8 @@ async def cli(nats_url: str, *args: str, timeout_s: float = 90) -> tuple[int, st
         cwd=REPO,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        # `fleet approve|reject` sign as the suite's operator, not with a key of the checkout
+        env={**os.environ, "FLEET_OPERATOR_SEED": SEEDS["operator"].decode()},
     )
     out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
     return proc.returncode or 0, out.decode(), err.decode()

@@ -26,6 +26,7 @@ from services.kit.config import load_settings
 from tests.fakes.anthropic_api import text, tool
 from tests.fakes.fleet_api import FakeFleetOwners
 from tests.provisioner_helpers import Watch
+from tests.signing_helpers import signing
 from tests.test_brain import claude, start_brain  # noqa: F401  (the fixture)
 
 POOLS = {
@@ -74,6 +75,7 @@ async def stack(nats_url: str, nc: Client, tmp_path: Path) -> AsyncIterator[Stac
             env={},
             overrides={
                 "store": {"dir": str(tmp_path / "guard")},
+                "signing": signing("costguard"),
                 "stop_deadline_s": 1.0,
                 "budget": BUDGET,
                 "pools": POOLS,
@@ -118,12 +120,7 @@ async def run(nc: Client, nats_url: str, tmp_path: Path, message: str) -> Any:
 
 def tool_results(fake: Any) -> list[str]:
     """The tool results the model was sent, in order (what it saw of each call)."""
-    out = []
-    for body in fake.requests:
-        last = body["messages"][-1]
-        if last["role"] == "user" and isinstance(last["content"], list):
-            out += [str(b.get("content")) for b in last["content"] if b["type"] == "tool_result"]
-    return out
+    return [str(b.get("content")) for b in fake.tool_results()]
 
 
 async def test_cost_aware_scaling_at_3_pm_against_a_5000_budget(

@@ -116,6 +116,12 @@ def test_up_status_tail_garbage_and_clean_stop(
     assert set(available(EMBEDDED)) <= names
     assert {"FLEET_CMDS", "FLEET_EVENTS", "FLEET_DEAD"} <= {s["name"] for s in doc["streams"]}
 
+    # The demo's first approved verdict is carried out: signed by the cost-guard, checked
+    # by the provisioner, a unit event follows (not a dead letter on fleet.budget.*).
+    units = fleet(cwd, "tail", "fleet.unit.>", "--since", "5m", "--json", "--count", "1")
+    assert units.returncode == 0, units.stderr
+    assert json.loads(units.stdout.splitlines()[0])["subject"].startswith("fleet.unit.")
+
     # Garbage on a subscribed subject: dead-lettered, and every service still answers.
     import asyncio
 

@@ -26,6 +26,7 @@ from services.costguard.ledger import DAY_S, Ledger, apply_unit_event, spent_tod
 from services.costguard.service import CostGuard
 from services.kit.service import encode
 from tests.clocks import HOUR_S, noon_clock
+from tests.signing_helpers import publish_event
 from tests.test_costguard_service import make_settings
 
 MIDNIGHT = 20_000 * DAY_S
@@ -125,12 +126,9 @@ async def test_the_costguard_dead_letters_a_unit_event_dated_days_ahead(
 ) -> None:
     dead = DeadLetters()
     sub = await nc.subscribe("fleet.dead.fleet.unit.>", cb=dead.on)
-    js = nc.jetstream()
-    await js.publish(
-        subjects.unit("h100", "u1"), encode(event("u1", "ready", time.time(), usd=3600.0))
-    )
+    await publish_event(nc, event("u1", "ready", time.time(), usd=3600.0))
     ahead = event("u2", "ready", guard.clock() + 3 * DAY_S, usd=0.01)
-    await js.publish(subjects.unit("h100", "u2"), encode(ahead))
+    await publish_event(nc, ahead)  # signed by the provisioner, and still not believed
     letter = await dead.next()
     assert letter.subject == "fleet.unit.h100.u2" and "ahead of this clock" in letter.reason
     figures = await budget(nc)
@@ -170,12 +168,11 @@ async def test_the_costguard_dead_letters_a_command_dated_days_ahead_and_judges_
 async def test_the_costguard_keeps_billing_a_unit_whose_end_is_dated_an_hour_early(
     nc: Client, guard: CostGuard
 ) -> None:
-    js = nc.jetstream()
     started = time.time()
-    await js.publish(subjects.unit("h100", "u1"), encode(event("u1", "ready", started, 3600.0)))
+    await publish_event(nc, event("u1", "ready", started, 3600.0))
     early = event("u1", "terminated", started - HOUR_S, 3600.0)
-    await js.publish(subjects.unit("h100", "u1"), encode(early))
-    await js.publish(subjects.unit("h100", "u2"), encode(event("u2", "ready", started, 1.0)))
+    await publish_event(nc, early)
+    await publish_event(nc, event("u2", "ready", started, 1.0))
     for _ in range(100):  # events are applied in order: u2 counted means u1's end was read
         figures = await budget(nc)
         if figures["burn_usd_per_hour"] not in (0.0, 3600.0):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -26,6 +27,7 @@ from services.costguard.settings import CostguardSettings
 from services.kit.config import load_settings
 from services.kit.service import encode
 from tests.clocks import noon_clock
+from tests.signing_helpers import OPERATOR_NAME, SEEDS, publish_event, signing
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,6 +41,7 @@ def make_settings(
         env={},
         overrides={
             "store": {"dir": str(store)},
+            "signing": signing("costguard"),
             "stop_deadline_s": 0.5,
             "budget": {
                 "daily_usd": 1000.0,
@@ -193,12 +196,14 @@ async def test_a_binding_budget_denies_what_does_not_fit(
 
 
 async def run_fleet(*args: str) -> tuple[int, str, str]:
+    """`fleet ARGS` as the test operator (its seed in FLEET_OPERATOR_SEED)."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "tools",
         *args,
         cwd=REPO,
+        env={**os.environ, "FLEET_OPERATOR_SEED": SEEDS["operator"].decode()},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -221,6 +226,7 @@ async def test_a_person_approves_a_held_request_with_fleet_approve(
         assert (code, out.strip()) == (0, "big: approved"), err
         approved = await wire.verdict()
         assert approved.decision == "approved" and approved.id == "big"
+        assert OPERATOR_NAME in approved.reason  # the name of the key that signed it
         assert isinstance(approved.command, ProvisionRequest) and approved.command.count == 4
         assert (await wire.budget())["held"] == []
 
@@ -276,7 +282,7 @@ async def test_a_restart_keeps_the_days_spend(nats_url: str, wire: Wire, tmp_pat
     first = costguard(make_settings(tmp_path / "a"), nats_url, clock)
     await first.start()
     try:
-        await wire.send(subjects.unit("h100", "u1"), event)
+        await publish_event(wire.nc, event)
         await wire.send(subjects.PROVISION_REQUESTED, provision("mark"))
         await wire.verdict()  # unit events and requests run on separate consumers: poll the API
         for _ in range(50):

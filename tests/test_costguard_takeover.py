@@ -22,6 +22,7 @@ from services.costguard.service import CostGuard
 from services.costguard.settings import CostguardSettings
 from services.kit.config import load_settings
 from services.kit.service import encode
+from tests.signing_helpers import signing, signing_env
 from tests.test_lease import BUCKET, until
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,6 +46,7 @@ def spawn_costguard(nats_url: str, tmp_path: Path) -> subprocess.Popen[bytes]:
         "FLEET_CONFIG": str(tmp_path / "fleet.toml"),
         "FLEET_STORE__DIR": str(tmp_path / "state"),  # the one volume both instances mount
         "FLEET_LEASE__LEASE_S": str(LEASE_S),
+        **signing_env("costguard"),
     }
     return subprocess.Popen(
         [sys.executable, "-m", "tools", "run", "costguard"],
@@ -80,7 +82,11 @@ async def test_the_standby_keeps_held_requests_and_reservations(
         CostguardSettings,
         str(tmp_path / "fleet.toml"),
         env={},
-        overrides={"store": {"dir": str(tmp_path / "state")}, "lease": {"lease_s": LEASE_S}},
+        overrides={
+            "store": {"dir": str(tmp_path / "state")},
+            "lease": {"lease_s": LEASE_S},
+            "signing": signing("costguard"),
+        },
     )
     standby = CostGuard(settings, nats_url=nats_url)
     starting: asyncio.Task[None] | None = None

@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 
 from services.kit.config import load_settings
+from tests.signing_helpers import signing
 from tools.registry import ORDER, available, load
+from tools.secure.identities import SERVICES as SECURE_SERVICES
 
 yaml = pytest.importorskip("yaml")
 
@@ -195,7 +197,9 @@ def test_one_workload_per_service_with_probes_resources_and_scrape_annotations()
         assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
         env = {e["name"]: e.get("value") for e in container["env"]}
         assert env["FLEET_NATS__REPLICAS"] == "3"
-        assert all("KEY" not in k for k in env), "secrets come from Secrets, not env values"
+        # FLEET_NATS__NKEYS_SEED names the file a Secret is mounted as, not a key.
+        plain = [k for k in env if k != "FLEET_NATS__NKEYS_SEED"]
+        assert all("KEY" not in k for k in plain), "secrets come from Secrets, not env values"
         if name in QUEUE_GROUPED:
             assert spec["replicas"] == 2, name
 
@@ -256,31 +260,51 @@ def test_config_is_generated_so_a_change_rolls_the_pods() -> None:
         assert volumes["config"]["configMap"]["name"] == "fleet-config", name
 
 
-def test_each_service_gets_only_its_own_secrets_and_nats_user() -> None:
+def test_each_service_gets_only_its_own_secrets_and_nats_identity() -> None:
+    """Each service mounts its own nkey seed (`fleet init --identities-only` writes one per
+    service: tools/secure) and only binds to what the fleet-init Job creates."""
     by_name = {s["metadata"]["name"]: s for s in secrets()}
     for secret in by_name.values():
         for key, value in secret["stringData"].items():
-            assert re.fullmatch(r"\$\{[A-Z_]+\}", value) or key == "user", (key, value)
-    users = set(re.findall(r"user = (\w+),", (DEPLOY / "nats" / "auth.conf").read_text()))
+            assert re.fullmatch(r"\$\{[A-Z_]+\}", value), (key, value)
     needs = {
         "brain": {"ANTHROPIC_API_KEY"},
         "runner": {"ANTHROPIC_API_KEY"},
         "provisioner": {f"FLEET_{p}_KEY" for p in ("VASTAI", "IONET", "RUNPOD", "LAMBDA")},
     }
     for name, work in workloads().items():
-        [container] = work["spec"]["template"]["spec"]["containers"]
+        assert name in SECURE_SERVICES, f"fleet init --identities writes no identity for {name}"
+        spec = work["spec"]["template"]["spec"]
+        [container] = spec["containers"]
         keys: set[str] = set()
         for source in container.get("envFrom", []):
             keys |= set(by_name[source["secretRef"]["name"]]["stringData"])
         assert keys == needs.get(name, set()), name
-        refs = {
-            e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e
-        }
-        assert {r["name"] for r in refs.values()} == {f"fleet-nats-{name}"}, name
-        assert refs["FLEET_NATS__USER"]["key"] == "user"
-        assert refs["FLEET_NATS__PASSWORD"]["key"] == "password"
-        assert by_name[f"fleet-nats-{name}"]["stringData"]["user"] == name
-        assert name in users, f"deploy/nats/auth.conf has no user {name}"
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert not any("valueFrom" in e for e in container["env"]), name
+        assert env["FLEET_NATS__INBOX_PREFIX"] == f"_INBOX.{name}"
+        assert env["FLEET_NATS__CREATE_RESOURCES"] == "false"
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        secret = volumes["nats-identity"]["secret"]
+        assert secret["secretName"] == f"fleet-nats-{name}"
+        [item] = secret["items"]
+        assert env["FLEET_NATS__NKEYS_SEED"] == f"{mounts['nats-identity']}/{item['path']}"
+        assert set(by_name[f"fleet-nats-{name}"]["stringData"]) == {item["key"]} == {"seed"}
+
+
+def test_an_init_job_creates_the_streams_as_the_admin() -> None:
+    [job] = of_kind("Job").values()
+    spec = job["spec"]["template"]["spec"]
+    [container] = spec["containers"]
+    assert container["args"][0] == "init"
+    creds = container["args"][container["args"].index("--creds") + 1]
+    [secret] = [v["secret"] for v in spec["volumes"] if "secret" in v]
+    assert secret["secretName"] == "fleet-nats-admin"
+    assert secret["items"] == [{"key": "seed", "path": "admin.nk"}]
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert creds in mounts
+    assert _restricted_problems(spec["securityContext"], spec["containers"]) == []
 
 
 def test_kustomization_lists_every_manifest() -> None:
@@ -335,9 +359,13 @@ def test_nats_values_ask_for_a_three_node_jetstream_cluster_scraped_by_prometheu
     notes = values["podTemplate"]["merge"]["metadata"]["annotations"]
     assert notes["prometheus.io/scrape"] == "true"
     assert notes["prometheus.io/port"] == str(values["promExporter"].get("port", 7777))
-    env = values["container"]["env"]
-    for user in re.findall(r"password = \$(NATS_\w+)", (DEPLOY / "nats" / "auth.conf").read_text()):
-        assert env[user]["valueFrom"]["secretKeyRef"]["name"] == "nats-auth", user
+    # The generated authorization, from the nats-auth Secret, is included by the server.
+    include = values["config"]["merge"]["$include"]
+    [mount] = [p["value"] for p in values["container"]["patch"] if p["path"] == "/volumeMounts/-"]
+    assert mount["mountPath"] == "/etc/nats-config/" + include.removeprefix("./")
+    [volume] = [p["value"] for p in values["podTemplate"]["patch"]]
+    assert volume["name"] == mount["name"] and volume["secret"]["secretName"] == "nats-auth"
+    assert "auth.conf" in {s["metadata"]["name"]: s for s in secrets()}["nats-auth"]["stringData"]
 
 
 def test_service_monitor_selects_every_service_port() -> None:
@@ -435,7 +463,9 @@ async def running_services_metrics(nats_url: str, store_dir: Path) -> set[str]:
         for name in ORDER:
             cls = load(name)
             settings = load_settings(
-                cls.settings_type, env={}, overrides={"store": {"dir": str(store_dir / name)}}
+                cls.settings_type,
+                env={},
+                overrides={"store": {"dir": str(store_dir / name)}, "signing": signing(name)},
             )
             service = cls(settings, nats_url=nats_url)
             started.append(service)

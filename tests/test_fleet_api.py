@@ -84,8 +84,8 @@ async def test_brain_tools_mcp_tools_and_the_contract_are_the_same_operations(
     assert mcp["provision_gpu"].input_schema["properties"]["count"]["maximum"] == MAX_COUNT
 
 
-async def _raw(nc: Nats, op_name: str, data: bytes) -> dict[str, Any]:
-    reply = await nc.request(op(op_name).subject, data, timeout=10)
+async def _raw(nc: Nats, op_name: str, data: bytes, wait_s: float = 10) -> dict[str, Any]:
+    reply = await nc.request(op(op_name).subject, data, timeout=wait_s)
     answer: dict[str, Any] = json.loads(reply.data)
     return answer
 
@@ -150,7 +150,8 @@ def test_fresh_fleet_up_answers_health_and_every_operation_in_its_contract_shape
             bodies["followup.schedule"] = b'{"check": "fresh fleet check", "after_minutes": 60}'
             bodies["agents.create"] = b'{"name": "fresh", "user": "t", "system_prompt": "hi"}'
             bodies["batch.plan"] = b'{"items": 100, "per_item_s": 18, "gpu_models": ["H100"]}'
-            answers = await asyncio.gather(*(_raw(nc, n, b) for n, b in bodies.items()))
+            # agents.create answers once the agent's own runner (a local process) is ready
+            answers = await asyncio.gather(*(_raw(nc, n, b, 90) for n, b in bodies.items()))
             return dict(zip(bodies, answers, strict=True))
         finally:
             await nc.close()

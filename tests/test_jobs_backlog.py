@@ -23,6 +23,7 @@ from services.watcher.service import Watcher
 from services.watcher.settings import WatcherSettings
 from tests.jobs_helpers import JobWatch, gateway, submit
 from tests.provisioner_helpers import Watch, settings
+from tests.signing_helpers import signing
 
 POOL: dict[str, Any] = {
     "gpu_model": "L4",
@@ -76,6 +77,7 @@ async def test_a_backlog_of_500_jobs_scales_the_pool_up_and_an_empty_queue_back_
             env={},
             overrides={
                 **common("guard"),
+                "signing": signing("costguard"),
                 "budget": {"daily_usd": 1000, "approval_threshold_usd_per_hour": 100},
             },
         ),

@@ -17,10 +17,10 @@ from services.costguard.settings import CostguardSettings
 from services.kit.config import load_settings
 from services.kit.jobexec import simulated
 from services.kit.jobworker import JobWorker
-from services.kit.service import encode
 from services.provisioner.service import ProvisionerService
 from tests.jobs_helpers import JobWatch, gateway, submit
 from tests.provisioner_helpers import Watch, approve, settings, states
+from tests.signing_helpers import publish_event, signing
 
 TWO_POOLS: dict[str, Any] = {
     "big": {"gpu_model": "H100", "providers": ["sim"], "unit_capacity": 4},
@@ -87,6 +87,7 @@ async def test_under_a_binding_budget_low_priority_waits_and_high_priority_runs(
             env={},
             overrides={
                 "store": {"dir": str(tmp_path / "guard")},
+                "signing": signing("costguard"),
                 "stop_deadline_s": 2.0,
                 "budget": {"daily_usd": 5.0, "hard_cap_usd": 1000.0},
                 "pools": pools,
@@ -99,13 +100,12 @@ async def test_under_a_binding_budget_low_priority_waits_and_high_priority_runs(
     await gw.start()
     watch = await JobWatch(nc).start()
     unit = JobWorker(nc, "l4", "u1", simulated(10.0), slots=4)
-    js = nc.jetstream()
     try:
         await unit.start()
         # A unit billing $40/h: the day's projected spend passes the $5 budget.
         pricey = UnitEvent(pool="l4", unit="pricey", state="ready", provider="sim",
                            gpu_model="L4", usd_per_hour=40.0)  # fmt: skip
-        await js.publish(subjects.unit("l4", "pricey"), encode(pricey))
+        await publish_event(nc, pricey)
 
         async def binding() -> None:
             """Until the cost-guard's ledger has the unit (it reads the event stream)."""
@@ -130,7 +130,7 @@ async def test_under_a_binding_budget_low_priority_waits_and_high_priority_runs(
 
         # The expensive unit goes away: the budget no longer binds and the low job runs.
         gone = UnitEvent(pool="l4", unit="pricey", state="terminated", provider="sim")
-        await js.publish(subjects.unit("l4", "pricey"), encode(gone))
+        await publish_event(nc, gone)
         await watch.until(lambda: "succeeded" in watch.states(low.id), 20, "the low job to run")
         assert watch.states(low.id)[:2] == ["queued", "routed"]
     finally:

@@ -11,9 +11,12 @@ import sys
 from pathlib import Path
 
 from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js.api import StreamConfig
 
 from contracts import subjects
 from services.kit.jobexec import simulated
+from services.kit.jobpull import delivery
 from services.kit.jobworker import JobWorker
 from tests.jobs_helpers import JobWatch, gateway, submit
 
@@ -170,3 +173,21 @@ async def test_unit_killed_mid_job_every_job_succeeds_exactly_once(
                 proc.wait(10)
         await watch.stop()
         await gw.stop()
+
+
+async def test_a_redelivery_is_counted_as_jetstream_counts_it(nc: Client) -> None:
+    """`delivery` reads the count off the ack subject; it must agree with nats-py's full
+    parse on a real first delivery and a real redelivery, and on the domain form."""
+    js = nc.jetstream()
+    await js.add_stream(StreamConfig(name="REDELIVER", subjects=["redeliver.>"]))
+    psub = await js.pull_subscribe("redeliver.a", durable="d")
+    await js.publish("redeliver.a", b"job")
+    counts = []
+    for _ in range(2):
+        (msg,) = await psub.fetch(1, timeout=5)
+        counts.append((delivery(msg), msg.metadata.num_delivered))
+        await msg.nak()
+    await psub.unsubscribe()
+    assert counts == [(1, 1), (2, 2)]
+    v2 = Msg(nc, reply="$JS.ACK.hub.ACCHASH.JOBS_NORMAL.units-l4.3.41.40.1700000000000000000.7.x")
+    assert delivery(v2) == 3 == v2.metadata.num_delivered

@@ -1,120 +1,164 @@
-"""The secured deployment's NATS permissions (deploy/nats/auth.conf) on a real
-server: every service can run under its own user, and only the cost-guard can
-publish a verdict that makes the provisioner spend money."""
+"""The secured deployment on a real server: the authorization `fleet up --secure` and
+`fleet init --identities` generate (tools/secure), with the streams, durables and buckets
+`fleet init` creates. Every service runs as its own identity without a refused call, and
+only the cost-guard's identity can publish a verdict that makes the provisioner spend.
+(The attack suite, tests/attacks/, runs the whole `fleet up --secure`.)"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
-import shutil
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import nats
+import nkeys
 import pytest
 from nats.aio.client import Client
 
-from services.kit import Service
-from services.kit.config import KitSettings, load_settings
+from services.kit.binding import creates
+from services.kit.config import load_settings
+from tests.signing_helpers import signing
+from tools.configcheck import settings_type
 from tools.natsserver import free_port, nats_server_binary, stop_nats, wait_for_port
+from tools.registry import load
+from tools.secure.admin import Plan, init_server
+from tools.secure.grants import Deployment, grants
+from tools.secure.identities import Identity, ensure_identities
+from tools.secure.natsconf import render_auth
+from tools.secure.setup import identity_env
 
-AUTH = Path(__file__).resolve().parents[1] / "deploy" / "nats" / "auth.conf"
-USERS = ("costguard", "watcher", "scaler", "provisioner", "gateway", "brain", "runner")
-PASSWORDS = {f"NATS_{u.upper()}_PASSWORD": f"pw-{u}" for u in (*USERS, "operator", "admin", "sys")}
+SERVICES = ("watcher", "scaler", "costguard", "provisioner", "gateway", "brain", "runner")
+POOLS = {"gpu": {"gpu_model": "H100", "providers": ["sim"], "min": 0, "max": 4}}
+
+
+class Secured:
+    def __init__(self, url: str, identities: dict[str, Identity]) -> None:
+        self.url = url
+        self.identities = identities
+
+    async def login(self, who: str, errors: list[str] | None = None) -> Client:
+        """Connect as `who`; the server's refusals (permission violations) go to `errors`."""
+
+        async def on_error(exc: Exception) -> None:
+            if errors is not None:
+                errors.append(str(exc))
+
+        return await nats.connect(
+            self.url,
+            nkeys_seed=str(self.identities[who].seed_file),
+            inbox_prefix=self.identities[who].inbox_prefix,
+            error_cb=on_error,
+            allow_reconnect=False,
+        )
 
 
 @pytest.fixture(scope="module")
-def secured_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A nats-server running deploy/nats/auth.conf, passwords from its environment."""
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
+    """A nats-server with the generated authorization, initialized as the admin."""
     where = tmp_path_factory.mktemp("secured")
-    shutil.copy(AUTH, where / "auth.conf")
+    identities = ensure_identities(where / "creds", ["acme"])
+    deployment = Deployment(agents=("assistant",), tenants=("acme",))
     port = free_port()
     (where / "server.conf").write_text(
         f'listen: "127.0.0.1:{port}"\n'
         f'jetstream {{ store_dir: "{where / "js"}" }}\n'
-        "include ./auth.conf\n"
+        + render_auth(identities, grants(deployment))
     )
     proc = subprocess.Popen(
         [nats_server_binary(), "-c", str(where / "server.conf")],
-        env={**os.environ, **PASSWORDS},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
         wait_for_port("127.0.0.1", port, 30, proc)
-        yield f"nats://127.0.0.1:{port}"
+        url = f"nats://127.0.0.1:{port}"
+        plan = Plan(pools=tuple(POOLS), agents=deployment.agents)
+        asyncio.run(init_server(url, plan, identities["admin"].seed_file))
+        yield Secured(url, identities)
     finally:
         stop_nats(proc)
 
 
-async def login(
-    url: str, user: str, errors: list[str] | None = None, refused: asyncio.Event | None = None
-) -> Client:
-    """Connect as `user`; asynchronous server errors (permission violations) go to `errors`."""
-
-    async def on_error(exc: Exception) -> None:
-        if errors is not None:
-            errors.append(str(exc))
-        if refused is not None:
-            refused.set()
-
-    return await nats.connect(url, user=user, password=f"pw-{user}", error_cb=on_error)
-
-
-@pytest.fixture
-async def operator(secured_url: str) -> AsyncIterator[Client]:
-    client = await login(secured_url, "operator")
-    yield client
-    await client.close()
-
-
-class Probe(Service):
-    name = "probe"
+def service_settings(secured: Secured, name: str, tmp_path: Path) -> Any:
+    """`name`'s settings as `fleet up --secure` gives them: its identity, binding only."""
+    env = identity_env(secured.identities[name])
+    nats_section = {
+        "nkeys_seed": env["FLEET_NATS__NKEYS_SEED"],
+        "inbox_prefix": env["FLEET_NATS__INBOX_PREFIX"],
+        "create_resources": False,
+        "connect_deadline_s": 5,
+    }
+    overrides: dict[str, Any] = {
+        "store": {"dir": str(tmp_path / name)},
+        "stop_deadline_s": 1.0,
+        "nats": nats_section,
+        "pools": POOLS,
+        "signing": signing(name),  # the services' own keys, as `fleet up` gives them
+    }
+    if name == "runner":
+        overrides["runner"] = {"unit": "r-1", "pool": "agents-assistant"}
+    return load_settings(settings_type(name), env={}, overrides=overrides)
 
 
-@pytest.mark.parametrize("user", USERS)
-async def test_each_service_user_can_start_a_service(
-    secured_url: str, user: str, tmp_path: Path
+async def test_every_service_runs_as_its_own_identity_without_a_refused_call(
+    secured: Secured, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = load_settings(
-        KitSettings,
-        env={},
-        overrides={
-            "store": {"dir": str(tmp_path)},
-            "nats": {"user": user, "password": f"pw-{user}", "connect_deadline_s": 5},
-        },
-    )
-    svc = Probe(settings, nats_url=secured_url)
-    await svc.start()
+    caplog.set_level(logging.WARNING, logger="fleet.bus")
+    services = [
+        load(name)(service_settings(secured, name, tmp_path), nats_url=secured.url)
+        for name in SERVICES
+    ]
     try:
-        assert svc.state == "ready"
-    finally:
-        await svc.stop()
-
-
-async def test_only_the_costguard_can_publish_an_approval(
-    secured_url: str, operator: Client
-) -> None:
-    seen = await operator.subscribe("fleet.budget.approved")
-    for user in USERS:
-        errors: list[str] = []
-        refused = asyncio.Event()
-        client = await login(secured_url, user, errors, refused)
-        try:
-            await client.publish("fleet.budget.approved", user.encode())
-            await client.flush()
-            if user != "costguard":
-                await asyncio.wait_for(refused.wait(), 5)
-                assert "permissions violation" in errors[0].lower()
+        for svc in services:
+            await svc.start()
+            assert svc.state == "ready", svc.name
+        operator = await secured.login("operator")
+        try:  # the cost-guard answers its operation; the gateway asks the others for stats
+            budget = await operator.request("fleet.api.budget", b"{}", timeout=10)
+            assert b"daily_usd" in budget.data
+            stats = await operator.request("fleet.api.stats", b"{}", timeout=20)
+            assert b'"error"' not in stats.data, stats.data[:300]
         finally:
-            await client.close()
-    got = await seen.next_msg(5)
-    assert got.data == b"costguard"
-    with pytest.raises(nats.errors.TimeoutError):
-        await seen.next_msg(0.3)  # nobody else's got through
+            await operator.close()
+    finally:
+        for svc in reversed(services):
+            await svc.stop()
+        creates(True)
+    refused = [
+        str(r.__dict__.get("error")) for r in caplog.records if "violation" in str(r.__dict__)
+    ]
+    assert refused == []
 
 
-async def test_a_wrong_password_is_refused(secured_url: str) -> None:
+async def test_only_the_costguard_can_publish_an_approval(secured: Secured) -> None:
+    operator = await secured.login("operator")
+    seen = await operator.subscribe("fleet.budget.approved")
+    try:
+        for who in (*SERVICES, "operator", "acme"):
+            errors: list[str] = []
+            client = await secured.login(who, errors)
+            try:
+                await client.publish("fleet.budget.approved", who.encode())
+                await client.flush()
+                await client.flush()  # a refusal arrives before the second PONG
+                if who != "costguard":
+                    assert errors and "permissions violation" in errors[0].lower(), who
+            finally:
+                await client.close()
+        got = await seen.next_msg(5)
+        assert got.data == b"costguard"
+        with pytest.raises(nats.errors.TimeoutError):
+            await seen.next_msg(0.3)  # nobody else's got through
+    finally:
+        await operator.close()
+
+
+async def test_a_key_the_server_does_not_know_is_refused(secured: Secured, tmp_path: Path) -> None:
+    stranger = tmp_path / "stranger.nk"
+    stranger.write_bytes(nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER))
     with pytest.raises(Exception, match=r"(?i)authorization"):
-        await nats.connect(secured_url, user="costguard", password="guess", allow_reconnect=False)
+        await nats.connect(secured.url, nkeys_seed=str(stranger), allow_reconnect=False)

@@ -24,6 +24,7 @@ from services.provisioner.service import ProvisionerService
 from tests.fakes import HypercoreFake, IoNetFake, LambdaFake, Reply, Request, RunPodFake, VastFake
 from tests.market_helpers import FLEET, clean_env
 from tests.provisioner_helpers import Watch, alerts, approve, settings
+from tests.signing_helpers import signing
 
 POOL = "gpu"
 
@@ -125,6 +126,7 @@ async def test_pool_fails_over_from_a_broken_vast_to_ionet_through_the_costguard
                 env={},
                 overrides={
                     "store": {"dir": str(tmp_path / "guard")},
+                    "signing": signing("costguard"),
                     "stop_deadline_s": 2.0,
                     "budget": {"daily_usd": 10000, "approval_threshold_usd_per_hour": 100},
                     "pools": pools,

@@ -89,6 +89,7 @@ async def test_a_command_that_gives_up_releases_its_reservation_and_ends_its_slo
         ),
         nats_url=nats_url,
     )
+    prov.clock = guard.clock  # type: ignore[method-assign]  # the verdicts' clock-skew check
     units = await Watch(UnitEvent).start(nc, subjects.UNIT_ALL)
     verdicts = await Watch(Verdict).start(nc, "fleet.budget.*")
     alert_watch = await Watch(Alert).start(nc, subjects.ALERT_ALL)

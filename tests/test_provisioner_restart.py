@@ -18,6 +18,7 @@ from contracts import subjects
 from contracts.commands import ProvisionRequest
 from contracts.events import UnitEvent
 from tests.provisioner_helpers import Watch, approve, states
+from tests.signing_helpers import signing_env
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = """
@@ -47,6 +48,7 @@ def start(tmp_path: Path, nats_url: str) -> subprocess.Popen[bytes]:
         "FLEET_LOG__LEVEL": "warning",
         # A killed holder's lease lapses in 2 s, so the restart does not stand by for long.
         "FLEET_LEASE__LEASE_S": "2",
+        **signing_env("provisioner"),
     }
     log = open(tmp_path / "provisioner.log", "ab")
     try:

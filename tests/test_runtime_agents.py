@@ -20,8 +20,8 @@ from nats.errors import NoRespondersError
 
 from contracts.a2a import QUOTA_EXCEEDED, RATE_LIMITED, Message, Role, TaskState, text_part
 from contracts.api.replies import AgentsReply
+from contracts.api.tools import unknown_tools
 from services.a2a.client import A2AClient, A2AError
-from services.gateway.agents import unknown_tools
 from services.gateway.service import Gateway, GatewaySettings
 from services.kit.config import load_settings
 from services.runner.ratelimit import grant, window_of

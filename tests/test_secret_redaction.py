@@ -26,6 +26,7 @@ from services.gateway.service import Gateway, GatewaySettings
 from services.kit.config import load_settings
 from services.kit.logs import JsonFormatter
 from services.kit.redact import MASK, scrub, scrub_bytes, secret_values
+from services.kit.signing import Signer, new_seed
 from services.runner.service import RunnerService
 from services.runner.settings import RunnerSettings
 from tests.fakes.anthropic_api import FakeAnthropic, echo_headers
@@ -193,3 +194,14 @@ def test_secret_values_come_from_secret_names_and_files(tmp_path: Path) -> None:
 def test_a_secret_inside_another_is_masked_whole() -> None:
     assert scrub("a hunter22-long b", ["hunter22-long", "hunter22"]) == "a *** b"
     assert scrub_bytes(b"nothing to hide") == b"nothing to hide"
+
+
+def test_signing_public_keys_are_not_secrets_but_seeds_are() -> None:
+    # Signed messages carry the signer's public key in their headers: masking it there
+    # (its variable is `FLEET_SIGNING__COSTGUARD_KEY`) would make every verdict unverifiable.
+    signer = Signer(new_seed())
+    seed = "SUAIBDPBAUTWCWBKIO6XHQNINK5FWJW4OHLXC3HQ2KFE4PEJUA44CNHTC4"
+    found = secret_values(
+        {"FLEET_SIGNING__COSTGUARD_KEY": signer.public_key, "FLEET_SIGNING__SEED": seed}
+    )
+    assert found == [seed]

@@ -11,7 +11,7 @@ import httpx
 from nats.aio.client import Client
 
 from contracts import subjects
-from contracts.commands import ProvisionRequest
+from contracts.commands import DecideRequest, ProvisionRequest
 from contracts.telemetry import UnitTelemetry
 from services.costguard.service import CostGuard
 from services.costguard.settings import CostguardSettings
@@ -19,6 +19,7 @@ from services.kit.config import load_settings
 from services.kit.service import encode
 from services.watcher.service import SERVICE as Watcher
 from services.watcher.settings import WatcherSettings
+from tests.signing_helpers import signed_decision, signing
 
 
 async def scrape_until(port: int, needle: str, within_s: float = 10.0) -> str:
@@ -43,6 +44,7 @@ async def started_guard(nats_url: str, tmp_path: Path, approval_threshold: float
         env={},
         overrides={
             "store": {"dir": str(tmp_path)},
+            "signing": signing("costguard"),
             "budget": {"daily_usd": 250.0, "approval_threshold_usd_per_hour": approval_threshold},
             "pools": {"h100": {"gpu_model": "H100", "max_usd_per_hour": 2.0}},
         },
@@ -107,9 +109,8 @@ async def test_a_held_request_shows_with_its_age_until_someone_decides(
         # The age is read at scrape: it grows while nobody decides, with no ledger change.
         then = await scrape_until(guard.http_port, "fleet_held_requests 1.0")
         assert 0 < held_age(first) < held_age(then) < 900
-        reply = await nc.request(
-            subjects.budget_decide("h-1"), b'{"approve": false, "operator": "t"}', timeout=5
-        )
+        body, headers = signed_decision("h-1", DecideRequest(approve=False))
+        reply = await nc.request(subjects.budget_decide("h-1"), body, headers=headers, timeout=5)
         assert b"denied" in reply.data
         await scrape_until(guard.http_port, "fleet_held_requests 0.0")
     finally:
@@ -123,7 +124,8 @@ async def test_requests_are_counted_per_endpoint_and_outcome(
     try:
         await nc.request(subjects.api("budget"), b"{}", timeout=5)
         await nc.request(subjects.api("budget"), b"not json", timeout=5)
-        missing = await nc.request(subjects.budget_decide("nope"), b'{"approve": true}', timeout=5)
+        body, headers = signed_decision("nope", DecideRequest(approve=True))
+        missing = await nc.request(subjects.budget_decide("nope"), body, headers=headers, timeout=5)
         assert b"404" in missing.data
         text = await scrape_until(
             guard.http_port,

@@ -17,6 +17,7 @@ from tools import verbs
 
 ORDER = [
     "up",
+    "init",
     "run",
     "status",
     "tail",

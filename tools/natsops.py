@@ -9,6 +9,7 @@ import nats
 from nats.aio.client import Client
 
 from services.kit.config import resolve_nats_url
+from tools.secure.setup import cli_identity
 
 
 async def cli_connect(url: str | None, name: str = "fleet-cli") -> Client:
@@ -18,6 +19,7 @@ async def cli_connect(url: str | None, name: str = "fleet-cli") -> Client:
     async def quiet(_exc: Exception) -> None:
         """No traceback per failed attempt: the SystemExit below says it once."""
 
+    seed, inbox = cli_identity() or ("", "_INBOX")
     try:
         # max_reconnect_attempts=0 would make nats-py retry an absent server forever;
         # 1 means: one more try, shortly after the first, then give up.
@@ -29,6 +31,8 @@ async def cli_connect(url: str | None, name: str = "fleet-cli") -> Client:
             reconnect_time_wait=0.2,
             allow_reconnect=False,
             error_cb=quiet,
+            nkeys_seed=seed or None,
+            inbox_prefix=inbox,
         )
     except Exception as exc:
         raise SystemExit(

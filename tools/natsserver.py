@@ -55,16 +55,22 @@ def start_nats(
     log_file: Path | None = None,
     max_payload: int = 1024 * 1024 + 64 * 1024,
     preexec_fn: Callable[[], None] | None = None,
+    auth: str = "",
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """Run nats-server with JetStream under `data_dir`; returns (process, url) once listening."""
+    """Run nats-server with JetStream under `data_dir`; returns (process, url) once listening.
+
+    `auth` is an authorization block (tools/secure/natsconf.py) for a secured server;
+    empty for an open one."""
     port = port or free_port(host)
     data_dir.mkdir(parents=True, exist_ok=True)
     conf = data_dir / "nats.conf"
     conf.write_text(
         f'listen: "{host}:{port}"\n'
         f"max_payload: {max_payload}\n"
-        f'jetstream {{ store_dir: "{data_dir / "jetstream"}" }}\n'
+        f'jetstream {{ store_dir: "{data_dir / "jetstream"}" }}\n' + auth
     )
+    if auth:
+        conf.chmod(0o600)
     out = open(log_file, "ab") if log_file else subprocess.DEVNULL
     proc = subprocess.Popen(
         [nats_server_binary(), "-c", str(conf)],

@@ -32,6 +32,7 @@ from contracts.api.replies import (
     SubmitReply,
     UnitsReply,
 )
+from contracts.api.report import FleetReport, FleetReportQuery
 from contracts.api.requests import (
     AgentCreateCall,
     AgentDeleteCall,
@@ -346,7 +347,23 @@ BATCH_OPS: tuple[Op, ...] = (
 )
 """Batches of GPU work under a cost cap and a deadline (contracts.batch)."""
 
-OPS = OPS + GUIDE_OPS + AGENT_OPS + BATCH_OPS
+
+HISTORY_OPS: tuple[Op, ...] = (
+    Op(
+        name="fleet_report",
+        request=FleetReportQuery,
+        reply=FleetReport,
+        owner="gateway",
+        description="What the fleet did over the last `days` days (7 by default) and what "
+        "it cost: load by hour of day and day of week, spend by GPU type, provider and "
+        "pool, idle unit-hours, job duration and cost per GPU type, budget denials and "
+        "holds, failures and replacements, and recommendations, each with its numbers and "
+        "expected saving.",
+    ),
+)
+"""History: the report over days (issue 17)."""
+
+OPS = OPS + GUIDE_OPS + AGENT_OPS + BATCH_OPS + HISTORY_OPS
 
 BY_NAME: dict[str, Op] = {op.name: op for op in OPS}
 

@@ -264,6 +264,7 @@ class QueueReply(msgspec.Struct, frozen=True, kw_only=True):
 
 
 __all__ = [
+    "AgentRunner",
     "AgentSpec",
     "AgentsReply",
     "AlertReply",
@@ -332,11 +333,30 @@ class AgentSpec(msgspec.Struct, frozen=True, kw_only=True):
     cores: int = 1
     memory_mb: int = 512
     created_ts: float = 0.0
+    runtime: str = ""
+    """Where its runners run: empty, on the shared runners (each serves every such agent);
+    a provider name (`hypercore`, `local`), on a runner unit of its own in pool
+    `agents-<name>`, of its cores and memory, that serves only it."""
 
     @property
     def agent(self) -> str:
         """Its A2A agent name."""
         return f"agents.{self.name}"
+
+
+class AgentRunner(msgspec.Struct, frozen=True, kw_only=True):
+    """An agent's own runner unit as `agents.create` left it (`[gateway] agent_runtime`)."""
+
+    pool: str
+    unit: str = ""
+    provider: str
+    state: str
+    """`ready`; `booting` or `requested` when the create stopped waiting first; `pending`
+    when the cost-guard holds it for a person (`fleet approve ID`)."""
+    cores: int
+    memory_mb: int
+    usd_per_hour: float = 0.0
+    reason: str = ""
 
 
 class AgentsReply(msgspec.Struct, frozen=True, kw_only=True):
@@ -347,3 +367,5 @@ class AgentsReply(msgspec.Struct, frozen=True, kw_only=True):
     """The user's agent quota (create and list for one user)."""
     used: int = 0
     """The user's agents, this one included."""
+    runner: AgentRunner | None = None
+    """`agents.create` of an agent with runner units of its own: its runner."""

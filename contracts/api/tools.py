@@ -8,11 +8,14 @@ and row in `contracts.api.ops`, so the two tool lists cannot drift apart.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
 
 from contracts.api.ops import Op, op
+from contracts.events import AuditRecord
 
 MCP_TOOLS: dict[str, str] = {
     "provision_gpu": "gpu.provision",
@@ -44,11 +47,17 @@ MCP_TOOLS: dict[str, str] = {
 BRAIN_TOOLS: dict[str, str] = {
     **{k: v for k, v in MCP_TOOLS.items() if not v.startswith("agents.")},
     "release": "release",
-    "report": "report",
+    "report": "fleet_report",
 }
 """The brain's tool name -> operation: the guide's tools, as the MCP server has them
 (not the hosted-agent ones: agents are created by people), plus releasing a count of a
-pool's idlest units and the readable report."""
+pool's idlest units and the report of the last days (history, spend, recommendations)."""
+
+HOSTED_AGENT_TOOLS: frozenset[str] = frozenset(
+    k for k, v in MCP_TOOLS.items() if not v.startswith("agents.")
+)
+"""Fleet tools a hosted agent may be given (their MCP names): the guide's, not the ones
+that make or remove agents."""
 
 SET_BY_CALLER: frozenset[str] = frozenset({"requester"})
 """Request fields the tool host fills in (who is asking), never the model."""
@@ -114,3 +123,68 @@ def tool_request(operation: Op, args: Any, requester: str) -> Any:
         return msgspec.convert(body, operation.request)
     except msgspec.ValidationError as exc:
         raise ToolArgsError(str(exc)) from None
+
+
+def unknown_tools(names: Sequence[str]) -> list[str]:
+    """The names in `names` no hosted agent may be given (see HOSTED_AGENT_TOOLS)."""
+    return sorted(set(names) - HOSTED_AGENT_TOOLS)
+
+
+def tools_problem(names: Sequence[str]) -> str | None:
+    """What is wrong with a hosted agent's tool list, naming the tools it may have; None
+    when every name is one of them."""
+    bad = unknown_tools(names)
+    if not bad:
+        return None
+    return f"unknown tool(s) {', '.join(bad)}; allowed: {', '.join(sorted(HOSTED_AGENT_TOOLS))}"
+
+
+def request_body(request: Any) -> dict[str, Any]:
+    """The fleet.api request body of a validated call (unset optional fields left out)."""
+    return {k: v for k, v in msgspec.to_builtins(request).items() if v is not None}
+
+
+def call_failed(operation: Op, result: Mapping[str, Any]) -> bool:
+    """Whether an answered call failed: an error reply, or `ok: false` from an operation
+    that reports a failure that way (health), so the model sees `is_error`."""
+    return "error" in result or (operation.fails_unless_ok and result.get("ok") is False)
+
+
+def cost_impact(operation: Op, result: Mapping[str, Any]) -> float:
+    """USD/hour by which an answered call changed the fleet's burn, for its audit record:
+    an approved provision adds its price, an approved release or destroy takes it off,
+    a cleanup what it saved."""
+    approved = result.get("decision") == "approved"
+    if operation.costs_money and approved:
+        return float(result.get("usd_per_hour", 0.0))
+    if operation.destructive and approved:
+        return -abs(float(result.get("usd_per_hour", 0.0)))
+    if "saved_usd_per_hour" in result:
+        return -float(result.get("saved_usd_per_hour", 0.0))
+    return 0.0
+
+
+def _short(obj: Any, limit: int = 3500) -> str:
+    text = json.dumps(obj, default=str, separators=(",", ":"))
+    return text if len(text) <= limit else text[: limit - 20] + "...(truncated)"
+
+
+def call_record(
+    actor: str,
+    action: str,
+    args: Any,
+    result: Any,
+    *,
+    reasoning: str = "",
+    impact: float = 0.0,
+    refs: dict[str, str] | None = None,
+) -> AuditRecord:
+    """The AuditRecord of one tool call by `actor`: what it asked, why, and what came back."""
+    return AuditRecord(
+        actor=actor,
+        action=action[:128],
+        reasoning=(reasoning or "(no reasoning stated)")[:4000],
+        result=_short({"arguments": args, "result": result}),
+        cost_impact_usd_per_hour=round(impact, 6),
+        refs=refs or {},
+    )

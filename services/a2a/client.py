@@ -122,6 +122,18 @@ class A2AClient:
         await self.close()
 
     # -- plumbing -------------------------------------------------------------------
+    @property
+    def subject(self) -> str:
+        """Where calls go: `a2a.<agent>.rpc.<tenant>` as a tenant that can be a subject
+        token (the only way a secured deployment lets a tenant call), else the bare
+        `a2a.<agent>.rpc` with the tenant in the header."""
+        if self.tenant:
+            try:
+                return subjects.a2a_rpc_as(self.agent, self.tenant)
+            except subjects.SubjectError:
+                pass
+        return subjects.a2a_rpc(self.agent)
+
     def _headers(self) -> dict[str, str]:
         hdrs = {HEADER_VERSION: A2A_VERSION}
         if self.tenant:
@@ -136,7 +148,7 @@ class A2AClient:
         """Send raw bytes to the agent's rpc subject; the decoded JSON answer."""
         reply = await request(
             self.nc,
-            subjects.a2a_rpc(self.agent),
+            self.subject,
             data,
             timeout_s=timeout_s or self.timeout_s,
             headers=self._headers(),
@@ -155,7 +167,7 @@ class A2AClient:
         sub = await self.nc.subscribe(inbox)
         try:
             await self.nc.publish(
-                subjects.a2a_rpc(self.agent),
+                self.subject,
                 self._request(method, params),
                 reply=inbox,
                 headers=self._headers(),

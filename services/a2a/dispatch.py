@@ -21,6 +21,7 @@ from typing import Any
 import msgspec
 from nats.aio.msg import Msg
 
+from contracts import subjects
 from contracts.a2a import (
     HEADER_STREAM_END,
     HEADER_TENANT,
@@ -113,7 +114,7 @@ class Dispatcher:
                     VERSION_NOT_SUPPORTED,
                     f"A2A-Version {version} is not supported; this agent speaks 1.0",
                 )
-            tenant = self._tenant(headers.get(HEADER_TENANT))
+            tenant = self._tenant(headers.get(HEADER_TENANT), subjects.rpc_tenant(msg.subject))
             self.limits.admit(tenant, self.now())
             self.service.metrics.count(f"a2a.{name}")
             call = Call(tenant, dict(headers))
@@ -186,7 +187,18 @@ class Dispatcher:
         except msgspec.ValidationError as exc:
             raise RpcFailure(INVALID_PARAMS, f"invalid params for {name}: {exc}") from None
 
-    def _tenant(self, tenant: str | None) -> str:
+    def _tenant(self, tenant: str | None, bound: str | None = None) -> str:
+        """The caller's tenant: the subject's when the call came on `a2a.<agent>.rpc.<tenant>`
+        (a secured server lets only that tenant's identity publish there), else the
+        `Fleet-Tenant` header's. A header naming another tenant than the subject is refused."""
+        if bound is not None:
+            if tenant is not None and tenant != bound:
+                raise RpcFailure(
+                    INVALID_REQUEST,
+                    f"Fleet-Tenant {tenant[:40]!r} is not the tenant of the subject this call "
+                    f"came on ({bound}); drop the header or call as that tenant",
+                )
+            return bound
         if tenant is None:
             if self.settings.require_tenant:
                 raise RpcFailure(INVALID_REQUEST, "a Fleet-Tenant header is required")

@@ -100,7 +100,8 @@ class A2AServer:
         )
         self.methods.register(self.dispatcher)
         self._card_bytes = msgspec.json.encode(card)
-        self._rpc: Subscription | None = None
+        self._rpc: list[Subscription] = []
+        """The rpc subscriptions: the bare subject and the per-tenant one."""
         self._membership = asyncio.Lock()
         self.closed = False
         """True once the server left the rpc group for good (`leave(for_good=True)`)."""
@@ -138,7 +139,7 @@ class A2AServer:
     @property
     def joined(self) -> bool:
         """True while this process takes requests from the rpc queue group."""
-        return self._rpc is not None
+        return bool(self._rpc)
 
     async def start(self) -> None:
         """Serve the card and forwarded cancels, join the rpc queue group; reachable on return."""
@@ -152,11 +153,14 @@ class A2AServer:
     async def join(self) -> None:
         """Take requests from the queue group (no-op when already in it or closed)."""
         async with self._membership:
-            if self._rpc is not None or self.closed:
+            if self._rpc or self.closed:
                 return
-            self._rpc = await self.service.listen(
-                subjects.a2a_rpc(self.agent), self._on_rpc, queue=self.queue_group
-            )
+            # `a2a.<agent>.rpc.<tenant>`: where a secured deployment's tenants call
+            # (dispatch takes the tenant from the subject the server let them publish on).
+            for subject in (subjects.a2a_rpc(self.agent), subjects.a2a_rpc_tenants(self.agent)):
+                self._rpc.append(
+                    await self.service.listen(subject, self._on_rpc, queue=self.queue_group)
+                )
 
     async def leave(self, *, for_good: bool = False) -> None:
         """Stop taking requests: NATS sends them to the other processes of the group.
@@ -164,14 +168,13 @@ class A2AServer:
         async with self._membership:
             if for_good:
                 self.closed = True
-            sub, self._rpc = self._rpc, None
-            if sub is None:
-                return
-            self.service.subscriptions.discard(sub)
-            try:
-                await sub.unsubscribe()
-            except Exception:
-                log.debug("unsubscribe failed", exc_info=True)
+            subs, self._rpc = self._rpc, []
+            for sub in subs:
+                self.service.subscriptions.discard(sub)
+                try:
+                    await sub.unsubscribe()
+                except Exception:
+                    log.debug("unsubscribe failed", exc_info=True)
 
     async def stop(self) -> None:
         """Stop executing: running tasks fail with a message saying to send them again."""

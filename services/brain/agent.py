@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import Any, Protocol
 
 import anthropic
 
 from contracts.a2a import TaskState
 from services.a2a import A2AEvent, TaskContext
-from services.brain import rulemode
+from services.brain import coordinator, intents, rulemode
+from services.brain.advisors import View
 from services.brain.guard import Limits
 from services.brain.loop import run_loop
 from services.brain.settings import BrainOptions
@@ -21,6 +22,8 @@ from services.brain.toolbox import Bus, Toolbox
 class BrainHost(Bus, Protocol):
     opts: BrainOptions
     client: anthropic.AsyncAnthropic | None
+
+    async def consult(self, advisor: str, report: dict[str, Any]) -> View | None: ...
 
 
 def limits_of(opts: BrainOptions) -> Limits:
@@ -51,7 +54,14 @@ class BrainAgent:
         yield ctx.status(TaskState.WORKING, f"thinking ({opts.model})")
         answer_id = uuid.uuid4().hex
         chunks = 0
-        loop = run_loop(self.host.client, opts, toolbox, ctx.text)
+        text = ctx.text
+        if intents.intent_of(text) in ("history", "coordinate"):
+            yield ctx.status(TaskState.WORKING, "reading the report and asking the advisors")
+            why = "coordinator: the report and both advisors' views before the model weighs them"
+            got = await coordinator.advise(text, toolbox, self.host.consult, why)
+            if not isinstance(got, str):
+                text += coordinator.brief(*got)
+        loop = run_loop(self.host.client, opts, toolbox, text)
         try:
             async with asyncio.timeout(opts.max_task_s):
                 async for step in loop:
@@ -95,6 +105,6 @@ class BrainAgent:
 
     async def _rules(self, ctx: TaskContext, toolbox: Toolbox) -> AsyncIterator[A2AEvent]:
         yield ctx.status(TaskState.WORKING, "rule policy (no model)")
-        answer, data = await rulemode.answer(ctx.text, toolbox)
+        answer, data = await rulemode.answer(ctx.text, toolbox, self.host.consult)
         yield ctx.artifact(text=answer, data=data, name="answer")
         yield ctx.status(TaskState.COMPLETED, answer)

@@ -75,9 +75,14 @@ TABLE: tuple[tuple[Intent, str], ...] = (
     (
         "history",
         r"last \d+ days|past (week|month|\d+ days)|histor|usage patterns?|peak usage|"
-        r"\btrends?\b|reserved instances",
+        r"\btrends?\b|reserved instances|\b(last|this) (week|month)\b|\b\d+[- ]day report|"
+        r"recommend (changes|savings)",
     ),
-    ("coordinate", r"coordinat|optimizer agent|multi-agent|cost optimizer|performance optimizer"),
+    (
+        "coordinate",
+        r"coordinat|optimizer agent|multi-agent|cost optimizer|performance optimizer|"
+        r"\badvisors?\b",
+    ),
     (
         "scale",
         r"auto-?scal|\bscale (up|down|in|out)\b|trending to exceed|scale .{0,20}(pool|with)",

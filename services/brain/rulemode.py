@@ -9,37 +9,36 @@ goes through the same toolbox as the model's, so it is audited the same way.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
-from services.brain import intents, rules
+from services.brain import coordinator, intents, rules
+from services.brain.advisoragent import Consult
+from services.brain.coordinator import Tools
 from services.brain.intents import Reading
 
 NO_MODEL = rules.NO_MODEL
 
 
-class Tools(Protocol):
-    async def call(
-        self, name: str, args: Any, reasoning: str = ""
-    ) -> tuple[dict[str, Any], bool]: ...
-
-
 SKILLS_WITHOUT_MODEL: frozenset[str] = frozenset(
-    {"place", "report", "provision", "release", "cleanup"}
+    {"place", "report", "provision", "release", "cleanup", "history"}
 )
 """The agent card's skills the rule policy can do (provision, release and cleanup only on
 an explicit command); scale, failover and batch need Claude."""
 
 
-async def answer(text: str, tools: Tools) -> tuple[str, Any]:
-    """The rule policy's answer to `text`, and the data behind it."""
+async def answer(text: str, tools: Tools, consult: Consult | None = None) -> tuple[str, Any]:
+    """The rule policy's answer to `text`, and the data behind it; `consult` asks an
+    advisor (A2A) for its view of a report."""
     r = intents.read(text)
     why = f"rule policy: reads as '{r.intent}' ({r.why})"
     match r.intent:
+        case "history" | "coordinate":
+            return await coordinator.answer(text, tools, consult, why, NO_MODEL)
         case "place":
             need = rules.workload(text)
             data, _ = await tools.call("place_workload", need, why)
             return rules.placement_answer(text, need, data), data
-        case "stats" | "scale" | "history" | "coordinate":
+        case "stats" | "scale":
             data, _ = await tools.call("get_gpu_stats", {}, why)
             return rules.stats_answer(data, rules.NEEDS_MODEL.get(r.intent, "")), data
         case "list":

@@ -17,9 +17,6 @@ NO_MODEL = "(Rule policy: no model was used; set ANTHROPIC_API_KEY to let Claude
 NEEDS_MODEL = {
     "scale": "Deciding whether to scale needs Claude; the scaler already scales each pool "
     "from its load, and explicit commands work here ('provision 2 H100 for 2 hours').",
-    "history": "Reading patterns across days needs Claude; `fleet report --days 7` has the "
-    "figures.",
-    "coordinate": "Weighing the cost and performance agents' advice needs Claude.",
 }
 """What a read-only answer adds for requests only a model can act on."""
 

@@ -27,14 +27,16 @@ from contracts.api.replies import FollowupsReply
 from contracts.api.requests import FollowupCall
 from contracts.events import Alert
 from services.a2a import A2AServer, nats_interface
+from services.a2a.client import A2AClient
 from services.brain import followups, rulemode
+from services.brain.advisoragent import AdvisorAgent
+from services.brain.advisors import ADVISORS, View
 from services.brain.agent import BrainAgent, limits_of
 from services.brain.routine import findings
 from services.brain.settings import BrainOptions, BrainSettings
 from services.brain.toolbox import Toolbox
 from services.kit import Service
 from services.kit.redact import add_secret
-from services.kit.tracing import inject
 
 log = logging.getLogger("fleet.brain")
 
@@ -84,6 +86,13 @@ SKILLS = (
         ["gpu", "jobs", "queue"],
     ),
     ("batch", "Batch plans", "Plan and run a batch under a cost cap and a deadline.", ["batch"]),
+    (
+        "history",
+        "History and advice",
+        "What the fleet did and cost over the last days, and what to change: the cost and "
+        "performance advisors' recommendations, weighed, each with its numbers.",
+        ["history", "cost", "advice"],
+    ),
 )
 RULE_NOTE = " Without a model: only on an explicit command naming what and how many."
 EXAMPLES = {
@@ -92,6 +101,7 @@ EXAMPLES = {
     "provision": ["provision 2 H100 for 2 hours"],
     "release": ["destroy instance 12345 on vastai"],
     "cleanup": ["clean up GPUs idle for more than 30 minutes"],
+    "history": ["analyse the last 7 days and recommend changes"],
 }
 
 
@@ -120,6 +130,33 @@ def brain_card(nats_url: str, model: str | None) -> AgentCard:
         default_input_modes=["text/plain"],
         default_output_modes=["text/plain", "application/json"],
         skills=skills_for(model),
+        provider=AgentProvider(organization="fleetplane", url="https://fleetplane.dev"),
+    )
+
+
+def advisor_card(name: str, nats_url: str, model: str | None) -> AgentCard:
+    """The AgentCard of one advisor."""
+    how = f"Claude ({model})" if model else "deterministic rules (no model configured)"
+    angle = "cost" if name.startswith("cost") else "performance"
+    return AgentCard(
+        name=name,
+        description=f"fleetplane's {angle} advisor: turns the fleet report into "
+        f"recommendations from the {angle} angle; answers with {how}",
+        supported_interfaces=[nats_interface(name, nats_url)],
+        version="0.1.0",
+        capabilities=AgentCapabilities(streaming=True, push_notifications=False),
+        default_input_modes=["text/plain", "application/json"],
+        default_output_modes=["text/plain", "application/json"],
+        skills=[
+            AgentSkill(
+                id="advise",
+                name=f"{angle.capitalize()} advice",
+                description=f"Send the report as a data part {{'report': ...}} (or ask about "
+                f"the last N days): an opinion on each recommendation from the {angle} angle.",
+                tags=["advice", angle],
+                examples=["advise on the last 7 days"],
+            )
+        ],
         provider=AgentProvider(organization="fleetplane", url="https://fleetplane.dev"),
     )
 
@@ -159,6 +196,17 @@ class Brain(Service[BrainSettings]):
             self.settings.a2a,
             queue_group="brain",
         )
+        self.advisors = [
+            await A2AServer.mount(
+                self,
+                name,
+                AdvisorAgent(self, name),
+                advisor_card(name, self.nats_url, self.opts.model if self.client else None),
+                self.settings.a2a,
+                queue_group=name,
+            )
+            for name in ADVISORS
+        ]
         if self.opts.routine_interval_s > 0:
             self.every(self.opts.routine_interval_s, self.routine_check, "routine")
         self.followups = await followups.FollowupStore.open(self.js, self.settings.nats.replicas)
@@ -168,29 +216,32 @@ class Brain(Service[BrainSettings]):
         log.info("brain ready", extra={"mode": "model" if self.client else "rules"})
 
     async def teardown(self) -> None:
+        for advisor in self.advisors:
+            await advisor.stop()
         await self.a2a.stop()
         if self.client is not None:
             await self.client.close()
 
     async def api(self, op: str, body: dict[str, Any]) -> dict[str, Any]:
         """A fleet.api answer, or {"error": {...}} saying what did not answer."""
+        slow = op == "fleet_report"  # reads days of streams
+        timeout = self.opts.report_timeout_s if slow else self.opts.fleet_api_timeout_s
+        return await self.api_call(op, body, timeout)
+
+    async def consult(self, advisor: str, report: dict[str, Any]) -> View | None:
+        """One advisor's view of the report over A2A, or None when it did not answer."""
+        client = A2AClient(self.nc, advisor, timeout_s=self.opts.advisor_timeout_s)
+        message = A2AClient.user_message("advise on this report", data={"report": report})
         try:
-            reply = await self.nc.request(
-                subjects.api(op),
-                msgspec.json.encode(body),
-                timeout=self.opts.fleet_api_timeout_s,
-                headers=inject(),
-            )
-            answer: dict[str, Any] = msgspec.json.decode(reply.data)
-            return answer if isinstance(answer, dict) else {"result": answer}
+            task = await client.send(message)
         except Exception as exc:
-            return {
-                "error": {
-                    "code": 503,
-                    "message": f"fleet.api.{op} did not answer "
-                    f"({type(exc).__name__}); is its service running?",
-                }
-            }
+            log.warning("advisor did not answer", extra={"advisor": advisor, "why": str(exc)})
+            return None
+        for artifact in task.artifacts or []:
+            for part in artifact.parts:
+                if isinstance(part.data, dict) and "opinions" in part.data:
+                    return msgspec.convert(part.data, View)
+        return None
 
     # -- follow-ups ------------------------------------------------------------------------
     async def on_followup(self, call: FollowupCall, _d: Any) -> FollowupsReply:

@@ -51,6 +51,10 @@ class BrainOptions(msgspec.Struct, kw_only=True):
     """How long a tool waits for its fleet.api answer, seconds."""
     followup_check_s: float = 5.0
     """Seconds between looks for due follow-up checks; a follow-up runs at most this late."""
+    report_timeout_s: float = 90.0
+    """How long the `report` tool waits: the gateway reads days of streams for it."""
+    advisor_timeout_s: float = 60.0
+    """How long the coordinator waits for each advisor (A2A) before using its rules."""
 
 
 class BrainSettings(KitSettings, kw_only=True):

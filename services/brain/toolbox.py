@@ -3,7 +3,6 @@ guardrails, and audits every one on `fleet.audit.brain`."""
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any, Protocol
 
@@ -12,9 +11,9 @@ import msgspec
 from contracts import subjects
 from contracts.api import ProvisionCall
 from contracts.api.requests import GpuProvisionCall
-from contracts.events import AuditRecord
+from contracts.api.tools import call_failed, call_record, cost_impact, request_body
 from services.brain.guard import Limits, TaskSpend, check_provision
-from services.brain.tools import ACTOR, InvalidArgs, request_body, validate
+from services.brain.tools import ACTOR, InvalidArgs, validate
 
 log = logging.getLogger("fleet.brain")
 
@@ -25,11 +24,6 @@ class Bus(Protocol):
     async def api(self, op: str, body: dict[str, Any]) -> dict[str, Any]: ...
 
     async def publish(self, subject: str, msg: Any, *, msg_id: str | None = None) -> None: ...
-
-
-def _short(obj: Any, limit: int = 3500) -> str:
-    text = json.dumps(obj, default=str, separators=(",", ":"))
-    return text if len(text) <= limit else text[: limit - 20] + "...(truncated)"
 
 
 class Toolbox:
@@ -54,7 +48,6 @@ class Toolbox:
             await self.audit(f"refused.{name}"[:128], args, reasoning, result, 0.0)
             return result, True
         body = request_body(typed)
-        impact = 0.0
         if isinstance(typed, ProvisionCall | GpuProvisionCall):
             decision, price = await self._guard(typed)
             if not decision.allowed:
@@ -64,16 +57,8 @@ class Toolbox:
                 return result, True
             body["max_usd_per_hour"] = decision.max_usd_per_hour
         result = await self.bus.api(tool.op, body)
-        approved = result.get("decision") == "approved"
-        if tool.operation.costs_money and approved:
-            impact = float(result.get("usd_per_hour", 0.0))
-        elif tool.operation.destructive and approved:
-            impact = -abs(float(result.get("usd_per_hour", 0.0)))
-        elif "saved_usd_per_hour" in result:
-            impact = -float(result.get("saved_usd_per_hour", 0.0))
-        await self.audit(name, args, reasoning, result, impact)
-        failed = "error" in result or (tool.operation.fails_unless_ok and result.get("ok") is False)
-        return result, failed
+        await self.audit(name, args, reasoning, result, cost_impact(tool.operation, result))
+        return result, call_failed(tool.operation, result)
 
     async def _guard(self, call: ProvisionCall | GpuProvisionCall) -> tuple[Any, float | None]:
         flt: dict[str, Any] = {}
@@ -93,12 +78,13 @@ class Toolbox:
         self, action: str, args: Any, reasoning: str, result: Any, impact: float
     ) -> None:
         """Publish the AuditRecord of one action."""
-        rec = AuditRecord(
-            actor=ACTOR,
-            action=action[:128],
-            reasoning=(reasoning or "(no reasoning stated)")[:4000],
-            result=_short({"arguments": args, "result": result}),
-            cost_impact_usd_per_hour=round(impact, 6),
+        rec = call_record(
+            ACTOR,
+            action,
+            args,
+            result,
+            reasoning=reasoning,
+            impact=impact,
             refs={"task": self.task_id},
         )
         try:

@@ -11,8 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
-
 from contracts.api.ops import Op, op
 from contracts.api.tools import BRAIN_TOOLS, ToolArgsError, tool_request, tool_spec
 
@@ -53,8 +51,3 @@ def validate(name: str, args: Any) -> tuple[Tool, Any]:
         return tool, tool_request(tool.operation, args, ACTOR)
     except ToolArgsError as exc:
         raise InvalidArgs(f"{name}: {exc}") from None
-
-
-def request_body(request: Any) -> dict[str, Any]:
-    """The fleet.api request body of a validated call (unset optional fields left out)."""
-    return {k: v for k, v in msgspec.to_builtins(request).items() if v is not None}

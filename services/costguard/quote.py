@@ -19,14 +19,21 @@ class Quote(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def offer_filter(
-    pool: PoolConfig, gpu_model: str, ceiling: float, provider: str | None
+    pool: PoolConfig,
+    gpu_model: str,
+    ceiling: float,
+    provider: str | None,
+    size: tuple[int | None, int | None] = (None, None),
 ) -> OfferFilter:
-    """What to ask the provisioner's `gpus.available` for."""
+    """What to ask the provisioner's `gpus.available` for; `size` (cores, memory_mb) of a
+    unit made to order, so it is priced at its size."""
     model = pool.gpu_model if gpu_model == "any" else gpu_model
     return OfferFilter(
         gpu_model=None if model == "any" else model,
         max_usd_per_hour=ceiling,
         provider=provider,
+        cores=size[0],
+        memory_mb=size[1],
     )
 
 

@@ -15,6 +15,11 @@ redelivered request finds its verdict and is not judged twice. With no store
 (a new disk, a standby taking over) the unit-event consumer is recreated from
 the start of FLEET_EVENTS: spend and burn are rebuilt from the events'
 own times; held requests and reservations of the lost store are not.
+
+Trust (services/costguard/trust.py): every verdict is signed with the
+cost-guard's key over its bytes and its fencing token (the lease revision it
+took the lease at); the ledger moves only on unit events the provisioner signed,
+and a held request is decided only by an operator key from `[signing]`.
 """
 
 from __future__ import annotations
@@ -43,12 +48,15 @@ from contracts.commands import (
     Verdict,
 )
 from contracts.events import AuditRecord, UnitEvent
-from contracts.subjects import is_adhoc
+from contracts.signatures import NO_FENCE
+from contracts.subjects import agent_of_pool, is_adhoc
 from services.costguard import checks
 from services.costguard.judge import NotHeld, decide, expire, judge
 from services.costguard.ledger import Ledger, apply_unit_event, oldest_held_age_s, summary
 from services.costguard.quote import Quote, best_offer, offer_filter
-from services.costguard.settings import CostguardSettings, with_adhoc
+from services.costguard.refusals import Refusals
+from services.costguard.settings import CostguardSettings, with_adhoc, with_agent_pool
+from services.costguard.trust import Refused, Trust
 from services.kit import Delivery, Permanent, Service
 from services.kit.lag import track_lag
 from services.kit.service import RequestError, encode
@@ -89,6 +97,18 @@ class CostGuard(Service[CostguardSettings]):
     async def setup(self) -> None:
         """Load the ledger, finish unpublished verdicts, then start consuming."""
         assert self.store is not None
+        self.trust = Trust.from_settings(self.settings.signing)
+        self.fence = self.lease.revision if self.lease is not None else NO_FENCE
+        """The fencing token every verdict is signed with: the lease revision this holder
+        took the lease at (a later holder's is higher; renewals do not change it)."""
+        self.refusals = Refusals(
+            lambda: self.nc,
+            lambda alert: self.publish(subjects.alert(alert.severity), alert),
+            lambda: self.ledger.units,
+            self.spawn,
+            self.metrics.count,
+            lambda: self.policy.budget.unsigned_end_check_s,
+        )
         self.policy = self.settings.policy()
         self.lock = asyncio.Lock()
         self._ledger_dec = msgspec.json.Decoder(Ledger)
@@ -190,6 +210,9 @@ class CostGuard(Service[CostguardSettings]):
             return
         if is_adhoc(request.pool):
             self.policy = with_adhoc(self.policy, request.pool)
+        elif agent_of_pool(request.pool) and request.pool not in self.settings.pools:
+            provider = request.provider if isinstance(request, ProvisionRequest) else None
+            self.policy = with_agent_pool(self.policy, request.pool, provider)
         quote = await self._quote(request)
         async with self.lock:
             if await self._judged(request.id):
@@ -214,6 +237,7 @@ class CostGuard(Service[CostguardSettings]):
         pool = self.policy.pools.get(request.pool)
         if pool is None or checks.problem(request, self.policy) is not None:
             return None
+        size: tuple[int | None, int | None] = (None, None)
         if isinstance(request, ScaleProposal):
             if request.desired <= request.current:
                 return None
@@ -221,9 +245,10 @@ class CostGuard(Service[CostguardSettings]):
         elif isinstance(request, ProvisionRequest):
             gpu_model, provider = request.gpu_model, request.provider
             ceiling = min(pool.max_usd_per_hour, request.max_usd_per_hour or pool.max_usd_per_hour)
+            size = (request.cores, request.memory_mb)
         else:
             return None
-        query = offer_filter(pool, gpu_model, ceiling, provider)
+        query = offer_filter(pool, gpu_model, ceiling, provider, size)
         try:
             reply = await self.nc.request(
                 subjects.api("gpus.available"),
@@ -238,8 +263,14 @@ class CostGuard(Service[CostguardSettings]):
 
     # -- unit events -----------------------------------------------------------
     async def on_unit(self, event: UnitEvent, d: Delivery) -> None:
-        """Accrue spend and settle reservations from a unit's lifecycle event; an event
-        whose `ts` is beyond the contract's clock skew is dead-lettered, never counted."""
+        """Accrue spend and settle reservations from a unit's lifecycle event. An event the
+        provisioner did not sign, or whose `ts` is beyond the contract's clock skew, is
+        dead-lettered and never counted."""
+        unsigned = self.trust.unit_event_problem(d)
+        if unsigned is not None:
+            self.metrics.count("unit_events_refused")
+            await self.refusals.refused(event, unsigned)
+            raise Permanent(unsigned)
         skewed = clock_skew_problem(event.ts, self.clock())
         if skewed is not None:
             self.metrics.count("unit_events_rejected")
@@ -251,15 +282,22 @@ class CostGuard(Service[CostguardSettings]):
 
     # -- people ------------------------------------------------------------------
     async def on_decide(self, req: DecideRequest, d: Delivery) -> DecideReply:
-        """`fleet approve|reject ID`: decide a held request (approval re-checks the cap)."""
+        """`fleet approve|reject ID`: decide a held request (approval re-checks the cap).
+        Only an operator key from `[signing] operators` decides, and the audit trail names
+        the operator that key belongs to, whatever the message says."""
         request_id = d.subject[len(DECIDE_PREFIX) :]
+        try:
+            operator = self.trust.operator(d, req.ts, self.clock())
+        except Refused as exc:
+            self.metrics.count("decisions_refused")
+            raise RequestError(str(exc), 403) from None
         async with self.lock:
             try:
                 ledger, verdict, audit = decide(
                     self.ledger,
                     request_id,
                     req.approve,
-                    req.operator,
+                    operator,
                     req.reason,
                     self.policy,
                     self.clock(),
@@ -353,7 +391,9 @@ class CostGuard(Service[CostguardSettings]):
         )
         for row in rows:
             key = f"{row['id']}:{row['decision']}"
-            await self.publish(subjects.budget(row["decision"]), bytes(row["verdict"]), msg_id=key)
+            subject, body = subjects.budget(row["decision"]), bytes(row["verdict"])
+            signature = self.trust.signer.sign(subject, body, self.fence)
+            await self.publish(subject, body, msg_id=key, headers=signature)
             await self.publish(
                 subjects.audit("costguard"), bytes(row["audit"]), msg_id=f"audit:{key}"
             )

@@ -45,6 +45,16 @@ class BudgetSettings(msgspec.Struct, frozen=True, kw_only=True):
     a model no pool runs), USD/hour. Such units are priced at the cheapest live offer; this
     is the estimate when no offer answers, high enough to be judged with caution."""
 
+    unsigned_end_check_s: Positive = 5.0
+    """Seconds after refusing an unsigned end (terminated, failed) of a unit the ledger
+    bills before asking the provisioner about it: long enough for the provisioner's own
+    signed event to arrive when the end is real (the watcher's failure reports are
+    unsigned), so only an end nobody confirms raises a critical alert."""
+    agent_max_usd_per_hour: Usd = 2.0
+    """Price ceiling of one hosted agent's own runner (pool `agents-<name>`, asked for by
+    the gateway when `[gateway] agent_runtime` is set), USD/hour: a microVM of a few
+    vCPUs at a few cents a core-hour, with room; a bigger one is denied."""
+
     @property
     def cap_usd(self) -> float:
         """The hard cap in force (daily_usd when none is set)."""
@@ -74,6 +84,22 @@ def with_adhoc(policy: Policy, pool: str) -> Policy:
         gpu_model="any",
         providers=providers or ["sim"],
         max_usd_per_hour=policy.budget.adhoc_max_usd_per_hour,
+    )
+    return msgspec.structs.replace(policy, pools={**policy.pools, pool: view})
+
+
+def with_agent_pool(policy: Policy, pool: str, provider: str | None) -> Policy:
+    """`policy` with the view of hosted agent pool `pool`, which is not configured: CPU
+    runner units from the provider a provision names (the gateway's `agent_runtime`;
+    for a release, the provider seen before, else `local`), at most
+    `agent_max_usd_per_hour` each, no minimum. Pure; the caller keeps configured pools
+    out of it."""
+    seen = policy.pools.get(pool)
+    view = PoolConfig(
+        gpu_model="CPU",
+        providers=[provider] if provider else (seen.providers if seen else ["local"]),
+        max_usd_per_hour=policy.budget.agent_max_usd_per_hour,
+        min=0,
     )
     return msgspec.structs.replace(policy, pools={**policy.pools, pool: view})
 

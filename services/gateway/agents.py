@@ -18,15 +18,11 @@ from nats.js.kv import KeyValue
 
 from contracts.api.replies import AgentSpec, AgentsReply
 from contracts.api.requests import AgentCreateCall, AgentDeleteCall
-from contracts.api.tools import MCP_TOOLS
+from contracts.api.tools import tools_problem
 from contracts.buckets import AGENTS
 from services.kit.buckets import ensure_bucket
 from services.kit.service import RequestError
 
-AGENT_TOOLS: frozenset[str] = frozenset(
-    k for k, v in MCP_TOOLS.items() if not v.startswith("agents.")
-)
-"""Fleet tools a hosted agent may be given (their MCP names)."""
 CAS_TRIES = 50
 """Compare-and-set attempts before giving up under contention (each one re-reads)."""
 
@@ -40,11 +36,6 @@ def agent_key(name: str) -> str:
 
 def user_key(user: str) -> str:
     return f"user.{user}"
-
-
-def unknown_tools(tools: list[str]) -> list[str]:
-    """The names in `tools` no hosted agent may be given; pure."""
-    return sorted(set(tools) - AGENT_TOOLS)
 
 
 def _conflict(exc: Exception) -> bool:
@@ -113,12 +104,12 @@ class AgentRegistry:
             return None
         return _spec.decode(entry.value) if entry.value else None
 
-    async def create(self, call: AgentCreateCall, now: float) -> AgentsReply:
-        """Reserve the quota, then take the name; hand the quota back if it is taken."""
-        bad = unknown_tools(call.tools)
-        if bad:
-            allowed = ", ".join(sorted(AGENT_TOOLS))
-            raise RequestError(f"unknown tool(s) {', '.join(bad)}; allowed: {allowed}", 400)
+    async def create(self, call: AgentCreateCall, now: float, runtime: str = "") -> AgentsReply:
+        """Reserve the quota, then take the name; hand the quota back if it is taken.
+        `runtime`: where its runners run (AgentSpec.runtime)."""
+        problem = tools_problem(call.tools)
+        if problem is not None:
+            raise RequestError(problem, 400)
         used = await self._change_names(call.user, call.name, add=True)
         spec = AgentSpec(
             name=call.name,
@@ -129,6 +120,7 @@ class AgentRegistry:
             cores=call.cores,
             memory_mb=call.memory_mb,
             created_ts=now,
+            runtime=runtime,
         )
         try:
             await self.kv.create(agent_key(call.name), msgspec.json.encode(spec))

@@ -34,14 +34,9 @@ from contracts.streams import JOBS_HELD, JOBS_STREAMS
 from services.gateway.routing import BudgetView, PoolGpu, Route, RoutePolicy, pool_gpus, route
 from services.kit.errors import Retryable
 from services.kit.jobplan import history
-from services.kit.jobqueue import (
-    emit,
-    held_counts,
-    publish_acked,
-    queue_depths,
-    read_events,
-)
+from services.kit.jobqueue import emit, held_counts, queue_depths, read_events
 from services.kit.metrics import ServiceMetrics
+from services.kit.puback import PubAcks
 from services.kit.service import Delivery, RequestError, Responder
 
 
@@ -108,10 +103,13 @@ class JobDesk:
         self._demo_round = 0
         self.offers_known = False
         """Whether the last read of the provisioner's offers got any."""
+        self.acks = PubAcks(svc.nc)
+        """Acked publishes: jobs onto their queues, terminal events."""
 
     async def setup(self) -> None:
         """Register the operations and the consumer of jobs waiting for budget."""
         svc = self.svc
+        await self.acks.start()
         await svc.api_endpoint("jobs.submit", SubmitJobCall, self.on_submit)
         await svc.api_endpoint("jobs.queue", PoolQuery, self.on_queue)
         await svc.api_endpoint("jobs.list", JobsQuery, self.on_list)
@@ -219,7 +217,7 @@ class JobDesk:
         announce `started` before this event reaches the stream, and readers order a
         job's events by their `ts`."""
         stamp = time.time()
-        ack = await publish_acked(self.svc.js, subject, _ENC.encode(job), msg_id)
+        ack = await self.acks.publish(subject, _ENC.encode(job), msg_id)
         if ack.duplicate:  # submitted twice with one id: queued (and announced) once
             return
         await self.event(
@@ -339,7 +337,7 @@ class JobDesk:
         event = JobEvent(job=job.id, state=state, reason=reason, priority=job.priority, **fields)  # type: ignore[arg-type]
         data = _ENC.encode(event)
         if state in ("refused", "cancelled"):
-            await publish_acked(self.svc.js, subjects.job(job.id), data, f"{job.id}:{state}")
+            await self.acks.publish(subjects.job(job.id), data, f"{job.id}:{state}")
         else:
             await emit(self.svc.nc, subjects.job(job.id), data)
 

@@ -22,7 +22,8 @@ from nats.aio.msg import Msg
 from contracts import subjects
 from contracts.a2a import HEADER_TENANT
 from contracts.api import CleanupIdleCall, HealthQuery, PoolQuery, ProvisionCall, ReleaseCall
-from contracts.api.replies import AgentsReply, AlertReply, CleanupReply, CommandAnswer, IdleUnit
+from contracts.api.replies import AlertReply, CleanupReply, CommandAnswer, IdleUnit
+from contracts.api.report import FleetReport, FleetReportQuery
 from contracts.api.requests import (
     AgentCreateCall,
     AgentDeleteCall,
@@ -36,9 +37,12 @@ from contracts.commands import ProvisionRequest, ReleaseRequest, Verdict
 from contracts.events import Alert
 from services.a2a.tenants import Refused, TenantLimits
 from services.gateway import composites, guide
+from services.gateway.agentdesk import AgentDesk
 from services.gateway.agents import AgentRegistry
 from services.gateway.batchdesk import BatchDesk
+from services.gateway.history.serve import history_report
 from services.gateway.jobdesk import JobDesk, JobOptions
+from services.gateway.runners import AgentRunners
 from services.kit import Service
 from services.kit.bus import gather_replies
 from services.kit.config import KitSettings
@@ -62,6 +66,14 @@ class GatewayOptions(msgspec.Struct, kw_only=True):
     """Services health expects to answer `$SRV.PING`."""
     agents_per_user: int = 50
     """Hosted agents one user may have at once, across every gateway (the platform's 50)."""
+    agent_runtime: str = ""
+    """Where agents created at runtime run: empty, on the shared runners; a provider name,
+    on a runner unit of each agent's own (pool `agents-<name>`) that provider makes:
+    `hypercore`, a microVM of the agent's cores and memory; `local`, a process."""
+    agent_start_timeout_s: float = 60.0
+    """How long `agents.create` waits for an agent's own runner to be ready, seconds; past
+    it the answer says the runner is still starting (a microVM boot takes seconds, an
+    image pull longer)."""
 
 
 class GatewaySettings(KitSettings, kw_only=True):
@@ -105,12 +117,18 @@ class Gateway(Service[GatewaySettings]):
         await self.api_endpoint("gpu.destroy", GpuDestroyCall, self.on_gpu_destroy)
         await self.api_endpoint("gpu.cleanup_idle", GpuCleanupCall, self.on_gpu_cleanup)
         await self.api_endpoint("alert", AlertCall, self.on_alert)
-        self.agents = await AgentRegistry.open(
-            self.js, opts.agents_per_user, self.settings.nats.replicas
+        self.agents = AgentDesk(
+            await AgentRegistry.open(self.js, opts.agents_per_user, self.settings.nats.replicas),
+            AgentRunners(
+                self.nc, self._command, self.ask, opts.agent_runtime, opts.agent_start_timeout_s
+            ),
+            opts.agent_runtime,
+            self.metrics.count,
         )
-        await self.api_endpoint("agents.create", AgentCreateCall, self.on_agent_create)
-        await self.api_endpoint("agents.list", AgentsQuery, self.on_agents)
-        await self.api_endpoint("agents.delete", AgentDeleteCall, self.on_agent_delete)
+        await self.api_endpoint("agents.create", AgentCreateCall, self.agents.on_create)
+        await self.api_endpoint("agents.list", AgentsQuery, self.agents.on_list)
+        await self.api_endpoint("agents.delete", AgentDeleteCall, self.agents.on_delete)
+        await self.api_endpoint("fleet_report", FleetReportQuery, self.on_fleet_report)
 
     # -- upstream calls --------------------------------------------------------------
     async def ask(self, op: str, body: Any = None, *, required: bool = True) -> dict[str, Any]:
@@ -326,23 +344,6 @@ class Gateway(Service[GatewaySettings]):
             idle=found, released=list(verdicts), saved_usd_per_hour=round(saved, 4), dry_run=False
         )
 
-    # -- hosted agents ---------------------------------------------------------------------
-    async def on_agent_create(self, call: AgentCreateCall, _d: Delivery) -> AgentsReply:
-        """`agents.create`: within the user's quota, then served by the runners."""
-        reply = await self.agents.create(call, time.time())
-        self.metrics.count("agents_created")
-        return reply
-
-    async def on_agents(self, q: AgentsQuery, _d: Delivery) -> AgentsReply:
-        """`agents.list`."""
-        return await self.agents.all(q.user)
-
-    async def on_agent_delete(self, call: AgentDeleteCall, _d: Delivery) -> AgentsReply:
-        """`agents.delete`: the runners stop serving it."""
-        reply = await self.agents.delete(call)
-        self.metrics.count("agents_deleted")
-        return reply
-
     async def stats(self, pool: str | None) -> dict[str, Any]:
         """Per-pool figures with today's spend and budget."""
         body = {"pool": pool} if pool else {}
@@ -407,6 +408,14 @@ class Gateway(Service[GatewaySettings]):
         """`fleet.api.report`: stats and health, with a few readable lines."""
         stats, health = await asyncio.gather(self.stats(q.pool), self.health(0.5))
         return {"text": composites.report_text(stats, health), "stats": stats, "health": health}
+
+    async def on_fleet_report(self, q: FleetReportQuery, _d: Delivery) -> FleetReport:
+        """`fleet.api.fleet_report`: the last `days` days from the streams (issue 17)."""
+
+        async def ask(op: str) -> dict[str, Any]:
+            return await self.ask(op, required=False)
+
+        return await history_report(self.js, ask, self.settings.pools, q)
 
     async def ask_subject(self, subject: str) -> dict[str, Any]:
         try:

@@ -21,6 +21,7 @@ from nats.js.errors import BadRequestError, BucketNotFoundError, NoKeysError, No
 from nats.js.kv import KeyValue
 
 from contracts.buckets import BucketSpec
+from services.kit.binding import creating, missing
 
 log = logging.getLogger("fleet.bus")
 
@@ -45,9 +46,12 @@ async def ensure_bucket(
     replicas: int = 1,
     ttl_s: float | None = None,
     storage: str | None = None,
+    create: bool | None = None,
 ) -> KeyValue:
     """The bucket of `spec`, bound if it exists, else created (`ttl_s` and `storage`
-    override the spec's where a setting decides them); safe against a concurrent creator."""
+    override the spec's where a setting decides them); safe against a concurrent creator.
+    `create` False only binds (NotInitialized when missing); None: as the process does
+    (services.kit.binding), True: always (`fleet init`)."""
     if spec.per_agent:
         raise ValueError(f"bucket family {spec.name}: open one agent's bucket (for_agent)")
     changes: dict[str, object] = {}
@@ -60,7 +64,8 @@ async def ensure_bucket(
     try:
         return await js.key_value(spec.name)
     except (BucketNotFoundError, NotFoundError):
-        pass
+        if not (creating() if create is None else create):
+            raise missing("KV bucket", spec.name) from None
     try:
         return await js.create_key_value(bucket_config(spec, replicas))
     except BadRequestError as exc:

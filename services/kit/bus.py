@@ -51,6 +51,8 @@ async def connect(
     user: str = "",
     password: str = "",
     creds_file: str = "",
+    nkeys_seed: str = "",
+    inbox_prefix: str = "",
     stopping: Callable[[], bool] = lambda: False,
 ) -> Client:
     """Connect within `deadline_s`, retrying with backoff; reconnect forever once connected.
@@ -78,6 +80,8 @@ async def connect(
                 user=user or None,
                 password=password or None,
                 user_credentials=creds_file or None,
+                nkeys_seed=nkeys_seed or None,
+                inbox_prefix=inbox_prefix or "_INBOX",
                 error_cb=_on_error,
                 disconnected_cb=_disconnect_logger(nc),
                 reconnected_cb=_on_reconnect,

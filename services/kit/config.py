@@ -49,7 +49,22 @@ class NatsSettings(msgspec.Struct, kw_only=True):
     replicas: int = 1
     """JetStream stream replicas: 1 on one machine, 3 on a cluster."""
     creds_file: str = ""
-    """A NATS credentials file for secured deployments; empty for none."""
+    """A NATS credentials file (JWT and seed) for an operator/JWT-secured server; empty for none."""
+    nkeys_seed: str = ""
+    """A file holding this identity's NATS nkey seed (`SU...`), as `fleet up --secure` and
+    `fleet init --secure` write them under .fleet/creds/; empty for none. The server knows
+    only the public key, so the file is the identity: keep it 0600."""
+    inbox_prefix: str = ""
+    """Where replies to this identity go (`_INBOX.<identity>`); a secured server lets each
+    identity read only its own inboxes, so no one else's replies. Empty: `_INBOX`."""
+    tenants: list[str] = msgspec.field(default_factory=list)
+    """A2A tenants that get a NATS identity of their own in a secured deployment
+    (`fleet up --secure`, `fleet init --secure`): each may call agents only as itself,
+    on `a2a.<agent>.rpc.<tenant>`, and read only its own replies."""
+    create_resources: bool = True
+    """Services create the streams, durable consumers and KV buckets they use at start.
+    False in a secured deployment: `fleet init` creates them as the admin, and a service
+    only binds, stopping with a message naming what is missing."""
     user: str = ""
     password: str = ""
     """Read from the environment or a file, never logged."""
@@ -91,6 +106,43 @@ class LeaseSettings(msgspec.Struct, kw_only=True):
     slow or partitioned holder lose the lease sooner."""
 
 
+class SigningSettings(msgspec.Struct, kw_only=True):
+    """`[signing]`: who signs what moves money, and this service's own key
+    (services/kit/signing.py; docs/adr/0012-signed-messages.md). `fleet up` generates
+    the keys of a run under `.fleet/keys/` when none is configured."""
+
+    costguard_key: str = ""
+    """The cost-guard's public nkey (`U...`): the provisioner carries out only verdicts
+    it signed. Required by the provisioner."""
+    provisioner_key: str = ""
+    """The provisioner's public nkey: the cost-guard's ledger bills only from unit events
+    it signed. Required by the cost-guard."""
+    operators: dict[str, str] = msgspec.field(default_factory=dict)
+    """Public nkey -> operator name: who may approve or reject a held request. The name
+    in the audit trail is the one given here, never one the message claims."""
+    seed_file: str = ""
+    """A file holding this service's own nkey seed (`S...`, as `fleet keys new` writes
+    it); the cost-guard and the provisioner sign with it."""
+    seed: str = ""
+    """This service's seed itself, for the environment (FLEET_SIGNING__SEED) when no file
+    is used; a secret: never logged, published or stored."""
+
+
+class RetentionSettings(msgspec.Struct, kw_only=True):
+    """`[retention]`: how long the streams keep history, applied when a service creates
+    or updates them (every service does at start, so set it the same for all)."""
+
+    days: Annotated[float, msgspec.Meta(ge=1, le=3650)] = 8.0
+    """Days kept of metrics, commands and verdicts, unit events, audit and job events.
+    8 so that `fleet report --days 7` always has the whole week; the audit keeps at least
+    its own 30 days. Disk: README, "History and reports"."""
+    metrics_days: Annotated[float, msgspec.Meta(ge=0.01, le=3650)] | None = None
+    """Days of the per-second pool metrics when they should be kept shorter than `days`
+    (they are most of the disk; the minute rollup keeps their shape). None: `days`."""
+    rollup_days: Annotated[float, msgspec.Meta(ge=1, le=3650)] = 35.0
+    """Days of the per-minute rollup (FLEET_ROLLUP): about 0.4 MB per pool per day."""
+
+
 class KitSettings(msgspec.Struct, kw_only=True):
     """Settings every service has; a service's own settings subclass this."""
 
@@ -100,6 +152,8 @@ class KitSettings(msgspec.Struct, kw_only=True):
     log: LogSettings = msgspec.field(default_factory=LogSettings)
     tracing: TracingSettings = msgspec.field(default_factory=TracingSettings)
     lease: LeaseSettings = msgspec.field(default_factory=LeaseSettings)
+    signing: SigningSettings = msgspec.field(default_factory=SigningSettings)
+    retention: RetentionSettings = msgspec.field(default_factory=RetentionSettings)
     stop_deadline_s: float = 10.0
     """How long a stopping service waits for in-flight work before handing it back."""
 

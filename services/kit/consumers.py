@@ -20,6 +20,8 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from opentelemetry.trace import Tracer
 
+from contracts.streams import stream_for
+from services.kit.binding import pull
 from services.kit.deadletters import DeadLetters
 from services.kit.errors import Permanent, Retryable
 from services.kit.messages import (
@@ -98,7 +100,8 @@ class Consumers:
             deliver_policy=deliver_policy,
             filter_subject=subject,
         )
-        psub = await self._js().pull_subscribe(subject, durable=durable, config=config)
+        stream = stream_for(subject)
+        psub = await pull(self._js(), subject, durable, stream.name if stream else None, config)
         consumer = _Consumer(subject, durable)
         consumer.idle.set()
         self._consumers.append(consumer)
@@ -149,7 +152,11 @@ class Consumers:
             await settle(msg.term())
             return
         delivery = Delivery(
-            msg.subject, msg.headers or {}, attempt=attempt, stream_seq=meta.sequence.stream
+            msg.subject,
+            msg.headers or {},
+            attempt=attempt,
+            stream_seq=meta.sequence.stream,
+            data=msg.data,
         )
         label = route.label
         started = time.perf_counter()

@@ -105,7 +105,7 @@ class Endpoints:
                 self.metrics.request(name, "rejected")
                 await _respond_error(req, 400, f"bad request on {req.subject}: {exc}")
                 return
-            delivery = Delivery(req.subject, req.headers or {})
+            delivery = Delivery(req.subject, req.headers or {}, data=req.data)
             try:
                 with self.tracer.start_as_current_span(
                     f"handle {name}", context=extract(req.headers)

@@ -17,3 +17,8 @@ class Permanent(Exception):
 
 class ConfigError(Exception):
     """A setting is missing or has the wrong type; the message names the key and the fix."""
+
+
+class NotInitialized(ConfigError):
+    """A stream, durable consumer or KV bucket that `fleet init` creates is missing, in a
+    deployment whose services only bind (`[nats] create_resources = false`)."""

@@ -9,7 +9,6 @@ acked, and the pool consumer's `num_ack_pending` is the part being run.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -19,10 +18,10 @@ import msgspec
 from nats.aio.client import Client
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from contracts import subjects
+from contracts.durables import units_durable
 from contracts.jobs import PRIORITIES, Job, JobEvent
 from contracts.streams import FLEET_JOBEVENTS, JOBS_HELD, JOBS_STREAMS
 
@@ -35,25 +34,17 @@ MAX_READ = 50_000
 
 def consumer_name(pool: str) -> str:
     """The durable pull consumer a pool's units share on each priority stream."""
-    return f"units-{subjects.token(pool, 'pool')}"
+    return units_durable(pool)
 
 
 async def emit(nc: Client, subject: str, data: bytes) -> None:
     """Publish a job's step (routed, started, progress, retried, failed) to its stream
     without asking for an ack: the stream stores it all the same, and it goes out
     before anything later on this connection (the outcome, the ack). Each step is
-    published once, so it needs no de-duplication id either. Outcomes use
-    `publish_acked`. Skipping the ack round trip and the header halves what a job
+    published once, so it needs no de-duplication id either. Outcomes are acked
+    (`services.kit.puback`). Skipping the ack round trip and the header halves what a job
     costs the unit and the gateway (see docs/adr/0011-jobs.md)."""
     await nc.publish(subject, data)
-
-
-async def publish_acked(
-    js: JetStreamContext, subject: str, data: bytes, msg_id: str, timeout_s: float = 5.0
-) -> PubAck:
-    """Publish to a stream and wait for its ack (pipelined: cheaper than a request)."""
-    fut = await js.publish_async(subject, data, headers={"Nats-Msg-Id": msg_id})
-    return await asyncio.wait_for(fut, timeout_s)
 
 
 @dataclass(slots=True)
@@ -149,7 +140,6 @@ __all__ = [
     "consumer_name",
     "emit",
     "held_counts",
-    "publish_acked",
     "queue_depths",
     "read_events",
 ]

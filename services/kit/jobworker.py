@@ -6,8 +6,10 @@ before normal before low, up to `slots` jobs at a time, and for each job:
 - extends the ack deadline while working (JetStream in-progress acks), so a
   long job is not redelivered, and a unit that dies stops extending it, so its
   job is redelivered to another unit after `ack_wait_s`;
-- announces the outcome as an acked event with the de-duplication id
-  `<job>:<state>`, then acks: two completions of one job store one event;
+- announces the outcome as an event with the de-duplication id
+  `<job>:<state>` and acks the job once the stream has stored it (an outcome
+  the stream refused hands the job back instead): two completions of one job
+  store one event, and no job is acked without its outcome;
 - on a redelivery, first reads the job's events (FLEET_JOBEVENTS): a job that
   already ended is not run again, only acked, so completion is idempotent by
   job id; the events also give every earlier attempt's reason and the unit
@@ -32,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import msgspec
+import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -40,8 +43,9 @@ from contracts import subjects
 from contracts.jobs import Job, JobCancel, JobEvent
 from services.kit.jobexec import Executor, Outcome
 from services.kit.jobplan import HANDED_BACK, History, history, plan_delivery
-from services.kit.jobpull import PriorityPull
+from services.kit.jobpull import PriorityPull, delivery
 from services.kit.jobqueue import emit, read_events
+from services.kit.puback import PubAcks, PublishRefused
 
 log = logging.getLogger("fleet.jobs")
 _ENC = msgspec.json.Encoder()
@@ -56,6 +60,8 @@ class _Running:
     task: asyncio.Task[None]
     attempt: int
     handed_back: bool = False
+    settling: bool = False
+    """The outcome is being stored: a drain or a cancel leaves the job to end."""
     cancelled: str | None = None
     fraction: float | None = None
     """Set by the executor's reports once the job runs."""
@@ -90,11 +96,15 @@ class JobWorker:
         self.counts: dict[str, int] = {}
         """Outcomes this worker produced: started, succeeded, failed, dead, handed_back, ..."""
         self.puller = PriorityPull(nc, self.pool, ack_wait_s=ack_wait_s)
+        self.acks = PubAcks(nc)
         self._cancel_sub: object | None = None
         self._loop: asyncio.Task[None] | None = None
         self._beats: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
-        self._free = asyncio.Semaphore(self.slots)
+        self._held = 0
+        """Slots taken: jobs started and not yet finished (a counter, not a semaphore:
+        it is checked once per job, the semaphore cost a wait per job)."""
+        self._slot_freed = asyncio.Event()
         self._cancelled: OrderedDict[str, str] = OrderedDict()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -107,6 +117,7 @@ class JobWorker:
     async def start(self) -> None:
         """Bind to the pool's consumers (creating them) and start pulling."""
         await self.puller.bind()
+        await self.acks.start()
         self._cancel_sub = await self.nc.subscribe(subjects.JOB_CANCEL, cb=self._on_cancel)
         loop = asyncio.get_running_loop()
         self._loop = loop.create_task(self._pull(), name=f"jobs:{self.unit}")
@@ -116,6 +127,8 @@ class JobWorker:
         """Stop pulling and hand every running job back (nak) for another unit."""
         await self._halt()
         for run in list(self.running.values()):
+            if run.settling:  # ends by itself once its outcome is stored
+                continue
             run.handed_back = True
             run.task.cancel()
             text = f"{HANDED_BACK}: {self.unit} {reason}"
@@ -133,6 +146,7 @@ class JobWorker:
             await asyncio.gather(self._beats, return_exceptions=True)
             self._beats = None
         await self.puller.unsubscribe()
+        await self.acks.close()
         if self._cancel_sub is not None:
             with contextlib.suppress(Exception):
                 await self._cancel_sub.unsubscribe()  # type: ignore[attr-defined]
@@ -154,35 +168,40 @@ class JobWorker:
     async def _pull(self) -> None:
         """Take jobs (see `jobpull`) as slots free up, and start each."""
         while not self._stopping.is_set():
-            await self._free.acquire()
-            free = self.slots - len(self.running)
-            self._free.release()
-            msgs = await self.puller.take(free, self._stopping)
+            await self._wait_for_slot()
+            msgs = await self.puller.take(self.slots - self._held, self._stopping)
             if self._stopping.is_set():  # fetched while stopping: hand straight back
                 for msg in msgs:
                     with contextlib.suppress(Exception):
                         await msg.nak()
                 return
             for msg in msgs:
-                await self._free.acquire()
+                await self._wait_for_slot()
                 self._spawn(msg)
+
+    async def _wait_for_slot(self) -> None:
+        """Until a slot is free."""
+        while self._held >= self.slots:
+            self._slot_freed.clear()
+            await self._slot_freed.wait()
 
     def _spawn(self, msg: Msg) -> None:
         try:
             job = _JOB.decode(msg.data)
         except msgspec.DecodeError as exc:
-            self._free.release()
             asyncio.get_running_loop().create_task(self._poison(msg, str(exc)))
             return
-        attempt = msg.metadata.num_delivered or 1
+        attempt = delivery(msg) or 1
         task = asyncio.get_running_loop().create_task(self._handle(job, msg, attempt))
+        self._held += 1
         self.running[job.id] = _Running(job, msg, task, attempt)
         self._idle.clear()
         task.add_done_callback(functools.partial(self._finished, job.id))
 
     def _finished(self, job_id: str, _task: asyncio.Task[None]) -> None:
         self.running.pop(job_id, None)
-        self._free.release()
+        self._held -= 1
+        self._slot_freed.set()
         if not self.running:
             self._idle.set()
 
@@ -296,7 +315,11 @@ class JobWorker:
         outcome: Outcome | None = None,
         reasons: list[str] | None = None,
     ) -> None:
-        """Announce the outcome (acked, de-duplicated by `<job>:<state>`), then ack.
+        """Announce the outcome (de-duplicated by `<job>:<state>`); once the stream has
+        stored it, ack the job. The job's slot is held until then, so a job counts as
+        done only with its outcome recorded; the outcomes of many jobs are in flight
+        at once. An outcome the stream refuses hands the job back (nak): its next
+        delivery reads the events again.
 
         A redelivered job looks again just before: another unit may have finished it
         since this delivery started (its ack deadline lapsed while it still ran)."""
@@ -313,22 +336,26 @@ class JobWorker:
             output=outcome.output if outcome else "",
             reasons=reasons or [],
         )
-        # The stream acks the outcome; the job's ack does not wait for it (it follows
-        # on the same connection, so it cannot overtake it), and a refused outcome is
-        # logged and counted. The same id from another unit is dropped by the stream.
-        fut = await self.js.publish_async(
-            subjects.job(job.id), _ENC.encode(event), headers={"Nats-Msg-Id": f"{job.id}:{state}"}
-        )
-        fut.add_done_callback(self._outcome_stored)
+        run = self.running.get(job.id)
+        if run is not None:
+            run.settling = True
+        try:  # the same id from another unit is stored once (a duplicate)
+            stored = await self.acks.publish(
+                subjects.job(job.id), _ENC.encode(event), f"{job.id}:{state}"
+            )
+        except (PublishRefused, TimeoutError, OSError, nats.errors.Error) as exc:
+            self._count("outcomes_unstored")
+            log.warning(
+                "a job outcome was not stored; handing the job back",
+                extra={"unit": self.unit, "job": job.id, "error": str(exc)[:200]},
+            )
+            with contextlib.suppress(Exception):
+                await msg.nak(delay=self.retry_delay_s)
+            return
+        if stored.duplicate:
+            self._count("outcomes_duplicate")
         self._count(state)
         await (msg.term() if state == "dead" else msg.ack())
-
-    def _outcome_stored(self, fut: asyncio.Future[Any]) -> None:
-        if fut.cancelled() or fut.exception() is not None:
-            self._count("outcomes_unstored")
-            log.warning("a job outcome was not stored", extra={"unit": self.unit})
-        elif fut.result().duplicate:
-            self._count("outcomes_duplicate")
 
     # -- events ----------------------------------------------------------------------
     def _make(self, job: Job, state: str, reason: str, attempt: int, **fields: Any) -> JobEvent:
@@ -357,7 +384,7 @@ class JobWorker:
         while len(self._cancelled) > 10_000:
             self._cancelled.popitem(last=False)
         run = self.running.get(cancel.job)
-        if run is not None:
+        if run is not None and not run.settling:
             run.cancelled = cancel.reason or "cancelled"
             run.task.cancel()
 

@@ -31,6 +31,8 @@ class Delivery:
     """1 on first delivery; JetStream's delivery count on redeliveries."""
     stream_seq: int | None = None
     reply: str = ""
+    data: bytes = b""
+    """The payload exactly as it arrived: what a signature covers (services.kit.signing)."""
 
 
 Handler = Callable[[T, Delivery], Awaitable[None]]

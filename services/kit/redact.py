@@ -12,8 +12,10 @@ The values come from the environment (variables whose names end in a secret's
 name: `..._KEY`, `..._TOKEN`, `..._SECRET`, `..._PASSWORD`, `..._SEED`, `..._CREDS`;
 not `..._PUBLIC_KEY`, whose value is meant to be shown), from the files that
 `..._FILE` variables of such names point to, and from `add_secret` for values a
-service reads some other way. Values shorter than `MIN_LEN` are ignored: replacing
-every "abc" in a message would corrupt it and hide nothing.
+service reads some other way. An nkey public key is never one, whatever its
+variable is called (`[signing] costguard_key`): signed messages carry it.
+Values shorter than `MIN_LEN` are ignored: replacing every "abc" in a message
+would corrupt it and hide nothing.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ _SECRET_NAME = re.compile(
     r"(^|_)(KEY|TOKEN|SECRET|PASSWORD|PASSWD|SEED|SEEDS|CREDS|CREDENTIALS)(_FILE)?$", re.IGNORECASE
 )
 _NOT_SECRET = re.compile(r"PUBLIC|PUBKEY", re.IGNORECASE)
+_NKEY_PUBLIC = re.compile(r"[UNAOCPVX][A-Z2-7]{55}")
+"""An nkey's public key (user, server, account, operator, cluster...): meant to be shown,
+and carried in every signed message's headers (`[signing] costguard_key`...). A seed
+starts with `S` and stays a secret."""
 _secrets: list[str] = []
 _secret_bytes: list[bytes] = []
 
@@ -72,7 +78,8 @@ def _file_values(path: str) -> set[str]:
 
 def _longest_first(values: Iterable[str]) -> list[str]:
     # Longest first: a secret that contains another is masked whole, not in pieces.
-    return sorted((v for v in set(values) if len(v) >= MIN_LEN), key=len, reverse=True)
+    kept = (v for v in set(values) if len(v) >= MIN_LEN and not _NKEY_PUBLIC.fullmatch(v))
+    return sorted(kept, key=len, reverse=True)
 
 
 def load_secrets(env: Mapping[str, str] | None = None) -> None:
@@ -84,7 +91,7 @@ def load_secrets(env: Mapping[str, str] | None = None) -> None:
 def add_secret(value: str) -> None:
     """Mask `value` from now on, wherever the filter runs. Idempotent."""
     value = value.strip()
-    if len(value) < MIN_LEN or value in _secrets:
+    if len(value) < MIN_LEN or value in _secrets or _NKEY_PUBLIC.fullmatch(value):
         return
     _secrets[:] = _longest_first([*_secrets, value])
     _secret_bytes[:] = [s.encode() for s in _secrets]

@@ -26,11 +26,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Literal, TypeVar, cast, get_args, get_origin
 
+import msgspec
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from opentelemetry.trace import Tracer
 
+from contracts import subjects
+from contracts.streams import ALL_STREAMS, retained
 from services.kit.background import Background
+from services.kit.binding import creates
 from services.kit.bus import connect, ensure_streams, settled
 from services.kit.config import KitSettings, load_settings, resolve_nats_url
 from services.kit.consumers import Consumers
@@ -54,7 +58,7 @@ from services.kit.redact import add_secret, load_secrets
 from services.kit.standby import Standby
 from services.kit.store import Store
 from services.kit.subscriptions import Subscriptions
-from services.kit.tracing import tracer
+from services.kit.tracing import inject, tracer
 
 __all__ = [
     "LEASE_LOST_EXIT",
@@ -194,6 +198,25 @@ class Service(Generic[S]):
         """Ask the service to stop, as SIGTERM does: serve() returns after a graceful stop."""
         self._stopping.set()
 
+    async def api_call(self, op: str, body: Any, timeout_s: float) -> dict[str, Any]:
+        """The `fleet.api.<op>` answer to `body`, in this service's trace; when no service
+        answers, `{"error": {...}}` naming the operation, so a caller (a model's tool
+        call) gets an answer it can read rather than an exception."""
+        try:
+            reply = await self.nc.request(
+                subjects.api(op), encode(body), timeout=timeout_s, headers=inject()
+            )
+            answer = msgspec.json.decode(reply.data)
+        except Exception as exc:
+            return {
+                "error": {
+                    "code": 503,
+                    "message": f"fleet.api.{op} did not answer "
+                    f"({type(exc).__name__}); is its service running?",
+                }
+            }
+        return answer if isinstance(answer, dict) else {"result": answer}
+
     async def start(self) -> None:
         """Connect, ensure streams, open the store, register, run setup(); then ready."""
         self.state = "starting"
@@ -210,10 +233,16 @@ class Service(Generic[S]):
             user=s.nats.user,
             password=s.nats.password,
             creds_file=s.nats.creds_file,
+            nkeys_seed=s.nats.nkeys_seed,
+            inbox_prefix=s.nats.inbox_prefix,
             stopping=self._stopping.is_set,
         )
         self._js = self._nc.jetstream()
-        await ensure_streams(self._js, replicas=s.nats.replicas)
+        creates(s.nats.create_resources)
+        if s.nats.create_resources:  # else `fleet init` made them, and we may only bind
+            keep = s.retention
+            specs = retained(ALL_STREAMS, keep.days, keep.rollup_days, keep.metrics_days)
+            await ensure_streams(self._js, specs, replicas=s.nats.replicas)
         await self.endpoints.open(
             self._nc,
             self.description or self.name,

@@ -99,7 +99,9 @@ class Subscriptions:
             except msgspec.DecodeError as exc:
                 await self.dead.send(msg.subject, msg.data, str(exc), reason_class(exc))
                 return
-            delivery = Delivery(msg.subject, msg.headers or {}, reply=msg.reply or "")
+            delivery = Delivery(
+                msg.subject, msg.headers or {}, reply=msg.reply or "", data=msg.data
+            )
             try:
                 if traced:
                     with self.tracer.start_as_current_span(

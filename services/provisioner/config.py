@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 
+from contracts.subjects import agent_of_pool
 from services.kit.config import KitSettings
 from services.kit.pools import PoolConfig
 
@@ -56,8 +57,12 @@ class ProvisionerSettings(KitSettings, kw_only=True):
     """`[sim]`: the simulated marketplace and `[sim.load.<pool>]` load patterns."""
 
     def pool(self, name: str) -> PoolConfig:
-        """The pool's settings, or defaults with the default providers for an unknown pool."""
+        """The pool's settings, or defaults with the default providers for an unknown pool.
+        A hosted agent's own pool (not configured) has CPU runners from the provider its
+        command names and no other: failing over to a GPU marketplace would be no runner."""
         view = self.pools.get(name)
+        if view is None and agent_of_pool(name):
+            return PoolConfig(gpu_model="CPU", providers=[], min=0)
         if view is None:
             return PoolConfig(providers=list(self.provisioner.default_providers))
         return view

@@ -114,6 +114,8 @@ class Executor:
             updated_ts=now,
             pinned=cmd.pin,
             pinned_until=None if cmd.duration_s is None else cmd.ts + cmd.duration_s,
+            cores=cmd.cores,
+            memory_mb=cmd.memory_mb,
         )
         await self.life.inventory.put(unit)
         return unit
@@ -129,7 +131,10 @@ class Executor:
         model = self._model(cmd)
         ceiling = cmd.max_usd_per_hour or life.settings.pool(cmd.pool).max_usd_per_hour
         flt = OfferFilter(
-            gpu_model=None if model in ("", "any") else model, max_usd_per_hour=ceiling
+            gpu_model=None if model in ("", "any") else model,
+            max_usd_per_hour=ceiling,
+            cores=cmd.cores,
+            memory_mb=cmd.memory_mb,
         )
         for provider in self.order(cmd, unit.provider):
             if not life.providers.usable(provider):

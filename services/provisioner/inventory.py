@@ -63,6 +63,11 @@ class Unit(msgspec.Struct, kw_only=True):
     """When the pin ends (unix seconds); None with `pinned`: until released."""
     released_by: str | None = None
     """The release command that is draining it."""
+    cores: int | None = None
+    """vCPUs it was made with, when its command sized it (a hosted agent's runner); a
+    replacement is asked for at the same size."""
+    memory_mb: int | None = None
+    """MiB it was made with, likewise."""
 
 
 class Load(msgspec.Struct, kw_only=True):

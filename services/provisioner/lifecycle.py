@@ -236,6 +236,8 @@ class Lifecycle:
             provider=provider,
             max_usd_per_hour=pool.max_usd_per_hour,
             reason=f"replace {unit.unit} ({unit.provider}): {reason}"[:4000],
+            cores=unit.cores,
+            memory_mb=unit.memory_mb,
         )
         await self.publish(subjects.PROVISION_REQUESTED, request, msg_id=request.id)
         await self.audit(

@@ -9,6 +9,12 @@ replacement when a unit fails (both through the cost-guard). Serves
 
 The `sim` provider's world (and its units' telemetry) runs inside this process;
 `local` units are child processes of it and stop with it.
+
+Trust (docs/adr/0012-signed-messages.md): a verdict is carried out only when the
+cost-guard's key signed it under a current fencing token (services/provisioner/
+fencing.py); anything else is dead-lettered with a critical alert. The unit
+events published here are signed with the provisioner's own key, since the
+cost-guard's ledger bills from nothing else.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +35,20 @@ from contracts.commands import ProvisionRequest, ReleaseRequest, Verdict
 from contracts.events import UnitEvent
 from contracts.offers import Offer, OfferFilter, Placement
 from contracts.telemetry import UnitTelemetry
-from services.kit import ConfigError, Delivery, Retryable, Service
+from services.kit import ConfigError, Delivery, Permanent, Retryable, Service
 from services.kit.lag import track_lag
 from services.kit.service import encode
+from services.kit.signing import (
+    SignatureError,
+    own_signer,
+    public_key_setting,
+    verify,
+)
 from services.provisioner.breaker import Breaker, BreakerPolicy, Transition
 from services.provisioner.catalog import lookup
 from services.provisioner.config import ProvisionerSettings
 from services.provisioner.executor import Executor, Outcome
+from services.provisioner.fencing import Marks, admit, verdict_time_problem
 from services.provisioner.gauges import ProvisionerGauges
 from services.provisioner.inventory import Load
 from services.provisioner.lifecycle import Lifecycle
@@ -48,6 +62,8 @@ OFFERS_TIMEOUT_S = 20.0
 """Longest an offers query waits for one provider before leaving it out."""
 LOAD_TTL_S = 600.0
 """Telemetry of units not heard from for this long is forgotten."""
+FENCES_KEY = "verdict_fences"
+"""Store key of the fencing marks (services/provisioner/fencing.py)."""
 
 
 class ProvisionerService(Service[ProvisionerSettings]):
@@ -57,11 +73,22 @@ class ProvisionerService(Service[ProvisionerSettings]):
     singleton = True  # one provisioner reconciles the inventory; two would adopt each other's units
     description = "Carries out approved commands against GPU providers"
     migrations = MIGRATIONS
+    clock: Callable[[], float] = staticmethod(time.time)
+    """Unix seconds that the verdicts' clock-skew check reads (a test whose cost-guard
+    runs on a chosen day gives the provisioner the same clock)."""
 
     async def setup(self) -> None:
         """Build providers, load the inventory, subscribe, serve, start the timers."""
         s, opts = self.settings, self.settings.provisioner
         assert self.store is not None
+        self.signer = own_signer(s.signing, "provisioner")
+        costguard = public_key_setting(
+            s.signing, "costguard_key", "the provisioner carries out only verdicts it signed"
+        )
+        self.costguard_keys = {costguard: "costguard"}
+        raw_marks = await self.store.get(FENCES_KEY)
+        self.marks = msgspec.json.decode(raw_marks, type=Marks) if raw_marks else Marks()
+        self._fence_lock = asyncio.Lock()
         try:
             built = build_providers(s, Path(s.store.dir), self.nats_url, os.environ)
         except ValueError as exc:
@@ -134,7 +161,12 @@ class ProvisionerService(Service[ProvisionerSettings]):
 
     # -- bus ---------------------------------------------------------------------
     async def _publish(self, subject: str, msg: Any, *, msg_id: str | None = None) -> None:
-        await self.publish(subject, msg, msg_id=msg_id)
+        """Publish; a unit event is signed, so the cost-guard's ledger believes it."""
+        if not subjects.covers(subjects.UNIT_ALL, subject):
+            await self.publish(subject, msg, msg_id=msg_id)
+            return
+        data = msg if isinstance(msg, bytes) else encode(msg)
+        await self.publish(subject, data, msg_id=msg_id, headers=self.signer.sign(subject, data))
 
     async def _publish_core(self, subject: str, msg: Any) -> None:
         await self.nc.publish(subject, encode(msg))
@@ -166,9 +198,22 @@ class ProvisionerService(Service[ProvisionerSettings]):
         unit = self.inventory.get(event.unit)
         if unit is None or unit.failover_done:
             return
-        await self.life.failed(event.unit, event.reason or "reported failed", publish=False)
+        # Published again, signed: the watcher's report is not signed, and the cost-guard's
+        # ledger stops billing the unit only on the provisioner's word.
+        await self.life.failed(event.unit, event.reason or "reported failed")
 
     async def _on_verdict(self, verdict: Verdict, d: Delivery) -> None:
+        refused = await self._refusal(verdict, d)
+        if refused is not None:
+            self.metrics.count("verdicts_refused")
+            await self.life.alert(
+                "verdict_refused",
+                f"refused verdict {verdict.id} on {d.subject}: {refused}. Nothing was carried "
+                "out (see fleet.dead.fleet.budget.approved)",
+                "critical",
+                pool=verdict.request.pool,
+            )
+            raise Permanent(f"verdict {verdict.id}: {refused}")
         cmd = verdict.command
         if cmd is None and isinstance(verdict.request, ProvisionRequest | ReleaseRequest):
             cmd = verdict.request
@@ -185,6 +230,27 @@ class ProvisionerService(Service[ProvisionerSettings]):
             await self._fail(cmd, f"gave up after {d.attempt} attempts: {outcome.detail}")
             return
         raise Retryable(outcome.detail, self.settings.provisioner.command_retry_s)
+
+    async def _refusal(self, verdict: Verdict, d: Delivery) -> str | None:
+        """Why `verdict` must not be carried out: not signed by the cost-guard, dated
+        ahead, or under a stale fence; None when it may. The fence marks are stored."""
+        try:
+            signed = verify(d.subject, d.data, d.headers, self.costguard_keys)
+        except SignatureError as exc:
+            return f"not signed by the cost-guard: {exc}"
+        skewed = verdict_time_problem(verdict.ts, self.clock())
+        if skewed is not None:
+            return skewed
+        async with self._fence_lock:
+            marks = (
+                self.marks if self.marks.signer == signed.signer else Marks(signer=signed.signer)
+            )
+            marks, stale = admit(marks, signed.fence, d.stream_seq or 0)
+            if marks != self.marks:
+                assert self.store is not None
+                await self.store.put(FENCES_KEY, encode(marks))
+                self.marks = marks
+        return stale
 
     async def _run(self, cmd: AnyApproved) -> Outcome:
         """Carry out `cmd` once at a time: a redelivery waits for the run in progress."""

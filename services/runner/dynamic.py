@@ -1,6 +1,10 @@
 """Agents created at runtime: every runner watches the `fleet_agents` bucket and serves
 each agent in it (a queue group per agent across runners), with the agent's own
-system prompt and model, and stops serving one when it is deleted.
+system prompt, model and tools, and stops serving one when it is deleted.
+
+An agent with a `runtime` has runner units of its own (pool `agents-<name>`, sized to
+it): the shared runners leave it to them, and such a runner serves only it
+(`serves`).
 
 The gateway writes the bucket (services.gateway.agents); the runner only reads.
 """
@@ -18,6 +22,7 @@ from contracts.buckets import AGENTS
 from services.kit.buckets import ensure_bucket
 from services.runner.models import ModelBackend, build_model
 from services.runner.settings import RunnerSection
+from services.runner.tooluse import ApiBus, agent_tools
 
 if TYPE_CHECKING:
     from nats.js.client import JetStreamContext
@@ -32,20 +37,28 @@ _spec = msgspec.json.Decoder(AgentSpec)
 
 
 def section_for(base: RunnerSection, spec: AgentSpec) -> RunnerSection:
-    """The runner settings one agent runs with: its prompt and model over the runner's."""
+    """The runner settings one agent runs with: its prompt, model and tools over the
+    runner's."""
+    own = {"system_prompt": spec.system_prompt, "tools": list(spec.tools)}
     if spec.model == "sim":
-        return msgspec.structs.replace(base, system_prompt=spec.system_prompt, model="sim")
-    return msgspec.structs.replace(
-        base, system_prompt=spec.system_prompt, model="anthropic", anthropic_model=spec.model
-    )
+        return msgspec.structs.replace(base, model="sim", **own)
+    return msgspec.structs.replace(base, model="anthropic", anthropic_model=spec.model, **own)
 
 
-class RunnerService(Protocol):
+def serves(spec: AgentSpec, own: str | None) -> bool:
+    """Whether a runner serves runtime agent `spec`: the runner of agent `own` only it, a
+    shared runner (`own` None) every agent that has no runner units of its own; pure."""
+    return spec.name == own if own is not None else not spec.runtime
+
+
+class RunnerService(ApiBus, Protocol):
     """What the runner service offers the runtime agents (services.runner.service)."""
 
     settings: RunnerSettings
     agents: dict[str, HostedAgent]
     stores: dict[str, LeasedTaskStore]
+    own_agent: str | None
+    """The runtime agent this runner is the own runner of, or None for a shared runner."""
 
     @property
     def js(self) -> JetStreamContext: ...
@@ -99,9 +112,11 @@ class RuntimeAgents:
         async with self._lock:
             if spec.name in self.hosts or spec.name in self.runner.agents:
                 return
+            if not serves(spec, self.runner.own_agent):
+                return
             section = section_for(self.runner.settings.runner, spec)
             try:
-                model = build_model(section)
+                model = build_model(section, agent_tools(spec.name, section, self.runner))
             except Exception as exc:  # e.g. a Claude model on a runner without a key
                 log.error("cannot serve agent", extra={"agent": spec.name, "why": str(exc)})
                 return

@@ -15,6 +15,7 @@ from services.runner.models import ModelBackend, Usage
 from services.runner.sessions import Session, SessionStore, Turn
 from services.runner.settings import RunnerSection
 from services.runner.telemetry import RunnerMetrics, Tally
+from services.runner.tooluse import ToolStep
 
 log = logging.getLogger("fleet.runner")
 
@@ -51,9 +52,15 @@ class AgentExecutor:
         usage = Usage(input_tokens=0, output_tokens=0)
         meta = {"model": self.model.name, "runner": self.runner_id}
         try:
-            async for item in self.model.stream(turns):
+            async for item in self.model.stream(turns, ctx.task_id):
                 if isinstance(item, Usage):
                     usage = item
+                    continue
+                if isinstance(item, ToolStep):
+                    if held is not None:  # what was said before the call comes first
+                        yield self._chunk(ctx, held, artifact_id, sent, meta, last=False)
+                        sent, held = sent + 1, None
+                    yield self._tool_status(ctx, item)
                     continue
                 answer.append(item)
                 if held is not None:  # one chunk behind, so the last one can say it is last
@@ -80,6 +87,22 @@ class AgentExecutor:
                 **meta,
                 "turn": turn,
                 "usage": {"inputTokens": usage.input_tokens, "outputTokens": usage.output_tokens},
+            },
+        )
+
+    def _tool_status(self, ctx: TaskContext, step: ToolStep) -> A2AEvent:
+        """A WORKING status naming the tool call and its answer, so a caller sees it."""
+        outcome = "refused" if step.refused else "error" if step.is_error else "ok"
+        # A refused name is whatever the model wrote: not a label value.
+        self.metrics.tool_calls.labels(self.agent, "" if step.refused else step.name, outcome).inc()
+        return ctx.status(
+            TaskState.WORKING,
+            f"{'refused' if step.refused else 'called'} {step.name}",
+            data={
+                "tool": step.name,
+                "arguments": step.args,
+                "result": step.result,
+                "isError": step.is_error,
             },
         )
 

@@ -1,7 +1,8 @@
 """Model backends of the runner: `sim` (simulated, labelled as such) and `anthropic` (Claude).
 
-A backend streams an answer to a conversation: `stream(turns)` yields text
-deltas and ends with one `Usage`.
+A backend streams an answer to a conversation: `stream(turns, task_id)` yields
+text deltas, a ToolStep for each fleet tool Claude called on the way (only the
+agent's own tools, services.runner.tooluse), and ends with one `Usage`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from services.kit.errors import ConfigError
 from services.kit.redact import add_secret
 from services.runner.sessions import Turn
 from services.runner.settings import RunnerSection
+from services.runner.tooluse import AgentTools, ToolStep
 
 
 class Usage(msgspec.Struct, frozen=True, kw_only=True):
@@ -33,7 +35,9 @@ class ModelBackend(Protocol):
 
     name: str
 
-    def stream(self, turns: list[Turn]) -> AsyncIterator[str | Usage]: ...
+    def stream(self, turns: list[Turn], task_id: str = "") -> AsyncIterator[str | ToolStep | Usage]:
+        """The answer to `turns`; `task_id` is what the tool calls' audit records refer to."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -71,7 +75,9 @@ class SimModel:
         self.section = section
         self.rng = random.Random(seed)
 
-    async def stream(self, turns: list[Turn]) -> AsyncIterator[str | Usage]:
+    async def stream(
+        self, turns: list[Turn], task_id: str = ""
+    ) -> AsyncIterator[str | ToolStep | Usage]:
         s = self.section
         users = [t.text for t in turns if t.role == "user"]
         last = users[-1] if users else ""
@@ -95,14 +101,22 @@ class SimModel:
 
 
 class AnthropicModel:
-    """Claude through the `anthropic` SDK, streaming (reads ANTHROPIC_API_KEY / _BASE_URL)."""
+    """Claude through the `anthropic` SDK, streaming (reads ANTHROPIC_API_KEY / _BASE_URL).
+
+    With tools it runs the tool-use loop: the text of every step streams as it comes,
+    each tool call is carried out by `tools` and its result sent back, until Claude
+    answers without a call or `max_tool_steps` model calls have been made.
+    """
 
     name = "anthropic"
 
-    def __init__(self, section: RunnerSection, client: Any | None = None) -> None:
+    def __init__(
+        self, section: RunnerSection, client: Any | None = None, tools: AgentTools | None = None
+    ) -> None:
         import anthropic
 
         self.section = section
+        self.tools = tools
         if client is None:
             if not os.environ.get("ANTHROPIC_API_KEY") and not os.environ.get(
                 "ANTHROPIC_AUTH_TOKEN"
@@ -116,22 +130,61 @@ class AnthropicModel:
                 add_secret(os.environ.get(name, ""))  # echoed back in an error: never passed on
         self.client = client
 
-    async def stream(self, turns: list[Turn]) -> AsyncIterator[str | Usage]:
+    async def stream(
+        self, turns: list[Turn], task_id: str = ""
+    ) -> AsyncIterator[str | ToolStep | Usage]:
+        from anthropic.types import TextBlock, ToolUseBlock  # the SDK loads only for Claude
+
         s = self.section
-        async with self.client.messages.stream(
-            model=s.anthropic_model,
-            max_tokens=s.max_tokens,
-            system=s.system_prompt,
-            messages=claude_messages(turns),  # type: ignore[arg-type]
-        ) as stream:
-            async for text in stream.text_stream:
-                if text:
-                    yield text
-            final = await stream.get_final_message()
-        yield Usage(
-            input_tokens=int(final.usage.input_tokens or 0),
-            output_tokens=int(final.usage.output_tokens or 0),
+        messages: list[dict[str, Any]] = list(claude_messages(turns))
+        extra: dict[str, Any] = (
+            {"tools": self.tools.specs()} if self.tools and self.tools.allowed else {}
         )
+        used = Usage(input_tokens=0, output_tokens=0)
+        for step in range(1, s.max_tool_steps + 1):
+            async with self.client.messages.stream(
+                model=s.anthropic_model,
+                max_tokens=s.max_tokens,
+                system=s.system_prompt,
+                messages=messages,  # type: ignore[arg-type]
+                **extra,
+            ) as stream:
+                async for text in stream.text_stream:
+                    if text:
+                        yield text
+                final = await stream.get_final_message()
+            used = Usage(
+                input_tokens=used.input_tokens + int(final.usage.input_tokens or 0),
+                output_tokens=used.output_tokens + int(final.usage.output_tokens or 0),
+            )
+            calls = [b for b in final.content if isinstance(b, ToolUseBlock)]
+            if not calls or self.tools is None:
+                yield used
+                return
+            if step == s.max_tool_steps:
+                break  # its results could not be shown to Claude: call nothing more
+            said = "".join(b.text for b in final.content if isinstance(b, TextBlock)).strip()
+            results = []
+            for call in calls:
+                done = await self.tools.call(call.name, call.input, said, task_id)
+                yield done
+                results.append(
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": call.id,
+                        "content": msgspec.json.encode(done.result).decode(),
+                        "is_error": done.is_error,
+                    }
+                )
+            messages += [
+                {"role": "assistant", "content": final.content},
+                {"role": "user", "content": results},
+            ]
+        yield (
+            f"\n\n(stopped: Claude still wanted to call tools after {s.max_tool_steps} model "
+            "calls, the limit of one turn (runner.max_tool_steps); ask again for the rest)"
+        )
+        yield used
 
     async def close(self) -> None:
         await self.client.close()
@@ -150,8 +203,8 @@ def claude_messages(turns: list[Turn]) -> list[dict[str, str]]:
     return out
 
 
-def build_model(section: RunnerSection) -> ModelBackend:
-    """The backend `section.model` names."""
+def build_model(section: RunnerSection, tools: AgentTools | None = None) -> ModelBackend:
+    """The backend `section.model` names; Claude gets `tools` (the simulated model calls none)."""
     if section.model == "anthropic":
-        return AnthropicModel(section)
+        return AnthropicModel(section, tools=tools)
     return SimModel(section)

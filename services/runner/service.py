@@ -1,18 +1,25 @@
 """The runner: the hosted-agent data plane (`fleet run runner`).
 
 Serves each agent of `[runner] agents` as A2A agent `agents.<name>` in the
-queue group `runner-<name>` on `a2a.agents.<name>.rpc`, with tasks, sessions
+queue group `runner-<name>` on `a2a.agents.<name>.rpc` (and the agents created at
+runtime, services.runner.dynamic), with tasks, sessions
 and task ownership in JetStream KV so any runner can answer for any task or
 session (services.runner.taskstore, services.runner.sessions). Reports a
 UnitTelemetry heartbeat per agent pool every second on
 `fleet.telemetry.agents-<name>.<unit>`, stops taking work when its unit is
 published `draining`, and exits when it is published `terminated`.
 
-The `local` provider starts runners as units with (see tools/demo/agents.toml):
+A runner whose pool is `agents-<name>` for an agent not among `[runner] agents` is
+that runtime agent's own runner (the unit the gateway asked for with the agent's
+cores and memory, `[gateway] agent_runtime`): it serves only that agent and reports
+in that pool.
+
+The `local` provider starts the units of a pool `agents-<name>` as runners with its
+`agent_command`, by default (see tools/demo/agents.toml):
 
     [providers.local]
-    command = ["env", "FLEET_RUNNER__UNIT={unit}", "FLEET_RUNNER__POOL={pool}",
-               "FLEET_RUNNER__READY_FILE={ready_file}", "FLEET_RUNNER__PROVIDER={provider}",
+    agent_command = ["env", "FLEET_RUNNER__UNIT={unit}", "FLEET_RUNNER__POOL={pool}",
+               "FLEET_RUNNER__PROVIDER={provider}", "FLEET_RUNNER__READY_FILE={ready_file}",
                "{python}", "-m", "tools", "run", "runner", "--nats", "{nats}"]
 """
 
@@ -30,6 +37,7 @@ from pathlib import Path
 
 from contracts import subjects
 from contracts.a2a import AgentCapabilities, AgentCard, AgentProvider, AgentSkill
+from contracts.api.tools import tools_problem
 from contracts.events import UnitEvent
 from services.a2a import nats_interface
 from services.kit import ConfigError, Service
@@ -44,6 +52,7 @@ from services.runner.sessions import SessionStore
 from services.runner.settings import RunnerSection, RunnerSettings, a2a_settings
 from services.runner.taskstore import LeasedTaskStore
 from services.runner.telemetry import RunnerMetrics, Tally, heartbeat
+from services.runner.tooluse import agent_tools
 
 log = logging.getLogger("fleet.runner")
 
@@ -56,6 +65,13 @@ passes grow; fewer, larger young passes let them die young."""
 def default_unit() -> str:
     """`<host>-<pid>` as a subject token."""
     return re.sub(r"[^A-Za-z0-9_-]", "-", f"{socket.gethostname()}-{os.getpid()}")[:100]
+
+
+def own_agent(section: RunnerSection) -> str | None:
+    """The runtime agent whose own runner this is (pool `agents-<name>`, the agent not
+    configured here), or None for a shared runner; pure."""
+    name = subjects.agent_of_pool(section.pool) if section.pool else None
+    return name if name is not None and name not in section.agents else None
 
 
 def agent_card(name: str, nats_url: str, model: str) -> AgentCard:
@@ -111,24 +127,43 @@ class RunnerService(Service[RunnerSettings]):
         self.agents: dict[str, HostedAgent] = {}
         self.stores: dict[str, LeasedTaskStore] = {}
         self.tallies: dict[str, Tally] = {}
+        problem = tools_problem(section.tools)
+        if problem is not None:
+            raise ConfigError(f"runner.tools: {problem}")
         self.model: ModelBackend = build_model(section)
+        self.own_models: list[ModelBackend] = []
         self._drained = False
         self.dynamic: RuntimeAgents | None = None
         """Agents created at runtime (`fleet agents create`), when `runtime_agents` is on."""
+        self.own_agent = own_agent(section)
         self.rmetrics = RunnerMetrics(self.metrics.registry)
         self._since = time.time()
+
+    def _own_model(self, model: ModelBackend) -> ModelBackend:
+        """`model`, closed with the runner (a static agent with tools has its own)."""
+        self.own_models.append(model)
+        return model
+
+    def served(self) -> list[str]:
+        """The agents this runner reports on: the configured ones, or its own agent."""
+        return [self.own_agent] if self.own_agent else list(self.settings.runner.agents)
+
+    def host_of(self, name: str) -> HostedAgent | None:
+        """Where agent `name` is served here, configured or created at runtime."""
+        return self.agents.get(name) or (self.dynamic.hosts.get(name) if self.dynamic else None)
 
     def pool_of(self, name: str) -> str:
         return self.settings.runner.pool or subjects.agent_pool(name)
 
     async def setup(self) -> None:
         s = self.settings.runner
-        for name in s.agents:
-            self.agents[name] = await self.serve_agent(name, s, self.model)
-            await self.subscribe(
-                subjects.unit(self.pool_of(name), self.unit), UnitEvent, self._on_unit_event
-            )
-        if s.runtime_agents:
+        for name in [] if self.own_agent else s.agents:
+            tools = agent_tools(name, s, self)
+            model = self.model if tools is None else self._own_model(build_model(s, tools))
+            self.agents[name] = await self.serve_agent(name, s, model)
+        for pool in dict.fromkeys(self.pool_of(name) for name in self.served()):
+            await self.subscribe(subjects.unit(pool, self.unit), UnitEvent, self._on_unit_event)
+        if s.runtime_agents or self.own_agent:
             self.dynamic = await RuntimeAgents.start(self)
         self.every(s.telemetry_interval_s, self._beat, "telemetry")
         self.every(max(0.2, s.lease_s / 3), self._renew, "lease")
@@ -239,7 +274,8 @@ class RunnerService(Service[RunnerSettings]):
             await self.dynamic.stop()
         for store in self.stores.values():
             await store.resign()
-        await self.model.close()
+        for model in [self.model, *self.own_models]:
+            await model.close()
 
     def status(self) -> dict[str, object]:
         out = super().status()
@@ -258,8 +294,11 @@ class RunnerService(Service[RunnerSettings]):
     # -- periodic work ---------------------------------------------------------------------
     async def _beat(self) -> None:
         now = time.time()
-        for name, host in self.agents.items():
-            tally = self.tallies[name]
+        for name in self.served():
+            host = self.host_of(name)
+            tally = self.tallies.get(name)
+            if host is None or tally is None:  # its agent was deleted: its unit goes next
+                continue
             tokens, completed = tally.take()
             idle = 0.0 if host.inflight else now - tally.last_active
             beat = heartbeat(
@@ -282,7 +321,7 @@ class RunnerService(Service[RunnerSettings]):
 
     async def _reap(self) -> None:
         for name, store in list(self.stores.items()):
-            host = self.agents.get(name) or (self.dynamic.hosts.get(name) if self.dynamic else None)
+            host = self.host_of(name)
             if host is None:
                 continue
             failed = await store.reap(host.publish_event)
@@ -295,8 +334,10 @@ class RunnerService(Service[RunnerSettings]):
 
     async def _on_unit_event(self, event: UnitEvent, _d: Delivery) -> None:
         if event.state == "draining":
-            for host in self.agents.values():
-                await host.leave(for_good=True)
+            for name in self.served():
+                host = self.host_of(name)
+                if host is not None:
+                    await host.leave(for_good=True)
         elif event.state in ("terminated", "failed"):
             log.info("unit ended; stopping", extra={"unit": self.unit, "state": event.state})
             self.request_stop()

@@ -87,6 +87,17 @@ class RunnerSection(msgspec.Struct, kw_only=True):
     """System prompt of the hosted agent."""
     request_timeout_s: Positive = 120.0
     """Timeout of one Messages API call."""
+    tools: list[str] = msgspec.field(default_factory=list)
+    """Fleet tools (their MCP names, e.g. `get_gpu_stats`) Claude may call for this agent,
+    through fleet.api as the brain does, so money still passes the cost-guard. A call to
+    any other tool is refused and audited. An agent made with `fleet agents create --tool`
+    has its own list. The simulated model calls no tools."""
+    max_tool_steps: Annotated[int, Meta(ge=1, le=50)] = 8
+    """Model calls one turn may make while it keeps calling tools; the turn then ends with
+    what was said so far and a note, so a model that loops cannot run up cost."""
+    fleet_api_timeout_s: Positive = 10.0
+    """How long a tool call waits for its fleet.api answer, seconds (a provision waits
+    for the cost-guard's verdict)."""
 
 
 class RunnerSettings(KitSettings, kw_only=True):

@@ -40,6 +40,12 @@ class RunnerMetrics:
         self.errors = Counter(
             "fleet_runner_errors", "Errors by kind", ["agent", "kind"], registry=registry
         )
+        self.tool_calls = Counter(
+            "fleet_runner_tool_calls",
+            "Fleet tool calls of hosted agents' models, by outcome (ok, error, refused)",
+            ["agent", "tool", "outcome"],
+            registry=registry,
+        )
 
 
 @dataclass

@@ -22,7 +22,7 @@ from contracts import subjects
 from contracts.api import NoArgs
 from contracts.commands import ReleaseRequest, Verdict
 from contracts.events import TERMINAL_STATES, AuditRecord, UnitEvent
-from contracts.subjects import is_adhoc
+from contracts.subjects import agent_of_pool, is_adhoc
 from contracts.telemetry import PoolMetrics
 from services.kit import Delivery, Service
 from services.kit.lag import track_lag
@@ -137,8 +137,10 @@ class Scaler(Service[ScalerSettings]):
         """The pool's configured policy, or the default one; an ad-hoc pool holds only
         explicit capacity (its pins), so load never scales it: no minimum, no maximum.
         Otherwise the load of a batch that has just released its units would still be
-        in the hold window, and units would be rented again for nobody."""
-        if pool not in self.policies and is_adhoc(pool):
+        in the hold window, and units would be rented again for nobody. A hosted agent's
+        own pool (not configured) holds only the runner the gateway pinned for it: load
+        never adds one either, since only the gateway knows the agent's size."""
+        if pool not in self.policies and (is_adhoc(pool) or agent_of_pool(pool)):
             return msgspec.structs.replace(self.default_policy, min=0, max=0)
         return self.policies.get(pool, self.default_policy)
 

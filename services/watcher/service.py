@@ -23,12 +23,13 @@ from prometheus_client import Counter, Gauge
 from contracts import subjects
 from contracts.api import PoolQuery
 from contracts.events import TERMINAL_STATES, Alert, UnitEvent
-from contracts.telemetry import PoolMetrics, UnitTelemetry
+from contracts.telemetry import PoolMetrics, PoolMinute, UnitTelemetry
 from services.kit import Delivery, Service
 from services.kit.jobqueue import PoolDepth, queue_depths
 from services.kit.lag import track_lag
 from services.kit.pools import PoolConfig
 from services.kit.service import RequestError
+from services.watcher import rollup
 from services.watcher.backlog import with_jobs
 from services.watcher.burst import Bursts
 from services.watcher.prometheus import PrometheusError, PrometheusSource, query
@@ -85,6 +86,8 @@ class Watcher(Service[WatcherSettings]):
             default_scale_up_at=PoolConfig().scale_up_at,
         )
         self._fast_seq = 0
+        self.minutes: dict[str, rollup.OpenMinute] = {}
+        """Each pool's minute of metrics being rolled up (services.watcher.rollup)."""
         self.external: dict[str, tuple[float, float]] = {}
         """pool -> (value, read at) from its Prometheus source."""
         self._client: httpx.AsyncClient | None = None
@@ -221,6 +224,8 @@ class Watcher(Service[WatcherSettings]):
             self.latest[pool] = window.metrics(pool)
             self.bursts.published(self.latest[pool], sample)
         for pool in [p for p in self.windows if p not in samples]:
+            self.minutes, last = rollup.forget(self.minutes, pool)
+            await self._publish_minute(last)
             del self.windows[pool]
             self.latest.pop(pool, None)
             self.bursts.forget(pool)
@@ -236,6 +241,7 @@ class Watcher(Service[WatcherSettings]):
             self._units.labels(pool, "ready").set(m.units_ready)
             self._units.labels(pool, "pending").set(m.units_pending)
             self._utilization.labels(pool).set(m.utilization)
+        idle = rollup.idle_units(self.table)
         for pool in samples:
             # A span per pool's metrics: the scaler's decision, the verdict and the units it
             # brings are one trace from here.
@@ -250,6 +256,21 @@ class Watcher(Service[WatcherSettings]):
                     log.warning("could not publish metrics", exc_info=True, extra={"pool": pool})
                     continue
             self.metrics.count("metrics_published")
+            self.minutes, done = rollup.fold(self.minutes, self.latest[pool], idle.get(pool, 0))
+            await self._publish_minute(done)
+
+    async def _publish_minute(self, minute: PoolMinute | None) -> None:
+        """A pool's finished minute on `fleet.rollup.<pool>`, once per pool and minute."""
+        if minute is None:
+            return
+        try:
+            await self.publish(
+                subjects.rollup(minute.pool), minute, msg_id=f"{minute.pool}:{minute.ts:.0f}"
+            )
+        except Exception:
+            log.warning("could not publish the rollup", exc_info=True, extra={"pool": minute.pool})
+            return
+        self.metrics.count("rollup_published")
 
     async def _publish_fast(self, pool: str, fast: PoolMetrics | float) -> None:
         """A pool's load jumped between ticks (see `burst`): its metrics now, or, when the

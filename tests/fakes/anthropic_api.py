@@ -90,6 +90,15 @@ class FakeAnthropic:
             self._server.shutdown()
             self._server.server_close()
 
+    def tool_results(self) -> list[dict[str, Any]]:
+        """The tool_result blocks the model was sent, in order (what it saw of each call)."""
+        out = []
+        for body in self.requests:
+            last = body["messages"][-1]
+            if last["role"] == "user" and isinstance(last["content"], list):
+                out += [b for b in last["content"] if b["type"] == "tool_result"]
+        return out
+
     # -- protocol ------------------------------------------------------------------------
     def _next(self) -> Turn:
         with self.lock:

@@ -18,6 +18,7 @@ import msgspec
 from contracts.a2a import TERMINAL_STATES, StreamResponse, TaskState
 from services.a2a.client import A2AClient, A2AError
 from tools.natsops import cli_connect
+from tools.secure.setup import cli_identity_name
 
 
 def _status_line(item: StreamResponse) -> str | None:
@@ -32,7 +33,8 @@ def _status_line(item: StreamResponse) -> str | None:
 async def ask(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     """Stream the answer; exit 0 when the task completed, 1 otherwise."""
     nc = await cli_connect(args.nats)
-    client = A2AClient(nc, args.agent, tenant=args.tenant, timeout_s=args.timeout)
+    tenant = args.tenant or cli_identity_name()
+    client = A2AClient(nc, args.agent, tenant=tenant, timeout_s=args.timeout)
     state: TaskState | None = None
     answer_printed = False
     final_text = ""

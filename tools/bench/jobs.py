@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import os
 import statistics
 import sys
 import tempfile
@@ -114,13 +115,15 @@ async def _unit(url: str, n: int, slots: int, conn: Any) -> None:
     unit = JobWorker(nc, POOL, "bench-unit", execute, slots=slots)
     await unit.start()
     conn.send("ready")
+    cpu0 = time.process_time()
     try:
         await asyncio.wait_for(all_started.wait(), 300)
         await asyncio.wait_for(unit.wait_idle(), 60)
+        cpu = time.process_time() - cpu0
     finally:
         await unit.stop()
         await nc.close()
-    conn.send((latencies, last[0], dict(unit.counts)))
+    conn.send((latencies, last[0], {**unit.counts, "cpu_us": int(cpu * 1e6)}))
 
 
 async def _consumer(url: str, n: int, slots: int, conn: Any) -> None:
@@ -137,6 +140,7 @@ async def _consumer(url: str, n: int, slots: int, conn: Any) -> None:
     latencies: list[float] = []
     last = 0.0
     conn.send("ready")
+    cpu0 = time.process_time()
     try:
         while len(latencies) < n:
             try:
@@ -147,13 +151,15 @@ async def _consumer(url: str, n: int, slots: int, conn: Any) -> None:
             for msg in msgs:
                 latencies.append(last - float(msg.data))
                 await msg.ack()
+        cpu = time.process_time() - cpu0
     finally:
         await nc.close()
-    conn.send((latencies, last, {"received": len(latencies)}))
+    conn.send((latencies, last, {"received": len(latencies), "cpu_us": int(cpu * 1e6)}))
 
 
-async def _submit_ours(url: str, store: Path, n: int, conc: int, tag: str) -> float:
-    """The gateway's submit path from `conc` submitters; when the first was sent."""
+async def _submit_ours(url: str, store: Path, n: int, conc: int, tag: str) -> tuple[float, float]:
+    """The gateway's submit path from `conc` submitters; when the first was sent, and
+    the CPU seconds the sending took."""
     settings = load_settings(
         GatewaySettings,
         env={},
@@ -169,46 +175,61 @@ async def _submit_ours(url: str, store: Path, n: int, conc: int, tag: str) -> fl
     try:
         # Warm the route caches (offers and budget: nobody answers here, so none).
         await gw.jobs.submit(Job(id=f"warm-{tag}", pool=POOL, est_s=0))
-        t0 = time.time()
+        t0, cpu0 = time.time(), time.process_time()
 
         async def submitter(k: int) -> None:
             for i in range(k, n, conc):
                 await gw.jobs.submit(Job(id=f"{tag}-{i}", est_s=0))
 
         await asyncio.gather(*(submitter(k) for k in range(conc)))
+        cpu = time.process_time() - cpu0
     finally:
         await gw.stop()
-    return t0
+    return t0, cpu
 
 
-async def _publish_raw(url: str, n: int, conc: int) -> float:
-    """`n` acked publishes from `conc` publishers; when the first was sent."""
+async def _publish_raw(url: str, n: int, conc: int) -> tuple[float, float]:
+    """`n` acked publishes from `conc` publishers; when the first was sent, and the CPU
+    seconds the sending took."""
     nc = await nats.connect(url)
     js = nc.jetstream()
     try:
-        t0 = time.time()
+        t0, cpu0 = time.time(), time.process_time()
 
         async def publisher(k: int) -> None:
             for _ in range(k, n, conc):
                 await js.publish("raw.bench", repr(time.time()).encode())
 
         await asyncio.gather(*(publisher(k) for k in range(conc)))
+        cpu = time.process_time() - cpu0
     finally:
         await nc.close()
-    return t0
+    return t0, cpu
+
+
+def _proc_cpu_s(pid: int) -> float:
+    """CPU seconds process `pid` has used (Linux /proc; 0 where there is none)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def _side(
-    kind: str, url: str, store: Path, n: int, conc: int, slots: int, rnd: int
+    kind: str, url: str, store: Path, n: int, conc: int, slots: int, rnd: int, server: int
 ) -> dict[str, Any]:
     receiver = _Receiver(kind, url, n, slots)
     try:
         receiver.start()
+        server_cpu0 = _proc_cpu_s(server)
         if kind == "ours":
-            t0 = asyncio.run(_submit_ours(url, store, n, conc, f"r{rnd}"))
+            t0, sent_cpu = asyncio.run(_submit_ours(url, store, n, conc, f"r{rnd}"))
         else:
-            t0 = asyncio.run(_publish_raw(url, n, conc))
+            t0, sent_cpu = asyncio.run(_publish_raw(url, n, conc))
         latencies, last, counts = receiver.result(300)
+        counts["sender_cpu_us"] = int(sent_cpu * 1e6)
+        counts["server_cpu_us"] = int((_proc_cpu_s(server) - server_cpu0) * 1e6)
     finally:
         receiver.stop()
     return {
@@ -234,8 +255,9 @@ def measure(n: int, conc: int, slots: int, rounds: int = 3) -> dict[str, Any]:
         proc, url = start_nats(Path(tmp) / "nats", log_file=Path(tmp) / "nats.log")
         try:
             for r in range(rounds):
-                raws.append(_side("raw", url, Path(tmp), n, conc, slots, r))
-                ourss.append(_side("ours", url, Path(tmp) / "store", n, conc, slots, r))
+                raws.append(_side("raw", url, Path(tmp), n, conc, slots, r, proc.pid))
+                ours_store = Path(tmp) / "store"
+                ourss.append(_side("ours", url, ours_store, n, conc, slots, r, proc.pid))
         finally:
             stop_nats(proc)
     raw, ours = _median(raws), _median(ourss)
@@ -254,6 +276,13 @@ def measure(n: int, conc: int, slots: int, rounds: int = 3) -> dict[str, Any]:
         "raw_p99_ms": round(raw["p99_ms"], 2),
         "rounds": rounds,
         "succeeded": int(ours["counts"].get("succeeded", 0)) - rounds,
+        "cpu_us_per_job": {
+            side: {
+                part: round(counts.get(f"{key}cpu_us", 0) / (n * rounds), 1)
+                for part, key in (("sender", "sender_"), ("receiver", ""), ("server", "server_"))
+            }
+            for side, counts in (("ours", ours["counts"]), ("raw", raw["counts"]))
+        },
         "per_round": {
             "jobs_per_s": [round(o["per_s"], 1) for o in ourss],
             "raw_per_s": [round(r["per_s"], 1) for r in raws],
@@ -283,6 +312,11 @@ def _human(r: dict[str, Any]) -> str:
             f"  ratio {r['ratio']:.2f} (goal >= {GOAL_RATIO}: {ok[r['goals']['ratio']['met']]}); "
             f"{r['jobs_per_s']:,.0f} jobs/s (goal >= {GOAL_JOBS_PER_S:,.0f}: "
             f"{ok[r['goals']['jobs_per_s']['met']]})",
+            "  cpu us per job (sender / receiver / nats-server): "
+            + "   ".join(
+                f"{side} {c['sender']:.0f} / {c['receiver']:.0f} / {c['server']:.0f}"
+                for side, c in r["cpu_us_per_job"].items()
+            ),
         ]
     )
 

@@ -41,6 +41,7 @@ from contracts import subjects
 from contracts.telemetry import UnitTelemetry
 from tools.bench.progress import phase
 from tools.natsserver import start_nats, stop_nats
+from tools.signingkeys import fleet_env
 
 SERVICES = ("watcher", "scaler", "costguard", "provisioner")
 UNITS = 4
@@ -202,12 +203,14 @@ def _spawn_services(url: str, tmp: Path) -> dict[str, subprocess.Popen[bytes]]:
         FLEET_LOG__LEVEL="warning",
         PYTHONUNBUFFERED="1",
     )
+    common, own = fleet_env(tmp / "keys")  # signed verdicts and unit events, as in `fleet up`
+    env.update(common)
     procs = {}
     for name in SERVICES:
         with open(tmp / f"{name}.log", "wb") as log:
             procs[name] = subprocess.Popen(
                 [sys.executable, "-m", "tools", "run", name],
-                env=env,
+                env={**env, **own.get(name, {})},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

@@ -14,23 +14,15 @@ import math
 import time
 from array import array
 from collections.abc import Iterable
-from datetime import UTC, datetime
-
-import msgspec
-from nats.errors import TimeoutError as NatsTimeout
-from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from contracts import subjects
 from contracts.streams import FLEET_METRICS
 from contracts.telemetry import PoolMetrics
+from services.kit.history import HistoryError, read_since
 from tools.replay.traces import Trace, TraceError
 
 HOLD_S = 60.0
 """Seconds a pool's last metrics stand for it before the gap counts as missing."""
-IDLE_S = 2.0
-"""Seconds without a further message after which the history is taken as read."""
-
-_decode = msgspec.json.Decoder(PoolMetrics)
 
 
 def to_trace(metrics: Iterable[PoolMetrics], pool: str) -> Trace:
@@ -58,39 +50,12 @@ async def fetch(nc_url: str | None, pool: str, days: float) -> tuple[list[PoolMe
     from tools.natsops import cli_connect
 
     nc = await cli_connect(nc_url, "fleet-replay")
-    out: list[PoolMetrics] = []
-    bad = 0
     try:
-        js = nc.jetstream()
-        start = datetime.fromtimestamp(time.time() - days * 86_400, UTC)
-        config = ConsumerConfig(
-            deliver_policy=DeliverPolicy.BY_START_TIME,
-            # The server wants RFC 3339 text; nats-py passes the value through.
-            opt_start_time=start.isoformat().replace("+00:00", "Z"),  # type: ignore[arg-type]
+        since = time.time() - days * 86_400
+        return await read_since(
+            nc.jetstream(), FLEET_METRICS.name, subjects.metrics(pool), since, PoolMetrics
         )
-        try:
-            sub = await js.subscribe(
-                subjects.metrics(pool),
-                stream=FLEET_METRICS.name,
-                ordered_consumer=True,
-                config=config,
-            )
-        except Exception as exc:  # no stream, no permission: say so
-            raise TraceError(f"stream {FLEET_METRICS.name}: cannot read ({exc})") from None
-        try:
-            while True:
-                try:
-                    msg = await sub.next_msg(timeout=IDLE_S)
-                except (TimeoutError, NatsTimeout):
-                    break
-                try:
-                    out.append(_decode.decode(msg.data))
-                except msgspec.DecodeError:
-                    bad += 1
-                if msg.metadata.num_pending == 0:
-                    break
-        finally:
-            await sub.unsubscribe()
+    except HistoryError as exc:  # no stream, no permission: say so
+        raise TraceError(str(exc)) from None
     finally:
         await nc.close()
-    return out, bad

@@ -15,6 +15,9 @@ from contracts.api.ops import op
 from tools.natsops import ask_json, cli_connect
 
 TIMEOUT_S = 10.0
+CREATE_TIMEOUT_S = 90.0
+"""A create whose agent gets a runner of its own waits for it (`[gateway]
+agent_start_timeout_s`, 60 s), so the CLI waits longer."""
 
 
 def _me() -> str:
@@ -26,7 +29,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "agents",
         help="hosted agents: create, list, delete (per-user quota)",
         description="Hosted agents created at runtime: each answers as A2A agent "
-        "`agents.<name>` (`fleet ask --agent agents.NAME`), served by every runner, with its own "
+        "`agents.<name>` (`fleet ask --agent agents.NAME`), served by every runner (or, with "
+        "`[gateway] agent_runtime`, by a runner of its own of its cores and memory), with its own "
         "system prompt, model, fleet tools and runner resources; each user may have "
         "`[gateway] agents_per_user` (50) of them.",
         epilog="examples:\n"
@@ -78,10 +82,15 @@ def request_of(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     return "agents.list", {} if args.all else {"user": args.user}
 
 
+def timeout_of(name: str) -> float:
+    """How long to wait for the answer to operation `name`, seconds."""
+    return CREATE_TIMEOUT_S if name == "agents.create" else TIMEOUT_S
+
+
 async def _call(url: str | None, name: str, body: dict[str, Any]) -> Any:
     nc = await cli_connect(url)
     try:
-        return await ask_json(nc, op(name).subject, body, timeout_s=TIMEOUT_S)
+        return await ask_json(nc, op(name).subject, body, timeout_s=timeout_of(name))
     finally:
         await nc.close()
 
@@ -96,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     answer = asyncio.run(_call(args.nats, name, body))
     if answer is None:
         print(
-            f"fleet: fleet.api.{name} did not answer in {TIMEOUT_S:g} s; is the gateway "
+            f"fleet: fleet.api.{name} did not answer in {timeout_of(name):g} s; is the gateway "
             "running? (`fleet status`)",
             file=sys.stderr,
         )
@@ -116,6 +125,18 @@ def run(args: argparse.Namespace) -> int:
         )
     if not answer.get("agents"):
         print("no agents")
+    runner = answer.get("runner")
+    if runner:
+        where = (
+            f"unit {runner['unit']} on {runner['provider']}"
+            if runner["unit"]
+            else (f"on {runner['provider']}")
+        )
+        print(
+            f"its runner: {where}, {runner['state']} ({runner['cores']} vCPUs, "
+            f"{runner['memory_mb']} MiB, ${runner['usd_per_hour']:.4f}/h)"
+            + (f": {runner['reason']}" if runner["state"] != "ready" else "")
+        )
     if not (args.action == "list" and args.all):
         print(f"{answer.get('used', 0)} of {answer.get('quota', 0)} agents used by {args.user}")
     return 0

@@ -1,18 +1,23 @@
-"""`fleet approve ID` / `fleet reject ID`: decide a request the cost-guard holds."""
+"""`fleet approve ID` / `fleet reject ID`: decide a request the cost-guard holds.
+
+The decision is signed with the operator's nkey (FLEET_OPERATOR_SEED, else the
+file FLEET_OPERATOR_SEED_FILE names, else `.fleet/keys/operator.nk`); the
+cost-guard takes the operator's name from that key, never from the message.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import json
-import re
 import sys
 
 from contracts import subjects
 from contracts.commands import DecideReply, DecideRequest
 from services.kit.config import resolve_nats_url
+from services.kit.errors import ConfigError
 from services.kit.service import encode
+from tools.signingkeys import operator_name, operator_signer
 
 TIMEOUT_S = 5.0
 
@@ -44,12 +49,13 @@ def run(args: argparse.Namespace) -> int:
     except subjects.SubjectError as exc:
         print(f"fleet: {exc}", file=sys.stderr)
         return 1
-    operator = re.sub(r"[^A-Za-z0-9_-]", "-", getpass.getuser())[:64] or "operator"
-    request = DecideRequest(approve=args.approve, operator=operator, reason=args.reason[:4096])
+    request = DecideRequest(
+        approve=args.approve, operator=operator_name(), reason=args.reason[:4096]
+    )
     url = resolve_nats_url(args.nats)
     try:
         body = asyncio.run(_ask(url, subject, encode(request)))
-    except ConnectionError as exc:
+    except (ConnectionError, ConfigError) as exc:
         print(f"fleet: {exc}", file=sys.stderr)
         return 1
     except TimeoutError:
@@ -76,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _ask(url: str, subject: str, payload: bytes) -> bytes:
+    """Connect, then sign `payload` with the operator's key and ask: a missing server is
+    said before a missing key, and the seed is read only when it is about to be used."""
     import nats
     from nats.errors import NoRespondersError, NoServersError
     from nats.errors import TimeoutError as NatsTimeout
@@ -97,7 +105,8 @@ async def _ask(url: str, subject: str, payload: bytes) -> bytes:
     except (NoServersError, OSError, TimeoutError) as exc:
         raise ConnectionError(f"cannot reach NATS at {url} ({exc}); pass --nats URL") from exc
     try:
-        msg = await nc.request(subject, payload, timeout=TIMEOUT_S)
+        headers = operator_signer().sign(subject, payload)
+        msg = await nc.request(subject, payload, timeout=TIMEOUT_S, headers=headers)
         return bytes(msg.data)
     except (NoRespondersError, NatsTimeout) as exc:
         raise TimeoutError from exc

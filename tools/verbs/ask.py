@@ -23,7 +23,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("text", help="the question or instruction")
     p.add_argument("--agent", default=BRAIN_AGENT, help="A2A agent name (default: fleet)")
-    p.add_argument("--tenant", default=None, help="tenant sent as the Fleet-Tenant header")
+    p.add_argument(
+        "--tenant",
+        default=None,
+        help="call as this tenant (a2a.<agent>.rpc.<tenant>); default: the identity connected as",
+    )
     p.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for events")
     p.add_argument("--json", action="store_true", help="one JSON StreamResponse per line")
     p.add_argument("--nats", help="NATS URL (default: FLEET_NATS_URL, then .fleet/nats.url)")

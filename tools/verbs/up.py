@@ -14,10 +14,21 @@ from pathlib import Path
 from rich.console import Console
 
 from services.kit.bus import gather_replies
+from services.kit.errors import ConfigError
 from tools.configcheck import CONFIG_ERROR_EXIT, exit_on_error
 from tools.natsops import cli_connect
 from tools.natsserver import free_port, start_nats, stop_nats
 from tools.registry import EMBEDDED, available
+from tools.secure.admin import init_server, summary
+from tools.secure.identities import ADMIN
+from tools.secure.setup import (
+    Secured,
+    identity_env,
+    plan_from_config,
+    unit_env,
+    write_secured,
+)
+from tools.signingkeys import configured, fleet_env
 from tools.supervisor import Supervisor, _die_with_parent
 
 DEMOS = {"gpu": "fleet.toml", "agents": "agents.toml"}
@@ -34,7 +45,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "Without a fleet.toml the demo configuration runs: a simulated H100 marketplace "
         "with a daily load curve, bursts and a budget that the bursts reach.",
         epilog="examples:\n  fleet up\n  fleet up --config fleet.toml --data /var/lib/fleet\n"
-        "  fleet up --nats nats://nats.internal:4222\n  fleet up --demo agents",
+        "  fleet up --nats nats://nats.internal:4222\n  fleet up --demo agents\n"
+        "  fleet up --secure",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", help="fleet.toml (default: ./fleet.toml, else the built-in demo)")
@@ -42,6 +54,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--data", default=".fleet", help="state directory (default: .fleet)")
     p.add_argument("--port", type=int, default=0, help="NATS port (default: 4222 if free)")
     p.add_argument("--demo", choices=sorted(DEMOS), default="gpu", help="built-in demo config")
+    p.add_argument(
+        "--secure",
+        action="store_true",
+        help="generated identities (.fleet/creds/), least-privilege permissions, and "
+        "services that only bind to what `fleet init` created",
+    )
     p.add_argument(
         "--only", nargs="+", metavar="SERVICE", help="start only these services (default: all)"
     )
@@ -99,6 +117,19 @@ def run(args: argparse.Namespace) -> int:
     if not names:
         console.print("[red]fleet up: no services to start[/]")
         return 1
+    secured = None
+    if args.secure:
+        if args.nats:
+            console.print(
+                "[red]fleet up: --secure runs its own NATS server with the identities it "
+                "writes; for an existing server use `fleet init --identities` and its auth.conf[/]"
+            )
+            return 1
+        try:
+            secured = write_secured(str(config), state / "creds")
+        except (ConfigError, ValueError) as exc:
+            console.print(f"[red]fleet up: {exc}[/]")
+            return CONFIG_ERROR_EXIT
     nats_proc = None
     if args.nats:
         url = args.nats
@@ -107,18 +138,33 @@ def run(args: argparse.Namespace) -> int:
         port = args.port or (4222 if _port_free(4222) else free_port())
         try:
             nats_proc, url = start_nats(
-                data / "nats", port=port, log_file=data / "nats.log", preexec_fn=_die_with_parent
+                data / "nats",
+                port=port,
+                log_file=data / "nats.log",
+                preexec_fn=_die_with_parent,
+                auth=secured.auth_file.read_text() if secured else "",
             )
         except (OSError, RuntimeError, TimeoutError) as exc:
             console.print(f"[red]fleet up: NATS did not start: {exc} (see {data}/nats.log)[/]")
             return 1
+    try:
+        plan, _ = plan_from_config(str(config))
+        seed = secured.identities[ADMIN].seed_file if secured else None
+        console.print(summary(asyncio.run(init_server(url, plan, seed))), soft_wrap=True)
+    except Exception as exc:
+        if secured is not None:  # its services may not create what is missing
+            if nats_proc is not None:
+                stop_nats(nats_proc)
+            console.print(f"[red]fleet up: fleet init failed: {exc or type(exc).__name__}[/]")
+            return 1
+        console.print(f"[yellow]fleet up: fleet init failed ({exc}); services create them[/]")
     pid_file.write_text(str(os.getpid()))
     url_file.write_text(url + "\n")
     console.print(
         f"[bold]fleet up[/]: NATS {url}  config {config}  data {data}  services {', '.join(names)}"
     )
     try:
-        return asyncio.run(_supervise(console, names, url, config, data, nats_proc))
+        return asyncio.run(_supervise(console, names, url, config, data, nats_proc, secured))
     finally:
         if nats_proc is not None:
             stop_nats(nats_proc)
@@ -146,7 +192,13 @@ def _port_free(port: int) -> bool:
 
 
 async def _supervise(
-    console: Console, names: list[str], url: str, config: Path, data: Path, nats_proc: object
+    console: Console,
+    names: list[str],
+    url: str,
+    config: Path,
+    data: Path,
+    nats_proc: object,
+    secured: Secured | None = None,
 ) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -160,8 +212,16 @@ async def _supervise(
         FLEET_STORE__DIR=str(data),
         PYTHONUNBUFFERED="1",
     )
+    own_keys: dict[str, dict[str, str]] = {}
+    if not configured(str(config)):  # the run's signing keys, under .fleet/keys/
+        common, own_keys = fleet_env()
+        base_env.update(common)
     for name in names:
-        env = dict(base_env, FLEET_HTTP__PORT=str(free_port()))
+        env = dict(base_env, FLEET_HTTP__PORT=str(free_port()), **own_keys.get(name, {}))
+        if secured is not None:  # each service as its own identity
+            env.update(identity_env(secured.identities[name]))
+            if name == "provisioner":
+                env.update(unit_env(str(config), secured.identities["runner"]))
         sup.add(name, [sys.executable, "-m", "tools", "run", name], env)
     started = time.monotonic()
     sup.start()

@@ -10,6 +10,12 @@ left out of its JSON (`omitempty`), so every field is read with a default. Cost 
 operator says a core-hour costs (`usd_per_core_hour`); the idempotency key travels as
 `FLEET_LABEL=<key>` in the VM's env, which `/list` echoes in each `source_request`.
 
+A microVM is made to order: an offer asked for with `cores`/`memory_mb` (a hosted
+agent's runner) is that size, priced for it, and its offer id (`microvm-<c>c-<m>mb`)
+carries the size to the spawn; without them it is `[providers.hypercore] cores,
+memory_mb`. The VM's env also names the pool and unit (`FLEET_RUNNER__POOL`,
+`FLEET_RUNNER__UNIT`), so a runner booted in it serves and reports as that unit.
+
 What the source says, and how this adapter copes:
 - "no suitable node found after trying all policy-selected candidates" (and "no response
   received from nodes" from the broadcast fallback) means no node has room: a
@@ -27,10 +33,12 @@ What the source says, and how this adapter copes:
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
 from contracts.offers import Offer, OfferFilter
+from services.provisioner.inventory import parse_key
 from services.provisioner.placement import filter_offers
 from services.provisioner.providers.base import (
     CapacityError,
@@ -68,6 +76,20 @@ def _error_text(resp: Any) -> str:
     return body_text(resp)
 
 
+def offer_id(cores: int, memory_mb: int) -> str:
+    """The id of the microVM offer of one size."""
+    return f"microvm-{cores}c-{memory_mb}mb"
+
+
+def size_of(offer: Offer) -> tuple[int, int] | None:
+    """(cores, memory_mb) an offer id of ours names, or None for any other id."""
+    found = _SIZE.fullmatch(offer.offer_id)
+    return (int(found[1]), int(found[2])) if found else None
+
+
+_SIZE = re.compile(r"microvm-(\d+)c-(\d+)mb")
+
+
 def _label(source: dict[str, Any]) -> str:
     for item in source.get("env") or []:
         if isinstance(item, str) and item.startswith(f"{LABEL_ENV}="):
@@ -91,56 +113,71 @@ class HypercoreProvider(HttpAdapter):
         """Hypercore nodes take no credentials."""
         return {}
 
-    def _offer(self) -> Offer:
+    def _offer(self, cores: int | None = None, memory_mb: int | None = None) -> Offer:
         s = self.settings
+        cores, memory_mb = cores or s.cores, memory_mb or s.memory_mb
         return Offer(
             provider=self.name,
-            offer_id=f"microvm-{s.cores}c-{s.memory_mb}mb",
+            offer_id=offer_id(cores, memory_mb),
             gpu_model="CPU",
             vendor="other",
             tier="cpu",
             vram_gb=0.0,
             num_gpus=0,
-            usd_per_hour=round(s.cores * s.usd_per_core_hour, 6),
+            usd_per_hour=round(cores * s.usd_per_core_hour, 6),
         )
 
     async def offers(self, flt: OfferFilter) -> list[Offer]:
-        """The one microVM shape configured, priced per core-hour, once the node answers."""
+        """The microVM of the size asked for (else the configured one), priced per
+        core-hour, once the node answers."""
         await self.states()
-        return filter_offers([self._offer()], flt)
+        return filter_offers([self._offer(flt.cores, flt.memory_mb)], flt)
 
     async def create(self, offer: Offer, count: int, idempotency_key: str) -> list[ProviderUnit]:
-        """Spawn `count` microVMs labelled `idempotency_key`; reuse ones already running."""
+        """Spawn `count` microVMs of the offer's size labelled `idempotency_key`; reuse
+        ones already running."""
+        s = self.settings
+        cores, memory_mb = size_of(offer) or (s.cores, s.memory_mb)
         return await create_missing(
             await self.list(),
             idempotency_key,
             count,
-            lambda: self._spawn(idempotency_key),
+            lambda: self._spawn(idempotency_key, cores, memory_mb),
             pending=self.pending,
             provider=self.name,
         )
 
-    def spawn_body(self, label: str) -> dict[str, Any]:
-        """The `VmSpawnRequest` for one microVM labelled `label`."""
+    def spawn_body(
+        self, label: str, cores: int | None = None, memory_mb: int | None = None
+    ) -> dict[str, Any]:
+        """The `VmSpawnRequest` for one microVM labelled `label`, of `cores` vCPUs and
+        `memory_mb` MiB (the configured size when not given)."""
         s = self.settings
+        env = [f"{k}={v}" for k, v in s.env.items()]
+        unit = parse_key(label)
+        if unit is not None:  # a runner booted in it serves and reports as this unit
+            env += [f"FLEET_RUNNER__POOL={unit[0]}", f"FLEET_RUNNER__UNIT={unit[1]}"]
+            env.append(f"FLEET_RUNNER__PROVIDER={self.name}")
         return {
-            "cores": s.cores,
-            "memory": s.memory_mb,
+            "cores": cores or s.cores,
+            "memory": memory_mb or s.memory_mb,
             "image_ref": s.image_ref,
-            "env": [f"{LABEL_ENV}={label}"],
+            "env": [f"{LABEL_ENV}={label}", *env],
         }
 
-    async def _spawn(self, label: str) -> ProviderUnit:
-        resp = await self.http.request("POST", "/spawn", json=self.spawn_body(label))
+    async def _spawn(self, label: str, cores: int, memory_mb: int) -> ProviderUnit:
+        body = self.spawn_body(label, cores, memory_mb)
+        resp = await self.http.request("POST", "/spawn", json=body)
         data = json_or_none(resp)
         if not resp.is_success:
             why = _error_text(resp)
             low = why.lower()
+            size = f"a microVM of {cores} vCPUs and {memory_mb} MiB"
             if any(text in low for text in NO_ROOM):
-                raise CapacityError(self.name, f"spawn refused: {why}")
+                raise CapacityError(self.name, f"no node can take {size}: {why}")
             if resp.status_code == 400 and ("policy violation" in low or low.startswith("json:")):
-                raise Permanent(self.name, f"spawn refused: {why}")
-            raise ProviderError(self.name, f"spawning a microVM failed: {why}")
+                raise Permanent(self.name, f"spawn of {size} refused: {why}")
+            raise ProviderError(self.name, f"spawning {size} failed: {why}")
         inner = data.get("response") if isinstance(data, dict) else None
         if not isinstance(inner, dict) or not inner.get("id"):
             raise self.http.unexpected(resp, "spawning a microVM")
@@ -149,7 +186,7 @@ class HypercoreProvider(HttpAdapter):
             unit_id=str(inner["id"]),
             status="booting",
             gpu_model="CPU",
-            usd_per_hour=self._offer().usd_per_hour,
+            usd_per_hour=self._offer(cores, memory_mb).usd_per_hour,
             label=label,
             address=inner.get("url") or None,
             created_ts=time.time(),

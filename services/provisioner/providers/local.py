@@ -27,6 +27,7 @@ from typing import Any
 import msgspec
 
 from contracts.offers import Offer, OfferFilter
+from contracts.subjects import agent_of_pool
 from services.provisioner.inventory import parse_key
 from services.provisioner.placement import rejection
 from services.provisioner.providers.base import CapacityError, NotFound, Permanent, ProviderUnit
@@ -49,6 +50,21 @@ DEFAULT_COMMAND = (
     "--ready-file",
     "{ready_file}",
 )
+RUNNER_COMMAND = (
+    "env",
+    "FLEET_RUNNER__UNIT={unit}",
+    "FLEET_RUNNER__POOL={pool}",
+    "FLEET_RUNNER__PROVIDER={provider}",
+    "FLEET_RUNNER__READY_FILE={ready_file}",
+    "{python}",
+    "-m",
+    "tools",
+    "run",
+    "runner",
+    "--nats",
+    "{nats}",
+)
+"""A hosted-agent runner as the unit: in a pool `agents-<name>` it is that agent's own."""
 PR_SET_PDEATHSIG = 1
 
 
@@ -62,6 +78,11 @@ class LocalSettings(msgspec.Struct, frozen=True, kw_only=True):
     command: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_COMMAND))
     """Argv of one unit; `{python} {pool} {unit} {nats} {provider} {capacity} {ready_file}`
     are filled in. The process should touch {ready_file} once it serves."""
+    agent_command: list[str] = msgspec.field(default_factory=lambda: list(RUNNER_COMMAND))
+    """Argv of a unit of a hosted agent's pool (`agents-<name>`), filled in likewise: by
+    default `fleet run runner` as the unit, which serves that agent (its own runner,
+    `[gateway] agent_runtime = "local"`). A process is not sized: the agent's cores and
+    memory are for providers that make units to order."""
     max_units: int = 8
     """Most processes at once; more is a CapacityError (this machine has so many cores)."""
     gpu_model: str = "CPU"
@@ -174,8 +195,9 @@ class LocalProvider:
             "capacity": f"{self.settings.capacity:g}",
             "ready_file": str(ready),
         }
+        command = self.settings.agent_command if agent_of_pool(pool) else self.settings.command
         try:
-            argv = [part.format(**values) for part in self.settings.command]
+            argv = [part.format(**values) for part in command]
         except (KeyError, IndexError) as exc:
             raise Permanent(self.name, f"[providers.{self.name}] command: unknown {exc}") from None
         # A unit is its own service: it must not inherit this process's HTTP port or

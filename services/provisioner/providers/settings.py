@@ -86,6 +86,10 @@ class ProviderSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Hypercore: memory per microVM in MB."""
     image_ref: str = "docker.io/library/python:3.11-slim"
     """Hypercore: image the microVM boots."""
+    env: dict[str, str] = msgspec.field(default_factory=dict)
+    """Hypercore: environment of every microVM besides what the adapter sets (its label,
+    and for a runner its pool and unit), e.g. `FLEET_NATS_URL`, where its runner reaches
+    NATS from inside the VM."""
     list_lag_s: float = 10.0
     """Hypercore: how long `/list` may not yet show a workload after its spawn. Nodes
     broadcast their state every 5 s (WorkloadBroadcastPeriod); 10 s leaves room for gossip."""

@@ -1,0 +1,59 @@
+"""`fleet.api.agents.*` for the gateway: hosted agents made, listed and deleted within
+each user's quota (services.gateway.agents), each with a runner of its own when
+`[gateway] agent_runtime` names a provider (services.gateway.runners)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import msgspec
+
+from contracts.api.replies import AgentsReply
+from contracts.api.requests import AgentCreateCall, AgentDeleteCall, AgentsQuery
+from services.gateway.agents import AgentRegistry
+from services.gateway.runners import AgentRunners
+from services.kit.service import Delivery
+
+
+class AgentDesk:
+    """The three operations; see the module docstring."""
+
+    def __init__(
+        self,
+        registry: AgentRegistry,
+        runners: AgentRunners,
+        runtime: str,
+        count: Callable[[str], None],
+    ) -> None:
+        self.registry = registry
+        self.runners = runners
+        self.runtime = runtime
+        """Where new agents' runners run (`[gateway] agent_runtime`); empty: shared ones."""
+        self.count = count
+
+    async def on_create(self, call: AgentCreateCall, _d: Delivery) -> AgentsReply:
+        """`agents.create`: within the user's quota, then served by the runners, or by a
+        runner of its own; a runner that is refused undoes the agent."""
+        reply = await self.registry.create(call, time.time(), self.runtime)
+        if self.runtime:
+            try:
+                runner = await self.runners.start(reply.agents[0], call.user)
+            except BaseException:
+                await self.registry.delete(AgentDeleteCall(name=call.name, user=call.user))
+                raise
+            reply = msgspec.structs.replace(reply, runner=runner)
+        self.count("agents_created")
+        return reply
+
+    async def on_list(self, q: AgentsQuery, _d: Delivery) -> AgentsReply:
+        """`agents.list`."""
+        return await self.registry.all(q.user)
+
+    async def on_delete(self, call: AgentDeleteCall, _d: Delivery) -> AgentsReply:
+        """`agents.delete`: the runners stop serving it; its own runner is released."""
+        reply = await self.registry.delete(call)
+        if reply.agents[0].runtime:
+            await self.runners.release(reply.agents[0], call.user)
+        self.count("agents_deleted")
+        return reply

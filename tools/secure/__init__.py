@@ -1,0 +1,1 @@
+"""A secured deployment: identities, least-privilege grants, the admin step."""
