@@ -32,7 +32,16 @@ from contracts import subjects
 from contracts.api.ops import BY_NAME
 from contracts.api.tools import HOSTED_AGENT_TOOLS, MCP_TOOLS
 from contracts.buckets import A2A_TASKS as A2A_TASK_BUCKETS
-from contracts.buckets import AGENTS, FOLLOWUPS, LEASES, RATES, RUNNER_CLAIMS, RUNNER_SESSIONS
+from contracts.buckets import (
+    AGENTS,
+    BATCH_DRIVERS,
+    BATCHES,
+    FOLLOWUPS,
+    LEASES,
+    RATES,
+    RUNNER_CLAIMS,
+    RUNNER_SESSIONS,
+)
 from contracts.durables import DurableSpec, durables_of
 from contracts.streams import (
     FLEET_AUDIT,
@@ -229,6 +238,11 @@ def gateway() -> Permissions:
     p.pub(subjects.PROVISION_REQUESTED, subjects.RELEASE_REQUESTED, subjects.ALERT_ALL)
     p.pub(subjects.JOBS_ALL, "fleet.jobheld.*", subjects.JOB_EVENTS_ALL, subjects.JOB_CANCEL)
     p.pub(subjects.BATCH_ALL)  # batch runs' steps and progress
+    # Batch runs kept for whichever gateway carries them on: their records and driver
+    # leases, and their units', jobs' and provision's events read from their start.
+    p.pub(*kv_own(BATCHES.name), *kv_own(BATCH_DRIVERS.name))
+    p.pub(*ephemeral(FLEET_EVENTS.name), *ephemeral(FLEET_CMDS.name))
+    p.pub(*read_messages(FLEET_BATCHES.name), *read_messages(FLEET_JOBEVENTS.name))
     p.pub("fleet.api.>", "$SRV.>", "fleet.svc.>")  # composes the owners' operations; health
     p.pub(*kv_own(AGENTS.name), *ephemeral_pull(FLEET_JOBEVENTS.name))
     for q in (*JOB_QUEUES, JOBS_HELD.name):
