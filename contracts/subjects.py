@@ -31,6 +31,8 @@ JOB_CANCEL = "fleet.jobctl.cancel"
 BATCH_ALL = "fleet.batch.>"
 """Core NATS: a cancelled job's id, for the unit that may be running it."""
 BRAIN_AGENT = "fleet"
+ADVISOR_AGENTS = ("cost-advisor", "performance-advisor")
+"""The brain's advisors, A2A agents in its process (`a2a.<name>.rpc`)."""
 """The agent name the brain answers A2A as."""
 DEMO_AGENT = "assistant"
 """The demo hosted agent (`agents.assistant`)."""

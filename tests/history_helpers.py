@@ -23,6 +23,7 @@ from services.gateway.service import Gateway
 from services.kit.bus import ensure_streams
 from services.kit.service import Service
 from tests.fleet_helpers import fleet
+from tests.signing_helpers import PROVISIONER
 from tools.report.week import Week, simulate
 
 
@@ -57,10 +58,15 @@ async def publish_week(js: JetStreamContext, week: Week, chunk: int = 500) -> in
     carry their past times."""
     await ensure_streams(js)
     msgs = messages(week)
+
+    async def put(subject: str, msg: Any) -> None:
+        body = msgspec.json.encode(msg)
+        # Unit events count in the ledger only when the provisioner signed them.
+        headers = PROVISIONER.sign(subject, body) if isinstance(msg, UnitEvent) else None
+        await js.publish(subject, body, headers=headers)
+
     for i in range(0, len(msgs), chunk):
-        await asyncio.gather(
-            *(js.publish(s, msgspec.json.encode(m)) for s, m in msgs[i : i + chunk])
-        )
+        await asyncio.gather(*(put(s, m) for s, m in msgs[i : i + chunk]))
     return len(msgs)
 
 

@@ -15,12 +15,15 @@ from contracts.events import UnitEvent
 from services.kit.service import encode
 from services.kit.signing import Signer, new_seed
 
-SEEDS = {name: new_seed() for name in ("costguard", "provisioner", "operator", "intruder")}
+SEEDS = {
+    name: new_seed() for name in ("costguard", "provisioner", "watcher", "operator", "intruder")
+}
 """One key per role for the whole session; `intruder` is listed nowhere."""
 SIGNERS = {name: Signer(seed) for name, seed in SEEDS.items()}
-COSTGUARD, PROVISIONER, OPERATOR, INTRUDER = (
+COSTGUARD, PROVISIONER, WATCHER, OPERATOR, INTRUDER = (
     SIGNERS["costguard"],
     SIGNERS["provisioner"],
+    SIGNERS["watcher"],
     SIGNERS["operator"],
     SIGNERS["intruder"],
 )
@@ -32,10 +35,11 @@ revision, so a real cost-guard started later in the same test still wins."""
 
 def signing(own: str | None = None) -> dict[str, Any]:
     """The `[signing]` table of a service under test; `own` names whose seed it signs with
-    (a service that signs nothing, such as the watcher, gets the public keys only)."""
+    (a service that signs nothing, such as the scaler, gets the public keys only)."""
     table: dict[str, Any] = {
         "costguard_key": COSTGUARD.public_key,
         "provisioner_key": PROVISIONER.public_key,
+        "watcher_key": WATCHER.public_key,
         "operators": {OPERATOR.public_key: OPERATOR_NAME},
     }
     if own in SEEDS:
@@ -76,6 +80,7 @@ def signing_env(own: str | None = None) -> dict[str, str]:
     env = {
         "FLEET_SIGNING__COSTGUARD_KEY": table["costguard_key"],
         "FLEET_SIGNING__PROVISIONER_KEY": table["provisioner_key"],
+        "FLEET_SIGNING__WATCHER_KEY": table["watcher_key"],
         "FLEET_SIGNING__OPERATORS": f"{{ {operators} }}",
     }
     if "seed" in table:

@@ -17,6 +17,7 @@ from contracts.telemetry import UnitTelemetry
 from services.kit.service import encode
 from services.provisioner.service import ProvisionerService
 from tests.provisioner_helpers import Watch, alerts, approve, eventually, settings, states
+from tests.signing_helpers import WATCHER, publish_event
 
 POOL = {"gpu": {"gpu_model": "H100", "providers": ["sim"], "drain_deadline_s": 30}}
 
@@ -158,7 +159,7 @@ async def test_failed_unit_is_replaced_through_the_costguard(
         failed = UnitEvent(
             pool="gpu", unit=unit, state="failed", provider="sim", reason="3 health checks failed"
         )
-        await nc.jetstream().publish(subjects.unit("gpu", unit), encode(failed))
+        await publish_event(nc, failed, WATCHER)
         (ask,) = await asks.until(lambda a: len(a) == 1)
         assert ask.requester == "provisioner" and ask.pool == "gpu" and ask.count == 1
         assert ask.provider == "sim2" and ask.gpu_model == "H100" and unit in ask.reason

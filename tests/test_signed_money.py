@@ -20,10 +20,14 @@ from contracts import subjects
 from contracts.commands import DecideRequest, ProvisionRequest, Verdict
 from contracts.events import Alert, DeadLetter, UnitEvent
 from contracts.signatures import FENCE_HEADER
+from contracts.telemetry import UnitTelemetry
 from services.costguard.service import CostGuard
+from services.kit.config import load_settings
 from services.kit.service import encode
 from services.kit.signing import verify
 from services.provisioner.service import ProvisionerService
+from services.watcher.service import Watcher
+from services.watcher.settings import WatcherSettings
 from tests.clocks import noon_clock
 from tests.provisioner_helpers import Watch, approve, settings, states
 from tests.signing_helpers import (
@@ -31,9 +35,11 @@ from tests.signing_helpers import (
     INTRUDER,
     OPERATOR_NAME,
     PROVISIONER,
+    WATCHER,
     publish_event,
     signed_decision,
     signed_verdict,
+    signing,
 )
 from tests.test_costguard_service import make_settings
 
@@ -255,11 +261,12 @@ async def test_only_a_listed_operator_key_decides_and_the_key_names_the_operator
     await verdicts.stop()
 
 
-async def test_the_watchers_unsigned_failure_report_is_confirmed_by_the_provisioner(
+async def test_the_watchers_failure_report_is_confirmed_by_the_provisioner(
     nats_url: str, nc: Client, tmp_path: Path, guard: CostGuard
 ) -> None:
-    """The watcher reports failures unsigned: the ledger does not take its word, the
-    provisioner confirms with a signed `failed` of its own, and nobody is alarmed."""
+    """The watcher signs its failure reports with its own key: the ledger does not take
+    its word (only the provisioner's), the provisioner confirms with a `failed` of its own,
+    and nobody is alarmed."""
     prov = ProvisionerService(settings(tmp_path / "prov", POOL_H100), nats_url=nats_url)
     prov.clock = guard.clock  # type: ignore[method-assign]
     alerts = await Watch(Alert).start(nc, "fleet.alert.critical")
@@ -273,7 +280,7 @@ async def test_the_watchers_unsigned_failure_report_is_confirmed_by_the_provisio
         (unit,) = states(await units.until(lambda i: bool(states(i, "ready"))), "ready")
         await burn_becomes(nc, 2.49)
         report = UnitEvent(pool="h100", unit=unit, state="failed", reason="missed heartbeats")
-        await nc.jetstream().publish(subjects.unit("h100", unit), encode(report))  # as the watcher
+        await publish_event(nc, report, WATCHER)  # signed as the watcher signs it
         # the provisioner confirms with a signed `failed` (and asks for a replacement)
         await units.until(
             lambda items: [e.state for e in items if e.unit == unit][-2:] == 2 * ["failed"]
@@ -288,7 +295,40 @@ async def test_the_watchers_unsigned_failure_report_is_confirmed_by_the_provisio
         await prov.stop()
 
 
-async def until_count(svc: CostGuard, name: str, n: int, within_s: float = 10.0) -> None:
+async def test_the_watcher_signs_its_failure_reports_and_believes_only_the_provisioner(
+    nats_url: str, nc: Client, tmp_path: Path
+) -> None:
+    overrides = {"store": {"dir": str(tmp_path)}, "stop_deadline_s": 0.5}
+    overrides.update(
+        signing=signing("watcher"), watcher={"tick_s": 0.1, "heartbeat_timeout_s": 0.5}
+    )
+    watcher = Watcher(
+        load_settings(WatcherSettings, env={}, overrides=overrides), nats_url=nats_url
+    )
+    reports = await Inbox().start(nc, subjects.unit("p", "u1"))
+    dead = await Watch(DeadLetter).start(nc, "fleet.dead.fleet.unit.>")
+    await watcher.start()
+    try:
+        # a forged unit event is refused; the provisioner's own is believed
+        for signer in (INTRUDER, PROVISIONER):
+            await publish_event(nc, UnitEvent(pool="p", unit="u2", state="ready"), signer)
+        (letter,) = await dead.until(lambda items: len(items) == 1)
+        assert letter.service == "watcher" and "not signed by the provisioner" in letter.reason
+        await until_count(watcher, "unit_events", 1)
+        # a unit that falls silent is reported failed, signed with the watcher's key
+        beat = UnitTelemetry(pool="p", unit="u1", provider="sim", capacity=1.0)
+        await nc.publish(subjects.telemetry("p", "u1"), encode(beat))
+        (failed,) = await reports.until(1)
+        assert msgspec.json.decode(failed.data, type=UnitEvent).state == "failed"
+        signed = verify(failed.subject, failed.data, failed.headers, {WATCHER.public_key: "w"})
+        assert signed.name == "w"
+    finally:
+        await reports.stop()
+        await dead.stop()
+        await watcher.stop()
+
+
+async def until_count(svc: CostGuard | Watcher, name: str, n: int, within_s: float = 10.0) -> None:
     """Wait until the service has counted `n` of `name` (checked every 50 ms)."""
     for _ in range(int(within_s / 0.05)):
         if svc.metrics.counts.get(name, 0) >= n:

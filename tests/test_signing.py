@@ -1,5 +1,5 @@
 """Signatures on what moves money (services/kit/signing.py), the provisioner's fence rule
-(services/provisioner/fencing.py) and the cost-guard's trust rules
+(services/kit/fencing.py) and the cost-guard's trust rules
 (services/costguard/trust.py), with plain values: no bus, no clock."""
 
 from __future__ import annotations
@@ -14,18 +14,23 @@ from contracts.signatures import FENCE_HEADER, NO_FENCE, SIG_HEADER, SIGNER_HEAD
 from services.costguard.trust import investigation_alert, should_investigate
 from services.kit.config import SigningSettings
 from services.kit.errors import ConfigError
+from services.kit.fencing import Mark, Marks, admit
+from services.kit.messages import Delivery
 from services.kit.signing import (
+    Authors,
     SignatureError,
     Signer,
     new_seed,
     own_signer,
     public_key_setting,
     read_seed,
+    signing_settings,
+    trusted_keys,
     verify,
     write_seed,
 )
-from services.provisioner.fencing import Mark, Marks, admit
-from tests.signing_helpers import COSTGUARD, INTRUDER, SEEDS
+from tests.signing_helpers import COSTGUARD, INTRUDER, PROVISIONER, SEEDS, WATCHER
+from tools.signingkeys import fleet_env
 
 SUBJECT = "fleet.budget.approved"
 BODY = b'{"id":"p-1","decision":"approved"}'
@@ -109,6 +114,44 @@ def test_a_bad_seed_or_key_is_a_config_error_naming_the_setting(tmp_path: Path) 
         own_signer(SigningSettings(), "cost-guard")
     signer = own_signer(SigningSettings(seed=SEEDS["costguard"].decode()), "cost-guard")
     assert signer.public_key == COSTGUARD.public_key
+
+
+def test_a_reader_believes_only_the_authors_it_was_given() -> None:
+    subject, body = "fleet.unit.gpu.u1", b'{"state":"terminated"}'
+    settings = SigningSettings(
+        provisioner_key=PROVISIONER.public_key, watcher_key=WATCHER.public_key
+    )
+    reporters = Authors(trusted_keys(settings, "provisioner", "watcher"))
+    for signer in (PROVISIONER, WATCHER):
+        assert reporters.problem(Delivery(subject, signer.sign(subject, body), data=body)) is None
+    forged = Delivery(subject, INTRUDER.sign(subject, body), data=body)
+    assert "not a trusted key" in str(reporters.problem(forged))
+    assert "not signed" in str(reporters.problem(Delivery(subject, {}, data=body)))
+    only_provisioner = Authors(trusted_keys(settings, "provisioner"))
+    watcher_signed = Delivery(subject, WATCHER.sign(subject, body), data=body)
+    assert "not a trusted key" in str(only_provisioner.problem(watcher_signed))
+    assert only_provisioner.unkeyed_warning("unit events", "provisioner_key") is None
+
+
+def test_a_reader_without_keys_says_so_and_a_bad_key_names_its_setting() -> None:
+    unkeyed = Authors(trusted_keys(SigningSettings(), "provisioner"))
+    assert unkeyed.problem(Delivery("fleet.unit.p.u", {}, data=b"{}")) is None
+    warning = unkeyed.unkeyed_warning("unit events", "provisioner_key")
+    assert warning is not None and "FLEET_SIGNING__PROVISIONER_KEY" in warning
+    with pytest.raises(ConfigError, match=r"\[signing\] watcher_key"):
+        trusted_keys(SigningSettings(watcher_key="UNOTAKEY"), "watcher")
+    env = {"FLEET_SIGNING__PROVISIONER_KEY": PROVISIONER.public_key}
+    assert signing_settings(env).provisioner_key == PROVISIONER.public_key
+
+
+def test_fleet_up_keeps_a_watcher_key_and_gives_its_public_key_to_everyone(
+    tmp_path: Path,
+) -> None:
+    common, own = fleet_env(tmp_path)
+    watcher = Signer(read_seed(Path(own["watcher"]["FLEET_SIGNING__SEED_FILE"])))
+    assert common["FLEET_SIGNING__WATCHER_KEY"] == watcher.public_key
+    assert stat.S_IMODE((tmp_path / "watcher.nk").stat().st_mode) == 0o600
+    assert fleet_env(tmp_path)[0] == common  # made once, reused
 
 
 # -- the provisioner's fence rule ---------------------------------------------------------

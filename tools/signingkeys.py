@@ -2,7 +2,7 @@
 services through their settings, and the operator's seed for `fleet approve`.
 
 `fleet up` with no `[signing]` keys configured keeps a key pair for the
-cost-guard, the provisioner and the local operator under `.fleet/keys/` (seed
+cost-guard, the provisioner, the watcher and the local operator under `.fleet/keys/` (seed
 files, mode 0600), creating the ones that are missing, and passes each service
 the public keys it checks and the path of its own seed (never the seed itself)
 in `FLEET_SIGNING__*` variables. The keys live as long as the state directory,
@@ -23,7 +23,7 @@ from services.kit.errors import ConfigError
 from services.kit.signing import Signer, new_seed, read_seed, write_seed
 
 KEYS_DIR = Path(STATE_DIR) / "keys"
-SIGNERS = ("costguard", "provisioner")
+SIGNERS = ("costguard", "provisioner", "watcher")
 """The services that sign what they publish, each with a seed of its own."""
 OPERATOR_SEED_ENV = "FLEET_OPERATOR_SEED"
 OPERATOR_SEED_FILE_ENV = "FLEET_OPERATOR_SEED_FILE"
@@ -58,6 +58,7 @@ def fleet_env(keys_dir: Path = KEYS_DIR) -> tuple[dict[str, str], dict[str, dict
     common = {
         "FLEET_SIGNING__COSTGUARD_KEY": signers["costguard"].public_key,
         "FLEET_SIGNING__PROVISIONER_KEY": signers["provisioner"].public_key,
+        "FLEET_SIGNING__WATCHER_KEY": signers["watcher"].public_key,
         "FLEET_SIGNING__OPERATORS": f'{{ "{operator.public_key}" = "{operator_name()}" }}',
     }
     own = {

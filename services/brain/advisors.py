@@ -16,12 +16,13 @@ from typing import Any, Literal
 
 import msgspec
 
+from contracts.subjects import ADVISOR_AGENTS
+
 Stance = Literal["endorse", "caution", "oppose"]
 Verdict = Literal["adopt", "adopt with care", "hold"]
 
-COST = "cost-advisor"
-PERFORMANCE = "performance-advisor"
-ADVISORS = (COST, PERFORMANCE)
+COST, PERFORMANCE = ADVISOR_AGENTS
+ADVISORS = ADVISOR_AGENTS
 """The advisors' A2A agent names (`a2a.<name>.rpc`)."""
 
 

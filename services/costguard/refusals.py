@@ -3,10 +3,10 @@ unsigned end of a unit it still bills, first ask the provisioner (services/costg
 trust.py holds the rules; this is their I/O).
 
 The check waits `[budget] unsigned_end_check_s`, so that a true end (the watcher's
-failure reports are unsigned) has time to arrive signed from the provisioner, then
-asks `fleet.api.units.list`. At most MAX_INVESTIGATIONS run at once and one per unit,
-so a flood of forged ends costs a bounded number of requests; every refused event is
-dead-lettered by the caller whatever happens here.
+failure reports are not signed by the provisioner) has time to arrive signed from
+the provisioner, then asks `fleet.api.units.list`. At most MAX_INVESTIGATIONS run at
+once and one per unit, so a flood of forged ends costs a bounded number of requests;
+every refused event is dead-lettered by the caller whatever happens here.
 """
 
 from __future__ import annotations

@@ -91,8 +91,9 @@ class Refused(Exception):
 
 def should_investigate(event: UnitEvent, billed_units: Mapping[str, object]) -> bool:
     """An unsigned end of a unit the ledger bills is checked with the provisioner before
-    anyone is alarmed: the watcher declares failures unsigned, and the provisioner
-    confirms them with a signed event of its own moments later."""
+    anyone is alarmed: the watcher's failure reports carry its own key, not the
+    provisioner's, and the provisioner confirms them with a signed event of its own
+    moments later."""
     return event.state in TERMINAL_STATES and f"{event.pool}/{event.unit}" in billed_units
 
 

@@ -117,12 +117,16 @@ class SigningSettings(msgspec.Struct, kw_only=True):
     provisioner_key: str = ""
     """The provisioner's public nkey: the cost-guard's ledger bills only from unit events
     it signed. Required by the cost-guard."""
+    watcher_key: str = ""
+    """The watcher's public nkey: the provisioner replaces a unit only on a `failed`
+    report it signed (a forged one would replace a healthy unit). Required by the
+    provisioner."""
     operators: dict[str, str] = msgspec.field(default_factory=dict)
     """Public nkey -> operator name: who may approve or reject a held request. The name
     in the audit trail is the one given here, never one the message claims."""
     seed_file: str = ""
     """A file holding this service's own nkey seed (`S...`, as `fleet keys new` writes
-    it); the cost-guard and the provisioner sign with it."""
+    it); the cost-guard, the provisioner and the watcher sign with it."""
     seed: str = ""
     """This service's seed itself, for the environment (FLEET_SIGNING__SEED) when no file
     is used; a secret: never logged, published or stored."""

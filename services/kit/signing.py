@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
 import nacl.exceptions
 import nacl.signing
 import nkeys
@@ -31,8 +32,9 @@ from contracts.signatures import (
     looks_like_public_key,
     signed_bytes,
 )
-from services.kit.config import SigningSettings
+from services.kit.config import SigningSettings, gather
 from services.kit.errors import ConfigError
+from services.kit.messages import Delivery
 
 MAX_SIG_CHARS = 128
 """A base64url Ed25519 signature is 86 characters; anything much longer is not one."""
@@ -204,3 +206,65 @@ def own_signer(settings: SigningSettings, service: str) -> Signer:
         f"the {service} signs what it publishes but has no key: set [signing] seed_file "
         "(FLEET_SIGNING__SEED_FILE) to a seed from `fleet keys new FILE`, or FLEET_SIGNING__SEED"
     )
+
+
+def has_own_key(settings: SigningSettings) -> bool:
+    """True when `[signing]` gives this service a seed of its own to sign with."""
+    return bool(settings.seed or settings.seed_file)
+
+
+def trusted_keys(settings: SigningSettings, *roles: str) -> dict[str, str]:
+    """Public key -> role for each `[signing] <role>_key` that is set, each checked; a
+    ConfigError naming the setting when one is malformed."""
+    keys: dict[str, str] = {}
+    for role in roles:
+        value = str(getattr(settings, f"{role}_key")).strip()
+        if not value:
+            continue
+        try:
+            verify_key(value)
+        except ValueError as exc:
+            raise ConfigError(f"[signing] {role}_key: {exc}") from None
+        keys[value] = role
+    return keys
+
+
+def signing_settings(env: Mapping[str, str] | None = None) -> SigningSettings:
+    """`[signing]` alone, from fleet.toml and FLEET_SIGNING__*: for a process that is not a
+    Service (the local worker) yet must check who signed what it acts on."""
+    table = gather(None, env).data.get("signing", {})
+    try:
+        return msgspec.convert(table if isinstance(table, dict) else {}, SigningSettings)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"[signing]: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Authors:
+    """Whom a reader believes one kind of message from (public key -> role).
+
+    Empty: nobody's key was configured (a service started by hand or in a unit test),
+    and the reader believes what it gets, as before signatures; the service says so at
+    start. `fleet up` and a configured deployment always give the keys."""
+
+    keys: Mapping[str, str]
+
+    def problem(self, d: Delivery) -> str | None:
+        """Why the message in `d` is not believed (not signed by one of `keys`), or None."""
+        if not self.keys:
+            return None
+        try:
+            verify(d.subject, d.data, d.headers, self.keys)
+        except SignatureError as exc:
+            return str(exc)
+        return None
+
+    def unkeyed_warning(self, what: str, setting: str) -> str | None:
+        """What to log at start when no key is configured, or None."""
+        if self.keys:
+            return None
+        return (
+            f"[signing] {setting} is not set: {what} are believed unsigned, so anyone who "
+            f"can publish them is believed. Set FLEET_SIGNING__{setting.upper()} "
+            "(`fleet up` does it for you)"
+        )

@@ -11,8 +11,9 @@ The `sim` provider's world (and its units' telemetry) runs inside this process;
 `local` units are child processes of it and stop with it.
 
 Trust (docs/adr/0012-signed-messages.md): a verdict is carried out only when the
-cost-guard's key signed it under a current fencing token (services/provisioner/
-fencing.py); anything else is dead-lettered with a critical alert. The unit
+cost-guard's key signed it under a current fencing token (services/kit/fencing.py),
+and a unit is replaced only on a `failed` report the watcher (or the provisioner
+itself) signed; anything else is dead-lettered with a critical alert. The unit
 events published here are signed with the provisioner's own key, since the
 cost-guard's ledger bills from nothing else.
 """
@@ -36,19 +37,14 @@ from contracts.events import UnitEvent
 from contracts.offers import Offer, OfferFilter, Placement
 from contracts.telemetry import UnitTelemetry
 from services.kit import ConfigError, Delivery, Permanent, Retryable, Service
+from services.kit.fencing import VerdictGate
 from services.kit.lag import track_lag
 from services.kit.service import encode
-from services.kit.signing import (
-    SignatureError,
-    own_signer,
-    public_key_setting,
-    verify,
-)
+from services.kit.signing import Authors, own_signer, public_key_setting
 from services.provisioner.breaker import Breaker, BreakerPolicy, Transition
 from services.provisioner.catalog import lookup
 from services.provisioner.config import ProvisionerSettings
 from services.provisioner.executor import Executor, Outcome
-from services.provisioner.fencing import Marks, admit, verdict_time_problem
 from services.provisioner.gauges import ProvisionerGauges
 from services.provisioner.inventory import Load
 from services.provisioner.lifecycle import Lifecycle
@@ -62,8 +58,6 @@ OFFERS_TIMEOUT_S = 20.0
 """Longest an offers query waits for one provider before leaving it out."""
 LOAD_TTL_S = 600.0
 """Telemetry of units not heard from for this long is forgotten."""
-FENCES_KEY = "verdict_fences"
-"""Store key of the fencing marks (services/provisioner/fencing.py)."""
 
 
 class ProvisionerService(Service[ProvisionerSettings]):
@@ -82,13 +76,14 @@ class ProvisionerService(Service[ProvisionerSettings]):
         s, opts = self.settings, self.settings.provisioner
         assert self.store is not None
         self.signer = own_signer(s.signing, "provisioner")
-        costguard = public_key_setting(
-            s.signing, "costguard_key", "the provisioner carries out only verdicts it signed"
+        self.verdicts = VerdictGate(
+            s.signing, self.store, "the provisioner carries out only verdicts it signed"
         )
-        self.costguard_keys = {costguard: "costguard"}
-        raw_marks = await self.store.get(FENCES_KEY)
-        self.marks = msgspec.json.decode(raw_marks, type=Marks) if raw_marks else Marks()
-        self._fence_lock = asyncio.Lock()
+        await self.verdicts.load()
+        watcher = public_key_setting(
+            s.signing, "watcher_key", "the provisioner replaces only units the watcher reports"
+        )
+        self.reporters = Authors({watcher: "watcher", self.signer.public_key: "provisioner"})
         try:
             built = build_providers(s, Path(s.store.dir), self.nats_url, os.environ)
         except ValueError as exc:
@@ -192,18 +187,30 @@ class ProvisionerService(Service[ProvisionerSettings]):
             inflight=beat.inflight, idle_s=beat.idle_s, seen_ts=time.time()
         )
 
-    async def _on_unit_event(self, event: UnitEvent, _d: Delivery) -> None:
+    async def _on_unit_event(self, event: UnitEvent, d: Delivery) -> None:
         if event.state != "failed":
             return
+        forged = self.reporters.problem(d)
+        if forged is not None:  # replacing a healthy unit would be a denial of service
+            self.metrics.count("failure_reports_refused")
+            await self.life.alert(
+                "unit_event_refused",
+                f"refused a `failed` report for {event.pool}/{event.unit}: {forged}. Nothing "
+                f"was replaced (see fleet.dead.{d.subject})",
+                "critical",
+                pool=event.pool,
+                unit=event.unit,
+            )
+            raise Permanent(f"failure report not signed by the watcher: {forged}")
         unit = self.inventory.get(event.unit)
         if unit is None or unit.failover_done:
             return
-        # Published again, signed: the watcher's report is not signed, and the cost-guard's
-        # ledger stops billing the unit only on the provisioner's word.
+        # Published again, signed by the provisioner: the cost-guard's ledger stops billing
+        # the unit only on the provisioner's word, not the watcher's.
         await self.life.failed(event.unit, event.reason or "reported failed")
 
     async def _on_verdict(self, verdict: Verdict, d: Delivery) -> None:
-        refused = await self._refusal(verdict, d)
+        refused = await self.verdicts.refusal(verdict.ts, d, self.clock())
         if refused is not None:
             self.metrics.count("verdicts_refused")
             await self.life.alert(
@@ -230,27 +237,6 @@ class ProvisionerService(Service[ProvisionerSettings]):
             await self._fail(cmd, f"gave up after {d.attempt} attempts: {outcome.detail}")
             return
         raise Retryable(outcome.detail, self.settings.provisioner.command_retry_s)
-
-    async def _refusal(self, verdict: Verdict, d: Delivery) -> str | None:
-        """Why `verdict` must not be carried out: not signed by the cost-guard, dated
-        ahead, or under a stale fence; None when it may. The fence marks are stored."""
-        try:
-            signed = verify(d.subject, d.data, d.headers, self.costguard_keys)
-        except SignatureError as exc:
-            return f"not signed by the cost-guard: {exc}"
-        skewed = verdict_time_problem(verdict.ts, self.clock())
-        if skewed is not None:
-            return skewed
-        async with self._fence_lock:
-            marks = (
-                self.marks if self.marks.signer == signed.signer else Marks(signer=signed.signer)
-            )
-            marks, stale = admit(marks, signed.fence, d.stream_seq or 0)
-            if marks != self.marks:
-                assert self.store is not None
-                await self.store.put(FENCES_KEY, encode(marks))
-                self.marks = marks
-        return stale
 
     async def _run(self, cmd: AnyApproved) -> Outcome:
         """Carry out `cmd` once at a time: a redelivery waits for the run in progress."""

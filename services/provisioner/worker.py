@@ -5,7 +5,8 @@
 It publishes a UnitTelemetry heartbeat every second on
 `fleet.telemetry.<pool>.<unit>`, answers pings on `fleet.ping.<unit>` with its
 pid and uptime, stops taking work when its unit is published `draining`, and
-exits on SIGTERM or when its unit is published `terminated`. The hosted-agent
+exits on SIGTERM or when its unit is published `terminated` (both only when signed by
+the provisioner's key, `[signing] provisioner_key`). The hosted-agent
 runner replaces it through `[providers.local] command`.
 
 It also runs its pool's jobs (services/kit/jobworker.py), up to `--capacity` at
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import time
@@ -32,6 +34,10 @@ from contracts.events import PingReply, UnitEvent
 from contracts.telemetry import UnitTelemetry
 from services.kit.jobexec import subprocess_runner
 from services.kit.jobworker import JobWorker
+from services.kit.messages import Delivery
+from services.kit.signing import Authors, signing_settings, trusted_keys
+
+log = logging.getLogger("fleet.worker")
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -41,6 +47,11 @@ async def run(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # Only the provisioner's word drains or ends this unit: a forged `terminated` would
+    # stop it and hand its jobs back (an unkeyed worker believes anyone; fleet up keys it).
+    authors = Authors(trusted_keys(signing_settings(), "provisioner"))
+    if warning := authors.unkeyed_warning("unit events", "provisioner_key"):
+        log.warning(warning)
     nc = await nats.connect(args.nats, name=f"fleet-worker-{args.unit}", max_reconnect_attempts=-1)
     draining = False
     jobs = JobWorker(
@@ -67,6 +78,10 @@ async def run(args: argparse.Namespace) -> int:
         try:
             event = msgspec.json.decode(msg.data, type=UnitEvent)
         except msgspec.DecodeError:
+            return
+        forged = authors.problem(Delivery(msg.subject, msg.headers or {}, data=msg.data))
+        if forged is not None:
+            log.warning("ignored a unit event: %s", forged)
             return
         if event.state == "draining" and not draining:
             draining = True

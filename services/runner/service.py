@@ -40,8 +40,9 @@ from contracts.a2a import AgentCapabilities, AgentCard, AgentProvider, AgentSkil
 from contracts.api.tools import tools_problem
 from contracts.events import UnitEvent
 from services.a2a import nats_interface
-from services.kit import ConfigError, Service
+from services.kit import ConfigError, Permanent, Service
 from services.kit.service import Delivery
+from services.kit.signing import Authors, trusted_keys
 from services.runner.admission import Capacity
 from services.runner.dynamic import RuntimeAgents
 from services.runner.executor import AgentExecutor
@@ -161,6 +162,9 @@ class RunnerService(Service[RunnerSettings]):
             tools = agent_tools(name, s, self)
             model = self.model if tools is None else self._own_model(build_model(s, tools))
             self.agents[name] = await self.serve_agent(name, s, model)
+        self.authors = Authors(trusted_keys(self.settings.signing, "provisioner"))
+        if warning := self.authors.unkeyed_warning("unit events", "provisioner_key"):
+            log.warning(warning)
         for pool in dict.fromkeys(self.pool_of(name) for name in self.served()):
             await self.subscribe(subjects.unit(pool, self.unit), UnitEvent, self._on_unit_event)
         if s.runtime_agents or self.own_agent:
@@ -332,7 +336,13 @@ class RunnerService(Service[RunnerSettings]):
                     extra={"agent": name, "tasks": len(failed)},
                 )
 
-    async def _on_unit_event(self, event: UnitEvent, _d: Delivery) -> None:
+    async def _on_unit_event(self, event: UnitEvent, d: Delivery) -> None:
+        """Leave on `draining`, stop on an end: only on the provisioner's word, or anyone
+        could stop every runner with a forged `terminated`."""
+        forged = self.authors.problem(d)
+        if forged is not None:
+            self.metrics.count("unit_events_refused")
+            raise Permanent(f"unit event not signed by the provisioner: {forged}")
         if event.state == "draining":
             for name in self.served():
                 host = self.host_of(name)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -24,7 +25,8 @@ from contracts.commands import ReleaseRequest, Verdict
 from contracts.events import TERMINAL_STATES, AuditRecord, UnitEvent
 from contracts.subjects import agent_of_pool, is_adhoc
 from contracts.telemetry import PoolMetrics
-from services.kit import Delivery, Service
+from services.kit import Delivery, Permanent, Service
+from services.kit.fencing import VerdictGate
 from services.kit.lag import track_lag
 from services.scaler import pins as pinning
 from services.scaler.policy import (
@@ -70,6 +72,9 @@ class Scaler(Service[ScalerSettings]):
     singleton = True  # one scaler decides per pool; a standby takes over from the stored state
     description = "PoolMetrics -> ScaleProposal per pool (steady, panic, predictive)"
     migrations = MIGRATIONS
+    clock: Callable[[], float] = staticmethod(time.time)
+    """Unix seconds that the verdicts' clock-skew check reads (a test whose cost-guard
+    runs on a chosen day gives the scaler the same clock)."""
 
     def __init__(self, settings: ScalerSettings | None = None, *, nats_url: str | None = None):
         super().__init__(settings, nats_url=nats_url)
@@ -102,6 +107,15 @@ class Scaler(Service[ScalerSettings]):
         for row in await self.store.fetchall("SELECT data FROM pins"):
             pin = msgspec.json.decode(bytes(row["data"]), type=pinning.Pin)
             self.pins[pin.id] = pin
+        self.verdicts: VerdictGate | None = None
+        if self.settings.signing.costguard_key:
+            self.verdicts = VerdictGate(self.settings.signing, self.store, "pins follow verdicts")
+            await self.verdicts.load()
+        else:
+            log.warning(
+                "[signing] costguard_key is not set: pins are set from unsigned verdicts. Set "
+                "FLEET_SIGNING__COSTGUARD_KEY (`fleet up` does it for you)"
+            )
         for subject in (subjects.BUDGET_APPROVED,):
             await self.consume(subject, Verdict, self.on_approved, durable="scaler-pins")
         self.every(self.opts.pin_check_s, self.end_pins, "pins")
@@ -217,7 +231,17 @@ class Scaler(Service[ScalerSettings]):
         await self.publish(subjects.audit("scaler"), audit, msg_id=audit.id)
 
     async def on_approved(self, verdict: Verdict, d: Delivery) -> None:
-        """An approved pinned provision sets a floor; a hand release lowers the floors."""
+        """An approved pinned provision sets a floor; a hand release lowers the floors. Only
+        verdicts the cost-guard signed under a current fence count: a forged approval of a
+        pinned provision would otherwise keep units (and their cost) against the load."""
+        refused = (
+            None
+            if self.verdicts is None
+            else await self.verdicts.refusal(verdict.ts, d, self.clock())
+        )
+        if refused is not None:
+            self.metrics.count("verdicts_refused")
+            raise Permanent(f"verdict {verdict.id}: {refused}")
         pin = pinning.pin_of(verdict)
         async with self._lock:
             if pin is not None and pin.id not in self.pins:

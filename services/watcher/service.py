@@ -24,11 +24,12 @@ from contracts import subjects
 from contracts.api import PoolQuery
 from contracts.events import TERMINAL_STATES, Alert, UnitEvent
 from contracts.telemetry import PoolMetrics, PoolMinute, UnitTelemetry
-from services.kit import Delivery, Service
+from services.kit import Delivery, Permanent, Service
 from services.kit.jobqueue import PoolDepth, queue_depths
 from services.kit.lag import track_lag
 from services.kit.pools import PoolConfig
-from services.kit.service import RequestError
+from services.kit.service import RequestError, encode
+from services.kit.signing import Authors, has_own_key, own_signer, trusted_keys
 from services.watcher import rollup
 from services.watcher.backlog import with_jobs
 from services.watcher.burst import Bursts
@@ -114,6 +115,17 @@ class Watcher(Service[WatcherSettings]):
 
     # -- lifecycle ---------------------------------------------------------
     async def setup(self) -> None:
+        signing = self.settings.signing
+        # Its `failed` reports are signed: the provisioner replaces a unit on no one else's.
+        self.signer = own_signer(signing, "watcher") if has_own_key(signing) else None
+        if self.signer is None:
+            log.warning(
+                "no [signing] seed_file: failure reports go unsigned, and the provisioner "
+                "will refuse them (set FLEET_SIGNING__SEED_FILE; `fleet up` does it for you)"
+            )
+        self.authors = Authors(trusted_keys(signing, "provisioner", "watcher"))
+        if warning := self.authors.unkeyed_warning("unit events", "provisioner_key"):
+            log.warning(warning)
         await self._load_units()
         self._last_tick = time.time()
         self._tick_index = int(self._last_tick / self.opts.tick_s)
@@ -180,8 +192,14 @@ class Watcher(Service[WatcherSettings]):
         return on_telemetry
 
     async def on_event(self, ev: UnitEvent, d: Delivery) -> None:
-        """A lifecycle step: remember it (store first, so a restart knows it too)."""
+        """A lifecycle step: remember it (store first, so a restart knows it too). Only the
+        provisioner's (and the watcher's own reports) are believed: a forged `terminated`
+        would hide a live unit from the pool's metrics."""
         assert self.store is not None
+        forged = self.authors.problem(d)
+        if forged is not None:
+            self.metrics.count("unit_events_refused")
+            raise Permanent(f"unit event not signed by the provisioner: {forged}")
         await self.store.execute(
             "INSERT INTO units(pool, unit, state, ts) VALUES (?, ?, ?, ?) "
             "ON CONFLICT(pool, unit) DO UPDATE SET state = excluded.state, ts = excluded.ts "
@@ -323,8 +341,12 @@ class Watcher(Service[WatcherSettings]):
             message=f"unit {f.unit} in pool {f.pool} failed: {f.reason}",
         )
         try:
+            subject, data = subjects.unit(f.pool, f.unit), encode(event)
             await self.publish(
-                subjects.unit(f.pool, f.unit), event, msg_id=f"watcher-failed:{f.key}:{now:.3f}"
+                subject,
+                data,
+                msg_id=f"watcher-failed:{f.key}:{now:.3f}",
+                headers=self.signer.sign(subject, data) if self.signer else None,
             )
             await self.publish(
                 subjects.alert("warning"), alert, msg_id=f"watcher-alert:{f.key}:{now:.3f}"

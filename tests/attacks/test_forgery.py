@@ -3,7 +3,9 @@ test's nats-server has no auth at all, so every broker permission is absent and 
 the signatures (docs/adr/0012-signed-messages.md) stand between the attacker and the
 budget. Each attack of issue 13's table that needs no more than publishing must fail:
 units created by forged verdicts 0, the ledger unchanged by forged unit events, held
-requests undecided by forged decisions.
+requests undecided by forged decisions; and the readers that act on the bus without
+moving money themselves: a forged `failed` report replaces no unit, a forged
+`terminated` stops no runner or worker, a forged verdict sets no pin.
 
 A real cost-guard and provisioner (sim provider) run in this process with the suite's
 keys; the attacker is a plain NATS client with a key of its own that nobody trusts.
@@ -13,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -27,13 +31,27 @@ from nats.js.api import RePublish, StreamConfig, StreamSource, SubjectTransform
 from contracts import subjects
 from contracts.commands import DecideRequest, ProvisionRequest, Verdict
 from contracts.events import Alert, DeadLetter, UnitEvent
+from contracts.telemetry import UnitTelemetry
 from services.costguard.ledger import DAY_S
 from services.costguard.service import CostGuard
+from services.kit.config import load_settings
 from services.kit.service import encode
 from services.provisioner.service import ProvisionerService
+from services.runner.service import RunnerService
+from services.runner.settings import RunnerSettings
+from services.scaler.service import Scaler
+from services.scaler.settings import ScalerSettings
 from tests.clocks import noon_clock
 from tests.provisioner_helpers import settings
-from tests.signing_helpers import INTRUDER, OPERATOR_NAME, signed_event
+from tests.signing_helpers import (
+    INTRUDER,
+    OPERATOR_NAME,
+    PROVISIONER,
+    publish_event,
+    signed_event,
+    signing,
+    signing_env,
+)
 from tests.test_costguard_service import make_settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.attack]
@@ -93,8 +111,12 @@ class Fleet:
         doc: dict[str, Any] = json.loads(reply.data)
         return doc
 
-    def dead_for(self, word: str) -> list[DeadLetter]:
-        return [d for d in self.dead if word in d.reason or word in d.preview]
+    def dead_for(self, word: str, service: str = "") -> list[DeadLetter]:
+        return [
+            d
+            for d in self.dead
+            if (word in d.reason or word in d.preview) and service in ("", d.service)
+        ]
 
 
 async def until(pred: Any, within_s: float = 20.0) -> None:
@@ -287,3 +309,113 @@ async def test_a_unit_event_dated_three_days_ahead_leaves_todays_spend_unchanged
     assert after["spent_today_usd"] >= before["spent_today_usd"]  # it only grows by the second
     assert after["burn_usd_per_hour"] == pytest.approx(before["burn_usd_per_hour"])
     assert fleet.guard.ledger.day == int(fleet.clock() // DAY_S)  # the day did not roll
+
+
+async def forge_ends(nc: Client, event: UnitEvent) -> None:
+    """`event` published twice by the attacker: unsigned, and signed with its own key."""
+    subject = subjects.unit(event.pool, event.unit)
+    await nc.jetstream().publish(subject, encode(event))
+    body, headers = signed_event(event, INTRUDER)
+    await nc.jetstream().publish(subject, body, headers=headers)
+
+
+async def test_a_forged_failure_report_replaces_no_unit(fleet: Fleet, nc: Client) -> None:
+    asks: list[ProvisionRequest] = []
+
+    async def on_ask(msg: Any) -> None:
+        asks.append(msgspec.json.decode(msg.data, type=ProvisionRequest))
+
+    sub = await nc.subscribe(subjects.PROVISION_REQUESTED, cb=on_ask)
+    try:
+        assert (await fleet.ask("healthy")).decision == "approved"
+        await until(lambda: len(fleet.ready()) == 1)
+        (unit,) = fleet.ready()
+        report = UnitEvent(pool="gpu", unit=unit, state="failed", reason="missed heartbeats")
+        await forge_ends(nc, report)
+        refused = "failure report not signed by the watcher"
+        await until(lambda: len(fleet.dead_for(refused, "provisioner")) == 2)
+    finally:
+        await sub.unsubscribe()
+    print(f"\nforged failure report refused: {fleet.dead_for(refused)[0].reason}")
+    assert [a.requester for a in asks] == ["ops"]  # no replacement was asked for
+    reply = await nc.request(subjects.api("units.list"), b'{"pool": "gpu"}', timeout=5)
+    rows = json.loads(reply.data)["units"]
+    assert [(r["unit"], r["state"]) for r in rows] == [(unit, "ready")]  # not destroyed
+    assert len([a for a in fleet.alerts if a.message.startswith("refused a `failed`")]) == 2
+
+
+def runner_service(nats_url: str, tmp_path: Path) -> RunnerService:
+    section = {"model": "sim", "sim_latency_s": 0.0, "unit": "r1"}
+    overrides = {"store": {"dir": str(tmp_path)}, "stop_deadline_s": 2.0, "runner": section}
+    overrides["signing"] = signing()
+    settings = load_settings(RunnerSettings, env={}, overrides=overrides)
+    return RunnerService(settings, nats_url=nats_url)
+
+
+async def test_a_forged_end_stops_no_runner_and_no_worker(
+    fleet: Fleet, nc: Client, nats_url: str, tmp_path: Path
+) -> None:
+    runner = runner_service(nats_url, tmp_path / "runner")
+    await runner.start()
+    beats: list[UnitTelemetry] = []
+
+    async def on_beat(msg: Any) -> None:
+        beats.append(msgspec.json.decode(msg.data, type=UnitTelemetry))
+
+    sub = await nc.subscribe(subjects.telemetry("batch", "w1"), cb=on_beat)
+    env = {k: v for k, v in os.environ.items() if k != "FLEET_CONFIG"} | signing_env()
+    argv = ["--pool", "batch", "--unit", "w1", "--nats", nats_url, "--interval", "0.1"]
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.provisioner.worker", *argv, env=env, cwd=tmp_path
+    )
+    try:
+        await until(lambda: bool(beats))
+        pool = runner.pool_of("assistant")
+        for unit_pool, unit in ((pool, runner.unit), ("batch", "w1")):
+            await forge_ends(nc, UnitEvent(pool=unit_pool, unit=unit, state="terminated"))
+        await until(lambda: len(fleet.dead_for("not signed by the provisioner", "runner")) == 2)
+        seen = len(beats)
+        await until(lambda: len(beats) >= seen + 5)  # half a second of beats after the forgery
+        assert not runner.stopping and runner.state == "ready"
+        assert worker.returncode is None
+        print(f"\nrunner and worker after 4 forged ends: {runner.state}, pid {worker.pid} alive")
+        # the provisioner's own end does stop them: the refusal above was the signature
+        for unit_pool, unit in ((pool, runner.unit), ("batch", "w1")):
+            end = UnitEvent(pool=unit_pool, unit=unit, state="terminated")
+            await publish_event(nc, end, PROVISIONER)
+        await asyncio.wait_for(runner.stop_asked(), 10)
+        assert await asyncio.wait_for(worker.wait(), 10) == 0
+    finally:
+        await sub.unsubscribe()
+        if worker.returncode is None:
+            worker.kill()
+            await worker.wait()
+        await runner.stop()
+
+
+async def test_a_forged_verdict_sets_no_pin(
+    fleet: Fleet, nc: Client, nats_url: str, tmp_path: Path
+) -> None:
+    overrides = {"store": {"dir": str(tmp_path / "scaler")}, "stop_deadline_s": 0.5}
+    overrides.update(pools=POOLS, signing=signing())
+    scaler = Scaler(load_settings(ScalerSettings, env={}, overrides=overrides), nats_url=nats_url)
+    scaler.clock = fleet.clock
+    await scaler.start()
+    try:
+        js = nc.jetstream()
+        cmd = ProvisionRequest(id="forged-pin", requester="ops", pool="gpu", count=4, pin=True)
+        body = encode(Verdict(id=cmd.id, decision="approved", request=cmd, command=cmd))
+        await js.publish(subjects.BUDGET_APPROVED, body)
+        signed = INTRUDER.sign(subjects.BUDGET_APPROVED, body, 10**9)
+        await js.publish(subjects.BUDGET_APPROVED, body, headers=signed)
+        await until(lambda: len(fleet.dead_for("not signed by the cost-guard", "scaler")) == 2)
+        assert scaler.pins == {}
+        # a genuine pinned provision does set one
+        pinned = ProvisionRequest(id="real-pin", requester="ops", pool="gpu", pin=True)
+        await js.publish(subjects.PROVISION_REQUESTED, encode(pinned))
+        await until(lambda: "real-pin" in scaler.pins)
+        print(f"\npins after a forged and a genuine pinned approval: {sorted(scaler.pins)}")
+        assert sorted(scaler.pins) == ["real-pin"]
+        assert scaler.metrics.counts["verdicts_refused"] == 2
+    finally:
+        await scaler.stop()

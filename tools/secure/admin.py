@@ -101,7 +101,7 @@ def buckets(plan: Plan) -> list[tuple[BucketSpec, dict[str, object]]]:
         (FOLLOWUPS, {}),
         (BATCHES, {}),
         (BATCH_DRIVERS, {}),
-        (A2A_TASKS.for_agent(subjects.BRAIN_AGENT), {}),
+        *((A2A_TASKS.for_agent(a), {}) for a in (subjects.BRAIN_AGENT, *subjects.ADVISOR_AGENTS)),
     ]
     for agent in plan.agents:
         full = subjects.hosted_agent(agent)

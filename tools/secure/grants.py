@@ -51,6 +51,7 @@ from contracts.streams import (
     FLEET_EVENTS,
     FLEET_JOBEVENTS,
     FLEET_METRICS,
+    FLEET_ROLLUP,
     JOBS_HELD,
     JOBS_STREAMS,
 )
@@ -190,6 +191,7 @@ def watcher() -> Permissions:
     p.sub(subjects.TELEMETRY_ALL)
     # Failed units are the watcher's to declare; alerts for missed heartbeats.
     p.pub("fleet.metrics.>", subjects.UNIT_ALL, subjects.ALERT_ALL)
+    p.pub(subjects.ROLLUP_ALL)  # the per-minute rollup of each pool, kept for reports
     for q in JOB_QUEUES:  # queue depth: the oldest job's age
         p.pub(*read_messages(q))
     return p
@@ -238,11 +240,12 @@ def gateway() -> Permissions:
     p.pub(subjects.PROVISION_REQUESTED, subjects.RELEASE_REQUESTED, subjects.ALERT_ALL)
     p.pub(subjects.JOBS_ALL, "fleet.jobheld.*", subjects.JOB_EVENTS_ALL, subjects.JOB_CANCEL)
     p.pub(subjects.BATCH_ALL)  # batch runs' steps and progress
-    # Batch runs kept for whichever gateway carries them on: their records and driver
-    # leases, and their units', jobs' and provision's events read from their start.
-    p.pub(*kv_own(BATCHES.name), *kv_own(BATCH_DRIVERS.name))
-    p.pub(*ephemeral(FLEET_EVENTS.name), *ephemeral(FLEET_CMDS.name))
-    p.pub(*read_messages(FLEET_BATCHES.name), *read_messages(FLEET_JOBEVENTS.name))
+    # Batch runs kept for whichever gateway carries them on: their records, driver leases
+    # and last steps (their units', jobs' and provision's events are read from their
+    # start through HISTORY_READ, as the history report reads them).
+    p.pub(*kv_own(BATCHES.name), *kv_own(BATCH_DRIVERS.name), *read_messages(FLEET_BATCHES.name))
+    for s in HISTORY_READ:  # fleet.api.fleet_report reads days of history
+        p.pub(*ephemeral(s), *read_messages(s))
     p.pub("fleet.api.>", "$SRV.>", "fleet.svc.>")  # composes the owners' operations; health
     p.pub(*kv_own(AGENTS.name), *ephemeral_pull(FLEET_JOBEVENTS.name))
     for q in (*JOB_QUEUES, JOBS_HELD.name):
@@ -253,12 +256,13 @@ def gateway() -> Permissions:
 
 def brain() -> Permissions:
     p = service_base("brain")
-    agent = subjects.BRAIN_AGENT
-    p.pub("fleet.api.>", subjects.ALERT_ALL, *lease("brain"))
-    p.pub(f"a2a.{agent}.tasks.*", f"a2a.{agent}.cancel.*", subjects.a2a_rpc(agent))
-    p.pub(*kv_own(FOLLOWUPS.name), *kv_own(A2A_TASK_BUCKETS.for_agent(agent).name))
-    p.sub(subjects.a2a_rpc(agent), f"{subjects.a2a_rpc(agent)}.*", subjects.a2a_card(agent))
-    p.sub(f"a2a.{agent}.cancel.*", f"a2a.{agent}.tasks.*")
+    p.pub("fleet.api.>", subjects.ALERT_ALL, *lease("brain"), *kv_own(FOLLOWUPS.name))
+    # The brain's agent and its advisors' (which it consults, as the coordinator).
+    for agent in (subjects.BRAIN_AGENT, *subjects.ADVISOR_AGENTS):
+        p.pub(f"a2a.{agent}.tasks.*", f"a2a.{agent}.cancel.*", subjects.a2a_rpc(agent))
+        p.pub(*kv_own(A2A_TASK_BUCKETS.for_agent(agent).name), subjects.audit(agent))
+        p.sub(subjects.a2a_rpc(agent), f"{subjects.a2a_rpc(agent)}.*", subjects.a2a_card(agent))
+        p.sub(f"a2a.{agent}.cancel.*", f"a2a.{agent}.tasks.*")
     return p
 
 
@@ -283,7 +287,18 @@ def runner(d: Deployment) -> Permissions:
     return p
 
 
+HISTORY_READ = (
+    FLEET_METRICS.name,
+    FLEET_ROLLUP.name,
+    FLEET_CMDS.name,
+    FLEET_EVENTS.name,
+    FLEET_AUDIT.name,
+    FLEET_JOBEVENTS.name,
+)
+"""What the gateway's history report reads (services/gateway/history)."""
+
 OPERATOR_STREAMS = (
+    FLEET_ROLLUP.name,
     FLEET_BATCHES.name,
     FLEET_METRICS.name,
     FLEET_CMDS.name,

@@ -68,8 +68,11 @@ RUNNER_COMMAND = (
 PR_SET_PDEATHSIG = 1
 
 
-_NOT_INHERITED = frozenset({"FLEET_HTTP__PORT", "FLEET_HTTP__HOST"})
-"""Variables of the provisioner's own service that a unit must not share."""
+_NOT_INHERITED = frozenset(
+    {"FLEET_HTTP__PORT", "FLEET_HTTP__HOST", "FLEET_SIGNING__SEED", "FLEET_SIGNING__SEED_FILE"}
+)
+"""Variables of the provisioner's own service that a unit must not share (its port, and
+its signing key: a unit that held it could sign unit events as the provisioner)."""
 
 
 class LocalSettings(msgspec.Struct, frozen=True, kw_only=True):
