@@ -30,6 +30,9 @@ class BucketSpec(msgspec.Struct, frozen=True, kw_only=True):
     ttl_s: float = 0.0
     """Seconds a key lives after its last write; 0 keeps it until deleted."""
     storage: Literal["file", "memory"] = "file"
+    marker_ttl_s: float = 0.0
+    """Seconds the server keeps the delete marker it writes when a key expires; 0 writes
+    none, and then a watcher never learns that a key expired (nats-server 2.11+)."""
     direct: bool = False
     """Allow direct gets: any replica answers a read, without a JetStream API call."""
     per_agent: bool = False
@@ -51,9 +54,12 @@ class BucketSpec(msgspec.Struct, frozen=True, kw_only=True):
 LEASES = BucketSpec(
     name="fleet_leases",
     description="singleton leases: key = service, value = holder instance",
-    ttl_s=10.0,
+    ttl_s=3.0,
+    marker_ttl_s=1.0,
 )
-"""The singletons' leases; its TTL is `[lease] lease_s`, fixed by the first to create it."""
+"""The singletons' leases; its TTL is `[lease] lease_s`, fixed by the first to create it.
+An expired lease leaves a marker for a second, so a standby watching the key wakes at
+once rather than at its next look (services/kit/lease.py)."""
 
 A2A_TASKS = BucketSpec(
     name="A2A_TASKS",

@@ -63,6 +63,10 @@ class ProvisionRequest(Command, frozen=True, kw_only=True):
     rent fixed machines ignore it."""
     memory_mb: Annotated[int, Meta(ge=64, le=4_194_304)] | None = None
     """Memory of each unit in MiB, likewise."""
+    replaces: Token | None = None
+    """The failed unit this request replaces (the provisioner's replacements): the
+    cost-guard refuses it when a scale proposal made since the unit ended already counts
+    on units enough, so the scaler and the replacement do not both add the unit back."""
 
 
 class ReleaseRequest(Command, frozen=True, kw_only=True):

@@ -48,6 +48,7 @@ def settings(
                 "boot_delay_s": [0.1, 0.3],
                 "seed": 7,
                 "telemetry_interval_s": 0,
+                "units": "inline",  # no units' process per test (test_sim_units.py has one)
                 **(sim or {}),
             },
             "provisioner": opts,

@@ -3,6 +3,7 @@ manifests, Prometheus rules (with promtool's own unit tests) and the dashboard."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import shutil
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from services.kit.config import load_settings
+from services.provisioner.providers.simhost import stop_host
 from tests.signing_helpers import signing
 from tools.registry import ORDER, available, load
 from tools.secure.identities import SERVICES as SECURE_SERVICES
@@ -475,6 +477,8 @@ async def running_services_metrics(nats_url: str, store_dir: Path) -> set[str]:
     finally:
         for service in reversed(started):
             await service.stop()
+        # the provisioner's sim units report from their own process, which outlives it
+        await asyncio.to_thread(stop_host, store_dir / "provisioner")
     return names
 
 

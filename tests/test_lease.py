@@ -13,12 +13,13 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
 from nats.aio.client import Client
 from nats.js.kv import KeyValue
 
 from services.kit import Service
-from services.kit.config import KitSettings, load_settings
+from services.kit.config import KitSettings, LeaseSettings, load_settings
 from services.kit.lease import BUCKET
 from services.kit.service import LEASE_LOST_EXIT
 
@@ -153,14 +154,15 @@ async def test_a_holder_that_loses_its_lease_stops(
         await svc.stop()
 
 
-def spawn_holder(nats_url: str, tmp_path: Path) -> subprocess.Popen[bytes]:
-    """`Single.main()` in its own process, as `fleet run` would start it."""
-    env = {
-        **os.environ,
-        "FLEET_NATS_URL": nats_url,
-        "FLEET_LEASE__LEASE_S": str(LEASE_S),
-        "FLEET_STORE__DIR": str(tmp_path),
-    }
+def spawn_holder(
+    nats_url: str, tmp_path: Path, lease_s: float | None = LEASE_S
+) -> subprocess.Popen[bytes]:
+    """`Single.main()` in its own process, as `fleet run` would start it (with the
+    default lease when `lease_s` is None)."""
+    env = {**os.environ, "FLEET_NATS_URL": nats_url, "FLEET_STORE__DIR": str(tmp_path)}
+    env.pop("FLEET_LEASE__LEASE_S", None)
+    if lease_s is not None:
+        env["FLEET_LEASE__LEASE_S"] = str(lease_s)
     code = "import sys; from tests.test_lease import Single; sys.exit(Single.main())"
     return subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env)
 
@@ -181,18 +183,28 @@ async def child_holds(proc: subprocess.Popen[bytes], nc: Client) -> KeyValue:
         await asyncio.sleep(0.05)
 
 
-async def test_standby_takes_over_within_a_lease_when_the_holder_is_killed(
-    nats_url: str, nc: Client, tmp_path: Path
+@pytest.mark.parametrize("lease_s", [LEASE_S, None], ids=["short", "default"])
+async def test_standby_takes_over_within_5_s_when_the_holder_is_killed(
+    nats_url: str, nc: Client, tmp_path: Path, lease_s: float | None
 ) -> None:
-    proc = spawn_holder(nats_url, tmp_path)
-    standby = Single(make_settings(tmp_path), nats_url=nats_url)
+    """The default lease (None) is short enough that a SIGKILLed holder is replaced,
+    ready, within 5 s: its key expires and the standby watching it takes it at once."""
+    proc = spawn_holder(nats_url, tmp_path, lease_s)
+    settings = make_settings(tmp_path)
+    if lease_s is None:
+        settings = msgspec.structs.replace(settings, lease=LeaseSettings())
+    standby = Single(settings, nats_url=nats_url)
     starting: asyncio.Task[None] | None = None
     try:
         kv = await child_holds(proc, nc)
         starting = asyncio.create_task(standby.start())
         await until(lambda: standby.state == "standby", 10)
         proc.send_signal(signal.SIGKILL)  # no release: the key has to expire
-        await asyncio.wait_for(standby.set_up.wait(), LEASE_S * 4)
+        killed = time.monotonic()
+        await asyncio.wait_for(standby.set_up.wait(), 10)
+        await until(lambda: standby.state == "ready", 5)
+        took_s = time.monotonic() - killed
+        assert took_s <= 5.0, f"ready {took_s:.1f} s after the kill"
         assert await holder_of(kv) == standby.instance
     finally:
         if proc.poll() is None:

@@ -17,6 +17,7 @@ from nats.aio.client import Client
 from contracts import subjects
 from contracts.commands import ProvisionRequest
 from contracts.events import UnitEvent
+from services.provisioner.providers.simhost import stop_host
 from tests.provisioner_helpers import Watch, approve, states
 from tests.signing_helpers import signing_env
 
@@ -113,3 +114,4 @@ async def test_sigkill_mid_command_then_restart_creates_no_duplicate(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
+        await asyncio.to_thread(stop_host, tmp_path / "store")  # the units' own process

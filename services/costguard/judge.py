@@ -7,7 +7,9 @@ and does no I/O. In order it:
    returns the ledger it was given, untouched;
 2. turns the request into the concrete command the provisioner carries out
    (a proposal's desired - current - units already pending becomes a
-   provision; desired < current a release), id = the request's id;
+   provision; desired < current a release), id = the request's id, and
+   refuses a replacement of a failed unit that a proposal made since the unit
+   ended already covers (a proposal remembers its pool's desired count);
 3. applies the requester's rate limit;
 4. approves releases (they lower cost);
 5. checks the committed burn rate (billing + reserved + new, USD/hour) against
@@ -50,8 +52,9 @@ from services.costguard.ledger import (
     roll,
     spent_today,
     take_token,
+    with_target,
 )
-from services.costguard.plan import Plan, concretize
+from services.costguard.plan import Plan, concretize, replacement_covered
 from services.costguard.quote import Quote
 from services.costguard.settings import Policy
 
@@ -76,9 +79,15 @@ def judge(
             "denied", request, None, 0.0, ledger, policy, now, f"Denied: {bad}."
         )
     state = roll(ledger, now)
+    if isinstance(request, ScaleProposal):
+        state = with_target(state, request.pool, request.desired, request.ts)
     plan = concretize(state, request, policy, now, quote)
     if plan.command is None:
         reason = f"Denied: nothing to do, {plan.note}."
+        return state, *_outcome("denied", request, None, 0.0, state, policy, now, reason)
+    covered = replacement_covered(state, plan.command, now)
+    if covered is not None:
+        reason = f"Denied: no replacement needed, {covered}."
         return state, *_outcome("denied", request, None, 0.0, state, policy, now, reason)
     requester = plan.command.requester
     state, ok = take_token(state, requester, policy.budget.rate_limit_per_min, now)

@@ -69,6 +69,14 @@ class Bucket(msgspec.Struct, frozen=True, kw_only=True):
     at: float
 
 
+class Target(msgspec.Struct, frozen=True, kw_only=True):
+    """The units a pool's latest scale proposal wanted."""
+
+    desired: int
+    ts: float
+    """When the proposal was made (unix s)."""
+
+
 class Ledger(msgspec.Struct, frozen=True, kw_only=True):
     """Everything the cost-guard knows about money; stored whole after each change."""
 
@@ -86,6 +94,8 @@ class Ledger(msgspec.Struct, frozen=True, kw_only=True):
     held: dict[str, Held] = msgspec.field(default_factory=dict)
     """Commands waiting for a person, by request id."""
     buckets: dict[str, Bucket] = msgspec.field(default_factory=dict)
+    targets: dict[str, Target] = msgspec.field(default_factory=dict)
+    """Per pool, what its latest scale proposal wanted (a replacement is judged by it)."""
 
 
 def day_of(ts: float) -> int:
@@ -143,6 +153,16 @@ def pending_units(ledger: Ledger, pool: str, now: float) -> int:
     )
     held = sum(h.units for h in ledger.held.values() if h.pool == pool)
     return reserved + held
+
+
+def with_target(ledger: Ledger, pool: str, desired: int, ts: float) -> Ledger:
+    """The ledger remembering that a proposal at `ts` wanted `desired` units of `pool`
+    (an older proposal, delivered late, changes nothing)."""
+    was = ledger.targets.get(pool)
+    if was is not None and was.ts > ts:
+        return ledger
+    targets = {**ledger.targets, pool: Target(desired=desired, ts=ts)}
+    return msgspec.structs.replace(ledger, targets=targets)
 
 
 def pool_rate(ledger: Ledger, pool: str) -> tuple[int, float]:

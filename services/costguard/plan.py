@@ -2,7 +2,9 @@
 
 A proposal becomes a provision of desired - current - units already pending
 for the pool (approved and not yet billing, or held), or a release of
-current - desired. The command's id is the request's id, so a redelivered
+current - desired; `current` is the larger of the scaler's count and the units
+the ledger bills in the pool (the watcher may not have seen a unit that just
+started billing). The command's id is the request's id, so a redelivered
 request yields the same command and the provisioner's de-duplication holds.
 A provision is priced at the cheapest current offer within the ceiling (the
 pool's `max_usd_per_hour`, lowered by the request's own), and the command
@@ -15,7 +17,7 @@ from __future__ import annotations
 import msgspec
 
 from contracts.commands import AnyCommand, ProvisionRequest, ReleaseRequest, ScaleProposal
-from services.costguard.ledger import Ledger, pending_units
+from services.costguard.ledger import Ledger, pending_units, pool_rate
 from services.costguard.quote import Quote
 from services.costguard.settings import Policy
 
@@ -47,12 +49,15 @@ def concretize(
                 )
                 return Plan(command=release, note=f"{count} fewer units in {request.pool}")
             pending = pending_units(ledger, request.pool, now)
-            count = request.desired - request.current - pending
+            # The scaler counts what the watcher has seen; units that started billing
+            # since (a replacement booting) may not be in it yet, but are in the ledger.
+            have = max(request.current, pool_rate(ledger, request.pool)[0])
+            count = request.desired - have - pending
             if count <= 0:
                 return Plan(
                     command=None,
                     note=(
-                        f"pool {request.pool} wants {request.desired}, has {request.current} "
+                        f"pool {request.pool} wants {request.desired}, has {have} "
                         f"and {pending} pending"
                     ),
                 )
@@ -87,3 +92,26 @@ def _priced(ask: ProvisionRequest, policy: Policy, quote: Quote | None) -> Plan:
         changes.update(max_usd_per_hour=price, provider=quote.provider, offer_id=quote.offer_id)
     command = msgspec.structs.replace(ask, **changes)
     return Plan(command=command, units=ask.count, unit_usd_per_hour=price)
+
+
+def replacement_covered(ledger: Ledger, command: AnyCommand, now: float) -> str | None:
+    """Why the replacement `command` is not needed, or None when it is (or is no
+    replacement). A failed unit is answered twice: the provisioner asks to replace it,
+    and the scaler, seeing the pool short, proposes to grow it. Whichever comes second
+    must not add the unit again. A proposal second finds the replacement pending (see
+    `concretize`); a replacement second is refused here when a proposal made since the
+    unit ended wants no more units than the pool has billing or pending."""
+    if not isinstance(command, ProvisionRequest) or command.replaces is None:
+        return None
+    target = ledger.targets.get(command.pool)
+    ended = ledger.ended.get(f"{command.pool}/{command.replaces}")
+    if target is None or ended is None or target.ts < ended:
+        return None  # no proposal has seen the loss yet
+    have = pool_rate(ledger, command.pool)[0] + pending_units(ledger, command.pool, now)
+    if have < target.desired:
+        return None
+    return (
+        f"pool {command.pool} already has {have} units billing or pending, and the scale "
+        f"proposal made after {command.replaces} ended wants {target.desired}: the scaler "
+        "has replaced it"
+    )

@@ -61,6 +61,15 @@ class Background:
 
         self.spawn(loop(), name or "every")
 
+    def halt(self) -> None:
+        """Cancel every task now, except the caller's own, without waiting for them: each
+        stops at its next await, before it takes another step (a singleton that lost its
+        lease must not act again). `cancel_all` then waits for them to end."""
+        me = asyncio.current_task()
+        for task in list(self._tasks):
+            if task is not me:
+                task.cancel()
+
     async def cancel_all(self) -> None:
         """Cancel every task still running and wait until they have all ended."""
         for task in list(self._tasks):

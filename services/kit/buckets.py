@@ -12,12 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 
 import msgspec
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BadRequestError, BucketNotFoundError, NoKeysError, NotFoundError
+from nats.js.errors import (
+    BadRequestError,
+    BucketNotFoundError,
+    KeyValueLimitMarkerTTLNotSupportedError,
+    NoKeysError,
+    NotFoundError,
+)
 from nats.js.kv import KeyValue
 
 from contracts.buckets import BucketSpec
@@ -36,6 +43,7 @@ def bucket_config(spec: BucketSpec, replicas: int = 1) -> KeyValueConfig:
         storage=StorageType.MEMORY if spec.storage == "memory" else StorageType.FILE,
         replicas=replicas,
         direct=spec.direct,
+        limit_marker_ttl=spec.marker_ttl_s or None,
     )
 
 
@@ -66,8 +74,17 @@ async def ensure_bucket(
     except (BucketNotFoundError, NotFoundError):
         if not (creating() if create is None else create):
             raise missing("KV bucket", spec.name) from None
+    config = bucket_config(spec, replicas)
     try:
-        return await js.create_key_value(bucket_config(spec, replicas))
+        try:
+            return await js.create_key_value(config)
+        except KeyValueLimitMarkerTTLNotSupportedError:
+            log.warning(
+                "the server writes no expiry markers (it predates 2.11); watchers of this "
+                "bucket see no expiry",
+                extra={"bucket": spec.name},
+            )
+            return await js.create_key_value(dataclasses.replace(config, limit_marker_ttl=None))
     except BadRequestError as exc:
         if "already in use" not in str(exc):
             raise

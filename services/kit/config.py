@@ -100,10 +100,18 @@ class TracingSettings(msgspec.Struct, kw_only=True):
 class LeaseSettings(msgspec.Struct, kw_only=True):
     """The lease a singleton service holds in the `fleet_leases` KV bucket."""
 
-    lease_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
-    """Lease length (the bucket's TTL): a standby takes over at most this long after the
-    holder dies; renewed every third of it. Shorter fails over faster but lets a
-    slow or partitioned holder lose the lease sooner."""
+    lease_s: Annotated[float, msgspec.Meta(ge=1)] = 3.0
+    """Lease length in seconds (the TTL of the lease key): a standby takes over at most
+    this long after the holder dies, woken by the key's expiry marker; renewed every
+    third of it, and a holder that cannot renew for two thirds of it steps down. 3 s
+    keeps takeover after a SIGKILL under 5 s (expiry, then the standby's setup) while a
+    holder still has two renewals to spare before it must step down; at least 1 s, the
+    server's TTL granularity."""
+    watch: bool | None = None
+    """Standbys watch the lease key (an ordered consumer on the bucket) and take it the
+    moment it expires or is released; without, they look every `lease_s / 4`. None:
+    watch unless the connection is a secured identity (`creds_file` or `user`), whose
+    grants allow no consumer on the lease bucket (a consumer may deliver anywhere)."""
 
 
 class SigningSettings(msgspec.Struct, kw_only=True):

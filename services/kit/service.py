@@ -11,8 +11,10 @@ subscriptions (services.kit.subscriptions), pull consumers (consumers),
 request endpoints (endpoints), background tasks (background), dead letters
 (deadletters) and, for a service with `singleton = True`, the lease
 (standby): it waits in state `standby` after connecting until it holds its
-lease, and only then runs setup(); losing the lease stops it, and `main()`
-exits non-zero so a supervisor restarts it as a standby.
+lease, and only then runs setup(); losing the lease stops it at once (every
+task it runs is cancelled before it takes another step, handlers in flight hand
+their messages back), and `main()` exits non-zero so a supervisor restarts it as
+a standby.
 """
 
 from __future__ import annotations
@@ -190,6 +192,13 @@ class Service(Generic[S]):
         return self.standby is not None and self.standby.lost
 
     @property
+    def lease_token(self) -> int:
+        """A singleton's fencing token: the lease revision at which it took the lease
+        (higher for every later holder); 0 for other services and before the lease."""
+        lease = self.lease
+        return lease.token if lease is not None else 0
+
+    @property
     def stopping(self) -> bool:
         """True from the moment a stop was asked for."""
         return self._stopping.is_set()
@@ -251,11 +260,20 @@ class Service(Generic[S]):
         )
         if self.singleton and not await self._stand_by():
             return  # stopped while waiting for the lease
-        if self.migrations is not None:  # a standby leaves the store to the holder
-            self.store = await Store.open(Path(s.store.dir) / f"{self.name}.db", self.migrations)
-        await self.setup()
-        self._set_up = True
-        await settled(self._nc)  # subscriptions are live on the server before we say ready
+        try:
+            if self.migrations is not None:  # a standby leaves the store to the holder
+                path = Path(s.store.dir) / f"{self.name}.db"
+                self.store = await Store.open(path, self.migrations)
+            await self.setup()
+            self._set_up = True
+            await settled(self._nc)  # subscriptions are live on the server before we say ready
+        except Exception:
+            # A stop that came while we took over closed what setup() was using.
+            if not self._stopping.is_set():
+                raise
+        if self._stopping.is_set():
+            log.info("stopped while starting", extra={"service": self.name})
+            return
         self.state = "ready"
         if self.standby is not None:
             self.spawn(self._keep_lease(), "lease")
@@ -325,7 +343,11 @@ class Service(Generic[S]):
         assert self.standby is not None
         if await self.standby.keep(self._stopping):
             return
+        # No longer entitled to act: every task (consumers with their handlers in flight,
+        # timers, runs a service spawned) is cancelled before it takes another step, with
+        # no await in between; cancelled handlers hand their messages back (nak).
         self._stopping.set()
+        self.background.halt()
         self._lease_stop = asyncio.ensure_future(self.stop())
 
     # -- health ------------------------------------------------------------

@@ -15,7 +15,7 @@ from nats.js import JetStreamContext
 from prometheus_client import CollectorRegistry
 
 from services.kit.config import KitSettings
-from services.kit.lease import Lease, lease_bucket, lease_gauge
+from services.kit.lease import Lease, lease_gauge
 
 log = logging.getLogger("fleet.service")
 
@@ -41,8 +41,12 @@ class Standby:
     ) -> bool:
         """Wait until we hold the lease (True) or `stopping` is set first (False);
         `standing_by()` is called once the wait begins."""
-        kv = await lease_bucket(js, settings.lease.lease_s, settings.nats.replicas)
-        self.lease = Lease(kv, self.key, self.instance, settings.lease.lease_s)
+        watch = settings.lease.watch
+        if watch is None:
+            watch = not (settings.nats.creds_file or settings.nats.user)
+        self.lease = await Lease.open(
+            js, self.key, self.instance, settings.lease.lease_s, settings.nats.replicas, watch
+        )
         self._held.set(0)
         if stopping.is_set():
             return False

@@ -39,6 +39,11 @@ class ProvisionerOptions(msgspec.Struct, kw_only=True):
     """Tries of a command whose providers all fail transiently before it fails with an alert."""
     ack_wait_s: float = 300.0
     """JetStream ack wait for approved commands; long, since creates retry and back off."""
+    crash_loop_early_s: float = 120.0
+    """A unit that fails within this many seconds of its creation failed early: the second
+    early failure in a row of a pool waits 5 s for its replacement, doubling after each
+    (a bad image or host must not be replaced in a tight loop); a later failure is replaced
+    at once."""
     adopt_orphans: bool = True
     """Take units labelled as ours that the store does not know into the inventory
     (after a lost write); off destroys them instead."""

@@ -40,6 +40,19 @@ from services.provisioner.unitstore import AnyApproved
 log = logging.getLogger("fleet.provisioner")
 
 
+Ours = Callable[[], Awaitable[bool]]
+"""Asked before every provider write of a run: False once this instance may no longer
+carry the command out (it lost its lease, or a later holder took the command over)."""
+
+
+class TakenOver(Exception):
+    """The run stopped before a provider write: the command is no longer ours."""
+
+
+async def _always_ours() -> bool:
+    return True
+
+
 @dataclass
 class Outcome:
     """How a command went: `done`, `failed`, or `retry` (try again later)."""
@@ -57,11 +70,12 @@ class Executor:
         self.loads = loads
         """Live telemetry view (unit -> Load), kept by the service."""
 
-    async def run(self, cmd: AnyApproved) -> Outcome:
-        """Carry out `cmd` (already recorded as running)."""
+    async def run(self, cmd: AnyApproved, ours: Ours = _always_ours) -> Outcome:
+        """Carry out `cmd` (already recorded as running); TakenOver when `ours()` says
+        before a provider write that the command is no longer ours."""
         if isinstance(cmd, ProvisionRequest):
-            return await self.provision(cmd)
-        return await self.release(cmd)
+            return await self.provision(cmd, ours)
+        return await self.release(cmd, ours)
 
     # -- provisioning ------------------------------------------------------------
     def order(self, cmd: ProvisionRequest, first: str | None = None) -> list[str]:
@@ -70,7 +84,7 @@ class Executor:
         names = [first, cmd.provider, *pool.providers]
         return list(dict.fromkeys(n for n in names if n))
 
-    async def provision(self, cmd: ProvisionRequest) -> Outcome:
+    async def provision(self, cmd: ProvisionRequest, ours: Ours = _always_ours) -> Outcome:
         """Create the command's units, one slot at a time."""
         life = self.life
         created, notes, transient = 0, [], False
@@ -82,8 +96,9 @@ class Executor:
                 continue
             if unit is None:
                 unit = await self._slot(cmd, name)
+            await _check(ours, cmd)
             await life.event(unit, cmd.reason or "approved")
-            result, why = await self._create(unit, cmd)
+            result, why = await self._create(unit, cmd, ours)
             notes.extend(why)
             if result == "created":
                 created += 1
@@ -125,7 +140,9 @@ class Executor:
             return cmd.gpu_model
         return self.life.settings.pool(cmd.pool).gpu_model
 
-    async def _create(self, unit: Unit, cmd: ProvisionRequest) -> tuple[str, list[str]]:
+    async def _create(
+        self, unit: Unit, cmd: ProvisionRequest, ours: Ours = _always_ours
+    ) -> tuple[str, list[str]]:
         """Try each provider in turn: `created`, `retry` (only transient failures) or `failed`."""
         life, why, transient = self.life, [], False
         model = self._model(cmd)
@@ -160,6 +177,7 @@ class Executor:
             if unit.provider != provider:
                 await life.update(unit.unit, provider=provider)
             for offer in ranked:
+                await _check(ours, cmd)
                 try:
                     made = await life.providers.call(provider, _creator(offer, unit.key))
                 except CapacityError as exc:
@@ -236,7 +254,7 @@ class Executor:
         return ended
 
     # -- releasing -----------------------------------------------------------------
-    async def release(self, cmd: ReleaseRequest) -> Outcome:
+    async def release(self, cmd: ReleaseRequest, ours: Ours = _always_ours) -> Outcome:
         """Destroy the named unit, or drain the `count` idlest units of the pool."""
         life = self.life
         if cmd.unit:
@@ -246,6 +264,7 @@ class Executor:
             if unit.state in ("terminated", "failed"):
                 life.count("commands_applied")
                 return Outcome("done", f"{cmd.unit} is already {unit.state}")
+            await _check(ours, cmd)
             await life.update(cmd.unit, released_by=cmd.id)
             if not await life.destroy(cmd.unit, cmd.reason or f"released by {cmd.requester}"):
                 return Outcome("retry", f"could not reach {unit.provider} to destroy {cmd.unit}")
@@ -261,6 +280,7 @@ class Executor:
         kept = [u for u in others if pinned_now(u, now)]
         picked += pick_idlest(kept, self.loads, want - len(mine) - len(picked))
         for unit in picked:
+            await _check(ours, cmd)
             await life.update(unit.unit, released_by=cmd.id)
             await life.move(unit.unit, "draining", cmd.reason or "scale down: idlest unit")
             hook = getattr(life.providers.get(unit.provider), "drain", None)
@@ -269,6 +289,11 @@ class Executor:
         life.count("commands_applied")
         names = ", ".join(u.unit for u in [*mine, *picked]) or "none"
         return Outcome("done", f"draining {len(mine) + len(picked)} of {want}: {names}")
+
+
+async def _check(ours: Ours, cmd: AnyApproved) -> None:
+    if not await ours():
+        raise TakenOver(f"command {cmd.id} is no longer ours: stopped before a provider call")
 
 
 def _creator(offer: Offer, key: str) -> Callable[[Provider], Awaitable[list[ProviderUnit]]]:

@@ -50,7 +50,7 @@ class Lifecycle:
         self.providers = providers
         self.publish = publish
         self.count = count
-        self.crashloop = CrashLoop()
+        self.crashloop = CrashLoop(early_s=settings.provisioner.crash_loop_early_s)
         self._delayed: set[asyncio.Task[None]] = set()
 
     async def close(self) -> None:
@@ -238,6 +238,7 @@ class Lifecycle:
             reason=f"replace {unit.unit} ({unit.provider}): {reason}"[:4000],
             cores=unit.cores,
             memory_mb=unit.memory_mb,
+            replaces=unit.unit,
         )
         await self.publish(subjects.PROVISION_REQUESTED, request, msg_id=request.id)
         await self.audit(

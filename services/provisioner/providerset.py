@@ -164,8 +164,13 @@ def build_providers(
     setting raises ValueError naming it."""
     from services.provisioner.providers.local import LocalProvider, local_settings
     from services.provisioner.providers.sim import SimProvider, sim_settings
+    from services.provisioner.providers.simhost import SimHost
     from services.provisioner.providers.simworld import SimWorld
 
+    units = settings.sim.get("units", "process")
+    if units not in ("process", "inline"):
+        raise ValueError(f'[sim] units: expected "process" or "inline", got {units!r}')
+    caps = {pool: v.unit_capacity for pool, v in settings.pools.items()}
     world: SimWorld | None = None
     out: dict[str, Provider] = {}
     for name in settings.provider_names():
@@ -173,7 +178,6 @@ def build_providers(
         kind = str(section.get("kind", name))
         if kind == "sim":
             if world is None:
-                caps = {pool: v.unit_capacity for pool, v in settings.pools.items()}
                 world = SimWorld.from_section(settings.sim, caps)
             cfg = sim_settings(name, settings.sim, section)
             out[name] = SimProvider(name, cfg, world, state_dir / f"sim-{name}.json")
@@ -184,4 +188,7 @@ def build_providers(
             out[name] = registry.build_provider(
                 kind, ProviderSettings.from_env(kind, section, environ)
             )
+    if world is not None and units == "process":
+        sims = [n for n, p in out.items() if isinstance(p, SimProvider)]
+        world.host = SimHost(state_dir, nats_url, settings.sim, caps, sims)
     return out

@@ -7,8 +7,9 @@ the idlest units on scale-down, offers idle units for release and asks for a
 replacement when a unit fails (both through the cost-guard). Serves
 `fleet.api.units.list`, `fleet.api.gpus.available` and `fleet.api.place`.
 
-The `sim` provider's world (and its units' telemetry) runs inside this process;
-`local` units are child processes of it and stop with it.
+The `sim` provider's units report (telemetry, jobs) from a process of their own
+that outlives this one (providers/simhost.py; `[sim] units = "inline"` keeps them
+in this process); `local` units are child processes of it and stop with it.
 
 Trust (docs/adr/0012-signed-messages.md): a verdict is carried out only when the
 cost-guard's key signed it under a current fencing token (services/kit/fencing.py),
@@ -44,12 +45,13 @@ from services.kit.signing import Authors, own_signer, public_key_setting
 from services.provisioner.breaker import Breaker, BreakerPolicy, Transition
 from services.provisioner.catalog import lookup
 from services.provisioner.config import ProvisionerSettings
-from services.provisioner.executor import Executor, Outcome
+from services.provisioner.executor import Executor, Outcome, TakenOver
 from services.provisioner.gauges import ProvisionerGauges
 from services.provisioner.inventory import Load
 from services.provisioner.lifecycle import Lifecycle
 from services.provisioner.placement import filter_offers, merge_offers, place
 from services.provisioner.providers.base import AuthError, ProviderError
+from services.provisioner.providers.simhost import stop_host
 from services.provisioner.providerset import ProviderSet, build_providers
 from services.provisioner.unitstore import MIGRATIONS, AnyApproved, Inventory
 from services.provisioner.upkeep import Upkeep
@@ -231,6 +233,9 @@ class ProvisionerService(Service[ProvisionerSettings]):
             self.metrics.count("commands_duplicate")
             return
         outcome = await self._run(cmd)
+        if outcome.status == "taken":
+            self.metrics.count("commands_taken_over")
+            return  # the holder that took it over carries it out from the shared store
         if outcome.status != "retry":
             return
         if d.attempt >= self.settings.provisioner.command_attempts:
@@ -239,11 +244,13 @@ class ProvisionerService(Service[ProvisionerSettings]):
         raise Retryable(outcome.detail, self.settings.provisioner.command_retry_s)
 
     async def _run(self, cmd: AnyApproved) -> Outcome:
-        """Carry out `cmd` once at a time: a redelivery waits for the run in progress."""
+        """Carry out `cmd` once at a time: a redelivery waits for the run in progress.
+        The run is a background task of its own, so that losing the lease cancels it
+        (Service.halt) even while the handler that started it is being handed back."""
         running = self._running.get(cmd.id)
         if running is not None:
             return await asyncio.shield(running)
-        task = asyncio.ensure_future(self._execute(cmd))
+        task = self.spawn(self._execute(cmd), f"command:{cmd.id}")
         self._running[cmd.id] = task
         try:
             return await asyncio.shield(task)
@@ -252,13 +259,17 @@ class ProvisionerService(Service[ProvisionerSettings]):
                 self._running.pop(cmd.id, None)
 
     async def _execute(self, cmd: AnyApproved) -> Outcome:
-        await self.inventory.begin(cmd)
+        fence = self.lease_token
+        if not await self.inventory.begin(cmd, fence):
+            return Outcome("taken", f"command {cmd.id} was taken over by a later provisioner")
         try:
-            outcome = await self.executor.run(cmd)
+            outcome = await self.executor.run(cmd, lambda: self._ours(cmd.id, fence))
         except ProviderError as exc:
             outcome = Outcome("retry", str(exc))
+        except TakenOver as exc:
+            return Outcome("taken", str(exc))
         if outcome.status in ("done", "failed"):
-            await self.inventory.finish(cmd.id, outcome.status, outcome.detail)
+            await self.inventory.finish(cmd.id, outcome.status, outcome.detail, fence)
             action = "provision" if isinstance(cmd, ProvisionRequest) else "release"
             await self.life.audit(
                 action,
@@ -269,11 +280,21 @@ class ProvisionerService(Service[ProvisionerSettings]):
             )
         return outcome
 
+    async def _ours(self, command_id: str, fence: int) -> bool:
+        """May this instance still act on the command? Not once it lost its lease, nor
+        once a later holder (a higher fence, on a shared store) has taken it over."""
+        lease = self.lease
+        if self.lease_lost or (lease is not None and not lease.held):
+            return False
+        return await self.inventory.owns(command_id, fence)
+
     async def _fail(self, cmd: AnyApproved, detail: str) -> None:
         """Give `cmd` up: its slots without units end, so their reservation is released."""
+        if not await self._ours(cmd.id, self.lease_token):
+            return
         if isinstance(cmd, ProvisionRequest):
             await self.executor.give_up(cmd, detail)
-        await self.inventory.finish(cmd.id, "failed", detail)
+        await self.inventory.finish(cmd.id, "failed", detail, self.lease_token)
         await self.life.alert("command_failed", f"command {cmd.id}: {detail}", pool=cmd.pool)
 
     async def _resume(self) -> None:
@@ -282,7 +303,7 @@ class ProvisionerService(Service[ProvisionerSettings]):
         for cmd in await self.inventory.unfinished():
             for attempt in range(1, opts.command_attempts + 1):
                 outcome = await self._run(cmd)
-                if outcome.status != "retry":
+                if outcome.status in ("done", "failed", "taken"):
                     break
                 if attempt == opts.command_attempts:
                     await self._fail(cmd, f"gave up after resuming: {outcome.detail}")
@@ -368,3 +389,6 @@ def _with_catalog(offer: Offer) -> Offer:
 
 
 SERVICE = ProvisionerService
+stop_sim_units = stop_host
+"""`fleet up` on its way out: stop the sim units' host of its state directory (the units
+report from a process of their own, which outlives provisioner restarts)."""

@@ -39,7 +39,10 @@ MIGRATIONS = [
         updated_ts REAL NOT NULL
     );
     CREATE INDEX commands_status ON commands(status)
-    """
+    """,
+    # The fencing token of the instance carrying the command out (its lease revision):
+    # a run whose token is lower has been taken over and must stop.
+    "ALTER TABLE commands ADD COLUMN fence INTEGER NOT NULL DEFAULT 0",
 ]
 
 AnyApproved = ProvisionRequest | ReleaseRequest
@@ -95,20 +98,32 @@ class Inventory:
         rows = await self.store.fetchall("SELECT status FROM commands WHERE id = ?", (command_id,))
         return str(rows[0]["status"]) if rows else None
 
-    async def begin(self, cmd: AnyApproved, now: float | None = None) -> None:
-        """Record that `cmd` is being carried out (before any provider is called)."""
+    async def begin(self, cmd: AnyApproved, fence: int = 0, now: float | None = None) -> bool:
+        """Record that `cmd` is being carried out (before any provider is called) by the
+        holder of fencing token `fence`, which takes it over from any holder with a lower
+        one; False when a holder with a higher token has it (we must not touch it)."""
         now = time.time() if now is None else now
         await self.store.execute(
-            "INSERT INTO commands(id, kind, pool, status, payload, created_ts, updated_ts) "
-            "VALUES (?, ?, ?, 'running', ?, ?, ?) ON CONFLICT(id) DO NOTHING",
-            (cmd.id, type(cmd).__name__, cmd.pool, _ENC.encode(cmd), now, now),
+            "INSERT INTO commands(id, kind, pool, status, payload, created_ts, updated_ts, "
+            "fence) VALUES (?, ?, ?, 'running', ?, ?, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET fence = MAX(fence, excluded.fence)",
+            (cmd.id, type(cmd).__name__, cmd.pool, _ENC.encode(cmd), now, now, fence),
         )
+        return await self.owns(cmd.id, fence)
 
-    async def finish(self, command_id: str, status: str, detail: str = "") -> None:
-        """Mark the command `done` or `failed`, with a line saying what happened."""
+    async def owns(self, command_id: str, fence: int) -> bool:
+        """True while no holder with a higher fencing token than `fence` has taken the
+        command over (a shared store: compose's volume, or a restarted pod's claim)."""
+        rows = await self.store.fetchall("SELECT fence FROM commands WHERE id = ?", (command_id,))
+        return not rows or int(rows[0]["fence"]) <= fence
+
+    async def finish(self, command_id: str, status: str, detail: str = "", fence: int = 0) -> None:
+        """Mark the command `done` or `failed`, with a line saying what happened, unless a
+        holder with a higher fencing token than `fence` has taken it over."""
         await self.store.execute(
-            "UPDATE commands SET status = ?, detail = ?, updated_ts = ? WHERE id = ?",
-            (status, detail[:2000], time.time(), command_id),
+            "UPDATE commands SET status = ?, detail = ?, updated_ts = ? "
+            "WHERE id = ? AND fence <= ?",
+            (status, detail[:2000], time.time(), command_id, fence),
         )
 
     async def unfinished(self) -> list[AnyApproved]:

@@ -62,6 +62,8 @@ def config(pools: list[str]) -> str:
         "daily_usd = 1000000.0",
         "approval_threshold_usd_per_hour = 100000.0",
         "rate_limit_per_min = 100000",
+        "[sim]",
+        'units = "inline"',  # no units' process left behind: no unit boots in the bench
         "[providers.sim]",
         'kind = "sim"',
         "boot_delay_s = [600.0, 600.0]",  # units never boot during the bench

@@ -15,6 +15,7 @@ from rich.console import Console
 
 from services.kit.bus import gather_replies
 from services.kit.errors import ConfigError
+from services.provisioner.service import stop_sim_units
 from tools.configcheck import CONFIG_ERROR_EXIT, exit_on_error
 from tools.natsops import cli_connect
 from tools.natsserver import free_port, start_nats, stop_nats
@@ -241,6 +242,9 @@ async def _supervise(
             await ready_task
         console.print("[bold]fleet up[/]: stopping services…")
         await sup.shutdown()
+        # The sim units report from a process of their own that outlives provisioner
+        # restarts (services/provisioner/providers/simhost.py); it goes with the rest.
+        await asyncio.to_thread(stop_sim_units, data)
     if sup.fatal is not None:
         name, error = sup.fatal
         print(f"fleet up: {name} cannot start: {error}", file=sys.stderr)

@@ -5,7 +5,8 @@ per-model capacity, and fault injection (5xx, timeouts, 429s) as typed errors,
 all from a seeded RNG so tests are reproducible. Several instances can run
 side by side (`[providers.sim2] kind = "sim"`), each with its own faults and
 prices; they share one SimWorld (simworld.py) that publishes their units'
-telemetry from inside the provisioner process.
+telemetry, from a process of the units' own (simhost.py) unless `[sim] units =
+"inline"` keeps it inside the provisioner.
 
 Settings: `[sim]` for every instance, laid over by `[providers.<name>]`.
 An instance with a state file keeps its units there, so a provisioner that
@@ -209,6 +210,7 @@ class SimProvider:
         unit = self._units.get(unit_id)
         if unit is not None:
             unit.draining = True
+            self._save()  # the units' host reads it from the file
 
     def ready_units(self, now: float) -> Iterable[SimUnit]:
         """Units up at `now`, for the world's telemetry."""
@@ -314,7 +316,8 @@ def _matches(offer: Offer, flt: OfferFilter) -> bool:
 
 def sim_settings(name: str, sim: Mapping[str, Any], section: Mapping[str, Any]) -> SimSettings:
     """Settings of sim instance `name`: `[sim]` laid over by `[providers.<name>]`."""
-    merged = {k: v for k, v in sim.items() if k not in {"load", "telemetry_interval_s"}}
+    world_keys = {"load", "telemetry_interval_s", "units", "orphan_s"}
+    merged = {k: v for k, v in sim.items() if k not in world_keys}
     merged.update({k: v for k, v in section.items() if k not in {"kind", "base_url", "api_key"}})
     try:
         return msgspec.convert(merged, SimSettings, strict=False)

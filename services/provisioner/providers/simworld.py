@@ -1,9 +1,11 @@
 """The simulated world behind the `sim` provider: pool load patterns and unit telemetry.
 
-The world lives inside the provisioner process. Every `sim` provider instance
-(`sim`, `sim2`, ...) registers its units here; once the provisioner hands it a
-publish callback, one task publishes a UnitTelemetry per ready unit every
-`interval_s` on `fleet.telemetry.<pool>.<unit>`, as a real unit's agent would.
+Every `sim` provider instance (`sim`, `sim2`, ...) registers its units here; once
+handed a publish callback, one task publishes a UnitTelemetry per ready unit every
+`interval_s` on `fleet.telemetry.<pool>.<unit>`, as a real unit's agent would. The
+world runs in the units' own process (simhost.py) unless `[sim] units = "inline"`
+keeps it inside the provisioner; then `host` is set in the provisioner's copy, and
+starting the world there only keeps that process running.
 A pool's demand at time t (a compressed day plus bursts) is shared evenly
 across its ready, non-draining units across all sim instances: each serves
 min(capacity, share) and the rest waits as queue depth.
@@ -83,6 +85,14 @@ class UnitSource(Protocol):
         ...
 
 
+class Host(Protocol):
+    """The process the units report from (simhost.SimHost), as the world sees it."""
+
+    async def keep(self) -> None:
+        """Keep the host running until cancelled."""
+        ...
+
+
 class SimWorld:
     """Load patterns, the sim providers that share them, and the telemetry task."""
 
@@ -104,6 +114,8 @@ class SimWorld:
         self.started = time.time()
         """The simulated day starts when the world does, so every run of the demo shows
         the same story: a quiet start, the rise, bursts, and the fall."""
+        self.host: Host | None = None
+        """Set when the units report from a process of their own (simhost.py)."""
 
     @classmethod
     def from_section(cls, sim: Mapping[str, Any], capacities: Mapping[str, float]) -> SimWorld:
@@ -162,13 +174,17 @@ class SimWorld:
         return out
 
     def start(self, publish: Publish) -> None:
-        """Start publishing telemetry with `publish` (once, however many sims call it)."""
-        if self._task is None and self.interval_s > 0:
+        """Start publishing telemetry with `publish` (once, however many sims call it);
+        with a host, keep the host running instead."""
+        if self._task is None and self.host is not None:
+            self._task = asyncio.get_running_loop().create_task(self.host.keep())
+        elif self._task is None and self.interval_s > 0:
             self._task = asyncio.get_running_loop().create_task(self._run(publish))
 
     def start_jobs(self, nc: Client) -> None:
-        """Let ready units pull and run their pools' jobs (once, however many sims call it)."""
-        if self.jobs is None:
+        """Let ready units pull and run their pools' jobs (once, however many sims call it);
+        with a host, the host's world does."""
+        if self.jobs is None and self.host is None:
             self.jobs = SimJobs(
                 nc, self._ready_now, self.capacities, default_capacity=self.default_capacity
             )
