@@ -18,7 +18,7 @@ from nats.js.kv import KeyValue
 from contracts.batch import BatchRecord
 from contracts.buckets import BATCH_DRIVERS, BATCHES
 from services.kit.buckets import bucket_keys, ensure_bucket
-from services.kit.lease import Lease
+from services.kit.lease import BucketShape, Lease
 
 _RECORD = msgspec.json.Decoder(BatchRecord)
 _ENC = msgspec.json.Encoder()
@@ -35,7 +35,10 @@ def _conflict(exc: Exception) -> bool:
 class BatchBook:
     """The records and the drivers' leases; see the module docstring."""
 
-    def __init__(self, records: KeyValue, drivers: KeyValue, holder: str) -> None:
+    def __init__(
+        self, js: JetStreamContext, records: KeyValue, drivers: KeyValue, holder: str
+    ) -> None:
+        self.js = js
         self.records = records
         self.drivers = drivers
         self.holder = holder
@@ -45,12 +48,24 @@ class BatchBook:
     async def open(cls, js: JetStreamContext, holder: str, replicas: int = 1) -> BatchBook:
         records = await ensure_bucket(js, BATCHES, replicas=replicas)
         drivers = await ensure_bucket(js, BATCH_DRIVERS, replicas=replicas)
-        return cls(records, drivers, holder)
+        return cls(js, records, drivers, holder)
 
     def driver(self, batch_id: str) -> Lease:
         """The lease on driving run `batch_id` (not yet acquired)."""
         ttl = BATCH_DRIVERS.ttl_s
-        return Lease(self.drivers, batch_id, self.holder, ttl)
+        # The drivers' bucket has a plain TTL (no expiry markers, no per-write TTL): a
+        # gateway looks for lapsed runs on its own schedule rather than watching.
+        shape = BucketShape(max_age_s=ttl, markers=False, msg_ttl=False)
+        return Lease(
+            self.js,
+            self.drivers,
+            batch_id,
+            self.holder,
+            ttl,
+            shape,
+            watch=False,
+            bucket=BATCH_DRIVERS.name,
+        )
 
     async def get(self, batch_id: str) -> tuple[BatchRecord | None, int]:
         """The run's record and its revision; (None, 0) when there is none, or when it
