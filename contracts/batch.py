@@ -147,6 +147,32 @@ class BatchStatus(Message, frozen=True, kw_only=True):
     finished: bool = False
 
 
+class BatchRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A run's durable state (bucket `fleet_batches`, key = its id): what a gateway that
+    takes the run over needs to carry it on where the last one stopped. The rest (items
+    done, retries, what the units cost) is rebuilt from the job and unit events."""
+
+    id: BatchId
+    call: RunBatchCall
+    option: BatchOption
+    pool: str
+    provision_id: str
+    """The id of the provision request, fixed before it is sent (`prov-<id>`)."""
+    opened_ts: float
+    """When the run was asked for: its events are read from the streams from here on."""
+    started_ts: float
+    """When the plan's clock started (at the approval of a held provision)."""
+    approved: bool = False
+    submitted: int = 0
+    """Jobs handed to the jobs plane so far: `<id>-<k>` for every k below it."""
+    status: BatchStatus | None = None
+    """The latest step published on `fleet.batch.<id>`."""
+
+    @property
+    def finished(self) -> bool:
+        return self.status is not None and self.status.finished
+
+
 class BatchRunReply(msgspec.Struct, frozen=True, kw_only=True):
     """`batch.run`'s answer: the run started (or why not), and where to follow it."""
 
@@ -179,6 +205,7 @@ __all__ = [
     "BatchOption",
     "BatchPlan",
     "BatchQuery",
+    "BatchRecord",
     "BatchRunReply",
     "BatchState",
     "BatchStatus",

@@ -106,8 +106,29 @@ RATES = BucketSpec(
 )
 """Keys outlive their minute by two, then expire."""
 
+BATCHES = BucketSpec(
+    name="fleet_batches",
+    description="batch runs: key = batch id, value = BatchRecord, what a gateway needs "
+    "to carry the run on",
+    ttl_s=8 * DAY_S,
+)
+"""Kept as long as the FLEET_BATCHES stream keeps the runs' steps; written by the gateway
+driving the run with compare-and-set on the revision it last wrote."""
+
+BATCH_DRIVERS = BucketSpec(
+    name="fleet_batch_drivers",
+    description="the gateway driving each unfinished batch run: key = batch id, "
+    "value = gateway instance",
+    ttl_s=6.0,
+)
+"""One lease per run (services.kit.lease), renewed every third of the TTL: a gateway that
+dies has its runs taken over by another (or by itself, restarted) within 6 s. Fixed
+here rather than a setting, so every gateway of a deployment agrees on it."""
+
 ALL_BUCKETS: tuple[BucketSpec, ...] = (
     AGENTS,
+    BATCHES,
+    BATCH_DRIVERS,
     RATES,
     LEASES,
     A2A_TASKS,

@@ -120,6 +120,23 @@ class DecideReply(Message, frozen=True, kw_only=True):
     error: str | None = None
 
 
+REPLACEMENT_PREFIX = "replace-"
+"""A failed unit's replacement is provisioned as `replace-<unit>`: whoever rented the
+failed unit (a batch) recognises the replacement as its own."""
+
+
+def replacement_id(unit: str) -> str:
+    """The id of the provision request that replaces failed unit `unit`."""
+    return f"{REPLACEMENT_PREFIX}{unit}"
+
+
+def replaced_unit(command_id: str | None) -> str | None:
+    """The failed unit a provision replaces, when `command_id` is a replacement's."""
+    if command_id and command_id.startswith(REPLACEMENT_PREFIX):
+        return command_id[len(REPLACEMENT_PREFIX) :]
+    return None
+
+
 def command_decoder() -> msgspec.json.Decoder[AnyCommand]:
     """A decoder for any command, dispatching on its `kind` tag."""
     return msgspec.json.Decoder(AnyCommand)
@@ -127,6 +144,7 @@ def command_decoder() -> msgspec.json.Decoder[AnyCommand]:
 
 __all__ = [
     "MAX_COUNT",
+    "REPLACEMENT_PREFIX",
     "AnyCommand",
     "Command",
     "DecideReply",
@@ -138,4 +156,6 @@ __all__ = [
     "Verdict",
     "VerdictKind",
     "command_decoder",
+    "replaced_unit",
+    "replacement_id",
 ]

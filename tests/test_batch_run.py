@@ -21,7 +21,7 @@ from nats.aio.client import Client
 from contracts import subjects
 from contracts.batch import BatchOption, BatchStatus
 from contracts.events import UnitEvent
-from services.gateway.batchrun import Tally, summary
+from services.gateway.batchtally import Tally, summary
 from tests.fleet_helpers import fleet
 from tests.provisioner_helpers import Watch
 from tests.signing_helpers import SEEDS
@@ -235,11 +235,12 @@ async def test_a_batch_the_cost_guard_holds_waits_and_rents_nothing_when_rejecte
         await units.stop()
 
 
-def test_the_runs_books_count_items_retries_and_billing_as_the_ledger_does() -> None:
+def test_the_runs_books_count_items_retries_and_billing_as_the_ledger_does_once() -> None:
     tally = Tally(sizes=[3, 3, 2])
     tally.in_flight = {"b-0": 3, "b-1": 3, "b-2": 2}
     tally.next_job = 3
     assert not tally.job_event("b-0", "retried") and tally.retries == 1
+    assert not tally.job_event("b-0", "retried") and tally.retries == 1  # read again
     assert tally.job_event("b-0", "succeeded") and not tally.job_event("b-0", "succeeded")
     assert tally.job_event("b-1", "dead") and not tally.job_event("other", "succeeded")
     assert (tally.items_done, tally.items_failed, tally.done) == (3, 3, False)
@@ -248,14 +249,15 @@ def test_the_runs_books_count_items_retries_and_billing_as_the_ledger_does() -> 
     def ev(unit: str, state: str, ts: float) -> UnitEvent:
         return UnitEvent(pool="p", unit=unit, state=state, ts=ts, usd_per_hour=3.6)  # type: ignore[arg-type]
 
-    for e in (
+    seen = (
         ev("u1", "requested", 0),
         ev("u1", "booting", 10),
         ev("u1", "ready", 15),
         ev("u2", "requested", 0),
         ev("u2", "failed", 5),
         ev("u1", "terminated", 110),
-    ):
+    )
+    for e in seen + seen:  # a gateway that takes the run over reads them all again
         tally.unit_event(e)
     assert tally.live_units() == [] and tally.usd(1000) == pytest.approx(0.1)  # 100 s at $3.6/h
     option = BatchOption(
@@ -272,3 +274,31 @@ def test_the_runs_books_count_items_retries_and_billing_as_the_ledger_does() -> 
     text = summary(option, tally, 110, 0.1)
     assert text.startswith("5/8 items done, 3 failed on 1 x H100 in 1m50s (planned 1m40s, +10.0%)")
     assert "for $0.1000 (planned $0.1000, +0.0%); 1 retry; 2 unit(s) rented, 0 still live" in text
+
+
+def test_the_replacement_of_a_failed_unit_is_the_batchs_to_pay_for_and_release() -> None:
+    tally = Tally(sizes=[4])
+
+    def ev(unit: str, state: str, ts: float, command: str) -> UnitEvent:
+        return UnitEvent(
+            pool="p",
+            unit=unit,
+            state=state,  # type: ignore[arg-type]
+            ts=ts,
+            usd_per_hour=3.6,
+            command_id=command,
+        )
+
+    seen = [
+        ev("u1", "booting", 0, "prov-b"),
+        ev("u1", "failed", 5, "prov-b"),
+        ev("u2", "booting", 6, "replace-u1"),  # the provisioner's replacement of u1
+        ev("u2", "ready", 10, "replace-u1"),
+        ev("u9", "ready", 10, "scale:p:3"),  # the pool's own unit: not the batch's
+        ev("u3", "booting", 12, "replace-u9"),
+    ]
+    for e in seen:
+        if tally.ours(e, "prov-b"):
+            tally.unit_event(e)
+    assert tally.live_units() == ["u2"]  # released when the batch ends
+    assert tally.usd(106) == pytest.approx(0.1 + 0.005)  # u2's 100 s, u1's 5 s

@@ -3,8 +3,14 @@ scaler's scale-in, and its end on time, with an injected clock (no waiting hours
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from contracts.commands import ProvisionRequest, ReleaseRequest, ScaleProposal, Verdict
+from contracts.telemetry import PoolMetrics
+from services.kit.config import load_settings
 from services.scaler import pins
+from services.scaler.policy import PoolState, decide
+from services.scaler.service import Scaler, ScalerSettings
 
 T0 = 1_800_000_000.0
 TWO_HOURS = 7200.0
@@ -91,3 +97,27 @@ def test_a_release_by_hand_lowers_the_newest_pins_of_its_pool() -> None:
     after = {p.id: p.count for p in pins.after_release([old, new, other], two)}
     assert after == {"a": 1, "b": 0, "c": 4}
     assert [p.id for p in pins.forgotten(pins.after_release([old, new], two), T0)] == ["b"]
+
+
+def test_an_adhoc_pool_is_never_scaled_by_load_before_or_after_its_batch(tmp_path: Path) -> None:
+    """A batch's 25 pinned units work its jobs, then the batch releases them all: the
+    load still in the hold window must not rent units again for nobody."""
+    settings = load_settings(
+        ScalerSettings, env={}, overrides={"store": {"dir": str(tmp_path / "scaler")}}
+    )
+    policy = Scaler(settings).policy_for("adhoc-rtx4090")
+    state = PoolState(pool="adhoc-rtx4090")
+    proposals = []
+    for i in range(120):  # a minute of the batch at work, then a minute after it
+        busy = i < 60
+        m = PoolMetrics(
+            pool="adhoc-rtx4090",
+            ts=T0 + i,
+            units_ready=25 if busy else 0,
+            inflight=25.0 if busy else 0.0,
+            queue_depth=3.0 if busy else 0.0,
+        )
+        state, proposal = decide(state, m, policy, m.ts)
+        floor = 25 if busy else 0  # the batch's pin, until it released its units
+        proposals.append(pins.apply_floor(proposal, floor))
+    assert [p for p in proposals if p is not None] == []

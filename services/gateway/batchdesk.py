@@ -3,15 +3,23 @@
 A plan reads the provisioner's live offers (the cheapest per model), the
 scaler's learned lead time per pool (else the pool's `lead_time_s`) and the
 pool's billing period, and hands them to the pure planner
-(`contracts.batchplan`). A run provisions the chosen option through
-`gpu.provision` (the cost-guard's verdict is the answer's), then carries the
+(`contracts.batchplan`). A run provisions the chosen option (a pinned
+provision request; the cost-guard's verdict is the answer's), then carries the
 batch out in the background (`batchrun.BatchRun`), publishing each step on
 `fleet.batch.<id>`.
+
+Runs are kept in JetStream (services.gateway.batchbook), not in this process:
+the gateway that starts a run holds its driver lease and renews it while it
+drives the run; every gateway looks every few seconds for unfinished runs
+whose lease has lapsed (their gateway died, or stopped) and takes them over.
+`batch.status` answers from the kept records, whichever gateway runs them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import math
 import time
 import uuid
@@ -21,31 +29,47 @@ from typing import Any, Protocol
 import msgspec
 
 from contracts import subjects
+from contracts.api.replies import CommandAnswer
 from contracts.batch import (
     BatchesReply,
     BatchPlan,
     BatchQuery,
+    BatchRecord,
     BatchRunReply,
     BatchStatus,
     PlanBatchCall,
     RunBatchCall,
 )
 from contracts.batchplan import ModelTerms, cheapest_offers, describe, plan_batch, price_per_gpu
+from contracts.buckets import BATCH_DRIVERS
+from contracts.commands import ProvisionRequest
 from contracts.streams import FLEET_BATCHES
 from services.gateway import guide
+from services.gateway.batchbook import BatchBook, RunLost
 from services.gateway.batchrun import BatchRun
 from services.gateway.jobdesk import Host as JobHost
+from services.kit.lease import Lease
 from services.kit.pools import PoolConfig
 from services.kit.service import Delivery, RequestError
 
 _STATUS = msgspec.json.Decoder(BatchStatus)
+log = logging.getLogger("fleet.gateway.batch")
+SWEEP_S = BATCH_DRIVERS.ttl_s / 3
+"""How often a gateway looks for runs nobody drives: a dead driver's runs are taken over
+at most the lease's TTL and this long after it died."""
 
 
 class Host(JobHost, Protocol):
     """What the desk uses of the gateway service: the job desk's, and publishing."""
 
+    instance: str
+
     @property
     def spawn(self) -> Callable[..., asyncio.Task[Any]]: ...
+
+    async def command(self, cmd: ProvisionRequest, wait_s: float) -> CommandAnswer:
+        """Publish a command; the cost-guard's verdict on it (or `pending`)."""
+        ...
 
     async def publish(self, subject: str, msg: Any, *, msg_id: str | None = None) -> None:
         """Publish to the stream that keeps `subject`."""
@@ -66,11 +90,15 @@ class BatchDesk:
         self.add_pool = add_pool
         """Lets the job desk route the batch's jobs to its (maybe ad-hoc) pool."""
         self.runs: dict[str, BatchRun] = {}
+        """The runs this gateway drives now."""
+        self.book: BatchBook
 
-    async def setup(self) -> None:
+    async def setup(self, replicas: int = 1) -> None:
+        self.book = await BatchBook.open(self.svc.js, self.svc.instance, replicas)
         await self.svc.api_endpoint("batch.plan", PlanBatchCall, self.on_plan)
         await self.svc.api_endpoint("batch.run", RunBatchCall, self.on_run)
         await self.svc.api_endpoint("batch.status", BatchQuery, self.on_status)
+        self.svc.every(SWEEP_S, self.sweep, "batch-takeover")
 
     # -- planning ------------------------------------------------------------------------
     async def terms(self, call: PlanBatchCall) -> list[ModelTerms]:
@@ -118,32 +146,10 @@ class BatchDesk:
         """`batch.run`: plan, provision through the cost-guard, then run in the background."""
         batch_id = call.id or f"batch-{uuid.uuid4().hex[:12]}"
         subject = subjects.batch(batch_id)
-        known = self.runs.get(batch_id)
-        earlier = known.last if known is not None else await self.last_status(batch_id)
+        earlier = await self.known(batch_id)
         if earlier is not None:  # the same id twice: one run
-            return BatchRunReply(
-                ok=True,
-                id=batch_id,
-                subject=subject,
-                status=earlier,
-                reason=f"batch {batch_id} already exists ({earlier.state})",
-            )
-        if call.option is not None:
-            pool = guide.pool_for(call.option.gpu_model, call.provider, self.pools)
-            plan = BatchPlan(
-                ok=True,
-                reason=f"as planned: {describe(call.option)}",
-                items=call.items,
-                per_item_s=call.per_item_s,
-                ref_gpu=call.ref_gpu or call.option.gpu_model,
-                options=[call.option],
-                chosen=call.option,
-                pool=pool,
-                max_usd=call.max_usd,
-                deadline_s=call.deadline_s,
-            )
-        else:
-            plan = await self.plan(call)
+            return self._exists(batch_id, earlier)
+        plan = await self._plan_of(call)
         if plan.chosen is None or plan.pool is None:
             return BatchRunReply(
                 ok=False,
@@ -153,61 +159,68 @@ class BatchDesk:
                 reason=f"nothing rented: {plan.reason}",
             )
         option, pool = plan.chosen, plan.pool
-        run = BatchRun(
-            self.svc.nc,
-            self._call,
-            self._publish,
-            batch_id=batch_id,
-            req=call,
+        lease = self.book.driver(batch_id)
+        now = time.time()
+        record = BatchRecord(
+            id=batch_id,
+            call=call,
             option=option,
             pool=pool,
-            provision_id="",
-            started_ts=time.time(),
+            provision_id=f"prov-{batch_id}",
+            opened_ts=now,
+            started_ts=now,
         )
+        revision = await self.book.create(record) if await lease.try_acquire() else None
+        if revision is None:  # another request with this id got there first
+            await lease.release()
+            return self._exists(batch_id, await self.known(batch_id))
+        run = BatchRun(self.svc.js, self._call, self._publish, self.book, record, revision)
         self.add_pool(pool, {"gpu_model": option.gpu_model, "providers": [option.provider]})
-        await run.listen()  # before the provision: no unit event may be missed
-        provision = {
-            "gpu_model": option.gpu_model,
-            "count": option.count,
-            "provider": option.provider,
-            "duration": math.ceil(run.pin_s()),
-            "max_usd_per_hour": round(option.usd_per_hour * 1.1 + 1e-4, 4),
-            "reason": f"batch {batch_id}: {call.items} items, {describe(option)}",
-            "requester": call.requester,
-            "wait_s": call.wait_s,
-        }
+        await run.listen(catch_up=False)  # before the provision: no unit event may be missed
+        request = ProvisionRequest(
+            id=run.provision_id,
+            requester=call.requester,
+            pool=pool,
+            gpu_model=option.gpu_model,
+            count=option.count,
+            provider=option.provider,
+            max_usd_per_hour=round(option.usd_per_hour * 1.1 + 1e-4, 4),
+            reason=f"batch {batch_id}: {call.items} items, {describe(option)} "
+            f"(kept for {math.ceil(run.pin_s())} s)",
+            pin=True,
+            duration_s=math.ceil(run.pin_s()),
+        )
         try:
-            verdict = await self._call("gpu.provision", provision, call.wait_s + 5.0)
+            verdict = await self.svc.command(request, call.wait_s)
         except Exception as exc:
             await run.close()
+            with contextlib.suppress(Exception):
+                await run.end("failed", f"could not ask for the GPUs: {exc}")
+            await lease.release()
             raise RequestError(f"could not provision the batch's GPUs: {exc}", 503) from None
-        run.provisioned(str(verdict.get("id", "")))
-        decision = verdict.get("decision")
-        if decision == "denied":
+        if verdict.decision == "denied":
             await run.close()
-            await run.emit(
-                "refused", f"the cost-guard denied the GPUs: {verdict.get('reason')}", finished=True
-            )
+            status = await run.end("refused", f"the cost-guard denied the GPUs: {verdict.reason}")
+            await lease.release()
             return BatchRunReply(
                 ok=False,
                 id=batch_id,
                 subject=subject,
                 plan=plan,
-                status=run.last,
-                reason=f"nothing rented: the cost-guard "
-                f"denied {describe(option)}: {verdict.get('reason')}",
+                status=status,
+                reason=f"nothing rented: the cost-guard denied {describe(option)}: "
+                f"{verdict.reason}",
             )
-        self.runs[batch_id] = run
-        if decision == "approved":
+        if verdict.decision == "approved":
+            run.approved = True
             await run.emit("provisioning", f"approved: {describe(option)} ({run.provision_id})")
         else:
             await run.emit(
                 "waiting",
-                f"the provision {run.provision_id} is {decision}: "
-                f"{verdict.get('reason')}; `fleet approve {run.provision_id}` lets it "
-                "run",
+                f"the provision {run.provision_id} is {verdict.decision}: {verdict.reason}; "
+                f"`fleet approve {run.provision_id}` lets it run",
             )
-        self.svc.spawn(self._carry_out(run, decision == "approved"), f"batch:{batch_id}")
+        self._drive_later(run, lease, resumed_by="")
         return BatchRunReply(
             ok=True,
             id=batch_id,
@@ -217,35 +230,100 @@ class BatchDesk:
             reason=f"running {describe(option)}; follow {subject}",
         )
 
-    async def _carry_out(self, run: BatchRun, approved: bool) -> None:
-        if not approved:
-            if not await self._approval(run):
-                await run.close()
-                await run.emit("refused", "the provision was not approved", finished=True)
-                return
-            run.started_ts = time.time()  # the plan's clock starts with the approval
-        await run.run()
+    async def _plan_of(self, call: RunBatchCall) -> BatchPlan:
+        """The plan to run: the option the caller chose, else a fresh plan."""
+        if call.option is None:
+            return await self.plan(call)
+        return BatchPlan(
+            ok=True,
+            reason=f"as planned: {describe(call.option)}",
+            items=call.items,
+            per_item_s=call.per_item_s,
+            ref_gpu=call.ref_gpu or call.option.gpu_model,
+            options=[call.option],
+            chosen=call.option,
+            pool=guide.pool_for(call.option.gpu_model, call.provider, self.pools),
+            max_usd=call.max_usd,
+            deadline_s=call.deadline_s,
+        )
 
-    async def _approval(self, run: BatchRun) -> bool:
-        """Wait for a held (or pending) provision's final verdict, as long as the run could last."""
-        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+    def _exists(self, batch_id: str, status: BatchStatus | None) -> BatchRunReply:
+        state = status.state if status is not None else "starting"
+        return BatchRunReply(
+            ok=status is not None,
+            id=batch_id,
+            subject=subjects.batch(batch_id),
+            status=status,
+            reason=f"batch {batch_id} already exists ({state})",
+        )
 
-        async def on_verdict(msg: Any) -> None:
-            body = msgspec.json.decode(msg.data)
-            if body.get("id") == run.provision_id and not fut.done():
-                fut.set_result(msg.subject == subjects.BUDGET_APPROVED)
+    def _drive_later(self, run: BatchRun, lease: Lease, resumed_by: str) -> None:
+        self.runs[run.id] = run
+        self.svc.spawn(self._drive(run, lease, resumed_by), f"batch:{run.id}")
 
-        subs = [
-            await self.svc.nc.subscribe(s, cb=on_verdict)
-            for s in (subjects.BUDGET_APPROVED, subjects.BUDGET_DENIED)
-        ]
+    async def _drive(self, run: BatchRun, lease: Lease, resumed_by: str) -> None:
+        """Carry the run out while renewing its lease; a lost lease stops it here (the new
+        driver carries on), and a stop of this gateway hands it back at once."""
+        stop = asyncio.Event()
+        keeper = asyncio.ensure_future(lease.keep(stop))
+        work = asyncio.ensure_future(self._carry_out(run, resumed_by))
         try:
-            return await asyncio.wait_for(fut, run.pin_s())
-        except TimeoutError:
-            return False
+            await asyncio.wait({keeper, work}, return_when=asyncio.FIRST_COMPLETED)
+            if not work.done():
+                log.error("batch %s: lost its driver lease; another gateway carries it on", run.id)
+                work.cancel()
+            try:
+                await work
+            except (asyncio.CancelledError, RunLost) as exc:
+                log.warning("batch %s: no longer driven here: %s", run.id, exc or "stopped")
+            except Exception:
+                log.exception("batch %s: failed; a gateway will take it over", run.id)
         finally:
-            for sub in subs:
-                await sub.unsubscribe()
+            stop.set()
+            for task in (keeper, work):
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+            self.runs.pop(run.id, None)
+            await run.close()
+            await lease.release()
+
+    async def _carry_out(self, run: BatchRun, resumed_by: str) -> None:
+        if not run.approved and not await run.verdict():
+            await run.close()
+            await run.end("refused", "the provision was not approved")
+            return
+        await run.run(resumed_by=resumed_by)
+
+    # -- taking runs over ----------------------------------------------------------------
+    async def sweep(self) -> None:
+        """Take over every unfinished run whose driver's lease has lapsed."""
+        for record, _ in await self.book.all():
+            if record.finished or record.id in self.runs:
+                continue
+            lease = self.book.driver(record.id)
+            if not await lease.try_acquire():
+                continue
+            try:
+                await self._take_over(record.id, lease)
+            except Exception:
+                log.exception("batch %s: could not take it over", record.id)
+                await lease.release()
+
+    async def _take_over(self, batch_id: str, lease: Lease) -> None:
+        """Drive run `batch_id` from its record as its last driver left it."""
+        record, revision = await self.book.get(batch_id)
+        if record is None or record.finished:  # it ended while we took the lease
+            await lease.release()
+            return
+        log.warning("batch %s: taking it over (%s)", batch_id, self.svc.instance)
+        run = BatchRun(self.svc.js, self._call, self._publish, self.book, record, revision)
+        self.add_pool(
+            record.pool,
+            {"gpu_model": record.option.gpu_model, "providers": [record.option.provider]},
+        )
+        await run.listen(catch_up=True)
+        self._drive_later(run, lease, resumed_by=f"gateway {self.svc.instance}")
 
     async def _call(self, op: str, body: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         reply = await self.svc.nc.request(
@@ -256,35 +334,45 @@ class BatchDesk:
             raise RuntimeError(f"fleet.api.{op}: {answer['error'].get('message')}")
         return answer
 
-    async def _publish(self, status: BatchStatus) -> None:
-        msg_id = f"{status.id}:{status.state}:{status.ts:.6f}"
+    async def _publish(self, status: BatchStatus, msg_id: str) -> None:
         await self.svc.publish(subjects.batch(status.id), status, msg_id=msg_id)
 
     # -- status --------------------------------------------------------------------------
-    async def last_status(self, batch_id: str) -> BatchStatus | None:
-        """The latest event of a run, from the stream (any gateway may have run it)."""
+    async def known(self, batch_id: str) -> BatchStatus | None:
+        """A run's latest step: from its record, else from the stream (a run kept from
+        before the records were)."""
+        record, _ = await self.book.get(batch_id)
+        if record is not None:
+            return record.status
         try:
             msg = await self.svc.js.get_last_msg(FLEET_BATCHES.name, subjects.batch(batch_id))
+            return _STATUS.decode(msg.data or b"")
         except Exception:
             return None
-        try:
-            return _STATUS.decode(msg.data or b"")
-        except msgspec.DecodeError:
+
+    def live(self, batch_id: str) -> BatchStatus | None:
+        """The up-to-the-moment status of a run driven here, else None."""
+        run = self.runs.get(batch_id)
+        if run is None or run.last is None or run.last.finished:
             return None
+        return run.status(run.last.state, run.last.reason)
 
     async def on_status(self, q: BatchQuery, _d: Delivery) -> BatchesReply:
-        """`batch.status`: one run by id; else the runs this gateway started, newest first."""
+        """`batch.status`: one run by id; else the latest runs kept, whichever gateway
+        drives them, newest first."""
         if q.id is not None:
-            run = self.runs.get(q.id)
-            status = run.last if run is not None else await self.last_status(q.id)
+            status = self.live(q.id) or await self.known(q.id)
             if status is None:
                 raise RequestError(f"no batch {q.id!r}; `fleet batch status` lists the latest", 404)
-            if run is not None and not status.finished:
-                status = run.status(status.state, status.reason)
             return BatchesReply(runs=[status])
-        rows = [r.last for r in self.runs.values() if r.last is not None]
-        rows.sort(key=lambda s: s.started_ts, reverse=True)
-        return BatchesReply(runs=rows[: q.limit])
+        rows = [
+            self.live(record.id) or record.status
+            for record, _ in await self.book.all()
+            if record.status is not None
+        ]
+        kept = [s for s in rows if s is not None]
+        kept.sort(key=lambda s: s.started_ts, reverse=True)
+        return BatchesReply(runs=kept[: q.limit])
 
 
 __all__ = ["BatchDesk"]

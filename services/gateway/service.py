@@ -112,7 +112,7 @@ class Gateway(Service[GatewaySettings]):
         )
         await self.jobs.setup()
         self.batches = BatchDesk(self, self.settings.pools, self.jobs.add_pool)
-        await self.batches.setup()
+        await self.batches.setup(self.settings.nats.replicas)
         await self.api_endpoint("gpu.provision", GpuProvisionCall, self.on_gpu_provision)
         await self.api_endpoint("gpu.destroy", GpuDestroyCall, self.on_gpu_destroy)
         await self.api_endpoint("gpu.cleanup_idle", GpuCleanupCall, self.on_gpu_cleanup)
@@ -166,6 +166,10 @@ class Gateway(Service[GatewaySettings]):
         fut = self.waiting.get(verdict.id)
         if fut is not None and not fut.done():
             fut.set_result(verdict)
+
+    async def command(self, cmd: ProvisionRequest, wait_s: float) -> CommandAnswer:
+        """Publish a provision request built by a desk (a batch's, with its own id)."""
+        return await self._command(cmd, wait_s)
 
     async def _command(
         self, cmd: ProvisionRequest | ReleaseRequest, wait_s: float

@@ -114,13 +114,17 @@ class Lease:
         lease_s: float,
         shape: BucketShape | None = None,
         watch: bool = True,
+        bucket: str = BUCKET,
     ) -> None:
         self.js = js
+        self.stream = f"KV_{bucket}"
+        """The bucket's stream: `fleet_leases` for the singletons; another bucket of
+        leases (one batch run's driver, for instance) names its own."""
         self.watch = watch
         """Standbys watch the key (else they look every `lease_s / 4`)."""
         self.kv = kv
         self.key = key
-        self.subject = f"$KV.{BUCKET}.{key}"
+        self.subject = f"$KV.{bucket}.{key}"
         self.holder = holder
         self.shape = shape or BucketShape(max_age_s=lease_s, markers=True, msg_ttl=True)
         self.lease_s = min(lease_s, self.shape.max_age_s or lease_s)
@@ -167,7 +171,7 @@ class Lease:
     async def _free_revision(self) -> int | None:
         """The key's last revision when it is free (0: never written), None when held."""
         try:
-            msg = await self.js.get_msg(STREAM, subject=self.subject)
+            msg = await self.js.get_msg(self.stream, subject=self.subject)
         except NotFoundError:
             return 0
         headers = msg.headers or {}
@@ -254,7 +258,7 @@ class Lease:
             return await asyncio.wait_for(
                 self.js.subscribe(
                     self.subject,
-                    stream=STREAM,
+                    stream=self.stream,
                     cb=on,
                     ordered_consumer=True,
                     deliver_policy=DeliverPolicy.NEW,

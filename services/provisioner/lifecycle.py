@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import msgspec
 
 from contracts import subjects
-from contracts.commands import ProvisionRequest
+from contracts.commands import ProvisionRequest, replacement_id
 from contracts.events import Alert, AuditRecord, Severity, UnitEvent, UnitState
 from services.provisioner.config import ProvisionerSettings
 from services.provisioner.crashloop import CrashLoop
@@ -228,7 +228,7 @@ class Lifecycle:
         provider = self.next_provider(unit.pool, unit.provider)
         pool = self.settings.pool(unit.pool)
         request = ProvisionRequest(
-            id=f"replace-{unit.unit}",
+            id=replacement_id(unit.unit),
             requester=ACTOR,
             pool=unit.pool,
             gpu_model=unit.gpu_model or pool.gpu_model,

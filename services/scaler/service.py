@@ -149,12 +149,12 @@ class Scaler(Service[ScalerSettings]):
 
     def policy_for(self, pool: str) -> Policy:
         """The pool's configured policy, or the default one; an ad-hoc pool holds only
-        explicit capacity, so it has no minimum of its own. A hosted agent's own pool
-        (not configured) holds only the runner the gateway pinned for it: load never
-        adds one, since only the gateway knows the agent's size."""
-        if pool not in self.policies and is_adhoc(pool):
-            return msgspec.structs.replace(self.default_policy, min=0)
-        if pool not in self.policies and agent_of_pool(pool):
+        explicit capacity (its pins), so load never scales it: no minimum, no maximum.
+        Otherwise the load of a batch that has just released its units would still be
+        in the hold window, and units would be rented again for nobody. A hosted agent's
+        own pool (not configured) holds only the runner the gateway pinned for it: load
+        never adds one either, since only the gateway knows the agent's size."""
+        if pool not in self.policies and (is_adhoc(pool) or agent_of_pool(pool)):
             return msgspec.structs.replace(self.default_policy, min=0, max=0)
         return self.policies.get(pool, self.default_policy)
 

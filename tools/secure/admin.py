@@ -25,6 +25,8 @@ from contracts import subjects
 from contracts.buckets import (
     A2A_TASKS,
     AGENTS,
+    BATCH_DRIVERS,
+    BATCHES,
     FOLLOWUPS,
     LEASES,
     RATES,
@@ -97,6 +99,8 @@ def buckets(plan: Plan) -> list[tuple[BucketSpec, dict[str, object]]]:
         (AGENTS, {}),
         (RATES, {}),
         (FOLLOWUPS, {}),
+        (BATCHES, {}),
+        (BATCH_DRIVERS, {}),
         *((A2A_TASKS.for_agent(a), {}) for a in (subjects.BRAIN_AGENT, *subjects.ADVISOR_AGENTS)),
     ]
     for agent in plan.agents:

@@ -32,7 +32,16 @@ from contracts import subjects
 from contracts.api.ops import BY_NAME
 from contracts.api.tools import HOSTED_AGENT_TOOLS, MCP_TOOLS
 from contracts.buckets import A2A_TASKS as A2A_TASK_BUCKETS
-from contracts.buckets import AGENTS, FOLLOWUPS, LEASES, RATES, RUNNER_CLAIMS, RUNNER_SESSIONS
+from contracts.buckets import (
+    AGENTS,
+    BATCH_DRIVERS,
+    BATCHES,
+    FOLLOWUPS,
+    LEASES,
+    RATES,
+    RUNNER_CLAIMS,
+    RUNNER_SESSIONS,
+)
 from contracts.durables import DurableSpec, durables_of
 from contracts.streams import (
     FLEET_AUDIT,
@@ -231,6 +240,10 @@ def gateway() -> Permissions:
     p.pub(subjects.PROVISION_REQUESTED, subjects.RELEASE_REQUESTED, subjects.ALERT_ALL)
     p.pub(subjects.JOBS_ALL, "fleet.jobheld.*", subjects.JOB_EVENTS_ALL, subjects.JOB_CANCEL)
     p.pub(subjects.BATCH_ALL)  # batch runs' steps and progress
+    # Batch runs kept for whichever gateway carries them on: their records, driver leases
+    # and last steps (their units', jobs' and provision's events are read from their
+    # start through HISTORY_READ, as the history report reads them).
+    p.pub(*kv_own(BATCHES.name), *kv_own(BATCH_DRIVERS.name), *read_messages(FLEET_BATCHES.name))
     for s in HISTORY_READ:  # fleet.api.fleet_report reads days of history
         p.pub(*ephemeral(s), *read_messages(s))
     p.pub("fleet.api.>", "$SRV.>", "fleet.svc.>")  # composes the owners' operations; health
