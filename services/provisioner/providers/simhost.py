@@ -42,6 +42,7 @@ import msgspec
 from contracts.telemetry import UnitTelemetry
 from services.kit.bus import connect
 from services.kit.config import NatsSettings
+from services.kit.logs import setup_logging
 from services.provisioner.providers.sim import SimUnit
 from services.provisioner.providers.simworld import SimWorld
 
@@ -286,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--world", required=True, help='JSON: {"sim": {...}, "capacities": {}}')
     parser.add_argument("--provider", action="append", default=[], help="a sim provider's name")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    setup_logging("sim-units")
     return asyncio.run(serve(args))
 
 
