@@ -190,5 +190,5 @@ def build_providers(
             )
     if world is not None and units == "process":
         sims = [n for n, p in out.items() if isinstance(p, SimProvider)]
-        world.host = SimHost(state_dir, nats_url, settings.sim, caps, sims)
+        world.host = SimHost(state_dir, nats_url, settings.sim, caps, sims, settings.nats)
     return out

@@ -15,7 +15,8 @@ One host per state directory: it holds an exclusive lock on `sim-host.lock`, and
 one exits at once. The provisioner (`SimHost`, below) starts it when no host holds the
 lock and touches `sim-host.owner` every second while it runs; the host outlives the
 provisioner's restarts and stops on SIGTERM, or once no provisioner has touched the owner
-file for `[sim] orphan_s` (a provisioner gone for good leaves nothing running).
+file for `[sim] orphan_s` (a provisioner gone for good leaves nothing running). It
+connects as the provisioner does (its identity on a secured server).
 `fleet up` stops it (`stop_host`) when it stops the services.
 """
 
@@ -37,9 +38,11 @@ from pathlib import Path
 from typing import IO, Any
 
 import msgspec
-import nats
 
 from contracts.telemetry import UnitTelemetry
+from services.kit.bus import connect
+from services.kit.config import NatsSettings
+from services.kit.logs import setup_logging
 from services.provisioner.providers.sim import SimUnit
 from services.provisioner.providers.simworld import SimWorld
 
@@ -50,6 +53,10 @@ ORPHAN_S = 60.0
 """Default seconds without a provisioner after which the host stops."""
 KEEP_S = 1.0
 """How often the provisioner touches the owner file and checks that the host runs."""
+RESPAWN_S = 10.0
+"""Least seconds between two starts of the host (one that cannot start ends at once)."""
+NATS_ENV = "FLEET_SIM_HOST_NATS"
+"""The provisioner's `[nats]` settings, as JSON, for the host to connect as it does."""
 log = logging.getLogger("fleet.sim")
 _ROWS = msgspec.json.Decoder(list[SimUnit])
 
@@ -111,8 +118,13 @@ class SimHost:
         world: Mapping[str, Any],
         capacities: Mapping[str, float],
         providers: Sequence[str],
+        nats: NatsSettings | None = None,
     ) -> None:
         self.state_dir = state_dir
+        self.env = {**os.environ, NATS_ENV: msgspec.json.encode(nats or NatsSettings()).decode()}
+        """The provisioner's connection settings (its identity on a secured server), in
+        the environment rather than the command line: they may hold a password."""
+        self.spawned_at = 0.0
         self.argv = [
             sys.executable,
             "-m",
@@ -134,9 +146,16 @@ class SimHost:
             self.proc = None
         if running(self.state_dir):
             return
+        if time.monotonic() - self.spawned_at < RESPAWN_S:
+            return  # it just ended (see sim-host.log): do not start one every second
+        self.spawned_at = time.monotonic()
         with open(self.state_dir / LOG, "ab") as out:
             self.proc = subprocess.Popen(
-                self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+                self.argv,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
         log.info("started the sim units' host", extra={"pid": self.proc.pid})
 
@@ -201,35 +220,63 @@ async def serve(args: argparse.Namespace) -> int:
     world = SimWorld.from_section(section, spec.get("capacities", {}))
     for name in args.provider:
         world.add(FileSource(name, state_dir / f"sim-{name}.json"))
-    orphan_s = float(section.get("orphan_s", ORPHAN_S))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    nc = await nats.connect(args.nats, name="fleet-sim-units", max_reconnect_attempts=-1)
-
-    async def publish(subject: str, beat: UnitTelemetry) -> None:
-        await nc.publish(subject, msgspec.json.encode(beat))
-
-    world.start(publish)
-    world.start_jobs(nc)
+    orphan_s = float(section.get("orphan_s", ORPHAN_S))
+    watchdog = asyncio.create_task(_orphaned(state_dir, orphan_s, stop))
+    cfg = msgspec.json.decode(os.environ.get(NATS_ENV, "{}"), type=NatsSettings)
     try:
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), KEEP_S)
-            try:
-                idle_s = time.time() - (state_dir / OWNER).stat().st_mtime
-            except FileNotFoundError:
-                idle_s = orphan_s + 1
-            if idle_s > orphan_s:
-                log.warning("no provisioner for %.0f s; the sim units' host stops", idle_s)
-                break
+        try:  # as the provisioner connects: a secured server knows only its identity
+            nc = await connect(
+                args.nats,
+                "fleet-sim-units",
+                connect_timeout_s=cfg.connect_timeout_s,
+                deadline_s=cfg.connect_deadline_s,
+                reconnect_wait_s=cfg.reconnect_wait_s,
+                user=cfg.user,
+                password=cfg.password,
+                creds_file=cfg.creds_file,
+                nkeys_seed=cfg.nkeys_seed,
+                inbox_prefix=cfg.inbox_prefix,
+                stopping=stop.is_set,
+            )
+        except (ConnectionError, asyncio.CancelledError) as exc:
+            log.error("the sim units' host cannot reach NATS: %s", exc)
+            return 1
+
+        async def publish(subject: str, beat: UnitTelemetry) -> None:
+            await nc.publish(subject, msgspec.json.encode(beat))
+
+        world.start(publish)
+        world.start_jobs(nc)
+        try:
+            await stop.wait()
+        finally:
+            await world.stop()
+            with contextlib.suppress(Exception):
+                await nc.drain()
     finally:
-        await world.stop()
-        with contextlib.suppress(Exception):
-            await nc.drain()
+        watchdog.cancel()
+        await asyncio.gather(watchdog, return_exceptions=True)
         lock.close()
     return 0
+
+
+async def _orphaned(state_dir: Path, orphan_s: float, stop: asyncio.Event) -> None:
+    """Set `stop` once no provisioner has touched the owner file for `orphan_s`."""
+    while not stop.is_set():
+        try:
+            idle_s = time.time() - (state_dir / OWNER).stat().st_mtime
+        except FileNotFoundError:
+            idle_s = orphan_s + 1
+        if idle_s > orphan_s:
+            log.warning("no provisioner for %.0f s; the sim units' host stops", idle_s)
+            stop.set()
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), KEEP_S)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -240,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--world", required=True, help='JSON: {"sim": {...}, "capacities": {}}')
     parser.add_argument("--provider", action="append", default=[], help="a sim provider's name")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    setup_logging("sim-units")
     return asyncio.run(serve(args))
 
 
