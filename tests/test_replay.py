@@ -74,6 +74,26 @@ def test_cli_totals_match_the_series(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert all(doc["policies"][p]["totals"]["under_unit_s"] > 0 for p in doc["policies"])
 
 
+def test_every_policy_starts_warm_for_the_first_minute(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A window of a running system: light for 10 s, then 30 in flight. Each
+    # policy starts with what its own sizing gives the first minute's peak
+    # (30 / (4 x 0.7) -> 11 units), so none is short while units would boot.
+    trace, out = tmp_path / "warm.txt", tmp_path / "out.json"
+    trace.write_text("\n".join(["1"] * 10 + ["30"] * 1000) + "\n")
+    args = ["replay", str(trace), "--unit-capacity", "4", "--lead-time", "120"]
+    assert main([*args, "--json", str(out)]) == 0
+    capsys.readouterr()
+    policies = json.loads(out.read_text())["policies"]
+    assert {p: e["series"]["ready"][0] for p, e in policies.items()} == {
+        "ours": 11,
+        "hpa": 11,
+        "kpa": 11,
+    }
+    assert all(e["totals"]["under_unit_s"] == 0 for e in policies.values())
+
+
 def test_cli_window_and_skipped_gap(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     trace, out = tmp_path / "syn.txt", tmp_path / "out.json"
     synthetic_trace(trace)
