@@ -325,6 +325,7 @@ def test_quantile_interpolates_between_order_statistics() -> None:
 def test_hold_window_is_the_lead_time_or_the_billing_period() -> None:
     assert rules.hold_window_s(120.0, 1.0) == 120.0  # per-second billing: one lead time
     assert rules.hold_window_s(120.0, 3600.0) == 3600.0  # hourly: keep the paid hour
+    assert rules.hold_window_s(120.0, 1.0, 2.5) == 300.0  # two and a half lead times
 
 
 def test_material_change_is_a_unit_and_a_fraction_of_the_pool() -> None:

@@ -33,7 +33,7 @@ from contracts.commands import ScaleMode, ScaleProposal
 from contracts.telemetry import PoolMetrics
 from services.scaler import forecast, rules
 from services.scaler.forecast import ForecastState
-from services.scaler.rules import Panic
+from services.scaler.rules import Burst, Panic
 
 
 class Policy(msgspec.Struct, frozen=True, kw_only=True):
@@ -90,6 +90,15 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
     kept so configs load."""
     tick_s: float = 2.0
     """Seconds between metrics the policy is tuned for (the watcher's tick)."""
+    up_slack: float = 0.0
+    """Fraction of one unit's load at the target a need must exceed the count by
+    before a scale-up that is not urgent (nothing queues); a scale-in needs the
+    whole unit free. The band between keeps a need that straddles a unit
+    boundary from buying and releasing in turn."""
+    hold_lead_times: float = 1.0
+    """How many lead times of past demand a scale-in must still serve (at least
+    one: a released unit is back only a lead time later). Longer keeps a pool
+    from releasing between the ups and downs of load that returns."""
     repropose_s: float = 30.0
     """Seconds after which an unfulfilled proposal is sent again."""
 
@@ -120,12 +129,21 @@ class PoolState(msgspec.Struct, frozen=True, kw_only=True):
     error_q: tuple[float, float, float | None] = (-math.inf, -1.0, None)
     """(forecast.last_residual_at, q, the error quantile): the quantile computed
     when the errors last changed, so a tick does not sort them again."""
+    burst: Burst = msgspec.field(default_factory=Burst)
+    """The burst under way, if any (`rules.burst_step`)."""
+    burst_durations: tuple[float, ...] = ()
+    """How long this pool's last `BURSTS` bursts lasted, seconds: what tells a
+    burst worth buying units for from one that ends before they are ready."""
 
 
 _V = TypeVar("_V", float, int)
 
 LEAD_WEIGHT = 0.3
 """EWMA weight of one observed requested->ready time."""
+BURSTS = 64
+"""Burst durations remembered per pool: enough for the tail that decides
+(1 - q*, 5 % at the default) to rest on a few bursts, few enough to follow a
+pool whose load changes character within a day or two."""
 
 
 def learn_lead_time(state: PoolState, observed_s: float) -> PoolState:
@@ -179,7 +197,7 @@ def decide(
     ready = metrics.units_ready
     current = ready + metrics.units_pending
     lead = lead_time(state, policy)
-    hold_s = rules.hold_window_s(lead, policy.billing_s)
+    hold_s = rules.hold_window_s(lead, policy.billing_s, policy.hold_lead_times)
     q = cost_quantile(policy)
 
     # Observe: the windows of demand, and the forecaster.
@@ -192,10 +210,23 @@ def decide(
     stable_mean = _mean([d for _, d in _since(samples, now - policy.stable_window_s)])
     short_mean = _mean([d for _, d in _since(samples, now - policy.panic_window_s)])
 
-    # Need: demand one lead time ahead at the cost quantile; when requests
-    # queue now, do not wait for the stable window to show it.
+    # Bursts, judged on the short window: is one under way, and will it still
+    # be there when units asked for now are ready? This pool's past bursts say.
+    short_need = units_for(short_mean, policy)
+    burst, ended = rules.burst_step(state.burst, short_need, current, stable_mean, now)
+    durations = rules.remember(state.burst_durations, ended, BURSTS)
+    buy = burst.since is None or rules.worth_buying(
+        rules.outlast_probability(durations, now - burst.since, lead), q
+    )
+
+    # Need: demand one lead time ahead at the cost quantile. A rise counts when
+    # both windows show it (the stable one: not a blip; the short one: still
+    # there); when requests queue now, the short window alone. A burst not
+    # worth buying does not count: the pool stays sized for its level before.
     short_now = short_mean > current * policy.unit_capacity
-    base = max(stable_mean, short_mean) if short_now else stable_mean
+    base = max(stable_mean, short_mean) if short_now else min(stable_mean, short_mean)
+    if not buy:
+        base = min(base, burst.level)
     reactive = units_for(base, policy)
     predicted: float | None = None
     need = reactive
@@ -208,11 +239,18 @@ def decide(
             error_q = (fc.last_residual_at, q, err_q)
         predicted = rules.upper_demand(base, rise, err_q)
         need = max(reactive, units_for(predicted, policy))
+    # A non-urgent rise must clear the count by `up_slack` of a unit's load:
+    # a need that straddles a unit boundary does not buy and release in turn.
+    slack = 0.0 if short_now else policy.up_slack * policy.unit_capacity * policy.target_utilization
+    up_need = units_for(max(base, predicted or 0.0) - slack, policy)
 
-    # Bursts: the latest metrics are themselves a window average, so a step
-    # shows in them at once; the window mean alone would take the window.
-    burst_need = units_for(max(short_mean, demand), policy)
+    # Panic: a burst worth buying that needs `panic_threshold` x the ready
+    # units on the short window; once it is one, the latest tick sizes it (the
+    # metrics are themselves a tick's mean, and a step shows in them at once).
     was = Panic(active=state.panic, since=state.panic_since, high=state.panic_high)
+    burst_need = max(short_need, units_for(demand, policy)) if buy else 0
+    if short_need < policy.panic_threshold * max(ready, 1):
+        burst_need = min(burst_need, short_need)
     panic, over = rules.panic_step(
         was,
         burst_need,
@@ -225,7 +263,7 @@ def decide(
 
     # Hold: what demand within the last hold window needs, at the cost quantile.
     held = units_for(rules.quantile([d for _, d in _since(samples, now - hold_s)], q), policy)
-    needs = _since(state.needs, now - hold_s)
+    needs = _since(state.needs, now - hold_s - 1e-6)  # a need exactly one window old counts
     keep = max(held, need, *(n for _, n in needs))
 
     if panic.active:
@@ -237,7 +275,7 @@ def decide(
     else:
         desired = rules.settle(
             current,
-            need,
+            up_need,
             keep,
             short_now=short_now,
             since_change_s=now - max(state.last_up, state.last_down),
@@ -272,6 +310,8 @@ def decide(
             "panic": panic.active,
             "panic_since": panic.since,
             "panic_high": panic.high if panic.active else 0,
+            "burst": burst,
+            "burst_durations": durations,
         },
     )
 

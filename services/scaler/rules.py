@@ -11,6 +11,9 @@ decision, and is tested on its own (tests/test_scaler_policy.py):
 - `hold_window_s` / `quantile`: what must a scale-in keep, knowing a released
   unit takes a lead time to come back and is billed by the period?
 - `material`: is a change big enough to be worth an action?
+- `burst_step` / `outlast_probability` / `worth_buying`: is demand above what
+  the pool holds, and, judging by how long this pool's past bursts lasted,
+  will it still be there when new units are ready?
 - `panic_step`: is this a burst, and what does the burst's high-water mark say?
 - `settle`: given all of the above, which count do we ask for, and why?
 """
@@ -71,16 +74,16 @@ def quantile(values: Sequence[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
-def hold_window_s(lead_s: float, billing_s: float) -> float:
+def hold_window_s(lead_s: float, billing_s: float, leads: float = 1.0) -> float:
     """How far back a scale-in looks for demand that would need the unit again.
 
     A unit released now cannot serve again before one lead time has passed, so
-    demand seen within the last lead time is likely within the next one, and
-    releasing for it costs twice (the shortfall, then the unit re-bought). With
-    billing by a period longer than the lead time, a unit kept until its period
-    ends costs nothing more, so the window is the longer of the two.
+    demand seen within the last `leads` lead times is likely within the next
+    one, and releasing for it costs twice (the shortfall, then the unit
+    re-bought). With billing by a period longer than that, a unit kept until
+    its period ends costs nothing more, so the window is the longer of the two.
     """
-    return max(lead_s, billing_s)
+    return max(lead_s * max(1.0, leads), billing_s)
 
 
 def material(delta: int, current: int, fraction: float) -> bool:
@@ -88,6 +91,77 @@ def material(delta: int, current: int, fraction: float) -> bool:
     unit and at least `fraction` of the pool, so noise-sized steps that the
     next minute undoes are never taken."""
     return abs(delta) >= max(1, math.ceil(fraction * current - 1e-9))
+
+
+class Burst(msgspec.Struct, frozen=True, kw_only=True):
+    """A burst: demand (on the short window) needing more units than the pool
+    held when it began. It lasts until that demand falls back to what the
+    pool held then, whatever the pool did meanwhile, so a burst's duration
+    says how long the load stayed up, not how fast the pool answered."""
+
+    since: float | None = None
+    """When the burst began, seconds; None when there is none."""
+    base: int = 0
+    """Units the pool held (ready and pending) when it began."""
+    level: float = 0.0
+    """Demand the pool was sized for when it began (requests in flight)."""
+
+
+def burst_step(
+    burst: Burst, need_now: int, current: int, level: float, now: float
+) -> tuple[Burst, float | None]:
+    """The burst state after this tick, and the duration of a burst that just
+    ended (seconds), to be remembered; `need_now` is the units the short
+    window's demand needs, `level` the demand the pool is sized for."""
+    if burst.since is None:
+        if need_now > current:
+            return Burst(since=now, base=current, level=level), None
+        return burst, None
+    if need_now <= burst.base:
+        return Burst(), now - burst.since
+    return burst, None
+
+
+def remember(durations: tuple[float, ...], ended: float | None, keep: int) -> tuple[float, ...]:
+    """The last `keep` burst durations, with the one that just ended (if any)."""
+    if ended is None:
+        return durations
+    return (*durations[-(keep - 1) :], ended) if keep > 1 else (ended,)
+
+
+def outlast_probability(
+    durations: Sequence[float], age_s: float, lead_s: float, min_bursts: int = 5
+) -> float:
+    """How likely a burst that has lasted `age_s` goes on past `age_s + lead_s`,
+    i.e. is still there when units asked for now are ready, from the durations
+    of this pool's past bursts (seconds): of those that lasted `age_s`, the
+    fraction that lasted `lead_s` more, with one more pseudo-burst that
+    outlasts with the pool's overall rate (the fraction of all its bursts that
+    outlasted a lead time), so a burst longer than any seen is judged by that.
+
+    1 (buy, as a reactive policy would) until the pool has seen `min_bursts`
+    bursts, and once the burst has lasted a whole lead time: waiting longer
+    only adds shortfall.
+    """
+    if len(durations) < min_bursts or age_s >= lead_s:
+        return 1.0
+    lasted = outlasted = overall = 0
+    horizon = age_s + lead_s
+    for d in durations:
+        overall += d > lead_s
+        if d > age_s:
+            lasted += 1
+            outlasted += d > horizon
+    return (outlasted + overall / len(durations)) / (lasted + 1)
+
+
+def worth_buying(outlast: float, q: float) -> bool:
+    """Buy units for a burst when it will still be there when they are ready
+    with at least the probability 1 - q*: the newsvendor test for one more
+    unit (it pays when P(needed) x c_under >= (1 - P) x c_over, i.e. P >= 1 - q*).
+    A burst that ends before new capacity is ready is not worth buying: the
+    units would come after it, billed, and serve nothing."""
+    return outlast >= 1.0 - q - 1e-12
 
 
 class Panic(msgspec.Struct, frozen=True, kw_only=True):
