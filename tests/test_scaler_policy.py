@@ -179,7 +179,7 @@ def test_silence_scales_to_min() -> None:
     pool = Pool(3, policy)
     t = pool.run(300.0, 0.0, 300.0)
     assert pool.units > 10
-    pool.run(0.0, t, 300.0)
+    pool.run(0.0, t, policy.lead_time_s * policy.hold_lead_times + 60.0)  # past the hold
     assert pool.units == 2
 
 

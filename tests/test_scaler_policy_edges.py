@@ -3,6 +3,8 @@ pending units, zero capacity and the forecast a proposal carries."""
 
 from __future__ import annotations
 
+import msgspec
+
 from contracts.commands import ScaleProposal
 from contracts.telemetry import PoolMetrics
 from services.scaler.policy import Policy, PoolState, decide, learn_lead_time
@@ -240,9 +242,10 @@ def test_a_need_just_over_a_unit_boundary_does_not_buy_within_the_slack() -> Non
 
 
 def test_a_scale_in_serves_the_last_hold_lead_times_of_demand() -> None:
-    longer = Policy(min=1, max=100, unit_capacity=10.0, lead_time_s=60.0, hold_lead_times=2.5)
-    downs: dict[float, float] = {}
-    for name, policy in (("one", POLICY), ("longer", longer)):
+    one = Policy(min=1, max=100, unit_capacity=10.0, lead_time_s=60.0, hold_lead_times=1.0)
+    longer = msgspec.structs.replace(one, hold_lead_times=2.5)
+    downs: dict[str, float] = {}
+    for name, policy in (("one", one), ("longer", longer)):
         state, units, t = PoolState(), 12, 0.0
         while t < 600.0:
             state, _ = decide(state, metrics(80.0, units), policy, t)
