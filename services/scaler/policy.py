@@ -114,8 +114,9 @@ class PoolState(msgspec.Struct, frozen=True, kw_only=True):
     samples: tuple[tuple[float, float], ...] = ()
     """(time, demand) inside the longest window (stable, panic or hold)."""
     needs: tuple[tuple[float, int], ...] = ()
-    """(time, units needed) inside the hold window: a scale-in never goes below
-    a need seen within it, so it is never undone by a need already seen."""
+    """(time, units needed) inside the hold window, each need not exceeded by a
+    later one (so the first is the window's highest): a scale-in never goes
+    below a need seen within it, so it is never undone by a need already seen."""
     last_up: float = -math.inf
     last_down: float = -math.inf
     last_proposal_at: float = -math.inf
@@ -264,9 +265,13 @@ def decide(
     )
 
     # Hold: what demand within the last hold window needs, at the cost quantile.
-    held = units_for(rules.quantile([d for _, d in _since(samples, now - hold_s)], q), policy)
+    # `needs` only holds each need not exceeded by a later one, so its first
+    # entry in the window is the window's highest need.
     needs = _since(state.needs, now - hold_s - 1e-6)  # a need exactly one window old counts
-    keep = max(held, need, *(n for _, n in needs))
+    keep = max(need, needs[0][1]) if needs else need
+    if keep < current:  # only a possible scale-in needs the demand quantile
+        window = [d for _, d in _since(samples, now - hold_s)]
+        keep = max(keep, units_for(rules.quantile(window, q), policy))
 
     if panic.active:
         panic = msgspec.structs.replace(panic, high=max(panic.high, need))
@@ -291,7 +296,8 @@ def decide(
     desired = _clamp(desired, policy)
     mode = rules.mode_of(desired, current, reactive, panic.active or was.active)
     # A burst's count is a need like any other: the hold keeps it a hold window.
-    needs += ((now, max(need, desired) if panic.active or was.active else need),)
+    latest = max(need, desired) if panic.active or was.active else need
+    needs = (*(e for e in needs if e[1] > latest), (now, latest))
     return _finish(
         state,
         metrics,
