@@ -33,6 +33,7 @@ from contracts.commands import ScaleMode, ScaleProposal
 from contracts.telemetry import PoolMetrics
 from services.scaler import forecast, rules
 from services.scaler.forecast import ForecastState
+from services.scaler.reasons import reason
 from services.scaler.rules import Burst, Panic
 
 
@@ -357,9 +358,7 @@ def _finish(
             desired=desired,
             mode=mode,
             forecast=round(predicted, 3) if predicted is not None else None,
-            reason=_reason(
-                mode, current, desired, demand, predicted, lead, policy, holding=holding
-            ),
+            reason=reason(mode, current, desired, demand, predicted, lead, policy, holding=holding),
         )
     new_state = msgspec.structs.replace(
         state,
@@ -372,34 +371,6 @@ def _finish(
         **updates,
     )
     return new_state, proposal
-
-
-def _reason(
-    mode: str,
-    current: int,
-    desired: int,
-    demand: float,
-    predicted: float | None,
-    lead: float,
-    policy: Policy,
-    *,
-    holding: bool = False,
-) -> str:
-    """One sentence naming the numbers behind a proposal."""
-    cap = current * policy.unit_capacity
-    util = f"{demand / cap:.0%}" if cap else "no capacity"
-    verb = "up" if desired > current else "in"
-    head = f"Scale {verb} {current} -> {desired} units ({mode}): {demand:.1f} in flight, {util}"
-    if mode == "predictive" and predicted is not None:
-        return f"{head}; forecast {predicted:.1f} in flight in {lead:.0f} s."
-    if holding:
-        return (
-            f"{head}; holding the burst's high-water mark of {desired} units until "
-            f"{policy.stable_window_s:.0f} s without a burst."
-        )
-    if mode == "panic":
-        return f"{head}, over {policy.panic_threshold:g}x the ready capacity."
-    return f"{head} of {cap:.0f} at target {policy.target_utilization:.0%}."
 
 
 _state_encoder = msgspec.msgpack.Encoder()
