@@ -258,3 +258,20 @@ def test_a_scale_in_serves_the_last_hold_lead_times_of_demand() -> None:
             t += 2.0
     # Load fell at 600 s: released after one lead time, or after two and a half.
     assert 600.0 + 58.0 <= downs["one"] < 600.0 + 150.0 <= downs["longer"] < 600.0 + 180.0
+
+
+def test_the_hold_remembers_only_needs_that_can_still_bind() -> None:
+    # The stored state stays small on a long steady load (it is written to the
+    # store on every tick, and replayed millions of times in a sweep): a need
+    # that a later, higher one covers can never bind a scale-in.
+    state, t = PoolState(), 0.0
+    for _ in range(300):  # ten minutes at 30 in flight: one need to remember
+        state, _ = decide(state, metrics(30.0, 5), POLICY, t)
+        t += 2.0
+    assert [n for _, n in state.needs] == [5]
+    for demand in [50.0] * 30 + [20.0] * 30:  # a rise, then a fall
+        state, _ = decide(state, metrics(demand, 8), POLICY, t)
+        t += 2.0
+    needs = [n for _, n in state.needs]
+    # Highest first, each later one lower: what a scale-in may still go down to.
+    assert needs[0] == 8 and needs == sorted(set(needs), reverse=True)
