@@ -135,9 +135,14 @@ class PoolState(msgspec.Struct, frozen=True, kw_only=True):
     when the errors last changed, so a tick does not sort them again."""
     burst: Burst = msgspec.field(default_factory=Burst)
     """The burst under way, if any (`rules.burst_step`)."""
-    burst_durations: tuple[float, ...] = ()
-    """How long this pool's last `BURSTS` bursts lasted, seconds: what tells a
-    burst worth buying units for from one that ends before they are ready."""
+    burst_watch: tuple[tuple[float, int, bool], ...] = ()
+    """Recent bursts followed until units bought at their start would have
+    served a hold window: (start, units held then, needed again since)."""
+    burst_outcomes: tuple[bool, ...] = ()
+    """For this pool's last `BURSTS` bursts followed through: were more units
+    than the pool held needed again once units bought at its start would
+    have been ready? What tells a burst worth buying for from one that ends
+    before new capacity is ready and does not come back."""
 
 
 _V = TypeVar("_V", float, int)
@@ -145,7 +150,7 @@ _V = TypeVar("_V", float, int)
 LEAD_WEIGHT = 0.3
 """EWMA weight of one observed requested->ready time."""
 BURSTS = 64
-"""Burst durations remembered per pool: enough for the tail that decides
+"""Burst outcomes remembered per pool: enough for the share that decides
 (1 - q*, 5 % at the default) to rest on a few bursts, few enough to follow a
 pool whose load changes character within a day or two."""
 
@@ -214,13 +219,21 @@ def decide(
     stable_mean = _mean([d for _, d in _since(samples, now - policy.stable_window_s)])
     short_mean = _mean([d for _, d in _since(samples, now - policy.panic_window_s)])
 
-    # Bursts, judged on the short window: is one under way, and will it still
-    # be there when units asked for now are ready? This pool's past bursts say.
+    # Bursts, judged on the short window: is one under way, and will units
+    # asked for now be needed once ready? This pool's past bursts say; one
+    # that has lasted a whole lead time is bought.
     short_need = units_for(short_mean, policy)
-    burst, ended = rules.burst_step(state.burst, short_need, current, stable_mean, now)
-    durations = rules.remember(state.burst_durations, ended, BURSTS)
-    buy = burst.since is None or rules.worth_buying(
-        rules.outlast_probability(durations, now - burst.since, lead), q
+    burst = rules.burst_step(state.burst, short_need, current, stable_mean, now)
+    watch = state.burst_watch
+    if burst.since == now and state.burst.since is None:
+        watch = (*watch, (now, current, False))
+    watch, outcomes = rules.watch_step(
+        watch, state.burst_outcomes, short_need, now, lead_s=lead, hold_s=hold_s, keep=BURSTS
+    )
+    buy = (
+        burst.since is None
+        or now - burst.since >= lead
+        or rules.worth_buying(rules.needed_again(outcomes), q)
     )
 
     # Need: demand one lead time ahead at the cost quantile. A rise counts when
@@ -320,7 +333,8 @@ def decide(
             "panic_since": panic.since,
             "panic_high": panic.high if panic.active else 0,
             "burst": burst,
-            "burst_durations": durations,
+            "burst_watch": watch,
+            "burst_outcomes": outcomes,
         },
     )
 

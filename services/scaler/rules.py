@@ -11,9 +11,9 @@ decision, and is tested on its own (tests/test_scaler_policy.py):
 - `hold_window_s` / `quantile`: what must a scale-in keep, knowing a released
   unit takes a lead time to come back and is billed by the period?
 - `material`: is a change big enough to be worth an action?
-- `burst_step` / `outlast_probability` / `worth_buying`: is demand above what
-  the pool holds, and, judging by how long this pool's past bursts lasted,
-  will it still be there when new units are ready?
+- `burst_step` / `watch_step` / `needed_again` / `worth_buying`: is demand
+  above what the pool holds, and, judging by this pool's past bursts, will
+  it still be there (or back) when new units are ready?
 - `panic_step`: is this a burst, and what does the burst's high-water mark say?
 - `settle`: given all of the above, which count do we ask for, and why?
 """
@@ -96,8 +96,7 @@ def material(delta: int, current: int, fraction: float) -> bool:
 class Burst(msgspec.Struct, frozen=True, kw_only=True):
     """A burst: demand (on the short window) needing more units than the pool
     held when it began. It lasts until that demand falls back to what the
-    pool held then, whatever the pool did meanwhile, so a burst's duration
-    says how long the load stayed up, not how fast the pool answered."""
+    pool held then, whatever the pool did meanwhile."""
 
     since: float | None = None
     """When the burst began, seconds; None when there is none."""
@@ -107,61 +106,59 @@ class Burst(msgspec.Struct, frozen=True, kw_only=True):
     """Demand the pool was sized for when it began (requests in flight)."""
 
 
-def burst_step(
-    burst: Burst, need_now: int, current: int, level: float, now: float
-) -> tuple[Burst, float | None]:
-    """The burst state after this tick, and the duration of a burst that just
-    ended (seconds), to be remembered; `need_now` is the units the short
+def burst_step(burst: Burst, need_now: int, current: int, level: float, now: float) -> Burst:
+    """The burst state after this tick; `need_now` is the units the short
     window's demand needs, `level` the demand the pool is sized for."""
     if burst.since is None:
         if need_now > current:
-            return Burst(since=now, base=current, level=level), None
-        return burst, None
+            return Burst(since=now, base=current, level=level)
+        return burst
     if need_now <= burst.base:
-        return Burst(), now - burst.since
-    return burst, None
+        return Burst()
+    return burst
 
 
-def remember(durations: tuple[float, ...], ended: float | None, keep: int) -> tuple[float, ...]:
-    """The last `keep` burst durations, with the one that just ended (if any)."""
-    if ended is None:
-        return durations
-    return (*durations[-(keep - 1) :], ended) if keep > 1 else (ended,)
+def watch_step(
+    watch: tuple[tuple[float, int, bool], ...],
+    outcomes: tuple[bool, ...],
+    short_need: int,
+    now: float,
+    *,
+    lead_s: float,
+    hold_s: float,
+    keep: int,
+) -> tuple[tuple[tuple[float, int, bool], ...], tuple[bool, ...]]:
+    """Follow each recent burst (start, units held then, needed again) through
+    the time units bought at its start would have served, from one lead time
+    after it to a hold window later: were more units than the pool held needed
+    then? Bursts whose window has passed become outcomes (the last `keep`)."""
+    kept: list[tuple[float, int, bool]] = []
+    done = list(outcomes)
+    for start, base, seen in watch:
+        if now > start + lead_s + hold_s:
+            done.append(seen)
+            continue
+        kept.append((start, base, seen or (now >= start + lead_s and short_need > base)))
+    return tuple(kept), tuple(done[-keep:])
 
 
-def outlast_probability(
-    durations: Sequence[float], age_s: float, lead_s: float, min_bursts: int = 5
-) -> float:
-    """How likely a burst that has lasted `age_s` goes on past `age_s + lead_s`,
-    i.e. is still there when units asked for now are ready, from the durations
-    of this pool's past bursts (seconds): of those that lasted `age_s`, the
-    fraction that lasted `lead_s` more, with one more pseudo-burst that
-    outlasts with the pool's overall rate (the fraction of all its bursts that
-    outlasted a lead time), so a burst longer than any seen is judged by that.
-
-    1 (buy, as a reactive policy would) until the pool has seen `min_bursts`
-    bursts, and once the burst has lasted a whole lead time: waiting longer
-    only adds shortfall.
-    """
-    if len(durations) < min_bursts or age_s >= lead_s:
+def needed_again(outcomes: Sequence[bool], min_bursts: int = 5) -> float:
+    """The share of this pool's recent bursts whose demand was still there, or
+    back, when units bought at their start would have been ready; 1 (buy, as a
+    reactive policy would) before `min_bursts` have been followed."""
+    if len(outcomes) < min_bursts:
         return 1.0
-    lasted = outlasted = overall = 0
-    horizon = age_s + lead_s
-    for d in durations:
-        overall += d > lead_s
-        if d > age_s:
-            lasted += 1
-            outlasted += d > horizon
-    return (outlasted + overall / len(durations)) / (lasted + 1)
+    return sum(outcomes) / len(outcomes)
 
 
-def worth_buying(outlast: float, q: float) -> bool:
-    """Buy units for a burst when it will still be there when they are ready
-    with at least the probability 1 - q*: the newsvendor test for one more
-    unit (it pays when P(needed) x c_under >= (1 - P) x c_over, i.e. P >= 1 - q*).
-    A burst that ends before new capacity is ready is not worth buying: the
-    units would come after it, billed, and serve nothing."""
-    return outlast >= 1.0 - q - 1e-12
+def worth_buying(needed: float, q: float) -> bool:
+    """Buy units for a burst when they will be needed once ready with at least
+    the probability 1 - q*: the newsvendor test for one more unit (it pays when
+    P(needed) x c_under >= (1 - P) x c_over, i.e. P >= 1 - q*). A burst that
+    ends before new capacity is ready, and does not come back while it would
+    be kept, is not worth buying: the units would come after it, billed, and
+    serve nothing."""
+    return needed >= 1.0 - q - 1e-12
 
 
 class Panic(msgspec.Struct, frozen=True, kw_only=True):
