@@ -80,6 +80,18 @@ def test_eval_prints_one_row_per_trace(tmp_path: Path, capsys: pytest.CaptureFix
     assert "of 2 traces" in out
 
 
+def test_eval_window_cuts_every_trace_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = small_set(tmp_path)
+    args = ["replay", "--eval", str(d), "--unit-capacity", "4", "--lead-time", "30"]
+    assert main([*args, "--duration", "100", "--jobs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "window: 0 s to 100 s of each trace" in out
+    rows = [line for line in out.splitlines() if ".csv" in line or ".txt" in line]
+    assert rows and all(" 100 " in line for line in rows)  # seconds scored
+
+
 def test_eval_leave_one_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     d = small_set(tmp_path)
     args = ["replay", "--eval", str(d), "--unit-capacity", "4", "--lead-time", "30"]

@@ -179,7 +179,7 @@ def test_silence_scales_to_min() -> None:
     pool = Pool(3, policy)
     t = pool.run(300.0, 0.0, 300.0)
     assert pool.units > 10
-    pool.run(0.0, t, 300.0)
+    pool.run(0.0, t, policy.lead_time_s * policy.hold_lead_times + 60.0)  # past the hold
     assert pool.units == 2
 
 
@@ -325,6 +325,7 @@ def test_quantile_interpolates_between_order_statistics() -> None:
 def test_hold_window_is_the_lead_time_or_the_billing_period() -> None:
     assert rules.hold_window_s(120.0, 1.0) == 120.0  # per-second billing: one lead time
     assert rules.hold_window_s(120.0, 3600.0) == 3600.0  # hourly: keep the paid hour
+    assert rules.hold_window_s(120.0, 1.0, 2.5) == 300.0  # two and a half lead times
 
 
 def test_material_change_is_a_unit_and_a_fraction_of_the_pool() -> None:

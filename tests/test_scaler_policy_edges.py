@@ -3,6 +3,8 @@ pending units, zero capacity and the forecast a proposal carries."""
 
 from __future__ import annotations
 
+import msgspec
+
 from contracts.commands import ScaleProposal
 from contracts.telemetry import PoolMetrics
 from services.scaler.policy import Policy, PoolState, decide, learn_lead_time
@@ -223,3 +225,53 @@ def test_a_pool_below_its_minimum_is_raised_to_it_without_a_forecast() -> None:
     assert p is not None and (p.current, p.desired) == (1, 3)
     assert p.forecast is None
     assert p.reason.endswith("0.0 in flight, 0% of 10 at target 70%.")
+
+
+def test_a_need_just_over_a_unit_boundary_does_not_buy_within_the_slack() -> None:
+    # 22 in flight on 3 units of 10 at 70 %: 3.14 units' load, so 4 are needed.
+    slack = Policy(min=1, max=100, unit_capacity=10.0, lead_time_s=60.0, up_slack=0.3)
+    _, p = decide(PoolState(), metrics(22.0, 3), POLICY, 100.0)
+    assert p is not None and p.desired == 4
+    _, p = decide(PoolState(), metrics(22.0, 3), slack, 100.0)
+    assert p is None  # within 0.3 of a unit's load over the count: no action
+    _, p = decide(PoolState(), metrics(24.0, 3), slack, 100.0)
+    assert p is not None and p.desired == 4  # 3.43 units' load clears the slack
+    # Requests queueing are never held back by the slack.
+    _, p = decide(PoolState(), metrics(31.0, 3), slack, 100.0)
+    assert p is not None and p.desired == 5
+
+
+def test_a_scale_in_serves_the_last_hold_lead_times_of_demand() -> None:
+    one = Policy(min=1, max=100, unit_capacity=10.0, lead_time_s=60.0, hold_lead_times=1.0)
+    longer = msgspec.structs.replace(one, hold_lead_times=2.5)
+    downs: dict[str, float] = {}
+    for name, policy in (("one", one), ("longer", longer)):
+        state, units, t = PoolState(), 12, 0.0
+        while t < 600.0:
+            state, _ = decide(state, metrics(80.0, units), policy, t)
+            t += 2.0
+        while t < 1200.0:
+            state, p = decide(state, metrics(20.0, units), policy, t)
+            if p is not None and p.desired < units:
+                downs[name] = t
+                break
+            t += 2.0
+    # Load fell at 600 s: released after one lead time, or after two and a half.
+    assert 600.0 + 58.0 <= downs["one"] < 600.0 + 150.0 <= downs["longer"] < 600.0 + 180.0
+
+
+def test_the_hold_remembers_only_needs_that_can_still_bind() -> None:
+    # The stored state stays small on a long steady load (it is written to the
+    # store on every tick, and replayed millions of times in a sweep): a need
+    # that a later, higher one covers can never bind a scale-in.
+    state, t = PoolState(), 0.0
+    for _ in range(300):  # ten minutes at 30 in flight: one need to remember
+        state, _ = decide(state, metrics(30.0, 5), POLICY, t)
+        t += 2.0
+    assert [n for _, n in state.needs] == [5]
+    for demand in [50.0] * 30 + [20.0] * 30:  # a rise, then a fall
+        state, _ = decide(state, metrics(demand, 8), POLICY, t)
+        t += 2.0
+    needs = [n for _, n in state.needs]
+    # Highest first, each later one lower: what a scale-in may still go down to.
+    assert needs[0] == 8 and needs == sorted(set(needs), reverse=True)

@@ -79,9 +79,10 @@ async def test_telemetry_through_the_watcher_becomes_a_scale_proposal(
         for unit in ("a", "b"):  # two full units: 8 in flight needs 4 at 50 % of 4
             t = UnitTelemetry(pool="gpu", unit=unit, inflight=4, capacity=4, utilization=1.0)
             await nc.publish(subjects.telemetry("gpu", unit), encode(t))
-        # A tick may fall between the two heartbeats: wait for the one that saw both.
+        # A tick may fall between the two heartbeats: wait for the one that saw both,
+        # and for the short window to hold only such ticks (it judges the step).
         proposal: ScaleProposal = await next_of(proposals, ScaleProposal)
-        while proposal.current < 2:
+        while proposal.current < 2 or proposal.desired < 4:
             proposal = await next_of(proposals, ScaleProposal)
         assert (proposal.pool, proposal.current, proposal.desired) == ("gpu", 2, 4)
         assert proposal.id.startswith("scale:gpu:") and "2 -> 4" in proposal.reason

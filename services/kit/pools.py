@@ -93,6 +93,12 @@ class PoolConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     min_change_fraction: Fraction = 0.1
     """Smallest change worth an action, as a fraction of the pool (at least one unit),
     unless requests queue: smaller steps are what the next minute undoes."""
+    hold_lead_times: Annotated[float, Meta(ge=1.0, le=100.0)] = 2.5
+    """Lead times of past demand a scale-in must still serve (at least one: a released
+    unit is back only a lead time later); 2.5 was chosen leave-one-out (ADR 0008)."""
+    up_slack: Annotated[float, Meta(ge=0.0, le=1.0)] = 0.0
+    """Fraction of one unit's load at the target a need must exceed the count by before
+    a scale-up that is not urgent; 0 was chosen leave-one-out (ADR 0008)."""
 
     # -- draining and cleanup (provisioner)
     drain_deadline_s: Seconds = 120.0

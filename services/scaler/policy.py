@@ -33,7 +33,8 @@ from contracts.commands import ScaleMode, ScaleProposal
 from contracts.telemetry import PoolMetrics
 from services.scaler import forecast, rules
 from services.scaler.forecast import ForecastState
-from services.scaler.rules import Panic
+from services.scaler.reasons import reason
+from services.scaler.rules import Burst, Panic
 
 
 class Policy(msgspec.Struct, frozen=True, kw_only=True):
@@ -90,6 +91,17 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
     kept so configs load."""
     tick_s: float = 2.0
     """Seconds between metrics the policy is tuned for (the watcher's tick)."""
+    up_slack: float = 0.0
+    """Fraction of one unit's load at the target a need must exceed the count by
+    before a scale-up that is not urgent (nothing queues); a scale-in needs the
+    whole unit free. The band between keeps a need that straddles a unit
+    boundary from buying and releasing in turn."""
+    hold_lead_times: float = 2.5
+    """How many lead times of past demand a scale-in must still serve (at least
+    one: a released unit is back only a lead time later). Longer keeps a pool
+    from releasing between the ups and downs of load that returns. 2.5 (300 s
+    at a 120 s lead, the HPA's scale-down window) was chosen leave-one-out over
+    1 and 2.5 on the evaluation set (ADR 0008)."""
     repropose_s: float = 30.0
     """Seconds after which an unfulfilled proposal is sent again."""
 
@@ -103,8 +115,9 @@ class PoolState(msgspec.Struct, frozen=True, kw_only=True):
     samples: tuple[tuple[float, float], ...] = ()
     """(time, demand) inside the longest window (stable, panic or hold)."""
     needs: tuple[tuple[float, int], ...] = ()
-    """(time, units needed) inside the hold window: a scale-in never goes below
-    a need seen within it, so it is never undone by a need already seen."""
+    """(time, units needed) inside the hold window, each need not exceeded by a
+    later one (so the first is the window's highest): a scale-in never goes
+    below a need seen within it, so it is never undone by a need already seen."""
     last_up: float = -math.inf
     last_down: float = -math.inf
     last_proposal_at: float = -math.inf
@@ -120,12 +133,26 @@ class PoolState(msgspec.Struct, frozen=True, kw_only=True):
     error_q: tuple[float, float, float | None] = (-math.inf, -1.0, None)
     """(forecast.last_residual_at, q, the error quantile): the quantile computed
     when the errors last changed, so a tick does not sort them again."""
+    burst: Burst = msgspec.field(default_factory=Burst)
+    """The burst under way, if any (`rules.burst_step`)."""
+    burst_watch: tuple[tuple[float, int, bool], ...] = ()
+    """Recent bursts followed until units bought at their start would have
+    served a hold window: (start, units held then, needed again since)."""
+    burst_outcomes: tuple[bool, ...] = ()
+    """For this pool's last `BURSTS` bursts followed through: were more units
+    than the pool held needed again once units bought at its start would
+    have been ready? What tells a burst worth buying for from one that ends
+    before new capacity is ready and does not come back."""
 
 
 _V = TypeVar("_V", float, int)
 
 LEAD_WEIGHT = 0.3
 """EWMA weight of one observed requested->ready time."""
+BURSTS = 64
+"""Burst outcomes remembered per pool: enough for the share that decides
+(1 - q*, 5 % at the default) to rest on a few bursts, few enough to follow a
+pool whose load changes character within a day or two."""
 
 
 def learn_lead_time(state: PoolState, observed_s: float) -> PoolState:
@@ -179,7 +206,7 @@ def decide(
     ready = metrics.units_ready
     current = ready + metrics.units_pending
     lead = lead_time(state, policy)
-    hold_s = rules.hold_window_s(lead, policy.billing_s)
+    hold_s = rules.hold_window_s(lead, policy.billing_s, policy.hold_lead_times)
     q = cost_quantile(policy)
 
     # Observe: the windows of demand, and the forecaster.
@@ -192,10 +219,31 @@ def decide(
     stable_mean = _mean([d for _, d in _since(samples, now - policy.stable_window_s)])
     short_mean = _mean([d for _, d in _since(samples, now - policy.panic_window_s)])
 
-    # Need: demand one lead time ahead at the cost quantile; when requests
-    # queue now, do not wait for the stable window to show it.
+    # Bursts, judged on the short window: is one under way, and will units
+    # asked for now be needed once ready? This pool's past bursts say; one
+    # that has lasted a whole lead time is bought.
+    short_need = units_for(short_mean, policy)
+    burst = rules.burst_step(state.burst, short_need, current, stable_mean, now)
+    watch = state.burst_watch
+    if burst.since == now and state.burst.since is None:
+        watch = (*watch, (now, current, False))
+    watch, outcomes = rules.watch_step(
+        watch, state.burst_outcomes, short_need, now, lead_s=lead, hold_s=hold_s, keep=BURSTS
+    )
+    buy = (
+        burst.since is None
+        or now - burst.since >= lead
+        or rules.worth_buying(rules.needed_again(outcomes), q)
+    )
+
+    # Need: demand one lead time ahead at the cost quantile. A rise counts when
+    # both windows show it (the stable one: not a blip; the short one: still
+    # there); when requests queue now, the short window alone. A burst not
+    # worth buying does not count: the pool stays sized for its level before.
     short_now = short_mean > current * policy.unit_capacity
-    base = max(stable_mean, short_mean) if short_now else stable_mean
+    base = max(stable_mean, short_mean) if short_now else min(stable_mean, short_mean)
+    if not buy:
+        base = min(base, burst.level)
     reactive = units_for(base, policy)
     predicted: float | None = None
     need = reactive
@@ -208,11 +256,18 @@ def decide(
             error_q = (fc.last_residual_at, q, err_q)
         predicted = rules.upper_demand(base, rise, err_q)
         need = max(reactive, units_for(predicted, policy))
+    # A non-urgent rise must clear the count by `up_slack` of a unit's load:
+    # a need that straddles a unit boundary does not buy and release in turn.
+    slack = 0.0 if short_now else policy.up_slack * policy.unit_capacity * policy.target_utilization
+    up_need = units_for(max(base, predicted or 0.0) - slack, policy)
 
-    # Bursts: the latest metrics are themselves a window average, so a step
-    # shows in them at once; the window mean alone would take the window.
-    burst_need = units_for(max(short_mean, demand), policy)
+    # Panic: a burst worth buying that needs `panic_threshold` x the ready
+    # units on the short window; once it is one, the latest tick sizes it (the
+    # metrics are themselves a tick's mean, and a step shows in them at once).
     was = Panic(active=state.panic, since=state.panic_since, high=state.panic_high)
+    burst_need = max(short_need, units_for(demand, policy)) if buy else 0
+    if short_need < policy.panic_threshold * max(ready, 1):
+        burst_need = min(burst_need, short_need)
     panic, over = rules.panic_step(
         was,
         burst_need,
@@ -224,9 +279,13 @@ def decide(
     )
 
     # Hold: what demand within the last hold window needs, at the cost quantile.
-    held = units_for(rules.quantile([d for _, d in _since(samples, now - hold_s)], q), policy)
-    needs = _since(state.needs, now - hold_s)
-    keep = max(held, need, *(n for _, n in needs))
+    # `needs` only holds each need not exceeded by a later one, so its first
+    # entry in the window is the window's highest need.
+    needs = _since(state.needs, now - hold_s - 1e-6)  # a need exactly one window old counts
+    keep = max(need, needs[0][1]) if needs else need
+    if keep < current:  # only a possible scale-in needs the demand quantile
+        window = [d for _, d in _since(samples, now - hold_s)]
+        keep = max(keep, units_for(rules.quantile(window, q), policy))
 
     if panic.active:
         panic = msgspec.structs.replace(panic, high=max(panic.high, need))
@@ -237,7 +296,7 @@ def decide(
     else:
         desired = rules.settle(
             current,
-            need,
+            up_need,
             keep,
             short_now=short_now,
             since_change_s=now - max(state.last_up, state.last_down),
@@ -251,7 +310,8 @@ def decide(
     desired = _clamp(desired, policy)
     mode = rules.mode_of(desired, current, reactive, panic.active or was.active)
     # A burst's count is a need like any other: the hold keeps it a hold window.
-    needs += ((now, max(need, desired) if panic.active or was.active else need),)
+    latest = max(need, desired) if panic.active or was.active else need
+    needs = (*(e for e in needs if e[1] > latest), (now, latest))
     return _finish(
         state,
         metrics,
@@ -272,6 +332,9 @@ def decide(
             "panic": panic.active,
             "panic_since": panic.since,
             "panic_high": panic.high if panic.active else 0,
+            "burst": burst,
+            "burst_watch": watch,
+            "burst_outcomes": outcomes,
         },
     )
 
@@ -309,9 +372,7 @@ def _finish(
             desired=desired,
             mode=mode,
             forecast=round(predicted, 3) if predicted is not None else None,
-            reason=_reason(
-                mode, current, desired, demand, predicted, lead, policy, holding=holding
-            ),
+            reason=reason(mode, current, desired, demand, predicted, lead, policy, holding=holding),
         )
     new_state = msgspec.structs.replace(
         state,
@@ -324,34 +385,6 @@ def _finish(
         **updates,
     )
     return new_state, proposal
-
-
-def _reason(
-    mode: str,
-    current: int,
-    desired: int,
-    demand: float,
-    predicted: float | None,
-    lead: float,
-    policy: Policy,
-    *,
-    holding: bool = False,
-) -> str:
-    """One sentence naming the numbers behind a proposal."""
-    cap = current * policy.unit_capacity
-    util = f"{demand / cap:.0%}" if cap else "no capacity"
-    verb = "up" if desired > current else "in"
-    head = f"Scale {verb} {current} -> {desired} units ({mode}): {demand:.1f} in flight, {util}"
-    if mode == "predictive" and predicted is not None:
-        return f"{head}; forecast {predicted:.1f} in flight in {lead:.0f} s."
-    if holding:
-        return (
-            f"{head}; holding the burst's high-water mark of {desired} units until "
-            f"{policy.stable_window_s:.0f} s without a burst."
-        )
-    if mode == "panic":
-        return f"{head}, over {policy.panic_threshold:g}x the ready capacity."
-    return f"{head} of {cap:.0f} at target {policy.target_utilization:.0%}."
 
 
 _state_encoder = msgspec.msgpack.Encoder()

@@ -11,6 +11,9 @@ decision, and is tested on its own (tests/test_scaler_policy.py):
 - `hold_window_s` / `quantile`: what must a scale-in keep, knowing a released
   unit takes a lead time to come back and is billed by the period?
 - `material`: is a change big enough to be worth an action?
+- `burst_step` / `watch_step` / `needed_again` / `worth_buying`: is demand
+  above what the pool holds, and, judging by this pool's past bursts, will
+  it still be there (or back) when new units are ready?
 - `panic_step`: is this a burst, and what does the burst's high-water mark say?
 - `settle`: given all of the above, which count do we ask for, and why?
 """
@@ -71,16 +74,16 @@ def quantile(values: Sequence[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
-def hold_window_s(lead_s: float, billing_s: float) -> float:
+def hold_window_s(lead_s: float, billing_s: float, leads: float = 1.0) -> float:
     """How far back a scale-in looks for demand that would need the unit again.
 
     A unit released now cannot serve again before one lead time has passed, so
-    demand seen within the last lead time is likely within the next one, and
-    releasing for it costs twice (the shortfall, then the unit re-bought). With
-    billing by a period longer than the lead time, a unit kept until its period
-    ends costs nothing more, so the window is the longer of the two.
+    demand seen within the last `leads` lead times is likely within the next
+    one, and releasing for it costs twice (the shortfall, then the unit
+    re-bought). With billing by a period longer than that, a unit kept until
+    its period ends costs nothing more, so the window is the longer of the two.
     """
-    return max(lead_s, billing_s)
+    return max(lead_s * max(1.0, leads), billing_s)
 
 
 def material(delta: int, current: int, fraction: float) -> bool:
@@ -88,6 +91,74 @@ def material(delta: int, current: int, fraction: float) -> bool:
     unit and at least `fraction` of the pool, so noise-sized steps that the
     next minute undoes are never taken."""
     return abs(delta) >= max(1, math.ceil(fraction * current - 1e-9))
+
+
+class Burst(msgspec.Struct, frozen=True, kw_only=True):
+    """A burst: demand (on the short window) needing more units than the pool
+    held when it began. It lasts until that demand falls back to what the
+    pool held then, whatever the pool did meanwhile."""
+
+    since: float | None = None
+    """When the burst began, seconds; None when there is none."""
+    base: int = 0
+    """Units the pool held (ready and pending) when it began."""
+    level: float = 0.0
+    """Demand the pool was sized for when it began (requests in flight)."""
+
+
+def burst_step(burst: Burst, need_now: int, current: int, level: float, now: float) -> Burst:
+    """The burst state after this tick; `need_now` is the units the short
+    window's demand needs, `level` the demand the pool is sized for."""
+    if burst.since is None:
+        if need_now > current:
+            return Burst(since=now, base=current, level=level)
+        return burst
+    if need_now <= burst.base:
+        return Burst()
+    return burst
+
+
+def watch_step(
+    watch: tuple[tuple[float, int, bool], ...],
+    outcomes: tuple[bool, ...],
+    short_need: int,
+    now: float,
+    *,
+    lead_s: float,
+    hold_s: float,
+    keep: int,
+) -> tuple[tuple[tuple[float, int, bool], ...], tuple[bool, ...]]:
+    """Follow each recent burst (start, units held then, needed again) through
+    the time units bought at its start would have served, from one lead time
+    after it to a hold window later: were more units than the pool held needed
+    then? Bursts whose window has passed become outcomes (the last `keep`)."""
+    kept: list[tuple[float, int, bool]] = []
+    done = list(outcomes)
+    for start, base, seen in watch:
+        if now > start + lead_s + hold_s:
+            done.append(seen)
+            continue
+        kept.append((start, base, seen or (now >= start + lead_s and short_need > base)))
+    return tuple(kept), tuple(done[-keep:])
+
+
+def needed_again(outcomes: Sequence[bool], min_bursts: int = 5) -> float:
+    """The share of this pool's recent bursts whose demand was still there, or
+    back, when units bought at their start would have been ready; 1 (buy, as a
+    reactive policy would) before `min_bursts` have been followed."""
+    if len(outcomes) < min_bursts:
+        return 1.0
+    return sum(outcomes) / len(outcomes)
+
+
+def worth_buying(needed: float, q: float) -> bool:
+    """Buy units for a burst when they will be needed once ready with at least
+    the probability 1 - q*: the newsvendor test for one more unit (it pays when
+    P(needed) x c_under >= (1 - P) x c_over, i.e. P >= 1 - q*). A burst that
+    ends before new capacity is ready, and does not come back while it would
+    be kept, is not worth buying: the units would come after it, billed, and
+    serve nothing."""
+    return needed >= 1.0 - q - 1e-12
 
 
 class Panic(msgspec.Struct, frozen=True, kw_only=True):

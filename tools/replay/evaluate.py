@@ -121,10 +121,19 @@ def run_trace(
     price: float,
     workers: int,
     on_done: Callable[[Result], None] | None = None,
+    start_s: int = 0,
+    duration_s: int | None = None,
 ) -> TraceResult:
-    """The sweep of ours (once per variant) and the baselines' defaults on one trace."""
+    """The sweep of ours (once per variant) and the baselines' defaults on one
+    trace, or on its window from `start_s`, `duration_s` long (None: to the end)."""
     trace = read_trace(et.path, **et.options)
-    work = prepare(trace, service_s=service_s, skip_zero_runs_s=et.skip_zero_runs_s)
+    work = prepare(
+        trace,
+        service_s=service_s,
+        start_s=start_s,
+        duration_s=duration_s,
+        skip_zero_runs_s=et.skip_zero_runs_s,
+    )
     jobs = plan(list(BASELINES), policy, sweep=False, record=False)
     for label, pol in variants.items():
         jobs += [
@@ -179,8 +188,13 @@ def evaluate(
     price: float,
     workers: int,
     console: Console | None = None,
+    start_s: int = 0,
+    duration_s: int | None = None,
 ) -> int:
-    """Run the set, print the table (and the leave-one-out table); exit code 0."""
+    """Run the set, print the table (and the leave-one-out table); exit code 0.
+
+    `start_s`/`duration_s` cut every trace to one window (a quick look at a
+    long set); the table's title then says so, since a window is not the trace."""
     console = console or Console(width=None if sys.stdout.isatty() else 160)
     traces = collect(paths)
     if not traces:
@@ -195,7 +209,16 @@ def evaluate(
         task = bar.add_task("eval", total=len(traces))
         for et in traces:
             bar.update(task, description=et.path.name)
-            r = run_trace(et, policy, variants, service_s=service_s, price=price, workers=workers)
+            r = run_trace(
+                et,
+                policy,
+                variants,
+                service_s=service_s,
+                price=price,
+                workers=workers,
+                start_s=start_s,
+                duration_s=duration_s,
+            )
             results.append(r)
             if key is None:  # a long set shows each verdict as it comes
                 h = r.heads[""]
@@ -205,6 +228,9 @@ def evaluate(
                 )
             bar.advance(task)
     labels = list(variants)
+    if start_s or duration_s is not None:
+        end = "the end" if duration_s is None else f"{start_s + duration_s:,} s"
+        console.print(f"window: {start_s:,} s to {end} of each trace, not the whole trace")
     if key is None:
         _print_set(results, console)
     else:

@@ -9,11 +9,17 @@ Model, one step per second of the trace:
   booting instances), so unit-hours = sum of `desired` over seconds / 3600;
 - under-provisioning in a second = max(0, demand / unit_capacity - ready),
   no rounding; seconds flagged in `skip` (missing telemetry) are neither
-  scored nor billed, and the policy is not called during them.
+  scored nor billed, and the policy is not called during them;
+- a warm-up (`Warmup`) runs before the first second: a trace is a window of a
+  running system, so the pool starts with its warm count and the policy has
+  watched a steady load before the window opens. Warm-up seconds run exactly
+  like the others (the policy is called, its asks are carried out) but are
+  neither scored, billed nor counted as actions.
 """
 
 from __future__ import annotations
 
+import itertools
 from array import array
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -23,6 +29,17 @@ from contracts.telemetry import PoolMetrics
 
 Step = Callable[[PoolMetrics, float], int | None]
 """A policy in the sim: (metrics, now) -> the count it wants, or None to keep."""
+
+
+@dataclass(frozen=True)
+class Warmup:
+    """A steady load the policy watches before the window opens (unscored)."""
+
+    seconds: int
+    demand: float
+    """Requests in flight in each warm-up second."""
+    arrivals: float = 0.0
+    """Requests arriving in each warm-up second."""
 
 
 @dataclass
@@ -69,8 +86,10 @@ def simulate(
     start_t: int = 0,
     record: bool = False,
     pool: str = "replay",
+    warmup: Warmup | None = None,
 ) -> tuple[Totals, Series | None]:
-    """Replay `demand` (requests in flight per second) against one policy."""
+    """Replay `demand` (requests in flight per second) against one policy,
+    after the `warmup` if one is given."""
     tot = Totals(policy=name)
     series = Series() if record else None
     ready = initial_units
@@ -82,15 +101,19 @@ def simulate(
     since_tick = tick  # call the policy on the first second
     under_sum = 0.0
     under_n = billed = actions = scored = 0
-    for i, d in enumerate(demand):
-        if skip is not None and skip[i]:
+    warm_n = warmup.seconds if warmup is not None else 0
+    prefix = itertools.repeat((warmup.demand, warmup.arrivals) if warmup else (0.0, 0.0), warm_n)
+    for i, (d, a) in enumerate(itertools.chain(prefix, zip(demand, arrivals, strict=False))):
+        i -= warm_n
+        warm = i < 0
+        if not warm and skip is not None and skip[i]:
             continue
         t = start_t + i
         while pending and pending[0] <= t:
             pending.popleft()
             ready += 1
         acc_d += d
-        acc_a += arrivals[i]
+        acc_a += a
         acc_n += 1
         if since_tick >= tick:
             since_tick = 0
@@ -114,7 +137,7 @@ def simulate(
             want = step(metrics, float(t))
             total = ready + len(pending)
             if want is not None and want != total:
-                actions += 1
+                actions += not warm
                 if want > total:
                     pending.extend([t + lead] * (want - total))
                     while pending and pending[0] <= t:  # zero lead time
@@ -127,6 +150,8 @@ def simulate(
                         drop -= 1
                     ready -= drop
         since_tick += 1
+        if warm:
+            continue
         short = d / unit_capacity - ready
         if short > 0:
             under_sum += short

@@ -13,8 +13,21 @@ from dataclasses import dataclass
 
 from services.scaler.policy import Policy, units_for
 from tools.replay.policies import make_step
-from tools.replay.sim import Series, Totals, demand_series, simulate, zero_runs
+from tools.replay.sim import Series, Totals, Warmup, demand_series, simulate, zero_runs
 from tools.replay.traces import Trace
+
+WARM_S = 60
+"""Scored seconds at the start whose peak demand sizes every policy's first count.
+
+A trace is a window of a running system: its pool was already serving the
+load when the window opened. Starting every policy on one unit would score
+each of them short for the first lead time (no unit asked for at t >= 0 is
+ready before t = lead), the same for all and caused by the harness, not by
+any policy. So every policy, ours and the baselines alike, starts warm with
+the units its own sizing rule gives the first minute's peak demand, and has
+watched that peak for `WARM_S` seconds (unscored, unbilled) before the window
+opens, so its memory (HPA's scale-down window, KPA's stable window, ours'
+hold) is that of a pool already serving the load, not of one just started."""
 
 
 @dataclass
@@ -28,8 +41,8 @@ class Workload:
     """1 where a second lies in a long zero run (missing telemetry)."""
     start_t: int
     """Second of the trace the window starts at."""
-    first_demand: float
-    """Demand at the first scored second, which sizes the pool at the start."""
+    warmup: Warmup
+    """The steady load every policy watches before the window (`WARM_S`)."""
 
 
 def prepare(
@@ -52,15 +65,27 @@ def prepare(
     # Missing telemetry is a long stretch with no demand at all: with requests
     # in flight (long jobs) the pool is observed even when nothing arrives.
     skip = zero_runs(demand, skip_zero_runs_s)
-    first = next((d for d, s in zip(demand, skip, strict=True) if not s), 0.0)
+    first = [(d, a) for d, a, s in zip(demand, arrivals, skip, strict=True) if not s][:WARM_S]
+    warm = Warmup(
+        seconds=WARM_S,
+        demand=max((d for d, _ in first), default=0.0),
+        arrivals=sum(a for _, a in first) / len(first) if first else 0.0,
+    )
     return Workload(
         name=trace.name,
         demand=demand,
         arrivals=arrivals,
         skip=skip,
         start_t=start_s,
-        first_demand=first,
+        warmup=warm,
     )
+
+
+def warm_units(work: Workload, policy: Policy) -> int:
+    """Units a policy starts with: what its sizing rule (the policy's unit
+    capacity and target utilization) gives the first minute's peak demand,
+    within its bounds. The same rule for every policy (`WARM_S`)."""
+    return max(policy.min, min(policy.max, units_for(work.warmup.demand, policy)))
 
 
 def run_policy(
@@ -77,11 +102,12 @@ def run_policy(
         tick_s=tick,
         lead_s=policy.lead_time_s,
         unit_capacity=policy.unit_capacity,
-        initial_units=max(policy.min, units_for(work.first_demand, policy)),
+        initial_units=warm_units(work, policy),
         price_usd_per_hour=price,
         skip=work.skip,
         start_t=work.start_t,
         record=record,
+        warmup=work.warmup,
     )
     tot.wall_s = time.perf_counter() - t0
     return tot, ser

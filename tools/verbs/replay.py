@@ -120,8 +120,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--days", type=float, default=7.0, help="with --from-stream: how far back to read"
     )
     p.add_argument("--nats", default=None, help="NATS URL for --from-stream")
-    p.add_argument("--start", type=int, default=0, help="first second of the trace to replay")
-    p.add_argument("--duration", type=int, default=None, help="seconds to replay (default: all)")
+    p.add_argument(
+        "--start", type=int, default=0, help="first second of the trace (each, with --eval)"
+    )
+    p.add_argument(
+        "--duration",
+        type=int,
+        default=None,
+        help="seconds to replay (default: all; with --eval, of each trace)",
+    )
     p.add_argument(
         "--skip-zero-runs",
         type=int,
@@ -236,6 +243,8 @@ def run(args: argparse.Namespace) -> int:
                 service_s=args.service_s,
                 price=args.price,
                 workers=args.jobs or jobs_default(),
+                start_s=args.start,
+                duration_s=args.duration,
             )
         if args.from_stream is not None:
             import asyncio

@@ -1,0 +1,37 @@
+"""The one sentence a scale proposal carries: the numbers behind it, for the
+operator reading `fleet tail` and for the audit record."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from services.scaler.policy import Policy
+
+
+def reason(
+    mode: str,
+    current: int,
+    desired: int,
+    demand: float,
+    predicted: float | None,
+    lead: float,
+    policy: Policy,
+    *,
+    holding: bool = False,
+) -> str:
+    """One sentence naming the numbers behind a proposal."""
+    cap = current * policy.unit_capacity
+    util = f"{demand / cap:.0%}" if cap else "no capacity"
+    verb = "up" if desired > current else "in"
+    head = f"Scale {verb} {current} -> {desired} units ({mode}): {demand:.1f} in flight, {util}"
+    if mode == "predictive" and predicted is not None:
+        return f"{head}; forecast {predicted:.1f} in flight in {lead:.0f} s."
+    if holding:
+        return (
+            f"{head}; holding the burst's high-water mark of {desired} units until "
+            f"{policy.stable_window_s:.0f} s without a burst."
+        )
+    if mode == "panic":
+        return f"{head}, over {policy.panic_threshold:g}x the ready capacity."
+    return f"{head} of {cap:.0f} at target {policy.target_utilization:.0%}."
