@@ -3,10 +3,20 @@ operator reading `fleet tail` and for the audit record."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from services.scaler.policy import Policy
+
+class Policy(Protocol):
+    """What a reason reads of the pool's policy (services.scaler.policy.Policy)."""
+
+    @property
+    def unit_capacity(self) -> float: ...
+    @property
+    def stable_window_s(self) -> float: ...
+    @property
+    def panic_threshold(self) -> float: ...
+    @property
+    def target_utilization(self) -> float: ...
 
 
 def reason(
