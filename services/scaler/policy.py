@@ -13,6 +13,8 @@ forecaster's measured errors one lead time ahead give that quantile. The
 chain, each step a named rule in `services.scaler.rules`:
 
 - need: units for the q* demand one lead time ahead (a forecast only raises);
+- calendar: a jump in load that came at this time of day on enough of the
+  last days for buying ahead to pay is bought a lead time before it comes;
 - panic: a burst of `panic_threshold` x the ready units jumps at once and
   keeps its high-water mark through the exit (no Knative exit thrash);
 - hold: a scale-in keeps what the q* demand of the last lead time (or billing
@@ -34,7 +36,7 @@ from contracts.telemetry import PoolMetrics
 from services.scaler import forecast, rules
 from services.scaler.forecast import ForecastState
 from services.scaler.reasons import reason
-from services.scaler.rules import Burst, Panic
+from services.scaler.rules import Burst, Jump, Panic
 
 
 class Policy(msgspec.Struct, frozen=True, kw_only=True):
@@ -143,6 +145,14 @@ class PoolState(msgspec.Struct, frozen=True, kw_only=True):
     than the pool held needed again once units bought at its start would
     have been ready? What tells a burst worth buying for from one that ends
     before new capacity is ready and does not come back."""
+    jump: Jump = msgspec.field(default_factory=Jump)
+    """The jump in demand under way, if any (`rules.jump_step`)."""
+    jumps: tuple[tuple[float, float], ...] = ()
+    """The calendar: (start, peak / level before) of each jump that lasted,
+    over the last `CALENDAR_DAYS` days (`rules.recurring_jump`)."""
+    calendar: tuple[float, float, float] = (-math.inf, 0.0, 0.0)
+    """(when computed, share of days, ratio): the calendar's answer for one
+    lead time ahead, computed every `CALENDAR_EVERY_S`."""
 
 
 _V = TypeVar("_V", float, int)
@@ -153,6 +163,22 @@ BURSTS = 64
 """Burst outcomes remembered per pool: enough for the share that decides
 (1 - q*, 5 % at the default) to rest on a few bursts, few enough to follow a
 pool whose load changes character within a day or two."""
+
+
+CALENDAR_DAYS = 14
+"""Days of jumps the calendar remembers: two weeks, so a daily habit shows
+on enough days and one that stops is forgotten within a fortnight."""
+CALENDAR_MIN_DAYS = 3
+"""Days a jump must have come near the same time of day before it is
+bought ahead: one or two coincidences are not a habit."""
+CALENDAR_WINDOW_S = 120.0
+"""How far from the same time of day a jump may come and still count, seconds:
+units bought for it are ready this long before its usual time and kept this
+long after."""
+CALENDAR_EVERY_S = 20.0
+"""Seconds between two readings of the calendar."""
+JUMPS = 1024
+"""Most jumps the calendar keeps."""
 
 
 def learn_lead_time(state: PoolState, observed_s: float) -> PoolState:
@@ -236,6 +262,41 @@ def decide(
         or rules.worth_buying(rules.needed_again(outcomes), q)
     )
 
+    # Jumps in demand, and the calendar of those that lasted: did load jump
+    # near this time of day (one lead time from now) on enough past days for
+    # buying ahead to pay? Then the units are asked for now, ready before it.
+    # The level a jump is measured from: the hold window before the stable one.
+    older = bisect.bisect_right(samples, now - policy.stable_window_s, key=lambda e: e[0])
+    level = sum(d for _, d in samples[:older]) / older if older else stable_mean
+    jump, jumps = rules.jump_step(
+        state.jump,
+        short_mean,
+        level,
+        state.jumps,
+        now,
+        threshold=policy.panic_threshold,
+        lasting_s=lead / 2,
+        relevant=short_need > units_for(level, policy),
+        keep_s=CALENDAR_DAYS * rules.DAY_S,
+        keep=JUMPS,
+    )
+    calendar = state.calendar
+    if now - calendar[0] >= CALENDAR_EVERY_S:
+        first = fc.first_t if fc.first_t is not None else now
+        share, ratio = rules.recurring_jump(
+            jumps,
+            now - CALENDAR_WINDOW_S,
+            now + lead + CALENDAR_WINDOW_S,
+            days_seen=min(CALENDAR_DAYS, int((now - first) // rules.DAY_S)),
+            min_days=CALENDAR_MIN_DAYS,
+        )
+        calendar = (now, share, ratio)
+    ahead = 0.0
+    if calendar[1] > 0 and rules.worth_prebuying(
+        calendar[1], weight=policy.slo_weight, lead_s=lead, early_s=2 * CALENDAR_WINDOW_S
+    ):
+        ahead = (jump.base if jump.since is not None else level) * calendar[2]
+
     # Need: demand one lead time ahead at the cost quantile. A rise counts when
     # both windows show it (the stable one: not a blip; the short one: still
     # there); when requests queue now, the short window alone. A burst not
@@ -260,6 +321,13 @@ def decide(
     # a need that straddles a unit boundary does not buy and release in turn.
     slack = 0.0 if short_now else policy.up_slack * policy.unit_capacity * policy.target_utilization
     up_need = units_for(max(base, predicted or 0.0) - slack, policy)
+    # A jump the calendar expects is bought ahead and kept until its time has
+    # passed; it is not a need the hold keeps once it has not come.
+    planned = need
+    if ahead > 0 and units_for(ahead, policy) > need:
+        planned = units_for(ahead, policy)
+        up_need = max(up_need, planned)
+        predicted = max(predicted or 0.0, ahead)
 
     # Panic: a burst worth buying that needs `panic_threshold` x the ready
     # units on the short window; once it is one, the latest tick sizes it (the
@@ -282,7 +350,7 @@ def decide(
     # `needs` only holds each need not exceeded by a later one, so its first
     # entry in the window is the window's highest need.
     needs = _since(state.needs, now - hold_s - 1e-6)  # a need exactly one window old counts
-    keep = max(need, needs[0][1]) if needs else need
+    keep = max(planned, needs[0][1]) if needs else planned
     if keep < current:  # only a possible scale-in needs the demand quantile
         window = [d for _, d in _since(samples, now - hold_s)]
         keep = max(keep, units_for(rules.quantile(window, q), policy))
@@ -335,6 +403,9 @@ def decide(
             "burst": burst,
             "burst_watch": watch,
             "burst_outcomes": outcomes,
+            "jump": jump,
+            "jumps": jumps,
+            "calendar": calendar,
         },
     )
 

@@ -14,6 +14,8 @@ decision, and is tested on its own (tests/test_scaler_policy.py):
 - `burst_step` / `watch_step` / `needed_again` / `worth_buying`: is demand
   above what the pool holds, and, judging by this pool's past bursts, will
   it still be there (or back) when new units are ready?
+- `jump_step` / `recurring_jump` / `worth_prebuying`: did load jump at this
+  time of day on enough past days that buying before it comes pays?
 - `panic_step`: is this a burst, and what does the burst's high-water mark say?
 - `settle`: given all of the above, which count do we ask for, and why?
 """
@@ -237,3 +239,90 @@ def mode_of(desired: int, current: int, reactive: int, panicking: bool) -> Scale
     if desired > current and desired > reactive:
         return "predictive"
     return "steady"
+
+
+DAY_S = 86_400.0
+
+
+class Jump(msgspec.Struct, frozen=True, kw_only=True):
+    """A jump in demand under way: the short window at `threshold` x the level
+    before it, needing more units than that level."""
+
+    since: float | None = None
+    """When it began, seconds; None when there is none."""
+    base: float = 0.0
+    """The level before it, when it began (requests in flight)."""
+    peak: float = 0.0
+    """Highest short-window demand since it began."""
+    recorded: bool = False
+    """Already entered in the calendar (it lasted long enough to count)."""
+
+
+def jump_step(
+    jump: Jump,
+    short_mean: float,
+    level: float,
+    jumps: tuple[tuple[float, float], ...],
+    now: float,
+    *,
+    threshold: float,
+    lasting_s: float,
+    relevant: bool,
+    keep_s: float,
+    keep: int,
+) -> tuple[Jump, tuple[tuple[float, float], ...]]:
+    """Follow jumps in demand and enter each that lasted `lasting_s` in the
+    calendar as (start time, peak / base). A jump begins when the short window
+    holds `threshold` x the `level` before it and needs more units than that
+    level (`relevant`); it ends when the short window falls below half way back.
+    The calendar keeps `keep_s` seconds of jumps, at most `keep` of them."""
+    since = jump.since
+    if since is None:
+        if relevant and level > 0 and short_mean >= threshold * level:
+            return Jump(since=now, base=level, peak=short_mean), jumps
+        return jump, jumps
+    if short_mean < jump.base * (1.0 + (threshold - 1.0) / 2.0):
+        return Jump(), jumps
+    jump = msgspec.structs.replace(jump, peak=max(jump.peak, short_mean))
+    if not jump.recorded and now - since >= lasting_s:
+        fresh = tuple(j for j in jumps if j[0] > now - keep_s)
+        jumps = (*fresh, (since, jump.peak / jump.base))[-keep:]
+        jump = msgspec.structs.replace(jump, recorded=True)
+    return jump, jumps
+
+
+def recurring_jump(
+    jumps: Sequence[tuple[float, float]],
+    start: float,
+    end: float,
+    *,
+    days_seen: int,
+    min_days: int,
+) -> tuple[float, float]:
+    """How often load jumped at this time of day, and by how much.
+
+    For each of the last `days_seen` days, did a jump that lasted begin
+    between the times of day of `start` and `end`? Returns (share of those
+    days, the median ratio of their jumps); (0, 0) before `min_days` such
+    days. Load that jumps at the same time every day (scheduled jobs, daily
+    pushes, a broadcast) is then bought before it comes, a lead time ahead,
+    instead of being met a lead time late."""
+    if days_seen < min_days:
+        return 0.0, 0.0
+    days: dict[int, float] = {}
+    for begun, ratio in jumps:
+        k = math.ceil((start - begun) / DAY_S)
+        if 1 <= k <= days_seen and begun + k * DAY_S <= end:
+            days[k] = max(days.get(k, 0.0), ratio)
+    if len(days) < min_days:
+        return 0.0, 0.0
+    return len(days) / days_seen, quantile(list(days.values()), 0.5)
+
+
+def worth_prebuying(share: float, *, weight: float, lead_s: float, early_s: float) -> bool:
+    """Buy for a jump expected at a time of day when the shortfall it avoids
+    pays for the units bought early: each unit costs `lead_s + early_s` seconds
+    of rental before the jump, and saves `weight` x `lead_s` if it comes (the
+    lead time a reactive policy would be short), so buy when
+    share x weight x lead_s >= lead_s + early_s."""
+    return share * weight * lead_s >= lead_s + early_s
