@@ -87,7 +87,7 @@ class Pool:
         self.ready = units
         self.pending: list[float] = []
         self.state = PoolState()
-        self.asked: list[tuple[float, int]] = []  # (t, count asked)
+        self.asked: list[tuple[float, int, str]] = []  # (t, count asked, reason)
 
     def tick(self, demand: float, now: float) -> None:
         self.ready += sum(1 for t in self.pending if t <= now)
@@ -113,14 +113,16 @@ class Pool:
                 self.pending.pop()
                 drop -= 1
             self.ready -= drop
-        self.asked.append((now, proposal.desired))
+        self.asked.append((now, proposal.desired, proposal.reason))
 
 
-def run_days(jump_at: list[float], days: int, *, watch: tuple[float, float]) -> list[int]:
+def run_days(
+    jump_at: list[float], days: int, *, watch: tuple[float, float], pool: Pool | None = None
+) -> list[int]:
     """Base load 20 in flight, a jump to 80 for 10 minutes at `jump_at[d]`
     (seconds into day d); returns the ready units at each tick of `watch`
     (start, end) on the last day."""
-    pool = Pool(units_for(20.0, POLICY))
+    pool = pool or Pool(units_for(20.0, POLICY))
     seen: list[int] = []
     t = 0.0
     while t < days * DAY:
@@ -138,8 +140,13 @@ def test_a_jump_at_the_same_time_every_day_finds_its_units_ready() -> None:
     ten = 10 * 3600.0
     need = units_for(80.0, POLICY)
     # Four days with the jump at ten: on the fifth, the units are ready before it.
-    before = run_days([ten] * 5, 5, watch=(ten - 20, ten))
+    pool = Pool(units_for(20.0, POLICY))
+    before = run_days([ten] * 5, 5, watch=(ten - 20, ten), pool=pool)
     assert before and min(before) >= need
+    # The proposal says why: the habit, its share of days and its size.
+    ahead = [r for t, n, r in pool.asked if 4 * DAY + ten - 600 < t < 4 * DAY + ten and n >= need]
+    assert ahead and "near this time of day on 100% of the last days" in ahead[0]
+    assert "4.0x" in ahead[0]
     # The first days, with no habit yet, meet it a lead time late.
     first = run_days([ten] * 1, 1, watch=(ten, ten + LEAD - 20))
     assert first and max(first) < need

@@ -392,6 +392,7 @@ def decide(
         predicted=predicted if mode == "predictive" else None,
         lead=lead,
         holding=(panic.active and not over) or (was.active and not panic.active),
+        recurring=(calendar[1], calendar[2]) if planned > need else None,
         updates={
             "samples": samples,
             "needs": needs,
@@ -423,6 +424,7 @@ def _finish(
     predicted: float | None,
     lead: float,
     holding: bool,
+    recurring: tuple[float, float] | None,
     updates: dict[str, Any],
 ) -> tuple[PoolState, ScaleProposal | None]:
     """Record the decision in the state and build the proposal, if one is due:
@@ -443,7 +445,17 @@ def _finish(
             desired=desired,
             mode=mode,
             forecast=round(predicted, 3) if predicted is not None else None,
-            reason=reason(mode, current, desired, demand, predicted, lead, policy, holding=holding),
+            reason=reason(
+                mode,
+                current,
+                desired,
+                demand,
+                predicted,
+                lead,
+                policy,
+                holding=holding,
+                recurring=recurring,
+            ),
         )
     new_state = msgspec.structs.replace(
         state,

@@ -29,12 +29,19 @@ def reason(
     policy: Policy,
     *,
     holding: bool = False,
+    recurring: tuple[float, float] | None = None,
 ) -> str:
     """One sentence naming the numbers behind a proposal."""
     cap = current * policy.unit_capacity
     util = f"{demand / cap:.0%}" if cap else "no capacity"
     verb = "up" if desired > current else "in"
     head = f"Scale {verb} {current} -> {desired} units ({mode}): {demand:.1f} in flight, {util}"
+    if mode == "predictive" and predicted is not None and recurring is not None:
+        share, ratio = recurring
+        return (
+            f"{head}; load jumped {ratio:.1f}x near this time of day on {share:.0%} of the "
+            f"last days: {predicted:.1f} in flight expected within {lead:.0f} s, bought ahead."
+        )
     if mode == "predictive" and predicted is not None:
         return f"{head}; forecast {predicted:.1f} in flight in {lead:.0f} s."
     if holding:
