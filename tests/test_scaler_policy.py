@@ -23,7 +23,8 @@ from services.scaler.policy import (
     units_for,
 )
 
-POLICY = Policy(min=1, max=100, unit_capacity=10.0, lead_time_s=60.0, max_step_down=2)
+# The rules here are tested without the up-slack band (it has its own test).
+POLICY = Policy(min=1, max=100, unit_capacity=10.0, lead_time_s=60.0, max_step_down=2, up_slack=0.0)
 
 
 def metrics(demand: float, ready: int, pending: int = 0) -> PoolMetrics:
@@ -192,7 +193,7 @@ def test_short_history_falls_back_to_steady() -> None:
 
 
 def test_predictive_scales_ahead_of_a_ramp() -> None:
-    policy = Policy(unit_capacity=10.0, lead_time_s=300.0)
+    policy = Policy(unit_capacity=10.0, lead_time_s=300.0, up_slack=0.0)
     pool = Pool(2, policy)
     t = 0.0
     demand = 10.0

@@ -9,7 +9,8 @@ from contracts.commands import ScaleProposal
 from contracts.telemetry import PoolMetrics
 from services.scaler.policy import Policy, PoolState, decide, learn_lead_time
 
-POLICY = Policy(min=1, max=100, unit_capacity=10.0, lead_time_s=60.0)
+# The rules here are tested without the up-slack band (it has its own test).
+POLICY = Policy(min=1, max=100, unit_capacity=10.0, lead_time_s=60.0, up_slack=0.0)
 
 
 def metrics(demand: float, ready: int, pending: int = 0) -> PoolMetrics:
@@ -51,7 +52,7 @@ def test_pending_units_count_as_the_current_pool() -> None:
     _, p = decide(PoolState(), metrics(15.0, 2, pending=1), POLICY, 100.0)
     assert p is None
     # 50 in flight on 4 ready + 2 booting: 8 units, from 6.
-    policy = Policy(unit_capacity=10.0, lead_time_s=60.0, panic_threshold=10.0)
+    policy = Policy(unit_capacity=10.0, lead_time_s=60.0, panic_threshold=10.0, up_slack=0.0)
     _, p = decide(PoolState(), metrics(50.0, 4, pending=2), policy, 100.0)
     assert p is not None
     assert (p.current, p.desired) == (6, 8)

@@ -96,7 +96,7 @@ class PoolConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     hold_lead_times: Annotated[float, Meta(ge=1.0, le=100.0)] = 2.5
     """Lead times of past demand a scale-in must still serve (at least one: a released
     unit is back only a lead time later); 2.5 was chosen leave-one-out (ADR 0008)."""
-    up_slack: Annotated[float, Meta(ge=0.0, le=1.0)] = 0.0
+    up_slack: Annotated[float, Meta(ge=0.0, le=1.0)] = 0.5
     """Fraction of one unit's load at the target a need must exceed the count by before
     a scale-up that is not urgent; 0 was chosen leave-one-out (ADR 0008)."""
 

@@ -93,7 +93,7 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
     kept so configs load."""
     tick_s: float = 2.0
     """Seconds between metrics the policy is tuned for (the watcher's tick)."""
-    up_slack: float = 0.0
+    up_slack: float = 0.5
     """Fraction of one unit's load at the target a need must exceed the count by
     before a scale-up that is not urgent (nothing queues); a scale-in needs the
     whole unit free. The band between keeps a need that straddles a unit
