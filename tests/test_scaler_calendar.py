@@ -10,9 +10,10 @@ import random
 
 from contracts.telemetry import PoolMetrics
 from services.scaler import rules
+from services.scaler.forecast import DAY_S
 from services.scaler.policy import CALENDAR_WINDOW_S, Policy, PoolState, decide, units_for
 
-DAY = rules.DAY_S
+DAY = DAY_S
 LEAD = 60.0
 POLICY = Policy(min=1, max=100, unit_capacity=10.0, lead_time_s=LEAD)
 TICK = 10.0

@@ -208,9 +208,14 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
+def _cut(series: tuple[tuple[float, _V], ...], cutoff: float) -> int:
+    """Index of the first entry of a time-ordered series later than `cutoff`."""
+    return bisect.bisect_right(series, cutoff, key=lambda e: e[0])
+
+
 def _since(series: tuple[tuple[float, _V], ...], cutoff: float) -> tuple[tuple[float, _V], ...]:
     """The entries of a time-ordered series later than `cutoff` (one binary search)."""
-    return series[bisect.bisect_right(series, cutoff, key=lambda e: e[0]) :]
+    return series[_cut(series, cutoff) :]
 
 
 def cost_quantile(policy: Policy) -> float:
@@ -262,11 +267,12 @@ def decide(
         or rules.worth_buying(rules.needed_again(outcomes), q)
     )
 
-    # Jumps in demand, and the calendar of those that lasted: did load jump
-    # near this time of day (one lead time from now) on enough past days for
-    # buying ahead to pay? Then the units are asked for now, ready before it.
-    # The level a jump is measured from: the hold window before the stable one.
-    older = bisect.bisect_right(samples, now - policy.stable_window_s, key=lambda e: e[0])
+    # Jumps in demand, and the calendar of those that lasted: did load jump at
+    # this time of day (from two minutes ago to a lead time plus two minutes
+    # ahead) on enough past days for buying ahead to pay? Then the units are
+    # asked for now, ready before it. The level a jump is measured from: the
+    # hold window before the stable one.
+    older = _cut(samples, now - policy.stable_window_s)
     level = sum(d for _, d in samples[:older]) / older if older else stable_mean
     jump, jumps = rules.jump_step(
         state.jump,
@@ -277,7 +283,7 @@ def decide(
         threshold=policy.panic_threshold,
         lasting_s=lead / 2,
         relevant=short_need > units_for(level, policy),
-        keep_s=CALENDAR_DAYS * rules.DAY_S,
+        keep_s=CALENDAR_DAYS * forecast.DAY_S,
         keep=JUMPS,
     )
     calendar = state.calendar
@@ -287,7 +293,7 @@ def decide(
             jumps,
             now - CALENDAR_WINDOW_S,
             now + lead + CALENDAR_WINDOW_S,
-            days_seen=min(CALENDAR_DAYS, int((now - first) // rules.DAY_S)),
+            days_seen=min(CALENDAR_DAYS, int((now - first) // forecast.DAY_S)),
             min_days=CALENDAR_MIN_DAYS,
         )
         calendar = (now, share, ratio)

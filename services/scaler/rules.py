@@ -28,6 +28,7 @@ from collections.abc import Sequence
 import msgspec
 
 from contracts.commands import ScaleMode
+from services.scaler.forecast import DAY_S
 
 
 def newsvendor_quantile(under_cost: float, over_cost: float) -> float:
@@ -239,9 +240,6 @@ def mode_of(desired: int, current: int, reactive: int, panicking: bool) -> Scale
     if desired > current and desired > reactive:
         return "predictive"
     return "steady"
-
-
-DAY_S = 86_400.0
 
 
 class Jump(msgspec.Struct, frozen=True, kw_only=True):
