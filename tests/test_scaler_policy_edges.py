@@ -35,7 +35,10 @@ def test_a_scale_up_reason_names_direction_load_and_capacity() -> None:
 def test_a_scale_in_reason_says_in() -> None:
     _, p = decide(PoolState(), metrics(0.0, 5), POLICY, 100.0)
     assert p is not None
-    assert p.reason == "Scale in 5 -> 1 units (steady): 0.0 in flight, 0% of 50 at target 70%."
+    assert p.reason == (
+        "Scale in 5 -> 1 units (steady): 0.0 in flight, 0% of 50 at target 70%; "
+        "released after 150 s unneeded (this pool's hold, the default)."
+    )
 
 
 def test_a_pool_with_no_units_reports_no_capacity() -> None:

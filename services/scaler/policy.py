@@ -117,9 +117,11 @@ class PoolState(msgspec.Struct, frozen=True, kw_only=True):
     samples: tuple[tuple[float, float], ...] = ()
     """(time, demand) inside the longest window (stable, panic or hold)."""
     needs: tuple[tuple[float, int], ...] = ()
-    """(time, units needed) inside the hold window, each need not exceeded by a
-    later one (so the first is the window's highest): a scale-in never goes
-    below a need seen within it, so it is never undone by a need already seen."""
+    """(time, units needed) inside the longest hold a pool may learn, each need
+    not exceeded by a later one (so the first within a window is its highest,
+    and each step's units above the next were last needed at its time): a
+    scale-in never goes below a need seen within the hold, so it is never
+    undone by a need already seen."""
     last_up: float = -math.inf
     last_down: float = -math.inf
     last_proposal_at: float = -math.inf
@@ -153,6 +155,12 @@ class PoolState(msgspec.Struct, frozen=True, kw_only=True):
     calendar: tuple[float, float, float] = (-math.inf, 0.0, 0.0)
     """(when computed, share of days, ratio): the calendar's answer for one
     lead time ahead, computed every `CALENDAR_EVERY_S`."""
+    idle: tuple[tuple[float, int], ...] = ()
+    """The last `IDLE_SPELLS` idle spells of units once needed: (seconds
+    until needed again, or math.inf when not within the longest hold; units)."""
+    hold_leads: float | None = None
+    """The hold, in lead times, that would have cost least on `idle`
+    (`rules.best_hold`); None until `IDLE_MIN` spells are known."""
 
 
 _V = TypeVar("_V", float, int)
@@ -179,6 +187,17 @@ CALENDAR_EVERY_S = 20.0
 """Seconds between two readings of the calendar."""
 JUMPS = 1024
 """Most jumps the calendar keeps."""
+HOLD_CHOICES = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0)
+"""Holds a pool may learn, in lead times; only those shorter than a re-buy
+(`REBUY_SHARE`) are tried, since holding an idle unit longer costs more than
+releasing it and being short when its load comes back."""
+REBUY_SHARE = 0.5
+"""Share of a unit short, on average, while a released unit whose load came
+back is re-bought: load returning to a unit's level lies anywhere within it."""
+IDLE_SPELLS = 256
+"""Idle spells remembered per pool."""
+IDLE_MIN = 8
+"""Idle spells known before the learned hold replaces `hold_lead_times`."""
 
 
 def learn_lead_time(state: PoolState, observed_s: float) -> PoolState:
@@ -216,6 +235,11 @@ def _cut(series: tuple[tuple[float, _V], ...], cutoff: float) -> int:
 def _since(series: tuple[tuple[float, _V], ...], cutoff: float) -> tuple[tuple[float, _V], ...]:
     """The entries of a time-ordered series later than `cutoff` (one binary search)."""
     return series[_cut(series, cutoff) :]
+
+
+def _units_after(needs: tuple[tuple[float, int], ...], i: int) -> int:
+    """Units of the step after step `i` of the needs staircase (0 after the last)."""
+    return needs[i + 1][1] if i + 1 < len(needs) else 0
 
 
 def cost_quantile(policy: Policy) -> float:
@@ -355,8 +379,22 @@ def decide(
     # Hold: what demand within the last hold window needs, at the cost quantile.
     # `needs` only holds each need not exceeded by a later one, so its first
     # entry in the window is the window's highest need.
-    needs = _since(state.needs, now - hold_s - 1e-6)  # a need exactly one window old counts
-    keep = max(planned, needs[0][1]) if needs else planned
+    # How long a unit once needed is kept idle is learned from this pool's idle
+    # spells (`rules.best_hold`); the staircase of needs is remembered for the
+    # longest hold, and a unit idle that long goes down as a spell never ended.
+    rebuy_s = policy.slo_weight * lead * REBUY_SHARE
+    choices = [c * lead for c in HOLD_CHOICES if c * lead <= rebuy_s] or [lead]
+    expired = _cut(state.needs, now - max(choices[-1], hold_s))
+    spells = [
+        (math.inf, u - _units_after(state.needs, i))
+        for i, (_, u) in enumerate(state.needs[:expired])
+    ]
+    needs = state.needs[expired:]
+    keep_s = hold_s
+    if state.hold_leads is not None:
+        keep_s = rules.hold_window_s(lead, policy.billing_s, state.hold_leads)
+    held = _since(needs, now - keep_s - 1e-6)  # a need exactly one window old counts
+    keep = max(planned, held[0][1]) if held else planned
     if keep < current:  # only a possible scale-in needs the demand quantile
         window = [d for _, d in _since(samples, now - hold_s)]
         keep = max(keep, units_for(rules.quantile(window, q), policy))
@@ -385,7 +423,13 @@ def decide(
     mode = rules.mode_of(desired, current, reactive, panic.active or was.active)
     # A burst's count is a need like any other: the hold keeps it a hold window.
     latest = max(need, desired) if panic.active or was.active else need
+    spells += rules.reneeded(needs, latest, now, min_idle_s=lead)
     needs = (*(e for e in needs if e[1] > latest), (now, latest))
+    idle, hold_leads = state.idle, state.hold_leads
+    if spells:
+        idle = (*idle, *spells)[-IDLE_SPELLS:]
+        if len(idle) >= IDLE_MIN:
+            hold_leads = rules.best_hold(idle, choices, rebuy_s) / lead
     return _finish(
         state,
         metrics,
@@ -399,6 +443,7 @@ def decide(
         lead=lead,
         holding=(panic.active and not over) or (was.active and not panic.active),
         recurring=(calendar[1], calendar[2]) if planned > need else None,
+        hold=(keep_s, len(state.idle) if state.hold_leads is not None else 0),
         updates={
             "samples": samples,
             "needs": needs,
@@ -413,6 +458,8 @@ def decide(
             "jump": jump,
             "jumps": jumps,
             "calendar": calendar,
+            "idle": idle,
+            "hold_leads": hold_leads,
         },
     )
 
@@ -431,6 +478,7 @@ def _finish(
     lead: float,
     holding: bool,
     recurring: tuple[float, float] | None,
+    hold: tuple[float, int],
     updates: dict[str, Any],
 ) -> tuple[PoolState, ScaleProposal | None]:
     """Record the decision in the state and build the proposal, if one is due:
@@ -461,6 +509,7 @@ def _finish(
                 policy,
                 holding=holding,
                 recurring=recurring,
+                hold=hold,
             ),
         )
     new_state = msgspec.structs.replace(

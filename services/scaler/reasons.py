@@ -30,6 +30,7 @@ def reason(
     *,
     holding: bool = False,
     recurring: tuple[float, float] | None = None,
+    hold: tuple[float, int] | None = None,
 ) -> str:
     """One sentence naming the numbers behind a proposal."""
     cap = current * policy.unit_capacity
@@ -51,4 +52,9 @@ def reason(
         )
     if mode == "panic":
         return f"{head}, over {policy.panic_threshold:g}x the ready capacity."
-    return f"{head} of {cap:.0f} at target {policy.target_utilization:.0%}."
+    tail = f"{head} of {cap:.0f} at target {policy.target_utilization:.0%}"
+    if desired < current and hold is not None:
+        held_s, spells = hold
+        learned = f"learned from its last {spells} idle spells" if spells else "the default"
+        return f"{tail}; released after {held_s:.0f} s unneeded (this pool's hold, {learned})."
+    return f"{tail}."

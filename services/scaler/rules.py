@@ -324,3 +324,48 @@ def worth_prebuying(share: float, *, weight: float, lead_s: float, early_s: floa
     lead time a reactive policy would be short), so buy when
     share x weight x lead_s >= lead_s + early_s."""
     return share * weight * lead_s >= lead_s + early_s
+
+
+def reneeded(
+    needs: Sequence[tuple[float, int]], need: int, now: float, *, min_idle_s: float
+) -> list[tuple[float, int]]:
+    """Units needed again now after standing idle: (idle seconds, units) for
+    each step of the `needs` staircase (time-ordered, each need above every
+    later one) whose units `need` reaches again, idle for over `min_idle_s`.
+
+    A unit above a step's successor and up to the step was last needed at the
+    step's time, so `need` now ends that idle spell. These spells are what a
+    scale-in bets on: a unit released during one is back only a lead time
+    after it ends."""
+    spells: list[tuple[float, int]] = []
+    below = 0  # units of the next (later) step
+    for t, units in reversed(needs):
+        if below >= need:
+            break
+        count = min(units, need) - below
+        if count > 0 and now - t > min_idle_s:
+            spells.append((now - t, count))
+        below = units
+    return spells
+
+
+def best_hold(
+    spells: Sequence[tuple[float, int]], choices_s: Sequence[float], rebuy_s: float
+) -> float:
+    """The hold, among `choices_s`, that would have cost least on these idle
+    spells (seconds, units; math.inf for one that never ended): the classic
+    rent-or-buy trade of a unit left idle. Holding T through a spell of
+    length I costs I unit-seconds when I <= T; otherwise the unit is released
+    at T and, if its load comes back, costs `rebuy_s` (a lead time short, in
+    unit-seconds at the SLO weight) on top. The shortest of equal costs wins."""
+    best, best_cost = choices_s[0], math.inf
+    for hold in choices_s:
+        cost = 0.0
+        for idle, units in spells:
+            if idle <= hold:
+                cost += units * idle
+            else:
+                cost += units * (hold + (rebuy_s if math.isfinite(idle) else 0.0))
+        if cost < best_cost - 1e-9:
+            best, best_cost = hold, cost
+    return best
