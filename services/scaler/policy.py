@@ -106,6 +106,11 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
     1 and 2.5 on the evaluation set (ADR 0008)."""
     repropose_s: float = 30.0
     """Seconds after which an unfulfilled proposal is sent again."""
+    rebuy_share: float = 0.5
+    """Share of a unit short, on average, while a released unit whose load came
+    back is re-bought (a lead time): load returning to a unit's level lies
+    anywhere within it. The learned hold weighs an idle unit's rent against
+    `slo_weight` x lead x this (`rules.best_hold`)."""
 
 
 class PoolState(msgspec.Struct, frozen=True, kw_only=True):
@@ -189,11 +194,8 @@ JUMPS = 1024
 """Most jumps the calendar keeps."""
 HOLD_CHOICES = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0)
 """Holds a pool may learn, in lead times; only those shorter than a re-buy
-(`REBUY_SHARE`) are tried, since holding an idle unit longer costs more than
-releasing it and being short when its load comes back."""
-REBUY_SHARE = 0.5
-"""Share of a unit short, on average, while a released unit whose load came
-back is re-bought: load returning to a unit's level lies anywhere within it."""
+(`Policy.rebuy_share`) are tried, since holding an idle unit longer costs more
+than releasing it and being short when its load comes back."""
 IDLE_SPELLS = 256
 """Idle spells remembered per pool."""
 IDLE_MIN = 8
@@ -382,7 +384,7 @@ def decide(
     # How long a unit once needed is kept idle is learned from this pool's idle
     # spells (`rules.best_hold`); the staircase of needs is remembered for the
     # longest hold, and a unit idle that long goes down as a spell never ended.
-    rebuy_s = policy.slo_weight * lead * REBUY_SHARE
+    rebuy_s = policy.slo_weight * lead * policy.rebuy_share
     choices = [c * lead for c in HOLD_CHOICES if c * lead <= rebuy_s] or [lead]
     expired = _cut(state.needs, now - max(choices[-1], hold_s))
     spells = [
