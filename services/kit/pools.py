@@ -99,9 +99,10 @@ class PoolConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     up_slack: Annotated[float, Meta(ge=0.0, le=1.0)] = 0.5
     """Fraction of one unit's load at the target a need must exceed the count by before
     a scale-up that is not urgent; 0.5 was chosen on the full-length set (ADR 0008)."""
-    rebuy_share: Annotated[float, Meta(gt=0.0, le=10.0)] = 0.5
+    rebuy_share: Annotated[float, Meta(gt=0.0, le=10.0)] = 1.0
     """Share of a unit short, for a lead time, when a released unit's load comes back:
-    what the learned hold weighs an idle unit's rent against (ADR 0008, revision 4)."""
+    what the learned hold weighs an idle unit's rent against; 1 was chosen leave-one-out
+    (ADR 0008, revision 4)."""
 
     # -- draining and cleanup (provisioner)
     drain_deadline_s: Seconds = 120.0

@@ -106,11 +106,11 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
     1 and 2.5 on the evaluation set (ADR 0008)."""
     repropose_s: float = 30.0
     """Seconds after which an unfulfilled proposal is sent again."""
-    rebuy_share: float = 0.5
-    """Share of a unit short, on average, while a released unit whose load came
-    back is re-bought (a lead time): load returning to a unit's level lies
-    anywhere within it. The learned hold weighs an idle unit's rent against
-    `slo_weight` x lead x this (`rules.best_hold`)."""
+    rebuy_share: float = 1.0
+    """Share of a unit short while a released unit whose load came back is
+    re-bought (a lead time). The learned hold weighs an idle unit's rent
+    against `slo_weight` x lead x this (`rules.best_hold`). 1, a whole unit,
+    was chosen leave-one-out over 0.5 and 1 (ADR 0008, revision 4)."""
 
 
 class PoolState(msgspec.Struct, frozen=True, kw_only=True):
