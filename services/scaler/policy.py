@@ -239,11 +239,6 @@ def _since(series: tuple[tuple[float, _V], ...], cutoff: float) -> tuple[tuple[f
     return series[_cut(series, cutoff) :]
 
 
-def _units_after(needs: tuple[tuple[float, int], ...], i: int) -> int:
-    """Units of the step after step `i` of the needs staircase (0 after the last)."""
-    return needs[i + 1][1] if i + 1 < len(needs) else 0
-
-
 def cost_quantile(policy: Policy) -> float:
     """The demand quantile the pool covers: the newsvendor ratio of the SLO weight
     (cost of an under-provisioned unit-second) to the price of a unit-second."""
@@ -386,12 +381,7 @@ def decide(
     # longest hold, and a unit idle that long goes down as a spell never ended.
     rebuy_s = policy.slo_weight * lead * policy.rebuy_share
     choices = [c * lead for c in HOLD_CHOICES if c * lead <= rebuy_s] or [lead]
-    expired = _cut(state.needs, now - max(choices[-1], hold_s))
-    spells = [
-        (math.inf, u - _units_after(state.needs, i))
-        for i, (_, u) in enumerate(state.needs[:expired])
-    ]
-    needs = state.needs[expired:]
+    needs, spells = rules.expire(state.needs, now - max(choices[-1], hold_s))
     keep_s = hold_s
     if state.hold_leads is not None:
         keep_s = rules.hold_window_s(lead, policy.billing_s, state.hold_leads)

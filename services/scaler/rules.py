@@ -22,6 +22,7 @@ decision, and is tested on its own (tests/test_scaler_policy.py):
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
 
@@ -347,6 +348,21 @@ def reneeded(
             spells.append((now - t, count))
         below = units
     return spells
+
+
+def expire(
+    needs: tuple[tuple[float, int], ...], cutoff: float
+) -> tuple[tuple[tuple[float, int], ...], list[tuple[float, int]]]:
+    """Drop the steps of the needs staircase from `cutoff` back: their units
+    (above the next step's) stood idle the whole longest hold, so each goes
+    down as a spell that did not end, (math.inf, units). Returns the steps
+    kept and those spells."""
+    k = bisect.bisect_right(needs, cutoff, key=lambda e: e[0])
+    spells = [
+        (math.inf, units - (needs[i + 1][1] if i + 1 < len(needs) else 0))
+        for i, (_, units) in enumerate(needs[:k])
+    ]
+    return needs[k:], spells
 
 
 def best_hold(
