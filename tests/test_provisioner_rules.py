@@ -185,6 +185,21 @@ def test_a_unit_gone_at_the_provider_is_lost_and_a_draining_one_just_ends(status
     ]
 
 
+@pytest.mark.parametrize("status", ["failed", "stopped"])
+def test_a_released_unit_seen_dead_while_it_is_destroyed_ends_terminated_not_failed(
+    status: str,
+) -> None:
+    """A destroy kills the process and then waits for it; a listing in between sees it
+    dead. That end is the one we asked for: no `failed` event, alert or replacement."""
+    leaving = tracked("a", "ready", "s-a", released_by="cmd-1")
+    assert plan([leaving], [found("s-a", status)]) == [
+        reconcile.Lost("a", "terminated", f"sim reports it {status}")
+    ]
+    assert plan([leaving], []) == [
+        reconcile.Lost("a", "terminated", "gone from sim while being released")
+    ]
+
+
 def test_a_unit_missing_from_the_list_is_lost_unless_it_had_no_id_yet() -> None:
     units = [
         tracked("b", "booting", "s-b"),

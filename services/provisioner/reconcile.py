@@ -97,20 +97,29 @@ def plan(
                 steps.append(Cleanup(found, f"{unit.unit} is {unit.state} but still running"))
             continue
         if found.status in ("failed", "terminated", "stopped"):
-            state = "terminated" if unit.state == "draining" else "failed"
+            state = "terminated" if _leaving(unit) else "failed"
             steps.append(Lost(unit.unit, state, f"{provider} reports it {found.status}"))
         elif found.status == "ready" and unit.state in ("requested", "booting"):
             steps.append(Ready(unit.unit, found.address))
     for unit in mine:
         if not unit.provider_unit_id or unit.provider_unit_id in seen:
             continue
-        if unit.state in ("booting", "ready"):
+        if _leaving(unit):
+            how = "draining" if unit.state == "draining" else "being released"
+            steps.append(Lost(unit.unit, "terminated", f"gone from {provider} while {how}"))
+        elif unit.state in ("booting", "ready"):
             steps.append(Lost(unit.unit, "failed", f"vanished from {provider}'s list"))
-        elif unit.state == "draining":
-            steps.append(Lost(unit.unit, "terminated", f"gone from {provider} while draining"))
         elif unit.state == "failed" and not unit.destroyed:
             steps.append(Destroyed(unit.unit))
     return steps
+
+
+def _leaving(unit: Unit) -> bool:
+    """Draining, or released and being destroyed: its end is the one we asked for, not
+    a failure (a destroy that kills a process races the next listing that sees it dead)."""
+    return unit.state == "draining" or (
+        unit.released_by is not None and unit.state in ("requested", "booting", "ready")
+    )
 
 
 def _unknown(
