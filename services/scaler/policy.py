@@ -196,6 +196,11 @@ HOLD_CHOICES = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0, 2
 """Holds a pool may learn, in lead times; only those shorter than a re-buy
 (`Policy.rebuy_share`) are tried, since holding an idle unit longer costs more
 than releasing it and being short when its load comes back."""
+RISE_HEADROOM_SHARE = 1 / 3
+"""The most of the headroom above the target a rise that is not urgent may take
+before it is bought (`rules.rise_fraction`): two thirds of the room are left for
+demand to keep rising during the lead time the new units take. ADR 0008,
+revision 5."""
 IDLE_SPELLS = 256
 """Idle spells remembered per pool."""
 IDLE_MIN = 8
@@ -408,6 +413,9 @@ def decide(
             cooldown_up_s=policy.cooldown_up_s,
             cooldown_down_s=policy.cooldown_down_s,
             min_change=policy.min_change_fraction,
+            min_rise=rules.rise_fraction(
+                policy.min_change_fraction, policy.target_utilization, RISE_HEADROOM_SHARE
+            ),
         )
     if desired > current:
         desired = min(desired, current + policy.max_step_up)

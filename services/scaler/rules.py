@@ -10,7 +10,8 @@ decision, and is tested on its own (tests/test_scaler_policy.py):
 - `units_for`: how many units serve a demand at the target utilization?
 - `hold_window_s` / `quantile`: what must a scale-in keep, knowing a released
   unit takes a lead time to come back and is billed by the period?
-- `material`: is a change big enough to be worth an action?
+- `material` / `rise_fraction`: is a change big enough to be worth an action,
+  and how big must a rise be when the target leaves little room above it?
 - `burst_step` / `watch_step` / `needed_again` / `worth_buying`: is demand
   above what the pool holds, and, judging by this pool's past bursts, will
   it still be there (or back) when new units are ready?
@@ -95,6 +96,18 @@ def material(delta: int, current: int, fraction: float) -> bool:
     unit and at least `fraction` of the pool, so noise-sized steps that the
     next minute undoes are never taken."""
     return abs(delta) >= max(1, math.ceil(fraction * current - 1e-9))
+
+
+def rise_fraction(min_change: float, target_utilization: float, share: float) -> float:
+    """The fraction of the pool a rise that is not urgent must reach to be taken:
+    `min_change`, but never more than `share` of the headroom the target leaves
+    above it (1 / target - 1 of the pool). A pool run at 90 % has 11 % of room
+    before requests queue; a 10 % gate would spend nearly all of it waiting, so
+    a ramp finds it short for the lead time the units then take to come. At a
+    70 % target (43 % of room) the gate stays `min_change`."""
+    if target_utilization <= 0:
+        return min_change
+    return min(min_change, share * max(0.0, 1.0 / target_utilization - 1.0))
 
 
 class Burst(msgspec.Struct, frozen=True, kw_only=True):
@@ -213,18 +226,21 @@ def settle(
     cooldown_up_s: float,
     cooldown_down_s: float,
     min_change: float,
+    min_rise: float | None = None,
 ) -> int:
     """The count to ask for from the up-need and the hold, with hysteresis.
 
     - Up to `need` at once when requests queue now (`short_now`); otherwise only
-      when the rise is material and `cooldown_up_s` has passed since a scale-in.
+      when the rise is material (`min_rise` of the pool, by default `min_change`)
+      and `cooldown_up_s` has passed since a scale-in.
     - Down to `keep` (which is never below `need`) only when the drop is
       material and `cooldown_down_s` has passed since any change.
     - Otherwise keep `current`.
     """
     if need > current:
         if short_now or (
-            material(need - current, current, min_change) and since_down_s >= cooldown_up_s
+            material(need - current, current, min_change if min_rise is None else min_rise)
+            and since_down_s >= cooldown_up_s
         ):
             return need
         return current
