@@ -13,6 +13,7 @@ booting when `agent_start_timeout_s` ends, leaves the agent to start later.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -26,6 +27,9 @@ from contracts.api.replies import AgentRunner, AgentSpec, CommandAnswer
 from contracts.commands import ProvisionRequest, ReleaseRequest
 from contracts.events import UnitEvent
 from services.kit.service import RequestError
+from services.kit.signing import Authors
+
+log = logging.getLogger("fleet.gateway.agents")
 
 Command = Callable[[ProvisionRequest | ReleaseRequest, float], Awaitable[CommandAnswer]]
 Ask = Callable[[str, Any], Awaitable[dict[str, Any]]]
@@ -88,9 +92,18 @@ class AgentRunners:
     """Starts and releases agents' own runners for the gateway; see the module docstring."""
 
     def __init__(
-        self, nc: Client, command: Command, ask: Ask, runtime: str, start_timeout_s: float
+        self,
+        nc: Client,
+        command: Command,
+        ask: Ask,
+        runtime: str,
+        start_timeout_s: float,
+        authors: Authors | None = None,
     ) -> None:
         self.nc = nc
+        self.authors = authors or Authors({})
+        """Whose unit events are believed: the provisioner's (`[signing] provisioner_key`);
+        a forged `ready` or `failed` would otherwise answer agents.create for it."""
         self.command = command
         self.ask = ask
         self.runtime = runtime
@@ -102,6 +115,10 @@ class AgentRunners:
         events: asyncio.Queue[UnitEvent] = asyncio.Queue()
 
         async def on_event(msg: Msg) -> None:
+            forged = self.authors.refusal(msg.subject, msg.data, msg.headers)
+            if forged is not None:
+                log.warning("unit event refused", extra={"subject": msg.subject, "why": forged})
+                return
             try:
                 events.put_nowait(_event.decode(msg.data))
             except msgspec.DecodeError:

@@ -12,6 +12,7 @@ gets a rate limit on the commands that may cost money.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from typing import Any
@@ -48,9 +49,12 @@ from services.kit.bus import gather_replies
 from services.kit.config import KitSettings
 from services.kit.pools import PoolConfig
 from services.kit.service import Delivery, RequestError
+from services.kit.signing import Authors, trusted_keys
 from services.kit.tracing import inject
 
 EXPECTED = ("watcher", "scaler", "costguard", "provisioner", "brain", "gateway")
+
+log = logging.getLogger("fleet.gateway")
 
 
 class GatewayOptions(msgspec.Struct, kw_only=True):
@@ -97,6 +101,17 @@ class Gateway(Service[GatewaySettings]):
         self.limits = TenantLimits(opts.commands_per_min_per_tenant, 1_000_000)
         self.waiting: dict[str, asyncio.Future[Verdict]] = {}
         self.verdicts = msgspec.json.Decoder(Verdict)
+        # Whose word the gateway passes on: verdicts the cost-guard signed, unit
+        # events the provisioner signed; a forged one answers no caller.
+        signing = self.settings.signing
+        self.verdict_authors = Authors(trusted_keys(signing, "costguard"))
+        unit_authors = Authors(trusted_keys(signing, "provisioner"))
+        for authors, what, setting in (
+            (self.verdict_authors, "verdicts", "costguard_key"),
+            (unit_authors, "unit events", "provisioner_key"),
+        ):
+            if warning := authors.unkeyed_warning(what, setting):
+                log.warning(warning)
         # Core subscription: JetStream publishes reach it too, and it exists before any publish.
         await self.listen("fleet.budget.*", self._on_verdict)
         await self.api_endpoint("stats", PoolQuery, self.on_stats)
@@ -120,7 +135,12 @@ class Gateway(Service[GatewaySettings]):
         self.agents = AgentDesk(
             await AgentRegistry.open(self.js, opts.agents_per_user, self.settings.nats.replicas),
             AgentRunners(
-                self.nc, self._command, self.ask, opts.agent_runtime, opts.agent_start_timeout_s
+                self.nc,
+                self._command,
+                self.ask,
+                opts.agent_runtime,
+                opts.agent_start_timeout_s,
+                unit_authors,
             ),
             opts.agent_runtime,
             self.metrics.count,
@@ -159,6 +179,11 @@ class Gateway(Service[GatewaySettings]):
 
     # -- verdicts ------------------------------------------------------------------------
     async def _on_verdict(self, msg: Msg) -> None:
+        forged = self.verdict_authors.refusal(msg.subject, msg.data, msg.headers)
+        if forged is not None:
+            self.metrics.count("verdicts_refused")
+            log.warning("verdict refused", extra={"subject": msg.subject, "why": forged})
+            return
         try:
             verdict = self.verdicts.decode(msg.data)
         except msgspec.DecodeError:
