@@ -26,7 +26,7 @@ from contracts import subjects
 from contracts.api.replies import AgentRunner, AgentSpec, CommandAnswer
 from contracts.commands import ProvisionRequest, ReleaseRequest
 from contracts.events import UnitEvent
-from services.kit.service import RequestError
+from services.kit.service import Delivery, RequestError
 from services.kit.signing import Authors
 
 log = logging.getLogger("fleet.gateway.agents")
@@ -115,7 +115,7 @@ class AgentRunners:
         events: asyncio.Queue[UnitEvent] = asyncio.Queue()
 
         async def on_event(msg: Msg) -> None:
-            forged = self.authors.refusal(msg.subject, msg.data, msg.headers)
+            forged = self.authors.problem(Delivery(msg.subject, msg.headers or {}, data=msg.data))
             if forged is not None:
                 log.warning("unit event refused", extra={"subject": msg.subject, "why": forged})
                 return

@@ -179,7 +179,8 @@ class Gateway(Service[GatewaySettings]):
 
     # -- verdicts ------------------------------------------------------------------------
     async def _on_verdict(self, msg: Msg) -> None:
-        forged = self.verdict_authors.refusal(msg.subject, msg.data, msg.headers)
+        raw = Delivery(msg.subject, msg.headers or {}, data=msg.data)
+        forged = self.verdict_authors.problem(raw)
         if forged is not None:
             self.metrics.count("verdicts_refused")
             log.warning("verdict refused", extra={"subject": msg.subject, "why": forged})

@@ -251,14 +251,10 @@ class Authors:
 
     def problem(self, d: Delivery) -> str | None:
         """Why the message in `d` is not believed (not signed by one of `keys`), or None."""
-        return self.refusal(d.subject, d.data, d.headers)
-
-    def refusal(self, subject: str, data: bytes, headers: Mapping[str, str] | None) -> str | None:
-        """`problem` for a raw message (a core subscription's subject, body, headers)."""
         if not self.keys:
             return None
         try:
-            verify(subject, data, headers or {}, self.keys)
+            verify(d.subject, d.data, d.headers, self.keys)
         except SignatureError as exc:
             return str(exc)
         return None
