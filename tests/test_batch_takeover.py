@@ -23,10 +23,12 @@ from nats.aio.client import Client
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from contracts import subjects
-from contracts.batch import BatchStatus
+from contracts.batch import BatchOption, BatchRecord, BatchStatus, RunBatchCall
+from contracts.commands import Verdict
 from contracts.events import UnitEvent
 from contracts.jobs import JobEvent
 from contracts.streams import FLEET_BATCHES
+from services.gateway.batchbook import BatchBook
 from tests.fleet_helpers import fleet
 from tests.provisioner_helpers import Watch
 from tests.test_batch_run import POOLS, billed_usd
@@ -199,4 +201,60 @@ async def test_a_run_whose_gateway_is_killed_is_taken_over_and_finished_once(
         for svc in reversed(services):
             await svc.stop()
         for watch in (steps, jobs, units):
+            await watch.stop()
+
+
+async def test_a_run_whose_gateway_died_before_asking_for_its_gpus_is_provisioned_and_finished(
+    nats_url: str, nc: Client, tmp_path: Path
+) -> None:
+    """A gateway writes a run's record, then its lease, and dies before it sends the
+    provision request: all it leaves is the record and a lease that lapses. The gateway
+    that takes the run over asks for the GPUs itself (once: the cost-guard judges the
+    id one time) and finishes the run, instead of waiting for a verdict that cannot come."""
+    services = fleet(nats_url, tmp_path, POOLS)
+    verdicts = await Watch(Verdict).start(nc, "fleet.budget.*")
+    steps = await Watch(BatchStatus).start(nc, subjects.batch("orphan"))
+    for svc in services:
+        await svc.start()
+    try:
+        plan = await api(
+            nc,
+            "batch.plan",
+            {
+                "items": 40,
+                "per_item_s": 0.5,
+                "gpu_models": ["RTX4090"],
+                "deadline_s": 30,
+                "max_gpus": 2,
+                "lead_time_s": 1,
+            },
+        )
+        chosen = BatchOption(**plan["chosen"])
+        call = RunBatchCall(id="orphan", items=40, per_item_s=0.5, option=chosen, jobs_per_gpu=2)
+        # What the dead gateway left: its lease on the run, never renewed, and the record.
+        book = await BatchBook.open(nc.jetstream(), "gateway-that-died")
+        assert await book.driver("orphan").try_acquire()
+        now = time.time()
+        record = BatchRecord(
+            id="orphan",
+            call=call,
+            option=chosen,
+            pool=plan["pool"],
+            provision_id="prov-orphan",
+            opened_ts=now,
+            started_ts=now,
+        )
+        assert await book.create(record) is not None
+
+        seen = await steps.until(lambda s: any(x.finished for x in s), 90)
+        done = seen[-1]
+        assert done.state == "succeeded", [(s.state, s.reason) for s in seen]
+        assert (done.items_done, done.items_failed) == (40, 0), done
+        assert any(s.reason.startswith("taken over by gateway") for s in seen), seen
+        judged = [v for v in verdicts.items if v.id == "prov-orphan"]
+        assert [v.decision for v in judged] == ["approved"], judged
+    finally:
+        for svc in reversed(services):
+            await svc.stop()
+        for watch in (steps, verdicts):
             await watch.stop()

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 import uuid
 from collections.abc import Callable
@@ -177,19 +176,7 @@ class BatchDesk:
         run = BatchRun(self.svc.js, self._call, self._publish, self.book, record, revision)
         self.add_pool(pool, {"gpu_model": option.gpu_model, "providers": [option.provider]})
         await run.listen(catch_up=False)  # before the provision: no unit event may be missed
-        request = ProvisionRequest(
-            id=run.provision_id,
-            requester=call.requester,
-            pool=pool,
-            gpu_model=option.gpu_model,
-            count=option.count,
-            provider=option.provider,
-            max_usd_per_hour=round(option.usd_per_hour * 1.1 + 1e-4, 4),
-            reason=f"batch {batch_id}: {call.items} items, {describe(option)} "
-            f"(kept for {math.ceil(run.pin_s())} s)",
-            pin=True,
-            duration_s=math.ceil(run.pin_s()),
-        )
+        request = run.provision_request()
         try:
             verdict = await self.svc.command(request, call.wait_s)
         except Exception as exc:
@@ -289,6 +276,14 @@ class BatchDesk:
             await lease.release()
 
     async def _carry_out(self, run: BatchRun, resumed_by: str) -> None:
+        if not run.approved and resumed_by:
+            # The last driver may have died between writing the record and sending the
+            # request: send it again. The same id is judged once (the stream drops the
+            # duplicate, the cost-guard keeps its first verdict), and `verdict()` reads
+            # one given before from the stream.
+            await self.svc.publish(
+                subjects.PROVISION_REQUESTED, run.provision_request(), msg_id=run.provision_id
+            )
         if not run.approved and not await run.verdict():
             await run.close()
             await run.end("refused", "the provision was not approved")

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -43,7 +44,8 @@ from nats.js import JetStreamContext
 
 from contracts import subjects
 from contracts.batch import BatchRecord, BatchStatus
-from contracts.batchplan import duration, split
+from contracts.batchplan import describe, duration, split
+from contracts.commands import ProvisionRequest
 from contracts.events import UnitEvent
 from contracts.gpuspeed import speed_of
 from contracts.jobs import JobEvent
@@ -112,6 +114,23 @@ class BatchRun:
         self.changed = asyncio.Event()
         self.last: BatchStatus | None = record.status
         self._subs: list[Any] = []
+
+    def provision_request(self) -> ProvisionRequest:
+        """The pinned provision of the run's GPUs, the same each time it is built: its id
+        is fixed in the record, so sending it again asks for nothing more."""
+        return ProvisionRequest(
+            id=self.provision_id,
+            requester=self.req.requester,
+            pool=self.pool,
+            gpu_model=self.option.gpu_model,
+            count=self.option.count,
+            provider=self.option.provider,
+            max_usd_per_hour=round(self.option.usd_per_hour * 1.1 + 1e-4, 4),
+            reason=f"batch {self.id}: {self.req.items} items, {describe(self.option)} "
+            f"(kept for {math.ceil(self.pin_s())} s)",
+            pin=True,
+            duration_s=math.ceil(self.pin_s()),
+        )
 
     def job_id(self, k: int) -> str:
         return f"{self.id}-{k}"
