@@ -10,15 +10,19 @@ import asyncio
 import logging
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import nats
 import nkeys
 import pytest
 from nats.aio.client import Client
 
+from contracts import subjects
+from contracts.jobs import Job, JobEvent
 from services.kit.binding import creates
 from services.kit.config import load_settings
 from tests.signing_helpers import signing
@@ -27,10 +31,11 @@ from tools.natsserver import free_port, nats_server_binary, stop_nats, wait_for_
 from tools.registry import load
 from tools.secure.admin import Plan, init_server
 from tools.secure.grants import Deployment, grants
-from tools.secure.identities import Identity, ensure_identities
+from tools.secure.identities import WORKER, Identity, ensure_identities
 from tools.secure.natsconf import render_auth
 from tools.secure.setup import identity_env
 
+REPO = Path(__file__).resolve().parents[1]
 SERVICES = ("watcher", "scaler", "costguard", "provisioner", "gateway", "brain", "runner")
 POOLS = {"gpu": {"gpu_model": "H100", "providers": ["sim"], "min": 0, "max": 4}}
 
@@ -162,3 +167,40 @@ async def test_a_key_the_server_does_not_know_is_refused(secured: Secured, tmp_p
     stranger.write_bytes(nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER))
     with pytest.raises(Exception, match=r"(?i)authorization"):
         await nats.connect(secured.url, nkeys_seed=str(stranger), allow_reconnect=False)
+
+
+def _worker(secured: Secured, tmp_path: Path) -> subprocess.Popen[bytes]:
+    """The worker process of unit w-1 of pool `gpu`, as the `worker` identity."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
+    env.update(identity_env(secured.identities[WORKER]))
+    argv = [
+        sys.executable, "-m", "services.provisioner.worker", "--pool", "gpu", "--unit", "w-1",
+        "--nats", secured.url, "--ready-file", str(tmp_path / "unit.ready"),
+    ]  # fmt: skip
+    with open(tmp_path / "worker.log", "wb") as log:
+        return subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+async def test_a_local_gpu_worker_runs_its_pools_jobs_as_the_worker_identity(
+    secured: Secured, tmp_path: Path
+) -> None:
+    """The `local` provider's worker process, with the settings `fleet up --secure` gives
+    it (tools.secure.setup.unit_env), connects as `worker`, takes a job of its pool from
+    the durable `fleet init` made, runs it and reports it; the server refuses nothing."""
+    admin = await secured.login("admin")
+    events = await admin.subscribe(subjects.job("secure-job-1"))
+    proc = _worker(secured, tmp_path)
+    try:
+        job = Job(id="secure-job-1", pool="gpu", command=[sys.executable, "-c", "print(42)"])
+        await admin.jetstream().publish(subjects.jobs("normal", "gpu"), msgspec.json.encode(job))
+        states: list[str] = []
+        while "succeeded" not in states:
+            msg = await events.next_msg(timeout=30)
+            states.append(msgspec.json.decode(msg.data, type=JobEvent).state)
+        assert states[0] == "started", states
+    finally:
+        proc.terminate()
+        proc.wait(15)
+        await admin.close()
+    log_text = (tmp_path / "worker.log").read_text()
+    assert "violation" not in log_text.lower(), log_text[-2000:]

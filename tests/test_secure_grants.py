@@ -8,17 +8,23 @@ import re
 import stat
 import subprocess
 from pathlib import Path
+from typing import Any
 
+import msgspec
 import nkeys
 import pytest
 
 from contracts import subjects
 from contracts.durables import DURABLES
 from contracts.streams import ALL_STREAMS
+from services.kit.config import load_settings
+from services.provisioner.providers.local import LocalSettings
+from tools.configcheck import settings_type
 from tools.natsserver import nats_server_binary
 from tools.secure.grants import Deployment, Permissions, grants
-from tools.secure.identities import ensure_identities, ensure_identity
+from tools.secure.identities import WORKER, ensure_identities, ensure_identity
 from tools.secure.natsconf import render_auth
+from tools.secure.setup import unit_env
 
 DEPLOYMENT = Deployment(agents=("assistant",), tenants=("acme", "globex"))
 GRANTS = grants(DEPLOYMENT)
@@ -133,3 +139,35 @@ def test_nats_server_accepts_the_generated_authorization(tmp_path: Path) -> None
     assert not re.search(r"\bSU[A-Z2-7]{40,}", text)  # public keys only, never a seed
     for identity in identities.values():
         assert identity.public_key in text
+
+
+def test_a_local_gpu_worker_may_run_its_pools_jobs_and_nothing_that_rents_or_approves() -> None:
+    worker = GRANTS[WORKER]
+    assert may_publish(worker, subjects.job("j-1"))  # its jobs' events
+    assert may_publish(worker, subjects.telemetry("gpu", "u-1"))
+    assert may_subscribe(worker, subjects.unit("gpu", "u-1"))  # drain / end from the provisioner
+    for queue in ALL_STREAMS:
+        if queue.name.startswith("JOBS_") and queue.name != "JOBS_HELD":
+            assert may_publish(worker, f"$JS.API.CONSUMER.MSG.NEXT.{queue.name}.units-gpu")
+    for forbidden in (
+        subjects.BUDGET_APPROVED,
+        subjects.PROVISION_REQUESTED,
+        subjects.unit("gpu", "u-1"),  # only the provisioner says what a unit is
+        subjects.jobs("normal", "gpu"),  # submitting work is the gateway's
+    ):
+        assert not may_publish(worker, forbidden), forbidden
+
+
+def test_fleet_up_secure_connects_local_gpu_workers_and_agent_runners_as_themselves(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "fleet.toml"
+    config.write_text('[providers.local]\nkind = "local"\nenv = { EXTRA = "kept" }\n')
+    ids = ensure_identities(tmp_path / "creds", [])
+    env = unit_env(str(config), ids["runner"], ids[WORKER])
+    prov: Any = load_settings(settings_type("provisioner"), str(config), env=env)
+    local = msgspec.convert(prov.providers["local"], LocalSettings)
+    assert local.env["FLEET_NATS__NKEYS_SEED"] == str(ids[WORKER].seed_file.resolve())
+    assert local.env["EXTRA"] == "kept"
+    assert local.agent_env["FLEET_NATS__NKEYS_SEED"] == str(ids["runner"].seed_file.resolve())
+    assert local.agent_env["FLEET_NATS__INBOX_PREFIX"] == "_INBOX.runner"

@@ -7,7 +7,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 from nats.aio.client import Client
@@ -100,6 +100,38 @@ async def connect(
             continue
         nc.options["max_reconnect_attempts"] = -1  # from now on, ride out any outage
         return nc
+
+
+class Identity(Protocol):
+    """What `connect_as` reads of the `[nats]` settings (services.kit.config.NatsSettings)."""
+
+    connect_timeout_s: float
+    connect_deadline_s: float
+    reconnect_wait_s: float
+    user: str
+    password: str
+    creds_file: str
+    nkeys_seed: str
+    inbox_prefix: str
+
+
+async def connect_as(
+    url: str, name: str, s: Identity, stopping: Callable[[], bool] = lambda: False
+) -> Client:
+    """`connect` with the identity and timings of the `[nats]` settings `s`."""
+    return await connect(
+        url,
+        name,
+        connect_timeout_s=s.connect_timeout_s,
+        deadline_s=s.connect_deadline_s,
+        reconnect_wait_s=s.reconnect_wait_s,
+        user=s.user,
+        password=s.password,
+        creds_file=s.creds_file,
+        nkeys_seed=s.nkeys_seed,
+        inbox_prefix=s.inbox_prefix,
+        stopping=stopping,
+    )
 
 
 async def settled(nc: Client, timeout_s: int = 10) -> None:

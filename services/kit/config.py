@@ -274,6 +274,17 @@ def gather(
     return Sources(str(path) if path else "fleet.toml", data, from_env)
 
 
+def table_settings(name: str, kind: type[T], env: Mapping[str, str] | None = None) -> T:
+    """One table (`[nats]`, `[signing]`) alone, from fleet.toml and FLEET_<NAME>__*: for a
+    process that is not a Service (the local GPU worker) yet shares the deployment's
+    settings; a ConfigError naming the table when it does not fit."""
+    table = gather(None, env).data.get(name, {})
+    try:
+        return msgspec.convert(table if isinstance(table, dict) else {}, kind, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"[{name}]: {exc}") from None
+
+
 def load_settings(
     kind: type[T],
     config: str | None = None,

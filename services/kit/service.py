@@ -37,7 +37,7 @@ from contracts import subjects
 from contracts.streams import ALL_STREAMS, retained
 from services.kit.background import Background
 from services.kit.binding import creates
-from services.kit.bus import connect, ensure_streams, settled
+from services.kit.bus import connect_as, ensure_streams, settled
 from services.kit.config import KitSettings, load_settings, resolve_nats_url
 from services.kit.consumers import Consumers
 from services.kit.deadletters import DeadLetters
@@ -233,18 +233,8 @@ class Service(Generic[S]):
         load_secrets()  # before anything can be sent or stored: see services.kit.redact
         add_secret(s.nats.password)
         self.http_port = await self._http.start(s.http.host, s.http.port)
-        self._nc = await connect(
-            self.nats_url,
-            f"fleet-{self.name}",
-            connect_timeout_s=s.nats.connect_timeout_s,
-            deadline_s=s.nats.connect_deadline_s,
-            reconnect_wait_s=s.nats.reconnect_wait_s,
-            user=s.nats.user,
-            password=s.nats.password,
-            creds_file=s.nats.creds_file,
-            nkeys_seed=s.nats.nkeys_seed,
-            inbox_prefix=s.nats.inbox_prefix,
-            stopping=self._stopping.is_set,
+        self._nc = await connect_as(
+            self.nats_url, f"fleet-{self.name}", s.nats, self._stopping.is_set
         )
         self._js = self._nc.jetstream()
         creates(s.nats.create_resources)

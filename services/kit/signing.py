@@ -19,7 +19,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import msgspec
 import nacl.exceptions
 import nacl.signing
 import nkeys
@@ -32,7 +31,7 @@ from contracts.signatures import (
     looks_like_public_key,
     signed_bytes,
 )
-from services.kit.config import SigningSettings, gather
+from services.kit.config import SigningSettings, table_settings
 from services.kit.errors import ConfigError
 from services.kit.messages import Delivery
 
@@ -232,11 +231,7 @@ def trusted_keys(settings: SigningSettings, *roles: str) -> dict[str, str]:
 def signing_settings(env: Mapping[str, str] | None = None) -> SigningSettings:
     """`[signing]` alone, from fleet.toml and FLEET_SIGNING__*: for a process that is not a
     Service (the local worker) yet must check who signed what it acts on."""
-    table = gather(None, env).data.get("signing", {})
-    try:
-        return msgspec.convert(table if isinstance(table, dict) else {}, SigningSettings)
-    except msgspec.ValidationError as exc:
-        raise ConfigError(f"[signing]: {exc}") from None
+    return table_settings("signing", SigningSettings, env)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,10 @@ runner replaces it through `[providers.local] command`.
 It also runs its pool's jobs (services/kit/jobworker.py), up to `--capacity` at
 once, each job's `command` as a real subprocess; draining or SIGTERM hands
 running jobs back to the queue.
+
+It connects as `[nats]` says (FLEET_NATS__*): on a secured server as the `worker`
+identity that `fleet up --secure` gives the local provider's processes, whose grants
+are a unit's work and no more (tools/secure/grants.py).
 """
 
 from __future__ import annotations
@@ -26,12 +30,13 @@ import time
 from pathlib import Path
 
 import msgspec
-import nats
 from nats.aio.msg import Msg
 
 from contracts import subjects
 from contracts.events import PingReply, UnitEvent
 from contracts.telemetry import UnitTelemetry
+from services.kit.bus import connect_as
+from services.kit.config import NatsSettings, table_settings
 from services.kit.jobexec import subprocess_runner
 from services.kit.jobworker import JobWorker
 from services.kit.messages import Delivery
@@ -52,7 +57,9 @@ async def run(args: argparse.Namespace) -> int:
     authors = Authors(trusted_keys(signing_settings(), "provisioner"))
     if warning := authors.unkeyed_warning("unit events", "provisioner_key"):
         log.warning(warning)
-    nc = await nats.connect(args.nats, name=f"fleet-worker-{args.unit}", max_reconnect_attempts=-1)
+    nc = await connect_as(
+        args.nats, f"fleet-worker-{args.unit}", table_settings("nats", NatsSettings), stop.is_set
+    )
     draining = False
     jobs = JobWorker(
         nc,

@@ -42,6 +42,7 @@ ATTACKERS = (
     "gateway",
     "brain",
     "runner",
+    "worker",
     "operator",
     "globex",
 )

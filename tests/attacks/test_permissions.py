@@ -252,8 +252,8 @@ UNCONSUMED = {
     "fleet.audit.costguard": {"costguard"},
     "fleet.alert.critical": {"watcher", "costguard", "provisioner", "gateway", "brain"},
     "a2a.fleet.tasks.attack": {"brain"},
-    "fleet.job.attack": {"gateway", "provisioner", "runner"},
-    "fleet.dead.attack": set(SERVICES) | {"runner"},
+    "fleet.job.attack": {"gateway", "provisioner", "runner", "worker"},
+    "fleet.dead.attack": set(SERVICES) | {"runner", "worker"},
 }
 """Stream subjects no service consumes, with the identities that own them."""
 MONEY = {

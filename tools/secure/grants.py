@@ -55,7 +55,7 @@ from contracts.streams import (
     JOBS_HELD,
     JOBS_STREAMS,
 )
-from tools.secure.identities import ADMIN, OPERATOR, inbox_prefix
+from tools.secure.identities import ADMIN, OPERATOR, WORKER, inbox_prefix
 
 METADATA = (
     "$JS.API.INFO",
@@ -218,7 +218,8 @@ def costguard() -> Permissions:
 
 
 def unit_work(p: Permissions) -> Permissions:
-    """What a unit needs to run its pool's jobs (sim units run in the provisioner)."""
+    """What a unit needs to run its pool's jobs: sim units run in the provisioner, the
+    `local` provider's GPU workers as the `worker` identity."""
     for q in JOB_QUEUES:
         p.pub(*pool_consume(q))
     p.pub(subjects.JOB_EVENTS_ALL, subjects.TELEMETRY_ALL, *ephemeral_pull(FLEET_JOBEVENTS.name))
@@ -352,6 +353,7 @@ def grants(d: Deployment) -> dict[str, Permissions | None]:
         "gateway": gateway(),
         "brain": brain(),
         "runner": runner(d),
+        WORKER: unit_work(service_base(WORKER)),
         OPERATOR: operator(),
     }
     for t in d.tenants:

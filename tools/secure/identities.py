@@ -24,10 +24,12 @@ from tools.registry import ORDER
 SEED_SUFFIX = ".nk"
 OPERATOR = "operator"
 ADMIN = "admin"
+WORKER = "worker"
+"""What the `local` provider's GPU job workers connect as: a unit's work and no more."""
 SERVICES: tuple[str, ...] = ORDER
 """Every service gets its own identity; `runner` is also what the `local` provider's
-processes (hosted-agent runners and GPU job workers) connect as."""
-_RESERVED = {*SERVICES, OPERATOR, ADMIN}
+hosted-agent runners connect as."""
+_RESERVED = {*SERVICES, WORKER, OPERATOR, ADMIN}
 _TENANT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -86,6 +88,6 @@ def ensure_identity(creds_dir: Path, name: str) -> Identity:
 
 
 def ensure_identities(creds_dir: Path, tenants: list[str]) -> dict[str, Identity]:
-    """Every identity of the deployment: services, operator, admin and `tenants`."""
-    names = [*SERVICES, OPERATOR, ADMIN, *(check_tenant(t) for t in tenants)]
+    """Every identity of the deployment: services, workers, operator, admin and `tenants`."""
+    names = [*SERVICES, WORKER, OPERATOR, ADMIN, *(check_tenant(t) for t in tenants)]
     return {name: ensure_identity(creds_dir, name) for name in names}

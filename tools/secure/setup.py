@@ -73,17 +73,18 @@ def identity_env(identity: Identity) -> dict[str, str]:
     }
 
 
-def unit_env(config: str | None, runner: Identity) -> dict[str, str]:
+def unit_env(config: str | None, runner: Identity, worker: Identity) -> dict[str, str]:
     """The provisioner's settings that make the processes its `local` providers start
-    (hosted-agent runners) connect as `runner`, not as the provisioner they inherit from."""
+    connect as `worker` (GPU job workers) and `runner` (hosted-agent runners), not as the
+    provisioner they inherit from."""
     prov: Any = load_settings(settings_type("provisioner"), config)
-    table = ", ".join(f"{k} = {json.dumps(v)}" for k, v in identity_env(runner).items())
     out = {}
     for name, section in prov.providers.items():
         if section.get("kind", name) == "local":
-            extra = ", ".join(f"{k} = {json.dumps(v)}" for k, v in section.get("env", {}).items())
-            inline = "{" + ", ".join(x for x in (extra, table) if x) + "}"
-            out[f"FLEET_PROVIDERS__{name.upper()}__ENV"] = inline
+            for key, identity in (("env", worker), ("agent_env", runner)):
+                table = {**section.get(key, {}), **identity_env(identity)}
+                inline = ", ".join(f"{k} = {json.dumps(v)}" for k, v in table.items())
+                out[f"FLEET_PROVIDERS__{name.upper()}__{key.upper()}"] = "{" + inline + "}"
     return out
 
 

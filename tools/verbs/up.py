@@ -21,7 +21,7 @@ from tools.natsops import cli_connect
 from tools.natsserver import free_port, start_nats, stop_nats
 from tools.registry import EMBEDDED, available
 from tools.secure.admin import init_server, summary
-from tools.secure.identities import ADMIN
+from tools.secure.identities import ADMIN, WORKER
 from tools.secure.setup import (
     Secured,
     identity_env,
@@ -222,7 +222,8 @@ async def _supervise(
         if secured is not None:  # each service as its own identity
             env.update(identity_env(secured.identities[name]))
             if name == "provisioner":
-                env.update(unit_env(str(config), secured.identities["runner"]))
+                ids = secured.identities
+                env.update(unit_env(str(config), ids["runner"], ids[WORKER]))
         sup.add(name, [sys.executable, "-m", "tools", "run", name], env)
     started = time.monotonic()
     sup.start()

@@ -97,6 +97,9 @@ class LocalSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Seconds a process gets after SIGTERM before its group is SIGKILLed."""
     env: dict[str, str] = msgspec.field(default_factory=dict)
     """Extra environment for the processes."""
+    agent_env: dict[str, str] = msgspec.field(default_factory=dict)
+    """Extra environment for the hosted-agent runners only, over `env` (`fleet up
+    --secure` connects them as the `runner` identity, the GPU workers as `worker`)."""
 
 
 class LocalUnit(msgspec.Struct, kw_only=True):
@@ -207,6 +210,8 @@ class LocalProvider:
         # store (fleet up gives each service its own), or it cannot bind and dies.
         env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
         env.update(FLEET_HTTP__PORT="0", **self.settings.env)
+        if agent_of_pool(pool):
+            env.update(self.settings.agent_env)
         log = open(self.dir / f"{unit}.log", "ab")
         try:
             proc = subprocess.Popen(
