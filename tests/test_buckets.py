@@ -4,13 +4,13 @@ creating the same bucket at once both end up on the one bucket the first created
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 import msgspec
 import nats
 import pytest
 from nats.aio.client import Client
+from nats.js.errors import NotFoundError
 
 from contracts.buckets import A2A_TASKS, ALL_BUCKETS, LEASES, RUNNER_SESSIONS, BucketSpec
 from services.kit.buckets import bucket_keys, ensure_bucket
@@ -67,22 +67,31 @@ async def test_a_later_opener_binds_as_it_is(two_clients: tuple[Client, Client])
     assert (await kv.status()).ttl == 30.0
 
 
-async def test_listing_keys_cancelled_midway_leaves_nothing_running(nc: Client) -> None:
-    """A service stopping during a sweep cancels its key listing; the listing's own
-    watcher tasks end with it (the autouse fixture fails the test otherwise)."""
-    spec = BucketSpec(name="race_keys", description="listing test")
+async def test_listing_keys_creates_no_consumer(nc: Client) -> None:
+    """Keys come from the stream's subject counts: no consumer is asked for (one could be
+    made to deliver the bucket anywhere, ADR 0013), and a deleted key, still listed while
+    its marker is kept, reads as missing."""
+    spec = BucketSpec(name="list_keys", description="listing test")
     kv = await ensure_bucket(nc.jetstream(), spec)
+    consumer_calls = await nc.subscribe("$JS.API.CONSUMER.>")
     try:
         assert await bucket_keys(kv) == []
         for i in range(5):
-            await kv.put(f"k{i}", b"v")
-        assert sorted(await bucket_keys(kv)) == [f"k{i}" for i in range(5)]
-        # Cancel at points spread over the listing's round trips with the server.
-        for step in range(25):
-            listing = asyncio.ensure_future(bucket_keys(kv))
-            await asyncio.sleep(step * 0.0005)
-            listing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listing
+            await kv.put(f"k.{i}", b"v")
+        await kv.delete("k.3")
+        listed = await bucket_keys(kv)
+        assert {f"k.{i}" for i in range(5)} - {"k.3"} <= set(listed) <= {f"k.{i}" for i in range(5)}
+        with pytest.raises(NotFoundError):
+            await kv.get("k.3")
+        await nc.flush()
+        assert consumer_calls.pending_msgs == 0
     finally:
-        await nc.jetstream().delete_stream("KV_race_keys")
+        await consumer_calls.unsubscribe()
+        await nc.jetstream().delete_stream("KV_list_keys")
+
+
+async def test_listing_the_keys_of_a_missing_bucket_finds_none(nc: Client) -> None:
+    spec = BucketSpec(name="list_gone", description="listing test")
+    kv = await ensure_bucket(nc.jetstream(), spec)
+    await nc.jetstream().delete_stream("KV_list_gone")
+    assert await bucket_keys(kv) == []

@@ -15,13 +15,14 @@ import nkeys
 import pytest
 
 from contracts import subjects
+from contracts.buckets import A2A_TASKS, ALL_BUCKETS
 from contracts.durables import DURABLES
 from contracts.streams import ALL_STREAMS
 from services.kit.config import load_settings
 from services.provisioner.providers.local import LocalSettings
 from tools.configcheck import settings_type
 from tools.natsserver import nats_server_binary
-from tools.secure.grants import Deployment, Permissions, grants
+from tools.secure.grants import Deployment, Permissions, agent_buckets, grants
 from tools.secure.identities import WORKER, ensure_identities, ensure_identity
 from tools.secure.natsconf import render_auth
 from tools.secure.setup import unit_env
@@ -171,3 +172,22 @@ def test_fleet_up_secure_connects_local_gpu_workers_and_agent_runners_as_themsel
     assert local.env["EXTRA"] == "kept"
     assert local.agent_env["FLEET_NATS__NKEYS_SEED"] == str(ids["runner"].seed_file.resolve())
     assert local.agent_env["FLEET_NATS__INBOX_PREFIX"] == "_INBOX.runner"
+
+
+def test_no_identity_may_create_a_consumer_on_a_bucket_it_writes() -> None:
+    """Keys are listed from subject counts (services.kit.buckets.bucket_keys): a writer
+    needs no consumer, and one could deliver the bucket's entries anywhere (ADR 0013)."""
+    buckets = [b.name for b in ALL_BUCKETS if not b.per_agent]
+    buckets += [name for agent in DEPLOYMENT.agents for name in agent_buckets(agent)]
+    buckets += [
+        A2A_TASKS.for_agent(a).name for a in (subjects.BRAIN_AGENT, *subjects.ADVISOR_AGENTS)
+    ]
+    checked = 0
+    for who, perms in GRANTS.items():
+        if perms is None:
+            continue
+        for bucket in buckets:
+            if may_publish(perms, f"$KV.{bucket}.key"):
+                checked += 1
+                assert not may_publish(perms, f"$JS.API.CONSUMER.CREATE.KV_{bucket}"), (who, bucket)
+    assert checked >= 8  # the gateway's, brain's and runner's buckets were looked at

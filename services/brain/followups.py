@@ -15,7 +15,7 @@ import uuid
 
 import msgspec
 from nats.js.client import JetStreamContext
-from nats.js.errors import KeyWrongLastSequenceError, NoKeysError, NotFoundError
+from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 
 from contracts.a2a import (
@@ -29,7 +29,7 @@ from contracts.a2a import (
 from contracts.api.replies import Followup
 from contracts.api.requests import FollowupCall
 from contracts.buckets import FOLLOWUPS
-from services.kit.buckets import ensure_bucket
+from services.kit.buckets import bucket_keys, ensure_bucket
 
 log = logging.getLogger("fleet.brain")
 
@@ -87,12 +87,8 @@ class FollowupStore:
 
     async def all(self) -> list[tuple[Followup, int]]:
         """Every stored follow-up with its revision; unreadable entries are skipped."""
-        try:
-            keys = await self.kv.keys()
-        except (NoKeysError, NotFoundError):
-            return []
         out = []
-        for key in keys:
+        for key in await bucket_keys(self.kv):
             try:
                 entry = await self.kv.get(key)
             except NotFoundError:

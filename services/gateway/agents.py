@@ -20,7 +20,7 @@ from contracts.api.replies import AgentSpec, AgentsReply
 from contracts.api.requests import AgentCreateCall, AgentDeleteCall
 from contracts.api.tools import tools_problem
 from contracts.buckets import AGENTS
-from services.kit.buckets import ensure_bucket
+from services.kit.buckets import bucket_keys, ensure_bucket
 from services.kit.service import RequestError
 
 CAS_TRIES = 50
@@ -144,10 +144,7 @@ class AgentRegistry:
 
     async def all(self, user: str | None = None) -> AgentsReply:
         """Every agent, or one user's."""
-        try:
-            keys = [k for k in await self.kv.keys() if k.startswith("agent.")]
-        except Exception:  # NoKeysError: an empty bucket
-            keys = []
+        keys = [k for k in await bucket_keys(self.kv) if k.startswith("agent.")]
         specs = [s for s in [await self.get(k[len("agent.") :]) for k in keys] if s is not None]
         if user is not None:
             specs = [s for s in specs if s.user == user]

@@ -10,19 +10,18 @@ created, as it is. The first creator fixes the bucket's shape.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
 import logging
+from typing import Any
 
 import msgspec
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import (
+    APIError,
     BadRequestError,
     BucketNotFoundError,
     KeyValueLimitMarkerTTLNotSupportedError,
-    NoKeysError,
     NotFoundError,
 )
 from nats.js.kv import KeyValue
@@ -93,25 +92,48 @@ async def ensure_bucket(
 
 
 async def bucket_keys(kv: KeyValue) -> list[str]:
-    """Every key of the bucket; [] when it has none.
+    """The keys of the bucket that hold, or last held, a value; [] when it has none.
 
-    nats-py lists keys through a watcher (an ordered push consumer with heartbeat and
-    flow-control tasks) and stops it only when the listing completes; a listing
-    cancelled midway (a service stopping during a periodic sweep) would leave those
-    tasks running. So the listing runs in a task of its own, and a cancelled caller
-    waits for it to finish before it stops.
+    Read from the stream's per-subject message counts (`STREAM.INFO` with a subjects
+    filter, paged by the server's offset), not through a watcher: nats-py's `keys()`
+    creates an ordered push consumer, and an identity allowed to create consumers on a
+    stream it writes could make one deliver anywhere (docs/adr/0013-least-privilege.md).
+    So listing keys needs only the metadata every identity may read. A deleted or
+    purged key keeps its marker until the bucket's history drops it, and is listed until
+    then: callers read each key, and a deleted one reads as missing.
     """
-    listing = asyncio.ensure_future(_keys(kv))
-    try:
-        return await asyncio.shield(listing)
-    except asyncio.CancelledError:
-        with contextlib.suppress(Exception):
-            await listing
-        raise
+    js: Any = kv._js  # nats-py's KeyValue keeps its context, stream and prefix private
+    stream, pre = str(kv._stream), str(kv._pre)
+    api = f"{js._prefix}.STREAM.INFO.{stream}"
+    keys: list[str] = []
+    while True:
+        body = msgspec.json.encode({"subjects_filter": f"{pre}>", "offset": len(keys)})
+        reply = _STREAM_INFO.decode((await js._nc.request(api, body, timeout=5.0)).data)
+        if reply.error is not None:
+            if reply.error.code == 404:  # no such stream: no bucket, no keys
+                return []
+            raise APIError(description=reply.error.description, code=reply.error.code)
+        page = [s[len(pre) :] for s in reply.state.subjects or {} if s.startswith(pre)]
+        keys.extend(page)
+        if not page or len(keys) >= reply.total:
+            return keys
 
 
-async def _keys(kv: KeyValue) -> list[str]:
-    try:
-        return list(await kv.keys())
-    except (NoKeysError, NotFoundError):
-        return []
+class _Error(msgspec.Struct):
+    code: int = 0
+    description: str = ""
+
+
+class _State(msgspec.Struct):
+    subjects: dict[str, int] | None = None
+
+
+class _StreamInfo(msgspec.Struct):
+    """What `bucket_keys` reads of a STREAM.INFO reply (paged: `total` subjects in all)."""
+
+    state: _State = msgspec.field(default_factory=_State)
+    total: int = 0
+    error: _Error | None = None
+
+
+_STREAM_INFO = msgspec.json.Decoder(_StreamInfo)

@@ -146,7 +146,7 @@ async def test_no_identity_can_source_fleet_cmds_from_its_own_subjects(
     await no_forgery_carried_out(fleet, admin, marker, since)
 
 
-NO_CONSUMERS = ("watcher", "scaler", "globex")
+NO_CONSUMERS = ("watcher", "scaler", "brain", "globex")
 """Identities that may create no consumer at all (the others may on streams they need
 to replay, which ADR 0013 lists, and rely on verdict signatures there)."""
 

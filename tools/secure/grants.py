@@ -150,8 +150,10 @@ def kv_write(bucket: str, key: str = ">") -> tuple[str, ...]:
 
 
 def kv_own(bucket: str) -> tuple[str, ...]:
-    """Everything on a bucket the identity alone uses: read, write, list its keys."""
-    return (*kv_read(bucket), *kv_write(bucket), *ephemeral(f"KV_{bucket}"))
+    """Everything on a bucket the identity alone uses: read and write. Listing its keys
+    needs no more (services.kit.buckets.bucket_keys reads the stream's subject counts,
+    metadata), so no consumer on a bucket the identity writes."""
+    return (*kv_read(bucket), *kv_write(bucket))
 
 
 def serves(owner: str) -> tuple[str, ...]:
