@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import math
+from array import array
 from pathlib import Path
 
 import pytest
 
 from tests.test_replay import synthetic_trace
 from tools.cli import main
+from tools.replay.fixed import fixed_reading
 from tools.replay.frontier import Point, better_baseline, headlines, interpolate
+from tools.replay.sim import Warmup
+from tools.replay.workload import Workload
 
 KNOBS = {0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95}
 
@@ -95,6 +99,30 @@ def test_sweep_json_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
         assert at_07["unit_hours"] == entry["totals"]["unit_hours"]
     head = doc["headline"]
     assert head["better"] in ("hpa", "kpa") and isinstance(head["met"], bool)
+    for base in head["baselines"].values():  # the fixed-count yardstick beside each verdict
+        fixed = base["fixed_in_hindsight"]
+        assert fixed["under_unit_s"] >= 0
+        assert fixed["under_ratio"] == pytest.approx(
+            fixed["under_unit_s"] / base["default"]["under_unit_s"]
+        )
+    assert "fixed in hindsight" in printed
+
+
+def test_a_fixed_count_in_hindsight_reads_between_two_whole_counts() -> None:
+    """Units in demand 1, 2, 3 scored, a fourth second in a zero run is not: 1.5 units
+    on average cost 1.5 x 3 s; one unit is short 1 + 2, two units 1; halfway: 2."""
+    work = Workload(
+        name="tiny",
+        demand=array("f", [8.0, 16.0, 24.0, 80.0]),
+        arrivals=array("f", [0.0] * 4),
+        skip=bytearray([0, 0, 0, 1]),
+        start_t=0,
+        warmup=Warmup(seconds=0, demand=0.0, arrivals=0.0),
+    )
+    reading = fixed_reading(work, 8.0, 1.5 * 3 / 3600)
+    assert reading.under_unit_s == pytest.approx(2.0)
+    assert fixed_reading(work, 8.0, 3 * 3 / 3600).under_unit_s == 0.0
+    assert fixed_reading(work, 8.0, 0.0).under_unit_s == pytest.approx(6.0)
 
 
 def test_json_to_stdout_prints_only_json(

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from services.scaler.policy import Policy
+from tools.replay.fixed import fixed_reading
 from tools.replay.frontier import Point, headlines
 from tools.replay.policies import BASELINES
 from tools.replay.report import print_frontiers, print_headline, print_table, write_json
@@ -87,18 +88,19 @@ def execute(trace: Trace, opts: Options) -> int:
         skip_zero_runs_s=opts.skip_zero_runs_s,
     )
     out = run_workload(work, opts)
-    report(trace.name, trace.shape, out, opts)
+    report(trace.name, trace.shape, out, opts, work)
     return 0
 
 
-def report(name: str, shape: str, out: Outcome, opts: Options) -> None:
+def report(name: str, shape: str, out: Outcome, opts: Options, work: Workload) -> None:
     """Print the tables (unless the JSON goes to stdout) and write the JSON."""
     totals = [out.defaults[n].totals for n in opts.names]
     series = {n: s for n in opts.names if (s := out.defaults[n].series) is not None}
     heads = None
     if opts.sweep and "ours" in out.points:
         defaults = {n: _point(out.defaults[n]) for n in opts.names if n in BASELINES}
-        heads = headlines(out.points["ours"], defaults)
+        cap = opts.policy.unit_capacity
+        heads = headlines(out.points["ours"], defaults, lambda uh: fixed_reading(work, cap, uh))
     if opts.json != "-":
         scored = totals[0].seconds if totals else 0
         p = opts.policy

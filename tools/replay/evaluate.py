@@ -29,6 +29,7 @@ from rich.table import Table
 
 from services.scaler.policy import Policy
 from tools.replay.fetch_traces import MANIFEST
+from tools.replay.fixed import fixed_reading
 from tools.replay.frontier import UNDER_RATIO_GOAL, Headline, Point, better_baseline, headlines
 from tools.replay.policies import BASELINES
 from tools.replay.sweep import Job, Outcome, Result, plan, run_jobs
@@ -154,7 +155,11 @@ def run_trace(
     better = better_baseline(defaults)
     assert better is not None
     heads = {
-        label: headlines(out.points[f"ours{label}"], {better: defaults[better]})[0]
+        label: headlines(
+            out.points[f"ours{label}"],
+            {better: defaults[better]},
+            lambda uh: fixed_reading(work, policy.unit_capacity, uh),
+        )[0]
         for label in variants
     }
     seconds = next(iter(out.defaults.values())).totals.seconds
@@ -251,7 +256,8 @@ def _print_set(results: list[TraceResult], console: Console) -> None:
             f"{UNDER_RATIO_GOAL:g}x, actions <=)"
         )
     )
-    for col in ("trace", "seconds", "better baseline", "under ratio", "actions ratio", "verdict"):
+    cols = ("trace", "seconds", "better baseline", "under ratio", "actions ratio", "verdict")
+    for col in (*cols, "fixed count in hindsight"):
         table.add_column(col, justify="left" if col in ("trace", "better baseline") else "right")
     met = 0
     for r in results:
@@ -264,9 +270,15 @@ def _print_set(results: list[TraceResult], console: Console) -> None:
             _fmt(h.under_ratio),
             _fmt(h.actions_ratio),
             "met" if h.met else "missed",
+            _fmt(h.fixed_ratio),
         )
     console.print(table)
     console.print(f"met on {met} of {len(results)} traces")
+    console.print(
+        "fixed count in hindsight: the under unit-s of a fleet of one fixed size costing the "
+        "baseline's unit-hours, chosen knowing the whole trace, over the baseline's (a "
+        "yardstick: a policy above it did worse than not scaling; no verdict uses it)"
+    )
 
 
 def _print_loo(results: list[TraceResult], key: str, labels: list[str], console: Console) -> None:

@@ -21,7 +21,7 @@ actions <= the baseline's.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 UNDER_RATIO_GOAL = 0.6
@@ -58,6 +58,16 @@ class Headline:
     lo: float
     hi: float
     """Ours' frontier's unit-hours range, for the message when out of range."""
+    fixed: Reading | None = None
+    """A fixed count chosen in hindsight at the baseline's unit-hours (tools.replay.fixed):
+    a yardstick beside the verdict, which does not use it."""
+
+    @property
+    def fixed_ratio(self) -> float | None:
+        """The fixed count's under unit-s over the baseline's (None: not computed)."""
+        if self.fixed is None:
+            return None
+        return _ratio(self.fixed.under_unit_s, self.base.under_unit_s)
 
     @property
     def under_ratio(self) -> float | None:
@@ -118,8 +128,13 @@ def better_baseline(defaults: dict[str, Point]) -> str | None:
     return min(defaults, key=lambda n: (defaults[n].under_unit_s, defaults[n].unit_hours, n))
 
 
-def headlines(ours: Sequence[Point], defaults: dict[str, Point]) -> list[Headline]:
-    """Ours' frontier read at each baseline's default unit-hours, in name order."""
+def headlines(
+    ours: Sequence[Point],
+    defaults: dict[str, Point],
+    fixed: Callable[[float], Reading] | None = None,
+) -> list[Headline]:
+    """Ours' frontier read at each baseline's default unit-hours, in name order; with
+    `fixed` (unit-hours -> the fixed-count yardstick's reading), that beside it."""
     front = frontier(ours)
     lo = front[0].unit_hours if front else 0.0
     hi = front[-1].unit_hours if front else 0.0
@@ -130,6 +145,7 @@ def headlines(ours: Sequence[Point], defaults: dict[str, Point]) -> list[Headlin
             ours=interpolate(front, base.unit_hours),
             lo=lo,
             hi=hi,
+            fixed=fixed(base.unit_hours) if fixed is not None else None,
         )
         for name, base in sorted(defaults.items())
     ]
