@@ -102,7 +102,7 @@ async def connect(
         return nc
 
 
-class Identity(Protocol):
+class ConnectSettings(Protocol):
     """What `connect_as` reads of the `[nats]` settings (services.kit.config.NatsSettings)."""
 
     connect_timeout_s: float
@@ -116,7 +116,7 @@ class Identity(Protocol):
 
 
 async def connect_as(
-    url: str, name: str, s: Identity, stopping: Callable[[], bool] = lambda: False
+    url: str, name: str, s: ConnectSettings, stopping: Callable[[], bool] = lambda: False
 ) -> Client:
     """`connect` with the identity and timings of the `[nats]` settings `s`."""
     return await connect(
