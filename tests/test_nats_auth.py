@@ -25,6 +25,7 @@ from contracts import subjects
 from contracts.jobs import Job, JobEvent
 from services.kit.binding import creates
 from services.kit.config import load_settings
+from services.kit.jobqueue import read_events
 from tests.signing_helpers import signing
 from tools.configcheck import settings_type
 from tools.natsserver import free_port, nats_server_binary, stop_nats, wait_for_port
@@ -208,3 +209,25 @@ async def test_a_local_gpu_worker_runs_its_pools_jobs_as_the_worker_identity(
         await admin.close()
     log_text = (tmp_path / "worker.log").read_text()
     assert "violation" not in log_text.lower(), log_text[-2000:]
+
+
+@pytest.mark.parametrize("who", ["gateway", WORKER])
+async def test_a_jobs_events_are_read_back_under_the_identities_that_read_them(
+    secured: Secured, who: str
+) -> None:
+    """`fleet jobs get/list/cancel` (the gateway) and a redelivered job's worker read a
+    job's stored events; under the secured grants, without a refused call."""
+    job_id = f"read-back-{who}"
+    admin = await secured.login("admin")
+    errors: list[str] = []
+    client = await secured.login(who, errors)
+    try:
+        event = JobEvent(job=job_id, state="queued", reason="waiting for a unit")
+        await admin.jetstream().publish(subjects.job(job_id), msgspec.json.encode(event))
+        read = await asyncio.wait_for(read_events(client.jetstream(), subjects.job(job_id)), 20)
+        assert [(e.job, e.state) for e in read] == [(job_id, "queued")]
+        await client.flush()
+        assert errors == []
+    finally:
+        await client.close()
+        await admin.close()

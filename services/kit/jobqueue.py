@@ -116,7 +116,10 @@ async def read_events(
         inactive_threshold=10.0,
         mem_storage=True,
     )
-    psub = await js.pull_subscribe(subject, stream=FLEET_JOBEVENTS.name, config=config)
+    # Created unnamed, then bound: nats-py's pull_subscribe names the consumer it makes,
+    # and a secured deployment grants only the unnamed form (tools/secure/grants.py).
+    info = await js.add_consumer(FLEET_JOBEVENTS.name, config)
+    psub = await js.pull_subscribe_bind(info.name, stream=FLEET_JOBEVENTS.name)
     out: list[JobEvent] = []
     try:
         while len(out) < MAX_READ:
