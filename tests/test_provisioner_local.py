@@ -86,3 +86,39 @@ async def test_a_worker_that_dies_is_marked_failed_and_replaced(
         await events.stop()
         await asks.stop()
         await svc.stop()
+
+
+async def test_a_pinned_unit_the_stop_ended_is_asked_for_again_and_keeps_its_pin(
+    nats_url: str, nc: Client, tmp_path: Path
+) -> None:
+    """A hosted agent's own runner (or any pinned `local` unit) ends when `fleet up`
+    stops; the next provisioner asks the cost-guard for it again, and the new unit is
+    pinned as the old one was. An unpinned unit is left to the scaler."""
+    svc = ProvisionerService(settings(tmp_path, POOLS), nats_url=nats_url)
+    await svc.start()
+    events = await Watch(UnitEvent).start(nc, subjects.UNIT_ALL)
+    asks = await Watch(ProvisionRequest).start(nc, subjects.PROVISION_REQUESTED)
+    try:
+        pinned = ProvisionRequest(id="loc-pin", requester="op", pool="cpu", count=1, pin=True)
+        await approve(nc, pinned)
+        (kept,) = states(await events.until(lambda ev: len(states(ev, "ready")) == 1, 30), "ready")
+        await approve(nc, ProvisionRequest(id="loc-free", requester="op", pool="cpu", count=1))
+        await events.until(lambda ev: len(states(ev, "ready")) == 2, 30)
+        await svc.stop()
+        await events.until(lambda ev: len(states(ev, "terminated")) == 2, 10)
+        assert asks.items == []
+
+        svc = ProvisionerService(settings(tmp_path, POOLS), nats_url=nats_url)
+        await svc.start()
+        (ask,) = await asks.until(lambda a: len(a) == 1, 15)
+        assert (ask.replaces, ask.provider, ask.pool) == (kept, "local", "cpu")
+        await approve(nc, ask, msg_id=f"verdict-{ask.id}")  # the request took its id
+        ready = await events.until(lambda ev: len(states(ev, "ready")) == 3, 30)
+        (new,) = set(states(ready, "ready")) - {kept} - set(states(ready, "terminated"))
+        unit = svc.life.inventory.get(new)
+        assert unit is not None and unit.pinned
+        assert len(asks.items) == 1  # the unpinned unit is not asked for again
+    finally:
+        await events.stop()
+        await asks.stop()
+        await svc.stop()

@@ -118,6 +118,13 @@ class Executor:
         """Store slot `name` of `cmd` as `requested`, before any provider is called."""
         order = self.order(cmd)
         now = time.time()
+        # A replacement keeps the pin of the unit it replaces (the pin's floor is the
+        # scaler's, set once by the pinned provision; the request itself is not pinned).
+        replaced = self.life.inventory.get(cmd.replaces) if cmd.replaces else None
+        pinned = cmd.pin or (replaced is not None and replaced.pinned)
+        until = None if cmd.duration_s is None else cmd.ts + cmd.duration_s
+        if not cmd.pin and replaced is not None and replaced.pinned:
+            until = replaced.pinned_until
         unit = Unit(
             unit=name,
             pool=cmd.pool,
@@ -127,8 +134,8 @@ class Executor:
             command_id=cmd.id,
             created_ts=now,
             updated_ts=now,
-            pinned=cmd.pin,
-            pinned_until=None if cmd.duration_s is None else cmd.ts + cmd.duration_s,
+            pinned=pinned,
+            pinned_until=until,
             cores=cmd.cores,
             memory_mb=cmd.memory_mb,
         )

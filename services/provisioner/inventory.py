@@ -68,6 +68,10 @@ class Unit(msgspec.Struct, kw_only=True):
     replacement is asked for at the same size."""
     memory_mb: int | None = None
     """MiB it was made with, likewise."""
+    restore: bool = False
+    """A pinned unit whose process ended because the provisioner stopped (`local`): the
+    next provisioner asks for it again, since the pin still holds (a hosted agent's own
+    runner, explicit capacity)."""
 
 
 class Load(msgspec.Struct, kw_only=True):

@@ -161,10 +161,27 @@ class Lifecycle:
         return True
 
     async def retire_provider(self, provider: str, reason: str) -> None:
-        """Destroy every live unit of `provider` (its processes end with us)."""
+        """Destroy every live unit of `provider` (its processes end with us); a pinned one
+        not being released is marked to be asked for again (`restore_retired`)."""
+        now = time.time()
         for unit in self.inventory.live():
-            if unit.provider == provider:
-                await self.destroy(unit.unit, reason)
+            if unit.provider != provider:
+                continue
+            if unit.pinned and unit.released_by is None and not _pin_ended(unit, now):
+                await self.update(unit.unit, restore=True)
+            await self.destroy(unit.unit, reason)
+
+    async def restore_retired(self) -> None:
+        """Ask again, through the cost-guard, for each pinned unit the last provisioner's
+        stop ended, on the same provider; its replacement keeps the pin. Idempotent: the
+        request's id is the replacement id of the ended unit."""
+        now = time.time()
+        for unit in [u for u in self.inventory.all() if u.restore]:
+            if unit.released_by is None and not _pin_ended(unit, now):
+                await self._ask_replacement(
+                    unit, "the provisioner stopped while it was pinned", provider=unit.provider
+                )
+            await self.update(unit.unit, restore=False)
 
     # -- failure ---------------------------------------------------------------
     async def failed(self, name: str, reason: str, *, publish: bool = True) -> None:
@@ -224,8 +241,10 @@ class Lifecycle:
         task.add_done_callback(self._delayed.discard)
         return f"{self.next_provider(unit.pool, unit.provider)} in {delay_s:.0f} s"
 
-    async def _ask_replacement(self, unit: Unit, reason: str) -> str:
-        provider = self.next_provider(unit.pool, unit.provider)
+    async def _ask_replacement(self, unit: Unit, reason: str, provider: str = "") -> str:
+        """Ask the cost-guard for one unit in place of `unit`, on `provider` (default: the
+        pool's next provider after the unit's, as for a failure)."""
+        provider = provider or self.next_provider(unit.pool, unit.provider)
         pool = self.settings.pool(unit.pool)
         request = ProvisionRequest(
             id=replacement_id(unit.unit),
@@ -243,10 +262,14 @@ class Lifecycle:
         await self.publish(subjects.PROVISION_REQUESTED, request, msg_id=request.id)
         await self.audit(
             "request_replacement",
-            f"{unit.unit} failed on {unit.provider} ({reason}); asking the cost-guard for one "
-            f"unit on {provider}, the next provider of pool {unit.pool}",
+            f"{unit.unit} ended on {unit.provider} ({reason}); asking the cost-guard for one "
+            f"unit of pool {unit.pool} on {provider}",
             result=f"published {request.id}",
             request=request.id,
             unit=unit.unit,
         )
         return provider
+
+
+def _pin_ended(unit: Unit, now: float) -> bool:
+    return unit.pinned_until is not None and unit.pinned_until <= now

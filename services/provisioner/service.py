@@ -298,8 +298,10 @@ class ProvisionerService(Service[ProvisionerSettings]):
         await self.life.alert("command_failed", f"command {cmd.id}: {detail}", pool=cmd.pool)
 
     async def _resume(self) -> None:
-        """Finish what a previous run started (it may have been killed mid-command)."""
+        """Finish what a previous run started (it may have been killed mid-command), and
+        ask again for the pinned units its stop ended."""
         opts = self.settings.provisioner
+        await self.life.restore_retired()
         for cmd in await self.inventory.unfinished():
             for attempt in range(1, opts.command_attempts + 1):
                 outcome = await self._run(cmd)
