@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from contracts.admin import AgentResources, AgentResourcesReply
 from contracts.batch import BatchStatus
 from contracts.commands import (
     DecideReply,
@@ -251,6 +252,18 @@ CHANNELS: tuple[Channel, ...] = (
         "releasing, and the summary of actual against planned time and cost.",
         publishers=("gateway",),
         subscribers=("clients",),
+    ),
+    Channel(
+        key="adminAgents",
+        address="fleet.admin.agents",
+        payload=AgentResources,
+        reply=AgentResourcesReply,
+        transport="request",
+        description="Secured deployments: before a hosted agent created at runtime exists, "
+        "the admin makes its KV buckets and grants the runners its subjects and buckets "
+        "(`fleet up --secure` answers); the reply comes once the server applies them.",
+        publishers=("gateway",),
+        subscribers=("admin",),
     ),
 )
 

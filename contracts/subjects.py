@@ -28,12 +28,15 @@ API_PREFIX = "fleet.api"
 JOBS_ALL = "fleet.jobs.>"
 JOB_EVENTS_ALL = "fleet.job.>"
 JOB_CANCEL = "fleet.jobctl.cancel"
-BATCH_ALL = "fleet.batch.>"
 """Core NATS: a cancelled job's id, for the unit that may be running it."""
+BATCH_ALL = "fleet.batch.>"
+ADMIN_AGENTS = "fleet.admin.agents"
+"""Core request: a secured deployment's admin makes a runtime agent's resources
+(contracts.admin)."""
 BRAIN_AGENT = "fleet"
+"""The agent name the brain answers A2A as."""
 ADVISOR_AGENTS = ("cost-advisor", "performance-advisor")
 """The brain's advisors, A2A agents in its process (`a2a.<name>.rpc`)."""
-"""The agent name the brain answers A2A as."""
 DEMO_AGENT = "assistant"
 """The demo hosted agent (`agents.assistant`)."""
 

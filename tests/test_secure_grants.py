@@ -49,6 +49,12 @@ def test_only_the_costguard_and_the_admin_may_publish_verdicts() -> None:
         assert publishers(verdict) == {"costguard", "admin"}
 
 
+def test_only_the_gateway_may_ask_the_admin_for_a_runtime_agents_resources() -> None:
+    """What the admin's keeper does for the asker (buckets, runners' grants) is the
+    gateway's to ask, after its quota check; a tenant or a runner asking would bypass it."""
+    assert publishers(subjects.ADMIN_AGENTS) == {"gateway", "admin"}
+
+
 def test_no_service_may_create_change_or_delete_a_stream() -> None:
     for name, perms in GRANTS.items():
         if perms is None:

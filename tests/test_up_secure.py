@@ -10,10 +10,13 @@ import json
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.attacks.secure_fleet import SERVICES, running_secure_fleet
+import pytest
+
+from tests.attacks.secure_fleet import SERVICES, SecureFleet, running_secure_fleet
 from tests.test_cli_up import env_for
 
 FLEET = [sys.executable, "-m", "tools"]
@@ -35,30 +38,66 @@ def fleet_cli(cwd: Path, *args: str) -> Any:
     return json.loads(done.stdout)
 
 
-def test_up_secure_runs_every_service_as_its_own_identity(tmp_path: Path) -> None:
-    with running_secure_fleet(tmp_path, LOCAL_POOL) as fleet:
-        creds = tmp_path / ".fleet" / "creds"
-        assert stat.S_IMODE(creds.stat().st_mode) == 0o700
-        for name in (*SERVICES, "runner", "worker", "operator", "admin", "acme", "globex"):
-            assert stat.S_IMODE((creds / f"{name}.nk").stat().st_mode) == 0o600, name
-        assert "nkey: U" in (tmp_path / ".fleet" / "nats" / "nats.conf").read_text()
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureFleet]:
+    with running_secure_fleet(tmp_path_factory.mktemp("secure"), LOCAL_POOL) as running:
+        yield running
 
-        status = fleet_cli(tmp_path, "status", "--json")
-        seen = {s["name"] for s in status["services"]}
-        assert set(SERVICES) <= seen
 
-        async def operator_may_not_approve() -> list[str]:
-            errors: list[str] = []
-            nc = await fleet.connect("operator", errors)
-            await nc.publish("fleet.budget.approved", b"{}")
-            await nc.flush()
-            await nc.flush()
-            await fleet.close()
-            return errors
+def test_up_secure_runs_every_service_as_its_own_identity(fleet: SecureFleet) -> None:
+    tmp_path = fleet.cwd
+    creds = tmp_path / ".fleet" / "creds"
+    assert stat.S_IMODE(creds.stat().st_mode) == 0o700
+    for name in (*SERVICES, "runner", "worker", "operator", "admin", "acme", "globex"):
+        assert stat.S_IMODE((creds / f"{name}.nk").stat().st_mode) == 0o600, name
+    assert "nkey: U" in (tmp_path / ".fleet" / "nats" / "nats.conf").read_text()
 
-        submit = ("jobs", "submit", "--pool", "cpu", "--wait", "--json", "--")
-        job = fleet_cli(tmp_path, *submit, sys.executable, "-c", "print(42)")
-        assert list(job["outcomes"].values()) == ["succeeded"], job
+    status = fleet_cli(tmp_path, "status", "--json")
+    seen = {s["name"] for s in status["services"]}
+    assert set(SERVICES) <= seen
 
-        errors = asyncio.run(operator_may_not_approve())
-        assert any("permissions violation for publish" in e for e in errors), errors
+    async def operator_may_not_approve() -> list[str]:
+        errors: list[str] = []
+        nc = await fleet.connect("operator", errors)
+        await nc.publish("fleet.budget.approved", b"{}")
+        await nc.flush()
+        await nc.flush()
+        await fleet.close()
+        return errors
+
+    submit = ("jobs", "submit", "--pool", "cpu", "--wait", "--json", "--")
+    job = fleet_cli(tmp_path, *submit, sys.executable, "-c", "print(42)")
+    assert list(job["outcomes"].values()) == ["succeeded"], job
+
+    errors = asyncio.run(operator_may_not_approve())
+    assert any("permissions violation for publish" in e for e in errors), errors
+
+
+def test_an_agent_created_at_runtime_is_served_under_grants_the_admin_adds(
+    fleet: SecureFleet,
+) -> None:
+    """`fleet agents create` under --secure: the admin (the `fleet up` process) makes the
+    agent's buckets and grants the runners its subjects before the agent exists; its own
+    runner, a `local` process as the `runner` identity, then answers it."""
+    auth = fleet.creds / "auth.conf"
+    assert "A2A_TASKS_agents_haiku" not in auth.read_text()
+    made = fleet_cli(fleet.cwd, "agents", "create", "haiku", "--prompt", "Be brief.", "--json")
+    assert made["runner"]["state"] == "ready", made
+    assert "A2A_TASKS_agents_haiku" in auth.read_text()
+
+    asked = subprocess.run(
+        [*FLEET, "ask", "--agent", "agents.haiku", "how is the fleet?"],
+        cwd=fleet.cwd,
+        env=env_for(fleet.cwd),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert asked.returncode == 0, asked.stdout + asked.stderr
+    assert 'You said: "how is the fleet?"' in asked.stdout, asked.stdout
+
+    runner_logs = list((fleet.cwd / ".fleet" / "local-local").glob("*.log"))
+    assert runner_logs
+    for log in runner_logs:
+        text = log.read_text().lower()
+        assert "violation" not in text and "does not exist" not in text, text[-2000:]

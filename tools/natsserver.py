@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+AUTH_MARK = "# -- authorization (tools/secure/natsconf.py) --\n"
+"""Where the authorization starts in the config `start_nats` writes."""
 
 
 def nats_server_binary() -> str:
@@ -67,7 +71,7 @@ def start_nats(
     conf.write_text(
         f'listen: "{host}:{port}"\n'
         f"max_payload: {max_payload}\n"
-        f'jetstream {{ store_dir: "{data_dir / "jetstream"}" }}\n' + auth
+        f'jetstream {{ store_dir: "{data_dir / "jetstream"}" }}\n' + AUTH_MARK + auth
     )
     if auth:
         conf.chmod(0o600)
@@ -86,6 +90,21 @@ def start_nats(
         proc.kill()
         raise
     return proc, f"nats://{host}:{port}"
+
+
+def reload_auth(proc: subprocess.Popen[bytes], data_dir: Path, auth: str) -> None:
+    """Replace the authorization of a server `start_nats` started under `data_dir` and
+    have it reload its config (SIGHUP): connected clients keep their connections and
+    get the new permissions. The caller checks that the change took (the server reloads
+    in the background)."""
+    if proc.poll() is not None:
+        raise RuntimeError(f"nats-server exited with code {proc.returncode}")
+    conf = data_dir / "nats.conf"
+    head, mark, _ = conf.read_text().partition(AUTH_MARK)
+    if not mark:
+        raise RuntimeError(f"{conf} was not written by fleetplane (no {AUTH_MARK.strip()!r})")
+    conf.write_text(head + AUTH_MARK + auth)
+    proc.send_signal(signal.SIGHUP)
 
 
 def stop_nats(proc: subprocess.Popen[bytes], timeout_s: float = 10) -> None:

@@ -5,7 +5,7 @@ each user's quota (services.gateway.agents), each with a runner of its own when
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import msgspec
 
@@ -25,17 +25,21 @@ class AgentDesk:
         runners: AgentRunners,
         runtime: str,
         count: Callable[[str], None],
+        prepare: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.registry = registry
         self.runners = runners
         self.runtime = runtime
         """Where new agents' runners run (`[gateway] agent_runtime`); empty: shared ones."""
         self.count = count
+        self.prepare = prepare
+        """What makes a new agent's resources before runners see it (a secured
+        deployment's admin, services.gateway.service); None: the runners make them."""
 
     async def on_create(self, call: AgentCreateCall, _d: Delivery) -> AgentsReply:
         """`agents.create`: within the user's quota, then served by the runners, or by a
         runner of its own; a runner that is refused undoes the agent."""
-        reply = await self.registry.create(call, time.time(), self.runtime)
+        reply = await self.registry.create(call, time.time(), self.runtime, self.prepare)
         if self.runtime:
             try:
                 runner = await self.runners.start(reply.agents[0], call.user)

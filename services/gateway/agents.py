@@ -11,6 +11,8 @@ bucket and serve what it holds (services.runner.dynamic).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import msgspec
 from nats.js.client import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
@@ -104,13 +106,26 @@ class AgentRegistry:
             return None
         return _spec.decode(entry.value) if entry.value else None
 
-    async def create(self, call: AgentCreateCall, now: float, runtime: str = "") -> AgentsReply:
+    async def create(
+        self,
+        call: AgentCreateCall,
+        now: float,
+        runtime: str = "",
+        prepare: Callable[[str], Awaitable[None]] | None = None,
+    ) -> AgentsReply:
         """Reserve the quota, then take the name; hand the quota back if it is taken.
-        `runtime`: where its runners run (AgentSpec.runtime)."""
+        `runtime`: where its runners run (AgentSpec.runtime). `prepare(name)`: what must
+        exist before runners see the agent (its resources, in a secured deployment)."""
         problem = tools_problem(call.tools)
         if problem is not None:
             raise RequestError(problem, 400)
         used = await self._change_names(call.user, call.name, add=True)
+        if prepare is not None:
+            try:
+                await prepare(call.name)
+            except BaseException:
+                await self._change_names(call.user, call.name, add=False)
+                raise
         spec = AgentSpec(
             name=call.name,
             user=call.user,

@@ -19,9 +19,11 @@ from typing import Any
 
 import msgspec
 from nats.aio.msg import Msg
+from nats.errors import NoRespondersError
 
 from contracts import subjects
 from contracts.a2a import HEADER_TENANT
+from contracts.admin import AgentResources, AgentResourcesReply
 from contracts.api import CleanupIdleCall, HealthQuery, PoolQuery, ProvisionCall, ReleaseCall
 from contracts.api.replies import AlertReply, CleanupReply, CommandAnswer, IdleUnit
 from contracts.api.report import FleetReport, FleetReportQuery
@@ -55,6 +57,10 @@ from services.kit.tracing import inject
 EXPECTED = ("watcher", "scaler", "costguard", "provisioner", "brain", "gateway")
 
 log = logging.getLogger("fleet.gateway")
+
+ADMIN_TIMEOUT_S = 30.0
+"""How long a new agent waits for the admin to make its resources (a server reload)."""
+_resources_reply = msgspec.json.Decoder(AgentResourcesReply)
 
 
 class GatewayOptions(msgspec.Struct, kw_only=True):
@@ -144,11 +150,38 @@ class Gateway(Service[GatewaySettings]):
             ),
             opts.agent_runtime,
             self.metrics.count,
+            None if self.settings.nats.create_resources else self._agent_resources,
         )
         await self.api_endpoint("agents.create", AgentCreateCall, self.agents.on_create)
         await self.api_endpoint("agents.list", AgentsQuery, self.agents.on_list)
         await self.api_endpoint("agents.delete", AgentDeleteCall, self.agents.on_delete)
         await self.api_endpoint("fleet_report", FleetReportQuery, self.on_fleet_report)
+
+    async def _agent_resources(self, name: str) -> None:
+        """A secured deployment's services create no bucket and its grants name each
+        agent: the admin makes a new agent's (tools/secure/keeper.py), or it cannot run."""
+        try:
+            msg = await self.nc.request(
+                subjects.ADMIN_AGENTS,
+                msgspec.json.encode(AgentResources(name=name)),
+                timeout=ADMIN_TIMEOUT_S,
+            )
+        except NoRespondersError:
+            raise RequestError(
+                "this deployment's services create no resources ([nats] create_resources = "
+                f"false) and nothing answers on {subjects.ADMIN_AGENTS} to make a new agent's "
+                "(`fleet up --secure` does): add it to [runner] agents and run `fleet init`",
+                503,
+            ) from None
+        except TimeoutError:
+            raise RequestError(
+                f"the admin did not make agent {name!r}'s resources within "
+                f"{ADMIN_TIMEOUT_S:.0f} s; try again",
+                503,
+            ) from None
+        reply = _resources_reply.decode(msg.data)
+        if reply.error:
+            raise RequestError(f"agent {name!r} cannot be served: {reply.error}", 503)
 
     # -- upstream calls --------------------------------------------------------------
     async def ask(self, op: str, body: Any = None, *, required: bool = True) -> dict[str, Any]:

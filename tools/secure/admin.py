@@ -104,16 +104,41 @@ def buckets(plan: Plan) -> list[tuple[BucketSpec, dict[str, object]]]:
         *((A2A_TASKS.for_agent(a), {}) for a in (subjects.BRAIN_AGENT, *subjects.ADVISOR_AGENTS)),
     ]
     for agent in plan.agents:
-        full = subjects.hosted_agent(agent)
-        out.append((A2A_TASKS.for_agent(full), {}))
-        out.append(
-            (
-                RUNNER_SESSIONS.for_agent(full),
-                {"ttl_s": plan.session_idle_s, "storage": plan.kv_storage},
-            )
-        )
-        out.append((RUNNER_CLAIMS.for_agent(full), {"storage": plan.kv_storage}))
+        out.extend(agent_buckets(plan, agent))
     return out
+
+
+def agent_buckets(plan: Plan, agent: str) -> list[tuple[BucketSpec, dict[str, object]]]:
+    """The buckets of hosted agent `agents.<agent>`, shaped by the deployment's settings."""
+    full = subjects.hosted_agent(agent)
+    return [
+        (A2A_TASKS.for_agent(full), {}),
+        (
+            RUNNER_SESSIONS.for_agent(full),
+            {"ttl_s": plan.session_idle_s, "storage": plan.kv_storage},
+        ),
+        (RUNNER_CLAIMS.for_agent(full), {"storage": plan.kv_storage}),
+    ]
+
+
+async def make_buckets(
+    js: JetStreamContext,
+    specs: list[tuple[BucketSpec, dict[str, object]]],
+    replicas: int,
+    report: Report,
+) -> None:
+    """Create each bucket of `specs` that does not exist; existing ones stay as they are."""
+    for spec, shape in specs:
+        label = f"bucket {spec.name}"
+        try:
+            await js.key_value(spec.name)
+            report.existing.append(label)
+            continue
+        except Exception:  # nats-py raises BucketNotFoundError or NotFoundError
+            pass
+        spec = msgspec.structs.replace(spec, **shape) if shape else spec
+        await ensure_bucket(js, spec, replicas=replicas, create=True)
+        report.created.append(label)
 
 
 async def initialize(js: JetStreamContext, plan: Plan) -> Report:
@@ -132,17 +157,7 @@ async def initialize(js: JetStreamContext, plan: Plan) -> Report:
             pass
         await js.add_consumer(d.stream, config=consumer_config(d, plan.overrides.get(d.name)))
         report.created.append(label)
-    for spec, shape in buckets(plan):
-        label = f"bucket {spec.name}"
-        try:
-            await js.key_value(spec.name)
-            report.existing.append(label)
-            continue
-        except Exception:  # nats-py raises BucketNotFoundError or NotFoundError
-            pass
-        spec = msgspec.structs.replace(spec, **shape) if shape else spec
-        await ensure_bucket(js, spec, replicas=plan.replicas, create=True)
-        report.created.append(label)
+    await make_buckets(js, buckets(plan), plan.replicas, report)
     return report
 
 

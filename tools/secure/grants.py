@@ -251,9 +251,12 @@ def gateway() -> Permissions:
         p.pub(*ephemeral(s), *read_messages(s))
     p.pub("fleet.api.>", "$SRV.>", "fleet.svc.>")  # composes the owners' operations; health
     p.pub(*kv_own(AGENTS.name), *ephemeral_pull(FLEET_JOBEVENTS.name))
+    # Hosted agents made at runtime: the admin makes their buckets and grants first
+    # (tools/secure/keeper.py); their own runners' unit events say when they are ready.
+    p.pub(subjects.ADMIN_AGENTS)
     for q in (*JOB_QUEUES, JOBS_HELD.name):
         p.pub(*read_messages(q))
-    p.sub("fleet.budget.*", subjects.JOB_EVENTS_ALL)
+    p.sub("fleet.budget.*", subjects.JOB_EVENTS_ALL, subjects.UNIT_ALL)
     return p
 
 

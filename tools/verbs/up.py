@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -18,10 +19,11 @@ from services.kit.errors import ConfigError
 from services.provisioner.service import stop_sim_units
 from tools.configcheck import CONFIG_ERROR_EXIT, exit_on_error
 from tools.natsops import cli_connect
-from tools.natsserver import free_port, start_nats, stop_nats
+from tools.natsserver import free_port, reload_auth, start_nats, stop_nats
 from tools.registry import EMBEDDED, available
 from tools.secure.admin import init_server, summary
 from tools.secure.identities import ADMIN, WORKER
+from tools.secure.keeper import AgentKeeper
 from tools.secure.setup import (
     Secured,
     identity_env,
@@ -225,6 +227,9 @@ async def _supervise(
                 ids = secured.identities
                 env.update(unit_env(str(config), ids["runner"], ids[WORKER]))
         sup.add(name, [sys.executable, "-m", "tools", "run", name], env)
+    keeper = None
+    if secured is not None and isinstance(nats_proc, subprocess.Popen):
+        keeper = await _keep_agents(console, url, config, data, nats_proc, secured)
     started = time.monotonic()
     sup.start()
     ready_task = asyncio.create_task(_report_ready(console, names, url, started))
@@ -241,6 +246,8 @@ async def _supervise(
         ready_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await ready_task
+        if keeper is not None:
+            await keeper.close()
         console.print("[bold]fleet up[/]: stopping services…")
         await sup.shutdown()
         # The sim units report from a process of their own that outlives provisioner
@@ -251,6 +258,39 @@ async def _supervise(
         print(f"fleet up: {name} cannot start: {error}", file=sys.stderr)
         return CONFIG_ERROR_EXIT
     return code
+
+
+async def _keep_agents(
+    console: Console,
+    url: str,
+    config: Path,
+    data: Path,
+    nats_proc: subprocess.Popen[bytes],
+    secured: Secured,
+) -> AgentKeeper | None:
+    """The admin's answers for hosted agents made at runtime (tools/secure/keeper.py),
+    having first granted those an earlier run made; None (and a warning) if it fails."""
+    plan, deployment = plan_from_config(str(config))
+    keeper = AgentKeeper(
+        url,
+        secured.identities,
+        plan,
+        deployment,
+        apply=lambda auth: reload_auth(nats_proc, data / "nats", auth),
+        auth_file=str(secured.auth_file),
+    )
+    try:
+        added = await keeper.start()
+    except Exception as exc:
+        await keeper.close()
+        console.print(
+            f"[yellow]fleet up: hosted agents made at runtime cannot be served: "
+            f"{exc or type(exc).__name__}[/]"
+        )
+        return None
+    if added:
+        console.print(f"fleet up: agents made at runtime, granted again: {', '.join(added)}")
+    return keeper
 
 
 async def _report_ready(console: Console, names: list[str], url: str, started: float) -> None:
