@@ -95,3 +95,28 @@ async def test_listing_the_keys_of_a_missing_bucket_finds_none(nc: Client) -> No
     kv = await ensure_bucket(nc.jetstream(), spec)
     await nc.jetstream().delete_stream("KV_list_gone")
     assert await bucket_keys(kv) == []
+
+
+async def test_keys_beyond_the_servers_page_are_all_listed(nc: Client) -> None:
+    """The server answers at most 100,000 subjects per STREAM.INFO (nats-server's
+    JSMaxSubjectDetails); a bucket with more is read page by page, each key once."""
+    spec = BucketSpec(name="list_many", description="paging test", storage="memory")
+    kv = await ensure_bucket(nc.jetstream(), spec)
+    count = 100_000 + 1_234
+    try:
+        for i in range(count):  # core publishes: the bucket's stream stores them all
+            await nc.publish(f"$KV.list_many.k{i}", b"v")
+        await nc.flush()
+        js = nc.jetstream()
+        for _ in range(200):  # stored asynchronously; bounded wait for the last one
+            if (await js.stream_info("KV_list_many")).state.messages == count:
+                break
+            await asyncio.sleep(0.05)
+        asks = await nc.subscribe("$JS.API.STREAM.INFO.KV_list_many")
+        listed = await bucket_keys(kv)
+        await nc.flush()
+        assert asks.pending_msgs == 2  # two pages
+        assert len(listed) == count
+        assert set(listed) == {f"k{i}" for i in range(count)}
+    finally:
+        await nc.jetstream().delete_stream("KV_list_many")
