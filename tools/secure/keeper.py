@@ -50,6 +50,9 @@ AGENT_KEY_PREFIX = "agent."
 GRANT_WAIT_S = 10.0
 """Longest wait for the server to apply a reloaded authorization."""
 
+PROBE_PAUSE_S = 0.05
+"""Pause before probing again after the server answered nothing (mid-reload)."""
+
 _request = msgspec.json.Decoder(AgentResources)
 
 
@@ -121,6 +124,7 @@ class AgentKeeper:
             self.granted |= set(new)
             deployment = replace(self.deployment, agents=tuple(sorted(self.granted)))
             auth = render_auth(self.identities, grants(deployment))
+            await self._probe()
             await asyncio.to_thread(self._write, auth)
             for name in new:
                 await self._granted(name)
@@ -132,35 +136,45 @@ class AgentKeeper:
             Path(self.auth_file).write_text(auth)
         self.apply(auth)
 
-    async def _granted(self, name: str) -> None:
-        """Wait until the `runner` identity may read the agent's task bucket: the server
-        reloads in the background, and a runner started before that would be refused."""
+    async def _probe(self) -> Client:
+        """A connection as the `runner` identity, opened before a reload: one opened while
+        the server reloads its users can be refused."""
         if self._runner is None or self._runner.is_closed:
 
             async def quiet(_exc: Exception) -> None:  # refusals are expected until then
                 return None
 
+            runner = self.identities["runner"]
             self._runner = await nats.connect(
                 self.url,
                 name="fleet-admin-probe",
-                nkeys_seed=str(self.identities["runner"].seed_file),
-                inbox_prefix=self.identities["runner"].inbox_prefix,
+                nkeys_seed=str(runner.seed_file),
+                inbox_prefix=runner.inbox_prefix,
                 error_cb=quiet,
                 allow_reconnect=False,
             )
+        return self._runner
+
+    async def _granted(self, name: str) -> None:
+        """Wait until the `runner` identity may read the agent's task bucket: the server
+        reloads in the background, and a runner started before that would be refused."""
         bucket = A2A_TASKS.for_agent(subjects.hosted_agent(name)).name
         probe = msgspec.json.encode({"last_by_subj": f"$KV.{bucket}.probe"})
         give_up = time.monotonic() + GRANT_WAIT_S
         while True:
             try:
-                await self._runner.request(f"$JS.API.STREAM.MSG.GET.KV_{bucket}", probe, 0.5)
+                runner = await self._probe()
+                await runner.request(f"$JS.API.STREAM.MSG.GET.KV_{bucket}", probe, 0.5)
                 return
             except nats.errors.TimeoutError:
-                if time.monotonic() > give_up:
-                    raise TimeoutError(
-                        f"the server did not apply the runners' grants for agents.{name} "
-                        f"within {GRANT_WAIT_S:.0f} s"
-                    ) from None
+                pass  # refused: the old permissions still hold
+            except (nats.errors.NoRespondersError, nats.errors.Error, OSError):
+                await asyncio.sleep(PROBE_PAUSE_S)  # mid-reload; the connection may be gone
+            if time.monotonic() > give_up:
+                raise TimeoutError(
+                    f"the server did not apply the runners' grants for agents.{name} "
+                    f"within {GRANT_WAIT_S:.0f} s"
+                )
 
     async def _on_request(self, msg: Msg) -> None:
         try:
