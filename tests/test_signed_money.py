@@ -29,7 +29,7 @@ from services.provisioner.service import ProvisionerService
 from services.watcher.service import Watcher
 from services.watcher.settings import WatcherSettings
 from tests.clocks import noon_clock
-from tests.provisioner_helpers import Watch, approve, settings, states
+from tests.provisioner_helpers import Watch, approve, eventually, settings, states
 from tests.signing_helpers import (
     COSTGUARD,
     INTRUDER,
@@ -265,12 +265,13 @@ async def test_the_watchers_failure_report_is_confirmed_by_the_provisioner(
     nats_url: str, nc: Client, tmp_path: Path, guard: CostGuard
 ) -> None:
     """The watcher signs its failure reports with its own key: the ledger does not take
-    its word (only the provisioner's), the provisioner confirms with a `failed` of its own,
-    and nobody is alarmed."""
+    its word (only the provisioner's) and does not dead-letter it either, the provisioner
+    confirms with a `failed` of its own, and nobody is alarmed."""
     prov = ProvisionerService(settings(tmp_path / "prov", POOL_H100), nats_url=nats_url)
     prov.clock = guard.clock  # type: ignore[method-assign]
     alerts = await Watch(Alert).start(nc, "fleet.alert.critical")
     units = await Watch(UnitEvent).start(nc, subjects.UNIT_ALL)
+    dead = await Watch(DeadLetter).start(nc, "fleet.dead.fleet.unit.>")
     await prov.start()
     try:
         await nc.jetstream().publish(
@@ -285,12 +286,15 @@ async def test_the_watchers_failure_report_is_confirmed_by_the_provisioner(
         await units.until(
             lambda items: [e.state for e in items if e.unit == unit][-2:] == 2 * ["failed"]
         )
-        await until_count(guard, "unsigned_ends_confirmed", 1)
-        assert f"h100/{unit}" not in guard.ledger.units  # the ledger ended it on the signed one
-        assert guard.metrics.counts["unit_events_refused"] == 1  # the report itself
+        await until_count(guard, "watcher_reports", 1)
+        # the ledger ends it on the provisioner's signed `failed`, handled after the report
+        await eventually(lambda: f"h100/{unit}" not in guard.ledger.units)
+        await nc.flush()
+        assert guard.metrics.counts.get("unit_events_refused", 0) == 0
         assert not [a for a in alerts.items if a.kind == "unit_event_refused"]
+        assert dead.items == []  # a report is neither believed nor a forgery
     finally:
-        for w in (alerts, units):
+        for w in (alerts, units, dead):
             await w.stop()
         await prov.stop()
 

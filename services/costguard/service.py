@@ -265,7 +265,11 @@ class CostGuard(Service[CostguardSettings]):
     async def on_unit(self, event: UnitEvent, d: Delivery) -> None:
         """Accrue spend and settle reservations from a unit's lifecycle event. An event the
         provisioner did not sign, or whose `ts` is beyond the contract's clock skew, is
-        dead-lettered and never counted."""
+        dead-lettered and never counted. The watcher's failure report is passed over: the
+        provisioner acts on it and its own signed `failed` ends the unit here."""
+        if self.trust.watcher_report(d):
+            self.metrics.count("watcher_reports")
+            return
         unsigned = self.trust.unit_event_problem(d)
         if unsigned is not None:
             self.metrics.count("unit_events_refused")

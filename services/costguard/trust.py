@@ -20,11 +20,13 @@ from contracts.events import BILLED_STATES, TERMINAL_STATES, Alert, UnitEvent
 from services.kit.config import SigningSettings
 from services.kit.messages import Delivery
 from services.kit.signing import (
+    Authors,
     SignatureError,
     Signer,
     operator_keys,
     own_signer,
     public_key_setting,
+    trusted_keys,
     verify,
 )
 
@@ -40,6 +42,9 @@ class Trust:
     """The provisioner's public key -> "provisioner"."""
     operators: dict[str, str]
     """Operators' public keys -> their names."""
+    watcher: dict[str, str]
+    """The watcher's public key -> "watcher", if configured: its failure reports are the
+    provisioner's to act on, and the provisioner's own signed event follows."""
 
     @classmethod
     def from_settings(cls, s: SigningSettings) -> Trust:
@@ -51,7 +56,13 @@ class Trust:
             signer=own_signer(s, "cost-guard"),
             provisioner={provisioner: PROVISIONER},
             operators=operator_keys(s),
+            watcher=trusted_keys(s, "watcher"),
         )
+
+    def watcher_report(self, d: Delivery) -> bool:
+        """True for a unit event the watcher signed (a failure report): not a forgery, and
+        not the ledger's to act on."""
+        return bool(self.watcher) and Authors(self.watcher).signed(d)
 
     def unit_event_problem(self, d: Delivery) -> str | None:
         """Why a unit event cannot move the ledger (not signed by the provisioner), or None."""

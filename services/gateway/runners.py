@@ -99,11 +99,14 @@ class AgentRunners:
         runtime: str,
         start_timeout_s: float,
         authors: Authors | None = None,
+        reports: Authors | None = None,
     ) -> None:
         self.nc = nc
         self.authors = authors or Authors({})
         """Whose unit events are believed: the provisioner's (`[signing] provisioner_key`);
         a forged `ready` or `failed` would otherwise answer agents.create for it."""
+        self.reports = reports or Authors({})
+        """The watcher's failure reports: passed over quietly, the provisioner's word follows."""
         self.command = command
         self.ask = ask
         self.runtime = runtime
@@ -115,7 +118,10 @@ class AgentRunners:
         events: asyncio.Queue[UnitEvent] = asyncio.Queue()
 
         async def on_event(msg: Msg) -> None:
-            forged = self.authors.problem(Delivery(msg.subject, msg.headers or {}, data=msg.data))
+            d = Delivery(msg.subject, msg.headers or {}, data=msg.data)
+            if self.reports.signed(d):
+                return
+            forged = self.authors.problem(d)
             if forged is not None:
                 log.warning("unit event refused", extra={"subject": msg.subject, "why": forged})
                 return

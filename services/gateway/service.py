@@ -51,7 +51,7 @@ from services.kit.bus import gather_replies
 from services.kit.config import KitSettings
 from services.kit.pools import PoolConfig
 from services.kit.service import Delivery, RequestError
-from services.kit.signing import Authors, trusted_keys
+from services.kit.signing import Authors, trusted_keys, watcher_reports
 from services.kit.tracing import inject
 
 EXPECTED = ("watcher", "scaler", "costguard", "provisioner", "brain", "gateway")
@@ -147,6 +147,7 @@ class Gateway(Service[GatewaySettings]):
                 opts.agent_runtime,
                 opts.agent_start_timeout_s,
                 unit_authors,
+                watcher_reports(signing),
             ),
             opts.agent_runtime,
             self.metrics.count,

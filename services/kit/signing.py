@@ -254,6 +254,10 @@ class Authors:
             return str(exc)
         return None
 
+    def signed(self, d: Delivery) -> bool:
+        """True when one of `keys` (at least one configured) signed the message in `d`."""
+        return bool(self.keys) and self.problem(d) is None
+
     def unkeyed_warning(self, what: str, setting: str) -> str | None:
         """What to log at start when no key is configured, or None."""
         if self.keys:
@@ -263,3 +267,10 @@ class Authors:
             f"can publish them is believed. Set FLEET_SIGNING__{setting.upper()} "
             "(`fleet up` does it for you)"
         )
+
+
+def watcher_reports(settings: SigningSettings) -> Authors:
+    """The watcher's key (`[signing] watcher_key`), for readers of unit events that leave
+    its failure reports to the provisioner: a report is neither believed nor a forgery
+    to dead-letter, since the provisioner's own signed event follows it."""
+    return Authors(trusted_keys(settings, "watcher"))

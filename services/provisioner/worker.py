@@ -40,7 +40,7 @@ from services.kit.config import NatsSettings, table_settings
 from services.kit.jobexec import subprocess_runner
 from services.kit.jobworker import JobWorker
 from services.kit.messages import Delivery
-from services.kit.signing import Authors, signing_settings, trusted_keys
+from services.kit.signing import Authors, signing_settings, trusted_keys, watcher_reports
 
 log = logging.getLogger("fleet.worker")
 
@@ -54,7 +54,9 @@ async def run(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     # Only the provisioner's word drains or ends this unit: a forged `terminated` would
     # stop it and hand its jobs back (an unkeyed worker believes anyone; fleet up keys it).
-    authors = Authors(trusted_keys(signing_settings(), "provisioner"))
+    signing = signing_settings()
+    authors = Authors(trusted_keys(signing, "provisioner"))
+    reports = watcher_reports(signing)  # the provisioner acts on them; its word follows
     if warning := authors.unkeyed_warning("unit events", "provisioner_key"):
         log.warning(warning)
     nc = await connect_as(
@@ -86,7 +88,10 @@ async def run(args: argparse.Namespace) -> int:
             event = msgspec.json.decode(msg.data, type=UnitEvent)
         except msgspec.DecodeError:
             return
-        forged = authors.problem(Delivery(msg.subject, msg.headers or {}, data=msg.data))
+        d = Delivery(msg.subject, msg.headers or {}, data=msg.data)
+        if reports.signed(d):
+            return
+        forged = authors.problem(d)
         if forged is not None:
             log.warning("ignored a unit event: %s", forged)
             return

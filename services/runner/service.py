@@ -42,7 +42,7 @@ from contracts.events import UnitEvent
 from services.a2a import nats_interface
 from services.kit import ConfigError, Permanent, Service
 from services.kit.service import Delivery
-from services.kit.signing import Authors, trusted_keys
+from services.kit.signing import Authors, trusted_keys, watcher_reports
 from services.runner.admission import Capacity
 from services.runner.dynamic import RuntimeAgents
 from services.runner.executor import AgentExecutor
@@ -163,6 +163,7 @@ class RunnerService(Service[RunnerSettings]):
             model = self.model if tools is None else self._own_model(build_model(s, tools))
             self.agents[name] = await self.serve_agent(name, s, model)
         self.authors = Authors(trusted_keys(self.settings.signing, "provisioner"))
+        self.reports = watcher_reports(self.settings.signing)
         if warning := self.authors.unkeyed_warning("unit events", "provisioner_key"):
             log.warning(warning)
         for pool in dict.fromkeys(self.pool_of(name) for name in self.served()):
@@ -338,7 +339,10 @@ class RunnerService(Service[RunnerSettings]):
 
     async def _on_unit_event(self, event: UnitEvent, d: Delivery) -> None:
         """Leave on `draining`, stop on an end: only on the provisioner's word, or anyone
-        could stop every runner with a forged `terminated`."""
+        could stop every runner with a forged `terminated`. The watcher's failure report
+        is the provisioner's to act on; the provisioner's own event follows it."""
+        if self.reports.signed(d):
+            return
         forged = self.authors.problem(d)
         if forged is not None:
             self.metrics.count("unit_events_refused")
