@@ -184,7 +184,8 @@ class RunnerService(Service[RunnerSettings]):
         log.info(
             "serving",
             extra={
-                "agents": s.agents,
+                "agents": self.served(),
+                "runtime_agents": bool(s.runtime_agents and not self.own_agent),
                 "unit": self.unit,
                 "model": s.model,
                 "max_sessions": s.max_sessions,
