@@ -20,6 +20,7 @@ from contracts.api.replies import AgentsReply
 from services.gateway.service import Gateway, GatewaySettings
 from services.kit.binding import creates
 from services.kit.config import load_settings
+from tests.signing_helpers import signing
 from tools.secure.admin import Plan, initialize
 
 
@@ -27,7 +28,11 @@ from tools.secure.admin import Plan, initialize
 async def binding_gateway(nats_url: str, nc: Client, tmp_path: Path) -> AsyncIterator[Gateway]:
     """`fleet init`'s resources, then a gateway that only binds to them."""
     await initialize(nc.jetstream(timeout=10), Plan())
-    overrides = {"store": {"dir": str(tmp_path / "gw")}, "nats": {"create_resources": False}}
+    overrides = {
+        "store": {"dir": str(tmp_path / "gw")},
+        "nats": {"create_resources": False},
+        "signing": signing("gateway"),
+    }
     gw = Gateway(load_settings(GatewaySettings, env={}, overrides=overrides), nats_url=nats_url)
     await gw.start()
     try:

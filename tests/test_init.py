@@ -23,6 +23,7 @@ from services.watcher.service import Watcher
 from services.watcher.settings import WatcherSettings
 from tests.conftest import _wipe_jetstream
 from tests.fleet_helpers import fleet, kit
+from tests.signing_helpers import signing
 from tools.secure.admin import Plan, initialize
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,7 +85,9 @@ async def test_a_service_that_may_only_bind_names_what_fleet_init_must_create(
     settings = load_settings(
         WatcherSettings,
         env={},
-        overrides=kit(tmp_path, "watcher", nats={"create_resources": False}),
+        overrides=kit(
+            tmp_path, "watcher", nats={"create_resources": False}, signing=signing("watcher")
+        ),
     )
     watcher = Watcher(settings, nats_url=nats_url)
     nc = await nats.connect(nats_url)

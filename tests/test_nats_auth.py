@@ -26,7 +26,7 @@ from contracts.jobs import Job, JobEvent
 from services.kit.binding import creates
 from services.kit.config import load_settings
 from services.kit.jobqueue import read_events
-from tests.signing_helpers import signing
+from tests.signing_helpers import PROVISIONER, signing
 from tools.configcheck import settings_type
 from tools.natsserver import free_port, nats_server_binary, stop_nats, wait_for_port
 from tools.registry import load
@@ -174,6 +174,7 @@ def _worker(secured: Secured, tmp_path: Path) -> subprocess.Popen[bytes]:
     """The worker process of unit w-1 of pool `gpu`, as the `worker` identity."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
     env.update(identity_env(secured.identities[WORKER]))
+    env["FLEET_SIGNING__PROVISIONER_KEY"] = PROVISIONER.public_key  # as `fleet up` gives it
     argv = [
         sys.executable, "-m", "services.provisioner.worker", "--pool", "gpu", "--unit", "w-1",
         "--nats", secured.url, "--ready-file", str(tmp_path / "unit.ready"),

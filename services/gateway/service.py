@@ -51,7 +51,7 @@ from services.kit.bus import gather_replies
 from services.kit.config import KitSettings
 from services.kit.pools import PoolConfig
 from services.kit.service import Delivery, RequestError
-from services.kit.signing import Authors, trusted_keys, watcher_reports
+from services.kit.signing import Authors, trusted_keys, unkeyed, watcher_reports
 from services.kit.tracing import inject
 
 EXPECTED = ("watcher", "scaler", "costguard", "provisioner", "brain", "gateway")
@@ -116,8 +116,11 @@ class Gateway(Service[GatewaySettings]):
             (self.verdict_authors, "verdicts", "costguard_key"),
             (unit_authors, "unit events", "provisioner_key"),
         ):
-            if warning := authors.unkeyed_warning(what, setting):
-                log.warning(warning)
+            unkeyed(
+                authors.unkeyed_warning(what, setting),
+                binding=not self.settings.nats.create_resources,
+                log=log,
+            )
         # Core subscription: JetStream publishes reach it too, and it exists before any publish.
         await self.listen("fleet.budget.*", self._on_verdict)
         await self.api_endpoint("stats", PoolQuery, self.on_stats)

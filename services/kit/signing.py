@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import os
 import stat
 from collections.abc import Mapping
@@ -274,3 +275,19 @@ def watcher_reports(settings: SigningSettings) -> Authors:
     its failure reports to the provisioner: a report is neither believed nor a forgery
     to dead-letter, since the provisioner's own signed event follows it."""
     return Authors(trusted_keys(settings, "watcher"))
+
+
+def unkeyed(problem: str | None, *, binding: bool, log: logging.Logger) -> None:
+    """Say at start that a key is missing (`problem`, None: nothing is). In a deployment
+    that only binds to what `fleet init` made (`[nats] create_resources = false`, as
+    `fleet up --secure` and the Kubernetes manifests run), that is a ConfigError: there,
+    believing unsigned messages must not be a choice made by forgetting a setting. A
+    service started by hand, or in a test, warns and goes on."""
+    if problem is None:
+        return
+    if binding:
+        raise ConfigError(
+            f"{problem}. A deployment that only binds ([nats] create_resources = false) "
+            "does not start without it"
+        )
+    log.warning(problem)

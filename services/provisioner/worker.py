@@ -26,6 +26,7 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -37,10 +38,18 @@ from contracts.events import PingReply, UnitEvent
 from contracts.telemetry import UnitTelemetry
 from services.kit.bus import connect_as
 from services.kit.config import NatsSettings, table_settings
+from services.kit.errors import ConfigError
 from services.kit.jobexec import subprocess_runner
 from services.kit.jobworker import JobWorker
 from services.kit.messages import Delivery
-from services.kit.signing import Authors, signing_settings, trusted_keys, watcher_reports
+from services.kit.process import CONFIG_ERROR_EXIT
+from services.kit.signing import (
+    Authors,
+    signing_settings,
+    trusted_keys,
+    unkeyed,
+    watcher_reports,
+)
 
 log = logging.getLogger("fleet.worker")
 
@@ -57,11 +66,13 @@ async def run(args: argparse.Namespace) -> int:
     signing = signing_settings()
     authors = Authors(trusted_keys(signing, "provisioner"))
     reports = watcher_reports(signing)  # the provisioner acts on them; its word follows
-    if warning := authors.unkeyed_warning("unit events", "provisioner_key"):
-        log.warning(warning)
-    nc = await connect_as(
-        args.nats, f"fleet-worker-{args.unit}", table_settings("nats", NatsSettings), stop.is_set
+    nats_settings = table_settings("nats", NatsSettings)
+    unkeyed(
+        authors.unkeyed_warning("unit events", "provisioner_key"),
+        binding=not nats_settings.create_resources,
+        log=log,
     )
+    nc = await connect_as(args.nats, f"fleet-worker-{args.unit}", nats_settings, stop.is_set)
     draining = False
     jobs = JobWorker(
         nc,
@@ -149,7 +160,11 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds a job may go without an in-progress ack before it is redelivered",
     )
     args = parser.parse_args(argv)
-    return asyncio.run(run(args))
+    try:
+        return asyncio.run(run(args))
+    except ConfigError as exc:
+        print(f"worker {args.unit}: {exc}", file=sys.stderr)
+        return CONFIG_ERROR_EXIT
 
 
 if __name__ == "__main__":

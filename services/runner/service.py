@@ -42,7 +42,7 @@ from contracts.events import UnitEvent
 from services.a2a import nats_interface
 from services.kit import ConfigError, Permanent, Service
 from services.kit.service import Delivery
-from services.kit.signing import Authors, trusted_keys, watcher_reports
+from services.kit.signing import Authors, trusted_keys, unkeyed, watcher_reports
 from services.runner.admission import Capacity
 from services.runner.dynamic import RuntimeAgents
 from services.runner.executor import AgentExecutor
@@ -164,8 +164,11 @@ class RunnerService(Service[RunnerSettings]):
             self.agents[name] = await self.serve_agent(name, s, model)
         self.authors = Authors(trusted_keys(self.settings.signing, "provisioner"))
         self.reports = watcher_reports(self.settings.signing)
-        if warning := self.authors.unkeyed_warning("unit events", "provisioner_key"):
-            log.warning(warning)
+        unkeyed(
+            self.authors.unkeyed_warning("unit events", "provisioner_key"),
+            binding=not self.settings.nats.create_resources,
+            log=log,
+        )
         for pool in dict.fromkeys(self.pool_of(name) for name in self.served()):
             await self.subscribe(subjects.unit(pool, self.unit), UnitEvent, self._on_unit_event)
         if s.runtime_agents or self.own_agent:

@@ -28,6 +28,7 @@ from contracts.telemetry import PoolMetrics
 from services.kit import Delivery, Permanent, Service
 from services.kit.fencing import VerdictGate
 from services.kit.lag import track_lag
+from services.kit.signing import unkeyed
 from services.scaler import pins as pinning
 from services.scaler.policy import (
     Policy,
@@ -112,9 +113,11 @@ class Scaler(Service[ScalerSettings]):
             self.verdicts = VerdictGate(self.settings.signing, self.store, "pins follow verdicts")
             await self.verdicts.load()
         else:
-            log.warning(
+            unkeyed(
                 "[signing] costguard_key is not set: pins are set from unsigned verdicts. Set "
-                "FLEET_SIGNING__COSTGUARD_KEY (`fleet up` does it for you)"
+                "FLEET_SIGNING__COSTGUARD_KEY (`fleet up` does it for you)",
+                binding=not self.settings.nats.create_resources,
+                log=log,
             )
         for subject in (subjects.BUDGET_APPROVED,):
             await self.consume(subject, Verdict, self.on_approved, durable="scaler-pins")

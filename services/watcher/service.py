@@ -29,7 +29,7 @@ from services.kit.jobqueue import PoolDepth, queue_depths
 from services.kit.lag import track_lag
 from services.kit.pools import PoolConfig
 from services.kit.service import RequestError, encode
-from services.kit.signing import Authors, has_own_key, own_signer, trusted_keys
+from services.kit.signing import Authors, has_own_key, own_signer, trusted_keys, unkeyed
 from services.watcher import rollup
 from services.watcher.backlog import with_jobs
 from services.watcher.burst import Bursts
@@ -118,14 +118,21 @@ class Watcher(Service[WatcherSettings]):
         signing = self.settings.signing
         # Its `failed` reports are signed: the provisioner replaces a unit on no one else's.
         self.signer = own_signer(signing, "watcher") if has_own_key(signing) else None
-        if self.signer is None:
-            log.warning(
-                "no [signing] seed_file: failure reports go unsigned, and the provisioner "
-                "will refuse them (set FLEET_SIGNING__SEED_FILE; `fleet up` does it for you)"
-            )
+        binding = not self.settings.nats.create_resources
+        unkeyed(
+            None
+            if self.signer is not None
+            else "no [signing] seed_file: failure reports go unsigned, and the provisioner "
+            "will refuse them (set FLEET_SIGNING__SEED_FILE; `fleet up` does it for you)",
+            binding=binding,
+            log=log,
+        )
         self.authors = Authors(trusted_keys(signing, "provisioner", "watcher"))
-        if warning := self.authors.unkeyed_warning("unit events", "provisioner_key"):
-            log.warning(warning)
+        unkeyed(
+            self.authors.unkeyed_warning("unit events", "provisioner_key"),
+            binding=binding,
+            log=log,
+        )
         await self._load_units()
         self._last_tick = time.time()
         self._tick_index = int(self._last_tick / self.opts.tick_s)
