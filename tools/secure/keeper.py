@@ -121,13 +121,13 @@ class AgentKeeper:
             new = sorted(set(names) - self.granted)
             if not new:
                 return []
-            self.granted |= set(new)
-            deployment = replace(self.deployment, agents=tuple(sorted(self.granted)))
-            auth = render_auth(self.identities, grants(deployment))
+            agents = tuple(sorted(self.granted | set(new)))
+            auth = render_auth(self.identities, grants(replace(self.deployment, agents=agents)))
             await self._probe()
             await asyncio.to_thread(self._write, auth)
             for name in new:
                 await self._granted(name)
+            self.granted |= set(new)  # only once applied: a failure is tried again
             log.info("runtime agents granted", extra={"agents": new, "buckets": report.created})
             return new
 
