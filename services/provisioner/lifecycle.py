@@ -21,7 +21,7 @@ from contracts.commands import ProvisionRequest, replacement_id
 from contracts.events import Alert, AuditRecord, Severity, UnitEvent, UnitState
 from services.provisioner.config import ProvisionerSettings
 from services.provisioner.crashloop import CrashLoop
-from services.provisioner.inventory import Unit, transition
+from services.provisioner.inventory import Unit, pinned_now, transition
 from services.provisioner.providers.base import NotFound, ProviderError
 from services.provisioner.providerset import ProviderSet
 from services.provisioner.unitstore import Inventory
@@ -167,7 +167,7 @@ class Lifecycle:
         for unit in self.inventory.live():
             if unit.provider != provider:
                 continue
-            if unit.pinned and unit.released_by is None and not _pin_ended(unit, now):
+            if pinned_now(unit, now) and unit.released_by is None:
                 await self.update(unit.unit, restore=True)
             await self.destroy(unit.unit, reason)
 
@@ -177,7 +177,7 @@ class Lifecycle:
         request's id is the replacement id of the ended unit."""
         now = time.time()
         for unit in [u for u in self.inventory.all() if u.restore]:
-            if unit.released_by is None and not _pin_ended(unit, now):
+            if pinned_now(unit, now) and unit.released_by is None:
                 await self._ask_replacement(
                     unit, "the provisioner stopped while it was pinned", provider=unit.provider
                 )
@@ -269,7 +269,3 @@ class Lifecycle:
             unit=unit.unit,
         )
         return provider
-
-
-def _pin_ended(unit: Unit, now: float) -> bool:
-    return unit.pinned_until is not None and unit.pinned_until <= now
