@@ -99,6 +99,21 @@ AGENTS = BucketSpec(
 """Written by the gateway with compare-and-set (the per-user quota holds across replicas),
 watched by every runner."""
 
+AGENT_KEY_PREFIX = "agent."
+"""`fleet_agents` keys of agents: `agent.<name>` (the gateway writes them; the runners
+and a secured deployment's admin read them)."""
+
+
+def agent_key(name: str) -> str:
+    """The `fleet_agents` key of agent `name`."""
+    return AGENT_KEY_PREFIX + name
+
+
+def agent_of_key(key: str) -> str | None:
+    """The agent a `fleet_agents` key holds, or None for another key (`user.<user>`)."""
+    return key.removeprefix(AGENT_KEY_PREFIX) if key.startswith(AGENT_KEY_PREFIX) else None
+
+
 RATES = BucketSpec(
     name="fleet_rates",
     description="per-tenant request counts per minute window, across every runner",

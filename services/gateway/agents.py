@@ -21,7 +21,7 @@ from nats.js.kv import KeyValue
 from contracts.api.replies import AgentSpec, AgentsReply
 from contracts.api.requests import AgentCreateCall, AgentDeleteCall
 from contracts.api.tools import tools_problem
-from contracts.buckets import AGENTS
+from contracts.buckets import AGENTS, agent_key, agent_of_key
 from services.kit.buckets import bucket_keys, ensure_bucket
 from services.kit.service import RequestError
 
@@ -30,10 +30,6 @@ CAS_TRIES = 50
 
 _names = msgspec.json.Decoder(list[str])
 _spec = msgspec.json.Decoder(AgentSpec)
-
-
-def agent_key(name: str) -> str:
-    return f"agent.{name}"
 
 
 def user_key(user: str) -> str:
@@ -159,8 +155,8 @@ class AgentRegistry:
 
     async def all(self, user: str | None = None) -> AgentsReply:
         """Every agent, or one user's."""
-        keys = [k for k in await bucket_keys(self.kv) if k.startswith("agent.")]
-        specs = [s for s in [await self.get(k[len("agent.") :]) for k in keys] if s is not None]
+        names = [n for k in await bucket_keys(self.kv) if (n := agent_of_key(k)) is not None]
+        specs = [s for s in [await self.get(n) for n in names] if s is not None]
         if user is not None:
             specs = [s for s in specs if s.user == user]
             return AgentsReply(

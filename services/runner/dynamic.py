@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import msgspec
 
 from contracts.api.replies import AgentSpec
-from contracts.buckets import AGENTS
+from contracts.buckets import AGENTS, agent_key, agent_of_key
 from services.kit.buckets import ensure_bucket
 from services.runner.models import ModelBackend, build_model
 from services.runner.settings import RunnerSection
@@ -87,7 +87,7 @@ class RuntimeAgents:
         """Serve what the bucket holds now, then follow its changes in the background."""
         self = cls(runner)
         kv = await ensure_bucket(runner.js, AGENTS, replicas=runner.settings.nats.replicas)
-        self._watcher = await kv.watch("agent.*")
+        self._watcher = await kv.watch(agent_key("*"))
         ready = asyncio.Event()
         runner.spawn(self._follow(ready), "runtime-agents")
         await ready.wait()
@@ -99,7 +99,7 @@ class RuntimeAgents:
                 if entry is None:  # the bucket's current contents have all been seen
                     ready.set()
                     continue
-                name = entry.key[len("agent.") :]
+                name = agent_of_key(entry.key) or ""
                 if entry.operation in ("DEL", "PURGE") or not entry.value:
                     await self.remove(name)
                 else:

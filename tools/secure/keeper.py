@@ -36,7 +36,7 @@ from nats.js.errors import KeyNotFoundError, NotFoundError
 
 from contracts import subjects
 from contracts.admin import AgentResources, AgentResourcesReply
-from contracts.buckets import A2A_TASKS, AGENTS
+from contracts.buckets import A2A_TASKS, AGENTS, agent_of_key
 from services.kit.buckets import bucket_keys
 from tools.secure.admin import Plan, Report, agent_buckets, make_buckets
 from tools.secure.grants import Deployment, grants
@@ -45,8 +45,6 @@ from tools.secure.natsconf import render_auth
 
 log = logging.getLogger("fleet.admin")
 
-AGENT_KEY_PREFIX = "agent."
-"""The gateway's key of an agent in `fleet_agents` (services.gateway.agents.agent_key)."""
 GRANT_WAIT_S = 10.0
 """Longest wait for the server to apply a reloaded authorization."""
 
@@ -101,14 +99,15 @@ class AgentKeeper:
         kv = await self._nc.jetstream(timeout=10).key_value(AGENTS.name)
         names = []
         for key in await bucket_keys(kv):
-            if not key.startswith(AGENT_KEY_PREFIX):
+            name = agent_of_key(key)
+            if name is None:
                 continue
             try:
                 entry = await kv.get(key)
             except (KeyNotFoundError, NotFoundError):
                 continue  # deleted; its marker is still listed
             if entry.value:
-                names.append(key.removeprefix(AGENT_KEY_PREFIX))
+                names.append(name)
         return sorted(names)
 
     async def prepare(self, names: list[str]) -> list[str]:
