@@ -276,3 +276,33 @@ def test_load_never_adds_runners_to_an_agents_own_pool() -> None:
 
     assert busiest("agents-solo", scaler.policy_for("agents-solo")) == 1
     assert busiest("gpu", scaler.policy_for("gpu")) > 1
+
+
+async def test_on_local_a_runner_that_cannot_serve_its_agent_fails_the_create_with_why(
+    nats_url: str, nc: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Claude model on a runner without ANTHROPIC_API_KEY: the runner process says so
+    and exits before it is ready, and the create answers with those words instead of
+    "ready" for an agent nobody serves. A model no runner serves is refused at once."""
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
+    local = {"local": {"kind": "local", "max_units": 2}}
+    plane = await start_plane(nats_url, nc, tmp_path, "local", local)
+    try:
+        create = {"name": "gpt", "user": "gil", "system_prompt": "p", "model": "gpt-4"}
+        error = (await call(nc, "agents.create", create))["error"]
+        assert error["code"] == 400 and "model" in error["message"], error
+        assert "claude-" in error["message"]
+
+        create = {"name": "keyless", "user": "gil", "system_prompt": "p"}
+        create["model"] = "claude-sonnet-4-5"
+        error = (await call(nc, "agents.create", create))["error"]
+        assert error["code"] == 503, error
+        message = error["message"]
+        assert message.startswith("agent 'keyless' was not created: its runner could not start:")
+        assert "local reports it failed" in message
+        assert "cannot serve agent keyless" in message and "ANTHROPIC_API_KEY" in message
+        assert (await agents_of(nc, "gil")).used == 0  # undone, the quota handed back
+        assert plane.provisioner.providers.get("local").pids() == {}  # type: ignore[union-attr]
+    finally:
+        await stop_plane(plane)

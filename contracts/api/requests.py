@@ -216,8 +216,16 @@ class AgentCreateCall(msgspec.Struct, frozen=True, kw_only=True):
     user: Token
     """Whose agent it is; each user may have `[gateway] agents_per_user` (50) agents."""
     system_prompt: Annotated[str, Meta(min_length=1, max_length=32_000)]
-    model: Annotated[str, Meta(min_length=1, max_length=64)] = "sim"
-    """`sim` (the simulated model) or a Claude model id (e.g. claude-sonnet-4-5)."""
+    model: Annotated[
+        str,
+        Meta(
+            pattern=r"^(sim|claude-[a-z0-9][a-z0-9.-]*)$",
+            max_length=64,
+            description="sim, or a Claude model id (claude-...)",
+        ),
+    ] = "sim"
+    """`sim` (the simulated model) or a Claude model id (e.g. claude-sonnet-4-5): the
+    models a runner serves; any other name is refused here, not left to a runner."""
     tools: list[Annotated[str, Meta(max_length=64)]] = msgspec.field(default_factory=list)
     """The fleet tools (MCP names) it may use; an unknown name is refused."""
     cores: Annotated[int, Meta(ge=1, le=64, description="vCPUs per runner")] = 1

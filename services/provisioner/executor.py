@@ -34,6 +34,7 @@ from services.provisioner.providers.base import (
     ProviderError,
     ProviderUnit,
     Retryable,
+    reported,
 )
 from services.provisioner.unitstore import AnyApproved
 
@@ -220,17 +221,17 @@ class Executor:
             "address": found.address,
         }
         await life.update(name, **fields)
-        await self.apply_status(name, found.status, "created")
+        await self.apply_status(name, found, "created")
 
-    async def apply_status(self, name: str, status: str, reason: str) -> None:
+    async def apply_status(self, name: str, found: ProviderUnit, reason: str) -> None:
         """Follow what the provider says about a unit we just learned the id of."""
-        life = self.life
+        life, status = self.life, found.status
         if status in ("booting", "ready"):
             await life.move(name, "booting", reason)
         if status == "ready":
             await life.move(name, "ready", "booted")
         elif status in ("failed", "stopped", "terminated"):
-            await life.failed(name, f"provider reports it {status}")
+            await life.failed(name, reported(found))
 
     async def give_up(self, cmd: ProvisionRequest, reason: str) -> list[str]:
         """End every slot of `cmd` that no provider holds a unit for, tried or not, with

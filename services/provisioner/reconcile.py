@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from services.provisioner.inventory import Unit, parse_key
-from services.provisioner.providers.base import ProviderUnit
+from services.provisioner.providers.base import ProviderUnit, reported
 
 GONE = frozenset({"failed", "terminated", "stopped"})
 
@@ -98,7 +98,7 @@ def plan(
             continue
         if found.status in ("failed", "terminated", "stopped"):
             state = "terminated" if _leaving(unit) else "failed"
-            steps.append(Lost(unit.unit, state, f"{provider} reports it {found.status}"))
+            steps.append(Lost(unit.unit, state, reported(found)))
         elif found.status == "ready" and unit.state in ("requested", "booting"):
             steps.append(Ready(unit.unit, found.address))
     for unit in mine:

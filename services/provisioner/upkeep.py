@@ -81,7 +81,7 @@ class Upkeep:
                     address=found.address,
                     usd_per_hour=found.usd_per_hour or 0.0,
                 )
-                await self.executor.apply_status(name, found.status, "found at provider")
+                await self.executor.apply_status(name, found, "found at provider")
             case reconcile.Ready(unit=name, address=address):
                 unit = life.inventory.get(name)
                 if unit is not None and unit.state == "requested":
@@ -128,7 +128,7 @@ class Upkeep:
                 reason="adopted: labelled as ours, unknown to the store",
             )
         )
-        await self.executor.apply_status(name, found.status, "adopted")
+        await self.executor.apply_status(name, found, "adopted")
         await life.audit(
             "adopt_unit",
             f"{provider} unit {found.unit_id} carries our label {found.label} but the store "

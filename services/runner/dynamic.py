@@ -79,6 +79,8 @@ class RuntimeAgents:
         self.runner = runner
         self.hosts: dict[str, HostedAgent] = {}
         self.models: dict[str, ModelBackend] = {}
+        self.refused: dict[str, str] = {}
+        """Agents this runner cannot serve, and why (e.g. a Claude model without a key)."""
         self._lock = asyncio.Lock()
         self._watcher: Any = None
 
@@ -119,7 +121,9 @@ class RuntimeAgents:
                 model = build_model(section, agent_tools(spec.name, section, self.runner))
             except Exception as exc:  # e.g. a Claude model on a runner without a key
                 log.error("cannot serve agent", extra={"agent": spec.name, "why": str(exc)})
+                self.refused[spec.name] = str(exc)
                 return
+            self.refused.pop(spec.name, None)
             self.models[spec.name] = model
             self.hosts[spec.name] = await self.runner.serve_agent(spec.name, section, model)
             log.info("serving runtime agent", extra={"agent": spec.name, "user": spec.user})

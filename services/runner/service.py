@@ -173,6 +173,11 @@ class RunnerService(Service[RunnerSettings]):
             await self.subscribe(subjects.unit(pool, self.unit), UnitEvent, self._on_unit_event)
         if s.runtime_agents or self.own_agent:
             self.dynamic = await RuntimeAgents.start(self)
+            why = self.dynamic.refused.get(self.own_agent or "")
+            if why is not None:
+                # This runner exists for that one agent: never ready, so its unit fails
+                # and the agent's create answers with the reason instead of "ready".
+                raise ConfigError(f"cannot serve agent {self.own_agent}: {why}")
         self.every(s.telemetry_interval_s, self._beat, "telemetry")
         self.every(max(0.2, s.lease_s / 3), self._renew, "lease")
         self.every(s.reap_interval_s, self._reap, "reap")

@@ -31,6 +31,14 @@ class ProviderUnit(msgspec.Struct, frozen=True, kw_only=True):
     """Our tag on the unit (the idempotency key), when the provider keeps one."""
     address: str | None = None
     created_ts: float = 0.0
+    detail: str = ""
+    """Why the provider reports it failed, when it knows (a process's last words)."""
+
+
+def reported(found: ProviderUnit) -> str:
+    """What a unit's end says in its event: the provider's word and, when it knows, why."""
+    said = f"{found.provider} reports it {found.status}"
+    return f"{said}: {found.detail}" if found.detail else said
 
 
 class ProviderError(Exception):

@@ -275,8 +275,10 @@ class LocalProvider:
         return max(self.settings.max_units - len(self._units), 0)
 
     def _view(self, u: LocalUnit) -> ProviderUnit:
+        detail = ""
         if not self._alive(u):
             status = "failed"
+            detail = last_words(self.dir / f"{u.unit}.log")
         else:
             status = "ready" if Path(u.ready_file).exists() else "booting"
         return ProviderUnit(
@@ -288,6 +290,7 @@ class LocalProvider:
             label=u.label,
             address=f"pid:{u.pid}",
             created_ts=u.created_ts,
+            detail=detail,
         )
 
     def _load(self) -> None:
@@ -305,6 +308,20 @@ class LocalProvider:
         tmp = self.state_file.with_suffix(".tmp")
         tmp.write_bytes(msgspec.json.encode(list(self._units.values())))
         os.replace(tmp, self.state_file)
+
+
+def last_words(log: Path, limit: int = 300) -> str:
+    """The last line a unit's process wrote (why it ended, usually), at most `limit`
+    characters; "" when it wrote nothing or the log is gone."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 4096))
+            tail = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    lines = [line.strip() for line in tail.splitlines() if line.strip()]
+    return lines[-1][:limit] if lines else ""
 
 
 def _die_with_parent(parent: int) -> Any:
