@@ -4,15 +4,18 @@ claim another tenant there."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
 from pathlib import Path
 
+import nats
 import pytest
 from nats.aio.client import Client
 
 from contracts import subjects
 from contracts.a2a import HEADER_TENANT, TaskState
-from services.a2a.client import A2AClient
+from services.a2a.client import A2AClient, A2AError
 from services.kit.config import KitSettings, load_settings
 from tests.test_a2a_binding import AGENT, started
 
@@ -69,4 +72,33 @@ async def test_a_call_on_a_tenant_subject_cannot_reach_another_tenants_task(
         header = await raw_call(nc, subjects.a2a_rpc(AGENT), "GetTask", {"id": task.id}, "acme")
         assert header["result"]["id"] == task.id
     finally:
+        await svc.stop()
+
+
+async def test_an_error_ending_a_stream_leaves_no_task_to_fail_when_the_connection_closes(
+    nats_url: str, nc: Client, settings: KitSettings
+) -> None:
+    """`fleet ask --tenant 'x y'`: the agent answers the streaming call with an error; the
+    caller says so and closes its connection, and nothing fails later in the background
+    (the stream's subscription is gone before the connection is)."""
+    svc = await started(settings, nats_url)
+    caller = await nats.connect(nats_url)
+    loop = asyncio.get_running_loop()
+    failures: list[dict] = []
+    loop.set_exception_handler(lambda _loop, context: failures.append(context))
+    try:
+        client = A2AClient(caller, AGENT, tenant="x y", timeout_s=10)
+        with pytest.raises(A2AError) as raised:
+            async for _ in client.stream("hello"):
+                pass
+        assert raised.value.code == -32600 and "tenant" in str(raised.value)
+        await caller.close()
+        gc.collect()
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert failures == []
+    finally:
+        loop.set_exception_handler(None)
+        if not caller.is_closed:
+            await caller.close()
         await svc.stop()

@@ -91,3 +91,23 @@ def test_bench_shows_what_it_is_doing_on_stderr(tmp_path: Path) -> None:
     assert any("publishing 2,000 telemetry events" in p for p in phases), out.stderr
     assert any("decide()" in p for p in phases)
     assert "events/s" in out.stdout and "events/s" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("verb", "says"),
+    [
+        (["tail", "fleet..x", "--count", "1"], "not a valid NATS subject"),
+        (["tail", "fleet.unit.a b", "--count", "1"], "not a valid NATS subject"),
+        (["jobs", "tail", "bad id"], "job id 'bad id' is not a valid subject token"),
+        (["ask", "--agent", "a b", "hi"], "agent name 'a b' is not a valid subject token"),
+    ],
+    ids=["empty-token", "space", "job-id", "agent"],
+)
+def test_a_name_no_subject_takes_is_one_line_not_a_traceback(
+    verb: list[str], says: str, nats_server: str, tmp_path: Path
+) -> None:
+    out = fleet(tmp_path, *verb, "--nats", nats_server, timeout=60)
+    text = (out.stdout + out.stderr).strip()
+    assert out.returncode == 2, text
+    assert len(text.splitlines()) == 1, text
+    assert says in text and "Traceback" not in text

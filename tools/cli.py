@@ -13,6 +13,9 @@ import pkgutil
 import sys
 from importlib import metadata
 
+from nats.errors import BadSubjectError
+
+from contracts.subjects import SubjectError
 from tools import verbs
 
 ORDER = [
@@ -82,6 +85,16 @@ def main(argv: list[str] | None = None) -> int:
         # `fleet ... | head`: the reader left; that is not an error.
         sys.stderr.close()
         return 0
+    except SubjectError as exc:  # a name given on the command line that no subject takes
+        print(f"fleet {args.verb}: {exc}", file=sys.stderr)
+        return 2
+    except BadSubjectError:
+        print(
+            f"fleet {args.verb}: not a valid NATS subject: tokens of letters, digits, _ and -"
+            " joined by '.', no spaces or empty tokens; '*' matches one token, '>' the rest",
+            file=sys.stderr,
+        )
+        return 2
     return code
 
 

@@ -12,8 +12,9 @@ A2AError with the JSON-RPC code, message and data.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from types import TracebackType
 from typing import Any
 
@@ -161,7 +162,7 @@ class A2AClient:
         body = await self.call_raw(self._request(method, params))
         return _result(body, result_type)
 
-    async def stream_raw(self, method: str, params: Any) -> AsyncIterator[dict[str, Any]]:
+    async def stream_raw(self, method: str, params: Any) -> AsyncGenerator[dict[str, Any], None]:
         """The JSON envelopes a streaming method sends, until the end-of-stream marker."""
         inbox = self.nc.new_inbox()
         sub = await self.nc.subscribe(inbox)
@@ -184,8 +185,11 @@ class A2AClient:
             await sub.unsubscribe()
 
     async def _stream(self, method: str, params: Any) -> AsyncIterator[StreamResponse]:
-        async for body in self.stream_raw(method, params):
-            yield _result(body, StreamResponse)
+        # Closed here, not left to the collector: an error envelope ends this generator,
+        # and the inner one must unsubscribe while the connection is still open.
+        async with contextlib.aclosing(self.stream_raw(method, params)) as bodies:
+            async for body in bodies:
+                yield _result(body, StreamResponse)
 
     # -- the methods ----------------------------------------------------------------
     @staticmethod
