@@ -111,3 +111,22 @@ def test_a_name_no_subject_takes_is_one_line_not_a_traceback(
     assert out.returncode == 2, text
     assert len(text.splitlines()) == 1, text
     assert says in text and "Traceback" not in text
+
+
+@pytest.mark.parametrize(
+    ("verb", "says"),
+    [
+        (["jobs", "submit", "--count", "0"], "argument --count: 0 is below 1"),
+        (["jobs", "submit", "--count", "-1"], "argument --count: -1 is below 1"),
+        (["jobs", "list", "--limit", "x"], "argument --limit: 'x' is not a whole number"),
+        (["tail", "--since", "10x"], "argument --since: '10x': use a number with s, m, h or d"),
+        (["jobs", "tail", "--since", "1w"], "argument --since: '1w'"),
+    ],
+    ids=["count-0", "count-negative", "limit", "tail-since", "jobs-since"],
+)
+def test_a_bad_argument_is_a_usage_error_that_changes_nothing(
+    verb: list[str], says: str, tmp_path: Path
+) -> None:
+    url = f"nats://127.0.0.1:{free_port()}"  # nobody listens there: nothing is reached
+    out = fleet(tmp_path, *verb, "--nats", url, timeout=60)
+    assert out.returncode == 2 and says in out.stderr, out.stderr

@@ -26,10 +26,7 @@ NATS_HELP = "NATS URL (default: FLEET_NATS_URL, then .fleet/nats.url)"
 
 def seconds(text: str) -> float:
     """`6h`, `90m`, `30s`, `1d` or plain seconds, as an argparse type."""
-    try:
-        return parse_since(text).total_seconds()
-    except SystemExit:
-        raise argparse.ArgumentTypeError(f"{text!r}: use a number with s, m, h or d (6h)") from None
+    return parse_since(text).total_seconds()
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

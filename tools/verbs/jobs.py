@@ -17,6 +17,8 @@ from contracts import subjects
 from contracts.jobs import TERMINAL_JOB_STATES
 from tools.natsops import api_call, cli_connect
 from tools.tailfmt import line
+from tools.verbs._args import at_least
+from tools.verbs.tail import parse_since
 
 NATS_HELP = "NATS URL (default: FLEET_NATS_URL, then .fleet/nats.url)"
 
@@ -46,8 +48,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s.add_argument("--est-s", type=float, default=1.0, help="estimated seconds on an H100")
     s.add_argument("--max-usd", type=float, help="refuse pools where it would cost more")
     s.add_argument("--deadline-s", type=float, help="not worth starting after this many seconds")
-    s.add_argument("--attempts", type=int, default=3, help="deliveries before dead letter")
-    s.add_argument("--count", type=int, default=1, help="submit this many copies")
+    s.add_argument("--attempts", type=at_least(1), default=3, help="deliveries before dead letter")
+    s.add_argument("--count", type=at_least(1), default=1, help="submit this many copies")
     s.add_argument("--wait", action="store_true", help="follow until every job ends")
     s.add_argument("--timeout-s", type=float, default=600.0, help="how long --wait waits")
     s.add_argument("command", nargs=argparse.REMAINDER, help="-- argv a local unit runs")
@@ -55,7 +57,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ls = verbs.add_parser("list", help="the latest jobs, newest first")
     ls.add_argument("--pool")
     ls.add_argument("--state", help="queued, routed, started, succeeded, dead, ...")
-    ls.add_argument("--limit", type=int, default=30)
+    ls.add_argument("--limit", type=at_least(1), default=30)
 
     g = verbs.add_parser("get", help="one job with every event")
     g.add_argument("id")
@@ -66,7 +68,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     t = verbs.add_parser("tail", help="follow job events (all, or these ids)")
     t.add_argument("ids", nargs="*")
-    t.add_argument("--since", help="replay from this long ago first: 30s, 10m, 2h")
+    t.add_argument("--since", type=parse_since, help="replay from this long ago first: 30s, 10m")
     t.add_argument("--count", type=int, default=0, help="exit after this many events")
 
     for q in (s, ls, g, c, t):

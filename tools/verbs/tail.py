@@ -37,7 +37,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("subjects", nargs="*", metavar="SUBJECT", help="subjects, wildcards allowed")
-    p.add_argument("--since", help="replay from this long ago first: 30s, 10m, 2h, 1d")
+    p.add_argument(
+        "--since", type=parse_since, help="replay from this long ago first: 30s, 10m, 2h, 1d"
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--count", type=int, default=0, help="exit after this many events")
     p.add_argument("--nats", help="NATS URL (default: FLEET_NATS_URL, then .fleet/nats.url)")
@@ -45,9 +47,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def parse_since(text: str) -> timedelta:
+    """`30s`, `10m`, `2h`, `1d` or plain seconds, as an argparse type (a bad one is a
+    usage error, exit 2, like every other bad argument)."""
     match = _DURATION.match(text.strip())
     if not match:
-        raise SystemExit(f"fleet tail: --since {text!r}: use a number with s, m, h or d (10m)")
+        raise argparse.ArgumentTypeError(f"{text!r}: use a number with s, m, h or d (10m)")
     n, unit = float(match.group(1)), match.group(2) or "s"
     return timedelta(seconds=n * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit])
 
@@ -103,7 +107,7 @@ async def follow(args: argparse.Namespace) -> int:
     replayed = bool(args.since)
     try:
         if replayed:
-            start = datetime.now(UTC) - parse_since(args.since)
+            start = datetime.now(UTC) - args.since
             js = nc.jetstream()
             for spec, flt in stream_filters(patterns):
 
