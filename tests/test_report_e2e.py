@@ -109,6 +109,13 @@ async def test_a_week_report_adds_up_to_the_ledger_and_renders(
     for bad in (b'{"days": 0}', b'{"days": 99}', b'{"pool": "no such"}', b""):
         reply = json.loads((await nc.request("fleet.api.fleet_report", bad, timeout=10)).data)
         assert reply["error"]["code"] == 400, bad
+    # A mistyped pool is named as unknown, not answered with an empty report.
+    code, out, err = await fleet("report", "--pool", "h1OO", "--nats", nats_url)
+    assert code == 1 and out == "", out
+    assert "no pool 'h1OO' in the configuration or in the last 7 days" in err
+    pool = week.rollup[0].pool
+    code, out, err = await fleet("report", "--pool", pool, "--json", "--nats", nats_url)
+    assert code == 0 and json.loads(out)["read"]["FLEET_ROLLUP"] > 0, err
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed")

@@ -11,12 +11,24 @@ from nats.js import JetStreamContext
 
 from contracts.api.report import FleetReport, FleetReportQuery
 from services.gateway.history.advice import PoolFacts
-from services.gateway.history.build import build
+from services.gateway.history.build import History, build
 from services.gateway.history.reader import read_history
 from services.kit.pools import PoolConfig
+from services.kit.service import RequestError
 
 Ask = Callable[[str], Awaitable[dict[str, Any]]]
 """Another service's fleet.api answer by operation name, {"error": ...} when absent."""
+
+
+def kept_anything(history: History, pool: str) -> bool:
+    """Whether the streams kept anything of `pool`: a pool no longer configured may
+    still have a history; a mistyped name has none."""
+    return (
+        bool(history.rollup)  # read for this pool only
+        or any(u.pool == pool for u in history.units)
+        or any(v.request.pool == pool for v in history.verdicts)
+        or any(j.pool == pool for j in history.jobs)
+    )
 
 
 def facts_of(pools: Mapping[str, PoolConfig]) -> dict[str, PoolFacts]:
@@ -40,6 +52,12 @@ async def history_report(
     until = time.time()
     since = until - q.days * 86_400.0
     history = await read_history(js, since, q.pool)
+    if q.pool is not None and q.pool not in pools and not kept_anything(history, q.pool):
+        raise RequestError(
+            f"no pool {q.pool!r} in the configuration or in the last {q.days:g} days; "
+            f"configured pools: {', '.join(sorted(pools)) or 'none'}",
+            404,
+        )
     budget = await ask("budget")
     if "error" in budget:
         history.notes.append("the cost-guard did not answer; ledger_today_usd is missing")
