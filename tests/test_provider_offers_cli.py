@@ -170,6 +170,15 @@ async def test_offers_and_place_through_a_running_provisioner(
         assert run.code == 0, run.err
         assert "Chose vastai A100-40GB (40 GB VRAM) at $0.90/h" in run.out
         assert "from the provisioner" in run.out
+
+        # A provider the provisioner does not have is named, not "No offers match."
+        for verb in (["offers"], ["place", "--vram", "40"]):
+            run = await fleet(
+                *verb, "--provider", "vastia", "--nats", nats_url, env=env, cwd=tmp_path
+            )
+            assert (
+                run.code != 0 and "unknown provider 'vastia'; providers: ionet, vastai" in run.err
+            )
     finally:
         await svc.stop()
 

@@ -40,7 +40,7 @@ from contracts.telemetry import UnitTelemetry
 from services.kit import ConfigError, Delivery, Permanent, Retryable, Service
 from services.kit.fencing import VerdictGate
 from services.kit.lag import track_lag
-from services.kit.service import encode
+from services.kit.service import RequestError, encode
 from services.kit.signing import Authors, own_signer, public_key_setting
 from services.provisioner.breaker import Breaker, BreakerPolicy, Transition
 from services.provisioner.catalog import lookup
@@ -366,6 +366,9 @@ class ProvisionerService(Service[ProvisionerSettings]):
             status[name] = "ok"
             return [_with_catalog(o) for o in got]
 
+        if flt.provider is not None and flt.provider not in self.providers.providers:
+            known = ", ".join(sorted(self.providers.providers))
+            raise RequestError(f"unknown provider {flt.provider!r}; providers: {known}", 404)
         names = [n for n in self.providers.providers if flt.provider in (None, n)]
         lists = await asyncio.gather(*(one(n) for n in names))
         return merge_offers(lists), status, skipped
