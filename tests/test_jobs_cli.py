@@ -56,6 +56,9 @@ async def test_fleet_jobs_submit_wait_get_list_cancel_and_tail(
 
         code, out, _ = await fleet(nats_url, "jobs", "list", "--state", "succeeded", "--json")
         assert code == 0 and json.loads(out)["count"] == 4
+        code, out, _ = await fleet(nats_url, "jobs", "list", "--state", "succeeded")
+        # The human table, to a pipe: whole ids, for copying into `jobs get`.
+        assert code == 0 and all(i in out for i in ids), out
 
         code, out, err = await fleet(nats_url, "jobs", "submit", "--vram", "80")
         assert code == 1 and "REFUSED" in out and "24 GB < 80 GB VRAM" in out

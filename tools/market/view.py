@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import sys
-
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from contracts.offers import Offer
 from tools.market.report import Report
+from tools.termout import stdout_console
 
 STATE_STYLE = {"ok": "green", "unavailable": "dim", "auth": "bold red", "breaker": "yellow"}
 
 
 def console() -> Console:
     """A console that keeps table rows whole when piped (160 columns, no colour)."""
-    tty = sys.stdout.isatty()
-    return Console(highlight=False, width=None if tty else 160, no_color=not tty)
+    return stdout_console(highlight=False)
 
 
 def _available(offer: Offer) -> str:

@@ -19,6 +19,7 @@ from rich.table import Table
 from contracts import subjects
 from contracts.batchplan import duration
 from tools.natsops import api_call, cli_connect
+from tools.termout import stdout_console
 from tools.verbs.tail import parse_since
 
 NATS_HELP = "NATS URL (default: FLEET_NATS_URL, then .fleet/nats.url)"
@@ -135,7 +136,7 @@ async def _call(nc: Client, op: str, body: dict[str, Any], timeout_s: float = 15
 
 async def _main(args: argparse.Namespace) -> int:
     nc = await cli_connect(args.nats, "fleet-batch")
-    out = Console(highlight=False, soft_wrap=True)
+    out = stdout_console(highlight=False, soft_wrap=True)
     try:
         if args.batch_verb == "plan":
             plan = await _call(nc, "batch.plan", plan_body(args))

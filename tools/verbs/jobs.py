@@ -11,12 +11,13 @@ from typing import Any
 from nats.aio.client import Client
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from contracts import subjects
 from contracts.jobs import TERMINAL_JOB_STATES
 from tools.natsops import api_call, cli_connect
 from tools.tailfmt import line
+from tools.termout import stdout_console
 from tools.verbs._args import at_least
 from tools.verbs.tail import parse_since
 
@@ -95,7 +96,7 @@ async def _call(nc: Client, op: str, body: dict[str, Any]) -> dict[str, Any]:
 
 async def _run(args: argparse.Namespace) -> int:
     nc = await cli_connect(args.nats, "fleet-jobs")
-    out = Console(highlight=False, soft_wrap=True)
+    out = stdout_console(highlight=False, soft_wrap=True)
     try:
         if args.jobs_verb == "submit":
             return await _submit(nc, args, out)
@@ -105,7 +106,11 @@ async def _run(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps(listed))
                 return 0
-            table = Table("job", "state", "pool", "unit", "priority", "reason")
+            table = Table("state", "pool", "unit", "priority", "reason")
+            # Ids are for copying into `jobs get`: never cut; the reason wraps instead.
+            ids = [e["job"] for e in listed["jobs"]]
+            wide = max(map(len, ids), default=3)
+            table.columns.insert(0, Column("job", no_wrap=True, min_width=wide))
             for e in listed["jobs"]:
                 table.add_row(e["job"], e["state"], e.get("pool") or "", e.get("unit") or "",
                               e.get("priority", ""), (e.get("reason") or "")[:80])  # fmt: skip

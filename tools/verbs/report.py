@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from rich.console import Console
 
 from contracts import subjects
 from contracts.api.report import MAX_REPORT_DAYS, FleetReport, Recommendation
@@ -27,6 +26,7 @@ from services.kit.history import HistoryError, read_since
 from services.scaler.policy import Policy
 from tools.natsops import cli_connect
 from tools.report import html, tables
+from tools.termout import stdout_console
 
 REPORT_TIMEOUT_S = 120.0
 """The gateway reads days of streams; a large fleet's week takes a while."""
@@ -159,5 +159,5 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(doc, indent=2))
     elif not args.html:
-        tables.show(doc, Console())
+        tables.show(doc, stdout_console())
     return 0

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from services.kit.bus import gather_replies
 from tools.natsops import ask_json, cli_connect
+from tools.termout import stdout_console
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -103,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         json.dump(doc, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
         return 0 if doc["services"] else 1
-    render(doc, Console())
+    render(doc, stdout_console())
     return 0 if doc["services"] else 1
 
 
@@ -145,7 +146,9 @@ def render(doc: dict[str, Any], console: Console) -> None:
     wants = scaling.get("pools", {}) if isinstance(scaling, dict) else {}
     if rows:
         table = Table(title="pools", title_justify="left")
-        cols = ("pool", "ready", "pending", "desired", "in flight", "queue", "utilization")
+        names = [str(m.get("pool", "?")) for m in rows]
+        table.add_column("pool", no_wrap=True, min_width=max(map(len, names)))  # never cut
+        cols = ("ready", "pending", "desired", "in flight", "queue", "utilization")
         for col in (*cols, "arrivals"):
             table.add_column(col)
         for m in rows:
