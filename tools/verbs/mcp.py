@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import argparse
 
+from contracts.api.tools import MCP_TOOLS
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "mcp",
         help="the MCP server on stdio",
-        description="Serve the fleet's operations as MCP tools on stdin/stdout: provision_gpu, "
-        "get_gpu_stats, list_gpu_instances, destroy_gpu_instance, cleanup_idle_gpus, "
-        "get_health_status, get_available_gpus, place_workload, get_budget. Each goes through "
-        "fleet.api on NATS; provisioning is judged by the cost-guard.",
-        epilog="Claude Desktop: add to claude_desktop_config.json\n"
+        description=f"Serve the fleet's operations as MCP tools on stdin/stdout: "
+        f"{', '.join(MCP_TOOLS)}. Each goes through fleet.api on NATS; provisioning is "
+        "judged by the cost-guard.",
+        epilog="example:\n  fleet mcp --nats nats://127.0.0.1:4222\n\n"
+        "Claude Desktop: add to claude_desktop_config.json\n"
         '  {"mcpServers": {"fleetplane": {"command": "fleet", "args": ["mcp", "--nats", '
         '"nats://127.0.0.1:4222"]}}}',
         formatter_class=argparse.RawDescriptionHelpFormatter,
