@@ -158,3 +158,20 @@ async def test_with_a_key_claude_writes_the_advisors_views_and_weighs_them(
             assert "Numbers:" in brief
             recs = await audits(nc, "cost-advisor")
             assert recs and recs[-1].reasoning.startswith("claude")
+
+
+def test_a_small_fleets_unit_hours_are_not_rounded_to_nothing() -> None:
+    """The report's own unit-hours, in the console header and the coordinator's answer:
+    a quarter of a unit-hour reads 0.25, not 0; a big fleet's stays whole."""
+    from rich.console import Console
+
+    from services.brain.advisors import answer_text
+    from tools.report.tables import show
+
+    report = week_report()
+    for hours, shown in ((0.25, "0.25 unit-hours"), (1234.4, "1,234 unit-hours")):
+        report["spend"]["unit_hours"] = hours
+        console = Console(width=200, record=True)
+        show(report, console)
+        assert shown in console.export_text()
+        assert f"({shown}," in answer_text(report, [], [])

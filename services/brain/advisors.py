@@ -54,6 +54,11 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
     why: str
 
 
+def _hours(x: float) -> str:
+    """Unit-hours: whole above 100, else to the hundredth (a quarter is not "0")."""
+    return f"{x:,.0f}" if x >= 100 else f"{x:.2f}"
+
+
 def _money(x: float) -> str:
     return f"${x:,.2f}"
 
@@ -195,7 +200,7 @@ def answer_text(report: dict[str, Any], decisions: list[Decision], views: list[V
     hours = ", ".join(f"{h:02d}:00" for h in report.get("peak_hours", [])) or "no clear hour"
     lines = [
         f"Over the last {report.get('days', 0):g} days the fleet spent "
-        f"{_money(spend.get('total_usd', 0.0))} ({spend.get('unit_hours', 0.0):,.0f} "
+        f"{_money(spend.get('total_usd', 0.0))} ({_hours(spend.get('unit_hours', 0.0))} "
         f"unit-hours, {_money(idle)} on idle units); load peaks at {hours} UTC.",
     ]
     for v in views:

@@ -24,6 +24,12 @@ def _spark(values: list[float]) -> str:
     return "".join(ticks[round(v / top * (len(ticks) - 1))] for v in values)
 
 
+def _hours(x: float) -> str:
+    """Unit-hours as a person reads them: whole above 100, else to the hundredth (a
+    quarter of a unit-hour is not "0")."""
+    return f"{x:,.0f}" if x >= 100 else f"{x:.2f}"
+
+
 def show(report: dict[str, Any], console: Console) -> None:
     """Print every section of the report."""
     spend = report["spend"]
@@ -32,7 +38,7 @@ def show(report: dict[str, Any], console: Console) -> None:
     idle_usd = sum(i["idle_usd"] for i in report["idle"])
     console.print(
         f"[bold]Fleet report[/bold], the last {report['days']:g} days ({since} to {until} UTC): "
-        f"spend ${spend['total_usd']:,.2f}, {spend['unit_hours']:,.0f} unit-hours, "
+        f"spend ${spend['total_usd']:,.2f}, {_hours(spend['unit_hours'])} unit-hours, "
         f"${idle_usd:,.2f} on idle units"
         + (
             f"; the cost-guard's ledger says ${spend['ledger_today_usd']:,.2f} today"
