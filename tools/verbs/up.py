@@ -220,7 +220,10 @@ async def _supervise(
         common, own_keys = fleet_env()
         base_env.update(common)
     for name in names:
-        env = dict(base_env, FLEET_HTTP__PORT=str(free_port()), **own_keys.get(name, {}))
+        # Port 0: each service binds a free port itself and says which in its `ready`
+        # line and its nats.micro metadata. A port picked here and handed over was free
+        # only until the next bind: two services, or a unit, could be given the same one.
+        env = dict(base_env, FLEET_HTTP__PORT="0", **own_keys.get(name, {}))
         if secured is not None:  # each service as its own identity
             env.update(identity_env(secured.identities[name]))
             if name == "provisioner":
