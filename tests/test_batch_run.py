@@ -181,6 +181,11 @@ async def test_plan_answers_the_guides_example_and_refuses_bad_input_plainly(
         assert code == 1 and "no GPU model can be planned: Nope: no live offer" in out
         code, _, err = await cli(nats_url, "batch", "run", "--plan", str(tmp_path / "none"))
         assert code == 1 and "--plan" in err
+        (tmp_path / "unplanned.json").write_text('{"items": 3}')
+        code, _, err = await cli(
+            nats_url, "batch", "run", "--plan", str(tmp_path / "unplanned.json")
+        )
+        assert code == 1 and "chose no option: it has no `chosen` option" in err
     finally:
         for svc in reversed(services):
             await svc.stop()

@@ -109,7 +109,9 @@ def plan_body(args: argparse.Namespace) -> dict[str, Any]:
         except (OSError, ValueError) as exc:
             raise SystemExit(f"fleet batch: --plan {saved}: {exc}") from None
         if not isinstance(plan, dict) or not plan.get("chosen"):
-            why = plan.get("reason") if isinstance(plan, dict) else "not a plan"
+            why = (plan.get("reason") if isinstance(plan, dict) else None) or (
+                "it has no `chosen` option: save the output of `fleet batch plan --json`"
+            )
             raise SystemExit(f"fleet batch: --plan {saved} chose no option: {why}")
         keys = ("items", "per_item_s", "ref_gpu", "max_usd", "deadline_s")
         body = {k: plan[k] for k in keys if plan.get(k) is not None}
