@@ -112,6 +112,7 @@ def test_up_status_tail_garbage_and_clean_stop(
     status = fleet(cwd, "status", "--json")
     assert status.returncode == 0, status.stderr
     doc = json.loads(status.stdout)
+    assert doc["nats"] == url  # found through .fleet/nats.url, and said
     names = {s["name"] for s in doc["services"]}
     assert set(available(EMBEDDED)) <= names
     assert {"FLEET_CMDS", "FLEET_EVENTS", "FLEET_DEAD"} <= {s["name"] for s in doc["streams"]}

@@ -7,11 +7,13 @@ import asyncio
 import json
 import sys
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from rich.console import Console
 from rich.table import Table
 
 from services.kit.bus import gather_replies
+from services.kit.config import resolve_nats_url
 from tools.natsops import ask_json, cli_connect
 from tools.termout import stdout_console
 
@@ -29,6 +31,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--nats", help="NATS URL (default: FLEET_NATS_URL, then .fleet/nats.url)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
+
+
+def _without_userinfo(url: str) -> str:
+    """The server's URL as status shows it: any user:password in it left out."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    return urlunsplit(parts._replace(netloc=f"{host}:{parts.port}" if parts.port else host))
 
 
 async def collect(url: str | None) -> dict[str, Any]:
@@ -70,7 +81,7 @@ async def collect(url: str | None) -> dict[str, Any]:
             }
         )
     return {
-        "nats": url,
+        "nats": _without_userinfo(resolve_nats_url(url)),
         "services": services,
         "api": sorted(api, key=lambda a: str(a["op"])),
         "streams": streams,
