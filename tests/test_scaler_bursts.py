@@ -122,3 +122,76 @@ def test_a_burst_that_outlasts_the_lead_time_is_bought_even_after_short_ones() -
             bought_at = t
         t += 2.0
     assert bought_at is not None and bought_at - start <= LEAD + 2.0
+
+
+def test_step_seen_is_a_jump_beyond_the_busiest_sample_before_the_short_window() -> None:
+    assert rules.step_seen(8, 4, 2.0)  # 2x what the busiest second before needed
+    assert not rules.step_seen(7, 4, 2.0)
+    assert rules.step_seen(2, 0, 2.0)  # from idle, two units' worth is a step
+    assert not rules.step_seen(1, 0, 2.0)
+
+
+def steady(state: PoolState, demand: float, units: int, t0: float, t1: float) -> PoolState:
+    for t in range(int(t0), int(t1), 2):
+        state, _ = decide(state, metrics(demand, units), POLICY, float(t))
+    return state
+
+
+def test_a_step_on_a_steady_pool_is_bought_on_its_first_sample() -> None:
+    """`fleet bench loop`'s case: a pool at its target doubles its load. The first
+    sample showing it is acted on, not the short window's mean a few seconds later."""
+    target = POLICY.unit_capacity * POLICY.target_utilization
+    state = steady(PoolState(), 4 * target, 4, 0.0, 60.0)
+    state, proposal = decide(state, metrics(8 * target, 4), POLICY, 60.0)
+    assert proposal is not None and proposal.desired >= 8, proposal
+
+
+def test_a_spike_within_what_the_last_minute_saw_waits_for_the_short_window() -> None:
+    """A noisy pool: one sample needing 10 units, well over twice the mean but under
+    twice its busiest second of the last minute (6), is not taken as a step: the short
+    window still judges it, and its mean needs no more than the pool holds."""
+    target = POLICY.unit_capacity * POLICY.target_utilization
+    state = PoolState()
+    for i, t in enumerate(range(0, 60, 2)):  # a peak of 6 units' load every 10 s
+        demand = 6 * target if i % 5 == 0 else 3 * target
+        state, _ = decide(state, metrics(demand, 6), POLICY, float(t))
+    state, proposal = decide(state, metrics(10 * target, 6), POLICY, 60.0)
+    assert proposal is None or proposal.desired < 10, proposal
+
+
+def test_step_watch_step_confirms_a_step_the_short_window_reaches_in_time() -> None:
+    kw = {"window_s": 6.0, "threshold": 2.0, "keep": 3}
+    watch = ((100.0, 4),)
+    # The window's mean needs 6 units: not yet twice the 4 before it.
+    assert rules.step_watch_step(watch, (), 6, 102.0, **kw) == (watch, ())
+    # It needs 8 within the window: the step was real.
+    assert rules.step_watch_step(watch, (), 8, 104.0, **kw) == ((), (True,))
+    # The window passed without it: a spike.
+    assert rules.step_watch_step(watch, (True,), 5, 106.5, **kw) == ((), (True, False))
+
+
+def test_acting_early_pays_when_steps_are_usually_confirmed() -> None:
+    q = rules.newsvendor_quantile(20.0, 1.0)  # w = 20
+    # 6 s sooner x 20 against 420 s of rent for nothing: P >= 420 / (420 + 120).
+    assert rules.early_pays(0.78, q, window_s=6.0, cost_s=420.0)
+    assert not rules.early_pays(0.77, q, window_s=6.0, cost_s=420.0)
+    assert rules.early_pays(1.0, 0.5, window_s=6.0, cost_s=420.0)  # nothing followed yet
+
+
+def test_a_pool_whose_one_sample_steps_are_spikes_stops_acting_on_them() -> None:
+    """One-sample spikes to 2x, every 80 s, on a pool of 4 units: the first are taken as
+    steps and bought in full (nothing is known yet); then the pool has seen the short
+    window never confirm one, and a spike is left to the short window, whose mean
+    never needs the 8 units."""
+    target = POLICY.unit_capacity * POLICY.target_utilization
+    state = steady(PoolState(), 4 * target, 4, 0.0, 60.0)
+    early: list[float] = []
+    t = 60.0
+    for _ in range(12):
+        state, proposal = decide(state, metrics(8 * target, 4), POLICY, t)
+        if proposal is not None and proposal.desired >= 8:
+            early.append(t)
+        state = steady(state, 4 * target, 4, t + 2.0, t + 80.0)
+        t += 80.0
+    assert early and early[-1] < 60.0 + 6 * 80.0, early
+    assert len(state.step_outcomes) >= 5 and not any(state.step_outcomes[-5:])

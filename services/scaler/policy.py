@@ -152,6 +152,12 @@ class PoolState(msgspec.Struct, frozen=True, kw_only=True):
     than the pool held needed again once units bought at its start would
     have been ready? What tells a burst worth buying for from one that ends
     before new capacity is ready and does not come back."""
+    step_watch: tuple[tuple[float, int], ...] = ()
+    """One-sample steps being followed through the short window: (seen at, units the
+    busiest sample before needed) (`rules.step_watch_step`)."""
+    step_outcomes: tuple[bool, ...] = ()
+    """For this pool's last `BURSTS` one-sample steps: did the short window's mean
+    confirm them within its length? What tells a step from a one-sample spike."""
     jump: Jump = msgspec.field(default_factory=Jump)
     """The jump in demand under way, if any (`rules.jump_step`)."""
     jumps: tuple[tuple[float, float], ...] = ()
@@ -273,8 +279,31 @@ def decide(
     if fc.horizon_s != lead:
         fc = msgspec.structs.replace(fc, horizon_s=lead)
     fc = forecast.observe(fc, now, demand)
-    stable_mean = _mean([d for _, d in _since(samples, now - policy.stable_window_s)])
+    stable = _since(samples, now - policy.stable_window_s)
+    stable_mean = _mean([d for _, d in stable])
     short_mean = _mean([d for _, d in _since(samples, now - policy.panic_window_s)])
+    # A step beyond anything the minute before saw counts on its first sample, as the
+    # short window's demand, when acting before the short window confirms it pays:
+    # this pool's past steps say how often the window did (`rules.early_pays`).
+    steps, step_outcomes = rules.step_watch_step(
+        state.step_watch,
+        state.step_outcomes,
+        units_for(short_mean, policy),
+        now,
+        window_s=policy.panic_window_s,
+        threshold=policy.panic_threshold,
+        keep=BURSTS,
+    )
+    need_now = units_for(demand, policy)
+    if need_now >= policy.panic_threshold:
+        before = [d for t, d in stable if t < now - policy.panic_window_s]
+        prior = units_for(max(before), policy) if before else 0
+        if before and rules.step_seen(need_now, prior, policy.panic_threshold):
+            if not steps:
+                steps = ((now, prior),)
+            confirmed = rules.needed_again(step_outcomes)
+            if rules.early_pays(confirmed, q, window_s=policy.panic_window_s, cost_s=lead + hold_s):
+                short_mean = max(short_mean, demand)
 
     # Bursts, judged on the short window: is one under way, and will units
     # asked for now be needed once ready? This pool's past bursts say; one
@@ -455,6 +484,8 @@ def decide(
             "burst": burst,
             "burst_watch": watch,
             "burst_outcomes": outcomes,
+            "step_watch": steps,
+            "step_outcomes": step_outcomes,
             "jump": jump,
             "jumps": jumps,
             "calendar": calendar,
