@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from services.kit.config import KitSettings, load_settings
-from services.kit.errors import ConfigError
+from services.kit.errors import ConfigError, NotInitialized
 from services.kit.logs import setup_logging
 from services.kit.tracing import setup_tracing
 
@@ -87,7 +87,7 @@ def run_main(
     except ConnectionError as exc:
         log.error(str(exc))
         return 1
-    except ConfigError as exc:  # restarting cannot help (`fleet init` not run, a key unset)
+    except NotInitialized as exc:  # restarting cannot help: the admin must run `fleet init`
         log.error(str(exc))
         return CONFIG_ERROR_EXIT
     return LEASE_LOST_EXIT if service.lease_lost else 0
