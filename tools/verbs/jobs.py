@@ -106,11 +106,10 @@ async def _run(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps(listed))
                 return 0
-            table = Table("state", "pool", "unit", "priority", "reason")
             # Ids are for copying into `jobs get`: never cut; the reason wraps instead.
-            ids = [e["job"] for e in listed["jobs"]]
-            wide = max(map(len, ids), default=3)
-            table.columns.insert(0, Column("job", no_wrap=True, min_width=wide))
+            wide = max((len(e["job"]) for e in listed["jobs"]), default=3)
+            job = Column("job", no_wrap=True, min_width=wide)
+            table = Table(job, "state", "pool", "unit", "priority", "reason")
             for e in listed["jobs"]:
                 table.add_row(e["job"], e["state"], e.get("pool") or "", e.get("unit") or "",
                               e.get("priority", ""), (e.get("reason") or "")[:80])  # fmt: skip
