@@ -296,9 +296,10 @@ def decide(
     )
     need_now = units_for(demand, policy)
     if need_now >= policy.panic_threshold:
-        before = [d for t, d in stable if t < now - policy.panic_window_s]
-        prior = units_for(max(before), policy) if before else 0
-        if before and rules.step_seen(need_now, prior, policy.panic_threshold):
+        cut = now - policy.panic_window_s
+        busiest = max((d for t, d in stable if t < cut), default=None)
+        prior = units_for(busiest, policy) if busiest is not None else 0
+        if busiest is not None and rules.step_seen(need_now, prior, policy.panic_threshold):
             if not steps:
                 steps = ((now, prior),)
             confirmed = rules.needed_again(step_outcomes)

@@ -13,11 +13,6 @@ from tools.termout import stdout_console
 STATE_STYLE = {"ok": "green", "unavailable": "dim", "auth": "bold red", "breaker": "yellow"}
 
 
-def console() -> Console:
-    """A console that keeps table rows whole when piped (160 columns, no colour)."""
-    return stdout_console(highlight=False)
-
-
 def _available(offer: Offer) -> str:
     if offer.available is None:
         return "yes"
@@ -69,7 +64,7 @@ def provider_lines(report: Report, out: Console) -> None:
 
 def show_offers(report: Report) -> None:
     """`fleet offers`: the table, cheapest first, then how each provider answered."""
-    out = console()
+    out = stdout_console(highlight=False)
     if report.offers:
         out.print(offers_table(report.offers, f"{len(report.offers)} offers, cheapest first"))
     else:
@@ -83,7 +78,7 @@ def show_offers(report: Report) -> None:
 
 def show_placement(report: Report) -> None:
     """`fleet place`: the choice, the runner-up and the reasoning."""
-    out = console()
+    out = stdout_console(highlight=False)
     p = report.placement
     if p is None or not p.ok or p.offer is None:
         out.print(escape(f"Nothing fits. {p.reasoning if p else ''}".strip()))

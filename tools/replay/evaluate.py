@@ -16,7 +16,6 @@ ratio capped at `RATIO_CAP` so one hopeless trace cannot decide alone.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from tools.replay.policies import BASELINES
 from tools.replay.sweep import Job, Outcome, Result, plan, run_jobs
 from tools.replay.traces import TraceError, read_trace
 from tools.replay.workload import prepare
+from tools.termout import stdout_console
 
 RATIO_CAP = 10.0
 """Largest under-provisioning ratio a trace adds to a leave-one-out mean."""
@@ -200,7 +200,7 @@ def evaluate(
 
     `start_s`/`duration_s` cut every trace to one window (a quick look at a
     long set); the table's title then says so, since a window is not the trace."""
-    console = console or Console(width=None if sys.stdout.isatty() else 160)
+    console = console or stdout_console()
     traces = collect(paths)
     if not traces:
         raise TraceError("no traces found in " + ", ".join(str(p) for p in paths))
