@@ -12,7 +12,7 @@ from contracts.commands import ReleaseRequest, ScaleProposal
 from contracts.offers import Offer
 from services.costguard.checks import problem
 from services.costguard.quote import Quote, best_offer, offer_filter
-from services.costguard.settings import Policy
+from services.costguard.settings import Policy, with_adhoc, with_agent_pool
 from services.kit.pools import PoolConfig
 from tests.test_costguard_judge import NOON, policy, provision
 
@@ -76,6 +76,16 @@ def test_a_command_at_each_limit_can_be_judged(request_: Any) -> None:
 
 def test_with_no_pools_configured_the_reason_says_none() -> None:
     assert problem(provision(), Policy()) == "unknown pool 'h100'; configured pools: none"
+
+
+def test_the_views_of_agent_and_adhoc_pools_are_not_named_as_configured() -> None:
+    """The cost-guard keeps a view of each hosted agent's and ad-hoc pool it has seen,
+    a deleted agent's too; an operator reading why a pool is unknown sees only theirs."""
+    seen = with_adhoc(with_agent_pool(policy(), "agents-gone", "local"), "adhoc-a100")
+    assert problem(provision(pool="nope"), seen) == (
+        "unknown pool 'nope'; configured pools: h100, small"
+    )
+    assert problem(provision(pool="agents-gone", gpu_model="CPU"), seen) is None
 
 
 # -- quotes --------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from contracts.commands import (
     ReleaseRequest,
     ScaleProposal,
 )
+from contracts.subjects import agent_of_pool, is_adhoc
 from services.costguard.settings import Policy
 
 MAX_PRICE_USD_PER_HOUR = 1e7
@@ -29,7 +30,10 @@ def problem(request: AnyCommand, policy: Policy) -> str | None:
         return "the request has no id; send one so its verdict can be matched and de-duplicated"
     pool = policy.pools.get(request.pool)
     if pool is None:
-        known = ", ".join(sorted(policy.pools)) or "none"
+        # The views the cost-guard made for hosted agents' and ad-hoc pools it has seen
+        # (a deleted agent's among them) are not what an operator configured.
+        configured = (p for p in policy.pools if not agent_of_pool(p) and not is_adhoc(p))
+        known = ", ".join(sorted(configured)) or "none"
         return f"unknown pool {request.pool!r}; configured pools: {known}"
     limit = min(MAX_COUNT, pool.max)
     match request:
