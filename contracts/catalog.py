@@ -330,7 +330,11 @@ def _register_api() -> None:
 
     for op in OPS:
         key = "api" + "".join(part.capitalize() for part in op.name.replace("_", ".").split("."))
-        marks = (("destructive", op.destructive), ("costs money", op.costs_money))
+        marks = (
+            ("destructive", op.destructive),
+            ("costs money", op.costs_money),
+            ("writes", op.writes),
+        )
         flags = [flag for flag, on in marks if on]
         register(
             Channel(

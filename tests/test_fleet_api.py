@@ -74,6 +74,15 @@ async def test_brain_tools_mcp_tools_and_the_contract_are_the_same_operations(
         assert_tool_is_op(name, MCP_TOOLS[name], t.description or "", t.input_schema)
         assert t.annotations is not None
         assert t.annotations.destructive_hint == op(MCP_TOOLS[name]).destructive
+        assert t.annotations.read_only_hint == op(MCP_TOOLS[name]).read_only
+    # A host may run a read-only tool without asking: none that spends, pages or stores is.
+    writers = {"provision_gpu", "create_agent", "send_alert", "schedule_followup", "submit_job"}
+    assert {n for n, t in mcp.items() if t.annotations and not t.annotations.read_only_hint} >= (
+        writers
+    )
+    assert (
+        mcp["get_health_status"].annotations and mcp["get_health_status"].annotations.read_only_hint
+    )
 
     # The same operation has the same schema in both, limits included.
     for mcp_name, op_name in MCP_TOOLS.items():

@@ -75,14 +75,13 @@ def tool_list() -> list[types.Tool]:
     tools = []
     for name, op_name in MCP_TOOLS.items():
         operation = op(op_name)
-        read_only = not (operation.destructive or operation.costs_money)
         tools.append(
             types.Tool(
                 name=name,
                 description=operation.description,
                 input_schema=input_schema(operation),
                 annotations=types.ToolAnnotations(
-                    read_only_hint=read_only, destructive_hint=operation.destructive
+                    read_only_hint=operation.read_only, destructive_hint=operation.destructive
                 ),
             )
         )

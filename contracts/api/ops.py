@@ -83,8 +83,17 @@ class Op(msgspec.Struct, frozen=True, kw_only=True):
     """Removes units: requires explicit arguments, never defaults."""
     costs_money: bool = False
     """Adds spend: judged by the cost-guard before anything runs."""
+    writes: bool = False
+    """Changes what others see (an alert sent, a follow-up stored, an agent made) without
+    adding spend or removing units. Only an operation with none of these three marks is
+    read-only (MCP's `readOnlyHint`, which a host may run without asking)."""
     fails_unless_ok: bool = False
     """An answer with `ok: false` is a failure (a tool result with isError), not data."""
+
+    @property
+    def read_only(self) -> bool:
+        """Whether calling it changes nothing: no spend, no removal, no state others see."""
+        return not (self.destructive or self.costs_money or self.writes)
 
     @property
     def subject(self) -> str:
@@ -266,6 +275,7 @@ GUIDE_OPS: tuple[Op, ...] = (
         owner="gateway",
         description="Send an alert to the operators on fleet.alert.<severity> (info, warning, "
         "critical), naming the pool or unit it is about.",
+        writes=True,
     ),
     Op(
         name="followup.schedule",
@@ -274,6 +284,7 @@ GUIDE_OPS: tuple[Op, ...] = (
         owner="brain",
         description="Schedule a follow-up check the fleet agent runs by itself after "
         "`after_minutes` (e.g. 'is the batch on schedule?'); stored durably.",
+        writes=True,
     ),
     Op(
         name="followup.list",
@@ -294,6 +305,8 @@ AGENT_OPS: tuple[Op, ...] = (
         description="Create a hosted agent (A2A agent `agents.<name>`) for a user, with its "
         "own system prompt, model, fleet tools and runner resources (cores, memory_mb); "
         "counts against the user's agent quota.",
+        writes=True,
+        costs_money=True,
     ),
     Op(
         name="agents.list",
