@@ -14,6 +14,10 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
+UNDECODABLE: tuple[type[Exception], ...] = (msgspec.DecodeError, UnicodeDecodeError)
+"""What decoding untrusted bytes raises: msgspec's errors, and `UnicodeDecodeError` for a
+string that is not UTF-8, which msgspec raises as it is. Catch this, not DecodeError alone."""
+
 SCHEMA_VERSION = 1
 """Bumped only for a breaking change; additive changes keep the version."""
 

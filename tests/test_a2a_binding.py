@@ -224,11 +224,19 @@ async def test_bad_requests_get_the_spec_error_codes(
             b'{"jsonrpc": "2.0", "id": 2, "method": "SendMessage", "params": {}}': -32602,
             b'{"jsonrpc": "2.0", "id": 3, "method": "GetTask", "params": {"id": 5}}': -32602,
             b'{"jsonrpc": "2.0", "id": 4, "method": "GetTask", "params": {"id": "nope"}}': -32001,
+            # A string that is not UTF-8 is not valid JSON (RFC 8259 section 8.1).
+            b'{"jsonrpc": "2.0", "id": 5, "method": "GetTask", "params": {"id": "\xff\xfe"}}': (
+                -32700
+            ),
         }
         for raw, code in cases.items():
             answer = await client.call_raw(raw)
             assert answer["error"]["code"] == code, raw
             assert answer["jsonrpc"] == "2.0"
+        # A stream refused for its params still ends: the caller reads the error, then
+        # the end marker, and is not left waiting for its timeout.
+        refused = [e async for e in client.stream_raw("SendStreamingMessage", {})]
+        assert [e["error"]["code"] for e in refused] == [-32602]
         failed = await client.send("boom")
         assert failed.status.state == TaskState.FAILED
         assert "the toy broke" in (failed.status.message.parts[0].text or "")

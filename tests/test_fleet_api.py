@@ -113,6 +113,10 @@ async def test_destructive_operations_need_explicit_arguments_and_empty_bodies_a
             refused = msgspec.convert(await _raw(nc, op_name, b""), ApiError)
             assert refused.error.code == 400
             assert "empty request" in refused.error.message
+        # Not UTF-8, so not JSON: the same clear 400, not an empty reply.
+        garbled = await _raw(nc, "provision", b'{"pool": "llm", "gpu_model": "\xff\xfe"}')
+        assert msgspec.convert(garbled, ApiError).error.code == 400
+        assert "bad request" in garbled["error"]["message"]
         no_threshold = msgspec.convert(await _raw(nc, "cleanup_idle", b"{}"), ApiError)
         assert no_threshold.error.code == 400 and "idle_s" in no_threshold.error.message
         no_unit = msgspec.convert(await _raw(nc, "release", b'{"pool": "llm"}'), ApiError)

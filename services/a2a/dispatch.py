@@ -37,6 +37,7 @@ from contracts.a2a import (
     JsonRpcErrorResponse,
     JsonRpcResponse,
 )
+from contracts.base import UNDECODABLE
 from services.a2a.compat import upgrade_params
 from services.a2a.errors import RpcFailure
 from services.a2a.tenants import A2ASettings, Refused, TenantLimits, valid_tenant
@@ -105,8 +106,9 @@ class Dispatcher:
             if not isinstance(rpc_id, str | int | None) or isinstance(rpc_id, bool):
                 rpc_id = None
                 raise RpcFailure(INVALID_REQUEST, "id must be a string, a number or null")
-            name, method, params = self._method_of(body)
-            streaming = method.streaming is not None
+            name, method, raw = self._method_of(body)
+            streaming = method.streaming is not None  # from here on, a failure ends the stream
+            params = _params_of(name, method, raw)
             headers = msg.headers or {}
             version = headers.get(HEADER_VERSION)
             if version and not version.strip().startswith("1."):
@@ -165,7 +167,7 @@ class Dispatcher:
         if streaming:
             await self.service.nc.publish(msg.reply, b"", headers={HEADER_STREAM_END: "true"})
 
-    def _method_of(self, body: dict[str, Any]) -> tuple[str, Method, Any]:
+    def _method_of(self, body: dict[str, Any]) -> tuple[str, Method, dict[str, Any]]:
         name = body.get("method")
         if body.get("jsonrpc") != "2.0" or not isinstance(name, str):
             raise RpcFailure(
@@ -182,10 +184,7 @@ class Dispatcher:
                 METHOD_NOT_FOUND,
                 f"method {name!r} not found; this agent serves {', '.join(self.methods)}",
             )
-        try:
-            return name, method, msgspec.convert(params, method.params)
-        except msgspec.ValidationError as exc:
-            raise RpcFailure(INVALID_PARAMS, f"invalid params for {name}: {exc}") from None
+        return name, method, params
 
     def _tenant(self, tenant: str | None, bound: str | None = None) -> str:
         """The caller's tenant: the subject's when the call came on `a2a.<agent>.rpc.<tenant>`
@@ -213,10 +212,17 @@ def envelope(rpc_id: Any, result: Any) -> bytes:
     return _ENC.encode(JsonRpcResponse(id=rpc_id, result=result))
 
 
+def _params_of(name: str, method: Method, params: dict[str, Any]) -> Any:
+    try:
+        return msgspec.convert(params, method.params)
+    except msgspec.ValidationError as exc:
+        raise RpcFailure(INVALID_PARAMS, f"invalid params for {name}: {exc}") from None
+
+
 def _body_of(data: bytes) -> dict[str, Any]:
     try:
         body = msgspec.json.decode(data)
-    except msgspec.DecodeError as exc:
+    except UNDECODABLE as exc:
         raise RpcFailure(PARSE_ERROR, f"parse error: {exc}") from None
     if not isinstance(body, dict):
         raise RpcFailure(INVALID_REQUEST, "a JSON-RPC request is a JSON object")

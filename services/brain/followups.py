@@ -28,6 +28,7 @@ from contracts.a2a import (
 )
 from contracts.api.replies import Followup
 from contracts.api.requests import FollowupCall
+from contracts.base import UNDECODABLE
 from contracts.buckets import FOLLOWUPS
 from services.kit.buckets import bucket_keys, ensure_bucket
 
@@ -96,7 +97,7 @@ class FollowupStore:
             if entry.value:
                 try:
                     out.append((_decode.decode(entry.value), entry.revision or 0))
-                except msgspec.DecodeError:
+                except UNDECODABLE:
                     log.warning("unreadable follow-up skipped", extra={"key": key})
         return out
 

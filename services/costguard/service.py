@@ -37,7 +37,7 @@ from prometheus_client import Counter, Gauge
 from contracts import subjects
 from contracts.api import NoArgs
 from contracts.api.replies import OffersReply
-from contracts.base import clock_skew_problem
+from contracts.base import UNDECODABLE, clock_skew_problem
 from contracts.commands import (
     AnyCommand,
     DecideReply,
@@ -193,7 +193,7 @@ class CostGuard(Service[CostguardSettings]):
         async def handle(raw: msgspec.Raw, d: Delivery) -> None:
             try:
                 request = dec.decode(raw)
-            except msgspec.DecodeError as exc:
+            except UNDECODABLE as exc:
                 self.metrics.count("requests_rejected")
                 raise Permanent(f"not a valid {kind.__name__}: {exc}") from exc
             skewed = clock_skew_problem(request.ts, self.clock())

@@ -15,6 +15,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 
+from contracts.base import UNDECODABLE
 from contracts.batch import BatchRecord
 from contracts.buckets import BATCH_DRIVERS, BATCHES
 from services.kit.buckets import bucket_keys, ensure_bucket
@@ -79,7 +80,7 @@ class BatchBook:
             return None, 0
         try:
             return _RECORD.decode(entry.value), int(entry.revision or 0)
-        except msgspec.DecodeError:
+        except UNDECODABLE:
             return None, 0
 
     async def create(self, record: BatchRecord) -> int | None:

@@ -24,6 +24,7 @@ from nats.aio.msg import Msg
 
 from contracts import subjects
 from contracts.api.replies import AgentRunner, AgentSpec, CommandAnswer
+from contracts.base import UNDECODABLE
 from contracts.commands import ProvisionRequest, ReleaseRequest
 from contracts.events import UnitEvent
 from services.kit.service import Delivery, RequestError
@@ -127,7 +128,7 @@ class AgentRunners:
                 return
             try:
                 events.put_nowait(_event.decode(msg.data))
-            except msgspec.DecodeError:
+            except UNDECODABLE:
                 return
 
         # Subscribed before the command goes out, so a fast unit's events are all seen.

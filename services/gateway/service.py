@@ -36,6 +36,7 @@ from contracts.api.requests import (
     GpuDestroyCall,
     GpuProvisionCall,
 )
+from contracts.base import UNDECODABLE
 from contracts.commands import ProvisionRequest, ReleaseRequest, Verdict
 from contracts.events import Alert
 from services.a2a.tenants import Refused, TenantLimits
@@ -224,7 +225,7 @@ class Gateway(Service[GatewaySettings]):
             return
         try:
             verdict = self.verdicts.decode(msg.data)
-        except msgspec.DecodeError:
+        except UNDECODABLE:
             return
         fut = self.waiting.get(verdict.id)
         if fut is not None and not fut.done():

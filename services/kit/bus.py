@@ -16,6 +16,7 @@ from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError, NotFoundError
 
+from contracts.base import UNDECODABLE
 from contracts.streams import ALL_STREAMS, StreamSpec
 from services.kit.redact import scrub_bytes, scrub_headers
 
@@ -165,7 +166,7 @@ async def gather_replies(
                 break
             try:
                 out.append(msgspec.json.decode(msg.data))
-            except msgspec.DecodeError:
+            except UNDECODABLE:
                 continue
     finally:
         await sub.unsubscribe()

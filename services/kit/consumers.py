@@ -20,6 +20,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from opentelemetry.trace import Tracer
 
+from contracts.base import UNDECODABLE
 from contracts.streams import stream_for
 from services.kit.binding import pull
 from services.kit.deadletters import DeadLetters
@@ -147,7 +148,7 @@ class Consumers:
         attempt = meta.num_delivered or 1
         try:
             obj = route.dec.decode(msg.data)
-        except msgspec.DecodeError as exc:
+        except UNDECODABLE as exc:
             await self.dead.send(msg.subject, msg.data, str(exc), reason_class(exc))
             await settle(msg.term())
             return

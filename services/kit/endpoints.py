@@ -12,7 +12,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import msgspec
 from nats.aio.client import Client
 from nats.micro import add_service
 from nats.micro.request import Request
@@ -20,6 +19,7 @@ from nats.micro.service import Service as MicroService
 from opentelemetry.trace import Tracer
 
 from contracts import subjects
+from contracts.base import UNDECODABLE
 from services.kit.messages import Delivery, RequestError, Responder, decoder, encode
 from services.kit.metrics import ServiceMetrics
 from services.kit.tracing import extract
@@ -101,7 +101,7 @@ class Endpoints:
                 return
             try:
                 obj = dec.decode(req.data)
-            except msgspec.DecodeError as exc:
+            except UNDECODABLE as exc:
                 self.metrics.request(name, "rejected")
                 await _respond_error(req, 400, f"bad request on {req.subject}: {exc}")
                 return

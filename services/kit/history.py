@@ -19,6 +19,8 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
+from contracts.base import UNDECODABLE
+
 T = TypeVar("T")
 
 IDLE_S = 2.0
@@ -75,7 +77,7 @@ async def read_since(
                 break
             try:
                 out.append(decoder.decode(msg.data))
-            except msgspec.DecodeError:
+            except UNDECODABLE:
                 bad += 1
             if msg.metadata.num_pending == 0:
                 break

@@ -40,6 +40,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from contracts import subjects
+from contracts.base import UNDECODABLE
 from contracts.jobs import Job, JobCancel, JobEvent
 from services.kit.jobexec import Executor, Outcome
 from services.kit.jobplan import HANDED_BACK, History, history, plan_delivery
@@ -188,7 +189,7 @@ class JobWorker:
     def _spawn(self, msg: Msg) -> None:
         try:
             job = _JOB.decode(msg.data)
-        except msgspec.DecodeError as exc:
+        except UNDECODABLE as exc:
             asyncio.get_running_loop().create_task(self._poison(msg, str(exc)))
             return
         attempt = delivery(msg) or 1
@@ -378,7 +379,7 @@ class JobWorker:
     async def _on_cancel(self, msg: Msg) -> None:
         try:
             cancel = _CANCEL.decode(msg.data)
-        except msgspec.DecodeError:
+        except UNDECODABLE:
             return
         self._cancelled[cancel.job] = cancel.reason
         while len(self._cancelled) > 10_000:

@@ -70,7 +70,7 @@ def retry_delay(attempt: int, base_s: float = 0.5, cap_s: float = 30.0) -> float
     return float(min(cap_s, base_s * 2 ** max(0, attempt - 1)))
 
 
-def reason_class(exc: msgspec.DecodeError) -> str:
+def reason_class(exc: Exception) -> str:
     """`invalid` for a payload of the wrong shape, `decode` for one that is not JSON."""
     return "invalid" if isinstance(exc, msgspec.ValidationError) else "decode"
 

@@ -23,6 +23,8 @@ import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from contracts.base import UNDECODABLE
+
 
 class Stored(msgspec.Struct, frozen=True):
     """The stream's ack of one publish."""
@@ -148,7 +150,7 @@ class PubAcks:
             return
         try:
             reply = _REPLY.decode(msg.data)
-        except msgspec.DecodeError as exc:
+        except UNDECODABLE as exc:
             fut.set_exception(PublishRefused(f"undecodable ack from the stream: {exc}"))
             return
         if reply.error is not None:

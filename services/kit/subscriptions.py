@@ -12,12 +12,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from opentelemetry.trace import Tracer
 
+from contracts.base import UNDECODABLE
 from services.kit.deadletters import DeadLetters
 from services.kit.errors import Permanent
 from services.kit.messages import Delivery, Handler, decoder, label_of, reason_class
@@ -96,7 +96,7 @@ class Subscriptions:
         async def on_msg(msg: Msg) -> None:
             try:
                 obj = dec.decode(msg.data)
-            except msgspec.DecodeError as exc:
+            except UNDECODABLE as exc:
                 await self.dead.send(msg.subject, msg.data, str(exc), reason_class(exc))
                 return
             delivery = Delivery(

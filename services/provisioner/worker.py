@@ -34,6 +34,7 @@ import msgspec
 from nats.aio.msg import Msg
 
 from contracts import subjects
+from contracts.base import UNDECODABLE
 from contracts.events import PingReply, UnitEvent
 from contracts.telemetry import UnitTelemetry
 from services.kit.bus import connect_as
@@ -97,7 +98,7 @@ async def run(args: argparse.Namespace) -> int:
         nonlocal draining
         try:
             event = msgspec.json.decode(msg.data, type=UnitEvent)
-        except msgspec.DecodeError:
+        except UNDECODABLE:
             return
         d = Delivery(msg.subject, msg.headers or {}, data=msg.data)
         if reports.signed(d):

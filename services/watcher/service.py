@@ -22,6 +22,7 @@ from prometheus_client import Counter, Gauge
 
 from contracts import subjects
 from contracts.api import PoolQuery
+from contracts.base import UNDECODABLE
 from contracts.events import TERMINAL_STATES, Alert, UnitEvent
 from contracts.telemetry import PoolMetrics, PoolMinute, UnitTelemetry
 from services.kit import Delivery, Permanent, Service
@@ -176,7 +177,7 @@ class Watcher(Service[WatcherSettings]):
         async def on_telemetry(msg: Msg) -> None:
             try:
                 t = decode(msg.data)
-            except msgspec.DecodeError as exc:
+            except UNDECODABLE as exc:
                 kind = "invalid" if isinstance(exc, msgspec.ValidationError) else "decode"
                 await self.dead_letter(msg.subject, msg.data, str(exc), kind)
                 return

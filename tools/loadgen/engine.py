@@ -25,6 +25,7 @@ from nats.errors import TimeoutError as NatsTimeout
 
 from contracts import subjects
 from contracts.a2a import A2A_VERSION, HEADER_STREAM_END, HEADER_TENANT, HEADER_VERSION
+from contracts.base import UNDECODABLE
 from services.a2a.client import NO_RESPONDER_RETRIES_S, request
 from tools.loadgen.stats import Tally, error_kind
 
@@ -231,7 +232,7 @@ def _kind(msg: Msg) -> str:
         return "no_responders"
     try:
         reply = _DEC.decode(msg.data)
-    except msgspec.DecodeError:
+    except UNDECODABLE:
         return "bad_reply"
     if reply.error is not None:
         return error_kind(reply.error.code)

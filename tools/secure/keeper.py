@@ -36,6 +36,7 @@ from nats.js.errors import KeyNotFoundError, NotFoundError
 
 from contracts import subjects
 from contracts.admin import AgentResources, AgentResourcesReply
+from contracts.base import UNDECODABLE
 from contracts.buckets import A2A_TASKS, AGENTS, agent_of_key
 from services.kit.buckets import bucket_keys
 from tools.secure.admin import Plan, Report, agent_buckets, make_buckets
@@ -178,7 +179,7 @@ class AgentKeeper:
     async def _on_request(self, msg: Msg) -> None:
         try:
             call = _request.decode(msg.data)
-        except msgspec.DecodeError as exc:
+        except UNDECODABLE as exc:
             reply = AgentResourcesReply(name="", error=f"bad request: {exc}")
         else:
             try:
