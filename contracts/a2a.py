@@ -219,7 +219,8 @@ class AgentInterface(_Wire):
     url: str
     """For the NATS binding: `nats://<server>/a2a.<agent>.rpc` (the subject is the path)."""
     protocol_binding: str
-    protocol_version: str = A2A_VERSION
+    protocol_version: str
+    """REQUIRED by the spec, so never a default (`_Wire` omits defaults): `A2A_VERSION`."""
     tenant: str | None = None
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 import pytest
 from a2a import types as sdk
+from google.api import field_behavior_pb2
 from google.protobuf.json_format import MessageToDict, Parse
 from nats.aio.client import Client
 
@@ -103,9 +104,39 @@ async def started(settings: KitSettings, url: str, **a2a: Any) -> ToyService:
 
 
 def sdk_parse(obj: Any, cls: Any) -> dict[str, Any]:
-    """Parse our JSON into the official type (unknown fields refused); back to a dict."""
+    """Parse our JSON into the official type (unknown fields refused), with every field
+    the spec marks REQUIRED present; back to a dict."""
     raw = obj if isinstance(obj, bytes | str) else msgspec.json.encode(obj)
-    return MessageToDict(Parse(raw, cls()))
+    parsed = Parse(raw, cls())
+    assert missing_required(parsed) == []
+    return MessageToDict(parsed)
+
+
+def missing_required(m: Any, path: str = "") -> list[str]:
+    """The fields of a parsed message (and of the messages in it) that the official
+    proto marks `(google.api.field_behavior) = REQUIRED` but are unset."""
+    out: list[str] = []
+    for f in m.DESCRIPTOR.fields:
+        required = (
+            field_behavior_pb2.REQUIRED
+            in f.GetOptions().Extensions[field_behavior_pb2.field_behavior]
+        )
+        name = path + f.json_name
+        value = getattr(m, f.name)
+        if f.is_repeated:
+            if required and len(value) == 0:
+                out.append(name)
+            if f.message_type is not None and not f.message_type.GetOptions().map_entry:
+                for i, item in enumerate(value):
+                    out += missing_required(item, f"{name}[{i}].")
+        elif f.message_type is not None:
+            if m.HasField(f.name):
+                out += missing_required(value, name + ".")
+            elif required:
+                out.append(name)
+        elif required and value in ("", 0):
+            out.append(name)
+    return out
 
 
 async def test_send_returns_the_finished_task_in_the_official_shape(

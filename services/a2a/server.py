@@ -36,7 +36,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from contracts import subjects
-from contracts.a2a import NATS_BINDING, AgentCard, AgentInterface
+from contracts.a2a import A2A_VERSION, NATS_BINDING, AgentCard, AgentInterface
 from services.a2a.context import Executor
 from services.a2a.dispatch import Dispatcher
 from services.a2a.methods import A2AMethods, Admission, OpenAdmission
@@ -61,6 +61,7 @@ def nats_interface(agent: str, nats_url: str) -> AgentInterface:
     return AgentInterface(
         url=f"{parts.scheme or 'nats'}://{host}{port}/{subjects.a2a_rpc(agent)}",
         protocol_binding=NATS_BINDING,
+        protocol_version=A2A_VERSION,
     )
 
 
