@@ -40,6 +40,10 @@ JobId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-
 """A job id is one subject token (`fleet.job.<id>`)."""
 
 MAX_ATTEMPTS = 20
+MAX_JOB_BYTES = 256 * 1024
+"""The most a job may weigh as JSON: it travels whole on its queue and in its events, well
+inside NATS's 1 MiB default message limit. Larger inputs belong in object storage, with a
+reference in `data`."""
 """Upper bound on a job's `attempts`: beyond it a poison job only burns GPU time."""
 
 
@@ -114,6 +118,7 @@ class JobCancel(msgspec.Struct, frozen=True, kw_only=True):
 
 __all__ = [
     "MAX_ATTEMPTS",
+    "MAX_JOB_BYTES",
     "PRIORITIES",
     "TERMINAL_JOB_STATES",
     "Job",

@@ -80,3 +80,20 @@ async def test_fleet_jobs_submit_wait_get_list_cancel_and_tail(
     finally:
         await unit.stop()
         await gw.stop()
+
+
+async def test_a_job_too_large_to_travel_is_refused_with_the_limit_and_nothing_is_queued(
+    nats_url: str, nc: Client, tmp_path: Path
+) -> None:
+    gw = gateway(tmp_path, nats_url, POOLS)
+    await gw.start()
+    try:
+        body = {"id": "job-big", "est_s": 1, "data": {"blob": "x" * 300_000}}
+        reply = await nc.request("fleet.api.jobs.submit", json.dumps(body).encode(), timeout=10)
+        error = json.loads(reply.data)["error"]
+        assert error["code"] == 413
+        assert "262,144" in error["message"] and "object storage" in error["message"]
+        listed = await nc.request("fleet.api.jobs.list", b"{}", timeout=10)
+        assert json.loads(listed.data)["count"] == 0
+    finally:
+        await gw.stop()

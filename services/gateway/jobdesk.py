@@ -29,7 +29,7 @@ from contracts.api.replies import (
     SubmitReply,
 )
 from contracts.api.requests import CancelJobCall, JobQuery, JobsQuery, PoolQuery, SubmitJobCall
-from contracts.jobs import Job, JobCancel, JobEvent, JobRequirements, Priority
+from contracts.jobs import MAX_JOB_BYTES, Job, JobCancel, JobEvent, JobRequirements, Priority
 from contracts.streams import JOBS_HELD, JOBS_STREAMS
 from services.gateway.routing import BudgetView, PoolGpu, Route, RoutePolicy, pool_gpus, route
 from services.kit.errors import Retryable
@@ -182,6 +182,13 @@ class JobDesk:
             attempts=call.attempts,
             submitter=call.requester,
         )
+        size = len(_ENC.encode(job))
+        if size > MAX_JOB_BYTES:
+            raise RequestError(
+                f"job {job.id} is {size:,} bytes as JSON; the most is {MAX_JOB_BYTES:,}: "
+                "put large inputs in object storage and pass a reference in data",
+                413,
+            )
         return await self.submit(job)
 
     async def submit(self, job: Job) -> SubmitReply:
