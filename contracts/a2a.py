@@ -27,6 +27,10 @@ HEADER_VERSION = "A2A-Version"
 HEADER_TENANT = "Fleet-Tenant"
 HEADER_STREAM_END = "A2A-Stream-End"
 """Header of the empty message that closes a stream on the reply inbox."""
+HEADER_SERVE_CHECK = "Fleet-Serve-Check"
+"""Header of the card request with which the gateway checks that a new hosted agent is
+served: a runner that cannot serve it answers that request, and only that one, with
+`{"error": {"code": 503, "message": why}}` (services.runner.dynamic)."""
 
 
 class TaskState(enum.StrEnum):

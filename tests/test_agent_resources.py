@@ -32,6 +32,8 @@ async def binding_gateway(nats_url: str, nc: Client, tmp_path: Path) -> AsyncIte
         "store": {"dir": str(tmp_path / "gw")},
         "nats": {"create_resources": False},
         "signing": signing("gateway"),
+        # No runner here: what is checked is the admin's part, before any runner could serve.
+        "gateway": {"agent_serve_timeout_s": 0},
     }
     gw = Gateway(load_settings(GatewaySettings, env={}, overrides=overrides), nats_url=nats_url)
     await gw.start()

@@ -208,3 +208,51 @@ def test_a_grant_never_takes_the_window_past_the_limit() -> None:
     assert grant(97, 100, 5) == 3
     assert grant(100, 100, 5) == 0 and grant(140, 100, 5) == 0
     assert unknown_tools(["get_gpu_stats", "rm_rf", "create_agent"]) == ["create_agent", "rm_rf"]
+
+
+async def test_an_agent_no_runner_can_serve_is_refused_with_why_and_a_served_name_is_taken(
+    nats_url: str, nc: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Runners without an Anthropic key, serving the configured agent `assistant`: a
+    Claude agent is refused with the runner's reason and its quota handed back, not left
+    listed and silent; `assistant` cannot be created over the configured one."""
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    gateway = Gateway(
+        load_settings(GatewaySettings, env={}, overrides={"store": {"dir": str(tmp_path / "g")}}),
+        nats_url=nats_url,
+    )
+    overrides = {
+        "store": {"dir": str(tmp_path / "r")},
+        "stop_deadline_s": 1.0,
+        "runner": {"agents": ["assistant"], "unit": "runner-nokey", "sim_latency_s": 0.05},
+    }
+    runner = RunnerService(
+        load_settings(RunnerSettings, env={}, overrides=overrides), nats_url=nats_url
+    )
+    for svc in (gateway, runner):
+        await svc.start()
+
+    async def create(name: str, model: str) -> dict[str, Any]:
+        body = {"name": name, "user": "dave", "system_prompt": "Be brief.", "model": model}
+        reply = await nc.request("fleet.api.agents.create", msgspec.json.encode(body), 30)
+        answer: dict[str, Any] = msgspec.json.decode(reply.data)
+        return answer
+
+    try:
+        claude = await create("claudeonly", "claude-sonnet-4-5")
+        assert claude["error"]["code"] == 503, claude
+        assert "ANTHROPIC_API_KEY" in claude["error"]["message"]
+        assert "runner-nokey" in claude["error"]["message"]
+
+        taken = await create("assistant", "sim")
+        assert taken["error"]["code"] == 409 and "[runner] agents" in taken["error"]["message"]
+        assert (await agents_of(nc, "dave")).agents == []
+
+        # One it can serve answers as soon as the create does.
+        made = await create("simmy", "sim")
+        assert [a["name"] for a in made["agents"]] == ["simmy"], made
+        assert (await A2AClient(nc, "agents.simmy", timeout_s=2).card()).name
+        assert (await agents_of(nc, "dave")).used == 1
+    finally:
+        for svc in (runner, gateway):
+            await svc.stop()

@@ -85,6 +85,10 @@ class GatewayOptions(msgspec.Struct, kw_only=True):
     """How long `agents.create` waits for an agent's own runner to be ready, seconds; past
     it the answer says the runner is still starting (a microVM boot takes seconds, an
     image pull longer)."""
+    agent_serve_timeout_s: float = 10.0
+    """How long `agents.create` waits for a shared runner to serve a new agent (its card
+    answers); past it, or once the runners say they cannot (a Claude model without a key),
+    the agent is undone and the answer says why. 0: do not wait (runners start later)."""
 
 
 class GatewaySettings(KitSettings, kw_only=True):
@@ -156,6 +160,8 @@ class Gateway(Service[GatewaySettings]):
             opts.agent_runtime,
             self.metrics.count,
             None if self.settings.nats.create_resources else self._agent_resources,
+            nc=self.nc,
+            serve_timeout_s=opts.agent_serve_timeout_s,
         )
         await self.api_endpoint("agents.create", AgentCreateCall, self.agents.on_create)
         await self.api_endpoint("agents.list", AgentsQuery, self.agents.on_list)

@@ -6,6 +6,11 @@ An agent with a `runtime` has runner units of its own (pool `agents-<name>`, siz
 it): the shared runners leave it to them, and such a runner serves only it
 (`serves`).
 
+A runner that cannot serve an agent it should (a Claude model without a key) says why
+to the gateway's serve check (`HEADER_SERVE_CHECK` on the agent's card subject), so
+`agents.create` answers with the reason and undoes the agent instead of leaving one that
+never answers.
+
 The gateway writes the bucket (services.gateway.agents); the runner only reads.
 """
 
@@ -17,6 +22,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
+from contracts import subjects
+from contracts.a2a import HEADER_SERVE_CHECK
 from contracts.api.replies import AgentSpec
 from contracts.buckets import AGENTS, agent_key, agent_of_key
 from services.kit.buckets import ensure_bucket
@@ -25,8 +32,11 @@ from services.runner.settings import RunnerSection
 from services.runner.tooluse import ApiBus, agent_tools
 
 if TYPE_CHECKING:
+    from nats.aio.msg import Msg
+    from nats.aio.subscription import Subscription
     from nats.js.client import JetStreamContext
 
+    from services.kit.subscriptions import Subscriptions
     from services.runner.host import HostedAgent
     from services.runner.settings import RunnerSettings
     from services.runner.taskstore import LeasedTaskStore
@@ -59,6 +69,8 @@ class RunnerService(ApiBus, Protocol):
     stores: dict[str, LeasedTaskStore]
     own_agent: str | None
     """The runtime agent this runner is the own runner of, or None for a shared runner."""
+    runner_id: str
+    subscriptions: Subscriptions
 
     @property
     def js(self) -> JetStreamContext: ...
@@ -81,6 +93,8 @@ class RuntimeAgents:
         self.models: dict[str, ModelBackend] = {}
         self.refused: dict[str, str] = {}
         """Agents this runner cannot serve, and why (e.g. a Claude model without a key)."""
+        self._refusals: dict[str, Subscription] = {}
+        """Per refused agent, the subscription that tells the gateway's serve check why."""
         self._lock = asyncio.Lock()
         self._watcher: Any = None
 
@@ -122,15 +136,37 @@ class RuntimeAgents:
             except Exception as exc:  # e.g. a Claude model on a runner without a key
                 log.error("cannot serve agent", extra={"agent": spec.name, "why": str(exc)})
                 self.refused[spec.name] = str(exc)
+                await self._say_why(spec.name)
                 return
             self.refused.pop(spec.name, None)
             self.models[spec.name] = model
             self.hosts[spec.name] = await self.runner.serve_agent(spec.name, section, model)
             log.info("serving runtime agent", extra={"agent": spec.name, "user": spec.user})
 
+    async def _say_why(self, name: str) -> None:
+        """Answer the gateway's serve check for `name` with why it is not served here. Not
+        in the agent's queue group, and silent to any other card request: where another
+        runner serves the agent, its callers never hear of this one."""
+        if name in self._refusals:
+            return
+        why = f"runner {self.runner.runner_id} cannot serve agent {name!r}: {self.refused[name]}"
+        body = msgspec.json.encode({"error": {"code": 503, "message": why}})
+
+        async def answer(msg: Msg) -> None:
+            if msg.reply and (msg.headers or {}).get(HEADER_SERVE_CHECK):
+                await msg.respond(body)
+
+        card = subjects.a2a_card(subjects.hosted_agent(name))
+        self._refusals[name] = await self.runner.subscriptions.listen(card, answer)
+
     async def remove(self, name: str) -> None:
         """Stop serving `name` here."""
         async with self._lock:
+            self.refused.pop(name, None)
+            refusal = self._refusals.pop(name, None)
+            if refusal is not None:
+                self.runner.subscriptions.discard(refusal)
+                await refusal.unsubscribe()
             host = self.hosts.pop(name, None)
             if host is None:
                 return

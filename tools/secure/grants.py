@@ -254,6 +254,9 @@ def gateway() -> Permissions:
     # Hosted agents made at runtime: the admin makes their buckets and grants first
     # (tools/secure/keeper.py); their own runners' unit events say when they are ready.
     p.pub(subjects.ADMIN_AGENTS)
+    # agents.create asks a new agent's card: is the name served already, is it served now
+    # (services/gateway/agentcheck.py).
+    p.pub("a2a.agents.*.card")
     for q in (*JOB_QUEUES, JOBS_HELD.name):
         p.pub(*read_messages(q))
     p.sub("fleet.budget.*", subjects.JOB_EVENTS_ALL, subjects.UNIT_ALL)
