@@ -192,6 +192,41 @@ def test_tail_json_prints_a_published_event(nats_url: str, tmp_path: Path) -> No
     assert "fleet.alert.warning" in human.stdout and "hello" in human.stdout
 
 
+def test_tail_since_replays_several_streams_in_the_order_they_were_stored(
+    nats_url: str, tmp_path: Path
+) -> None:
+    import asyncio
+
+    import nats
+
+    from contracts.events import Alert
+    from services.kit.bus import ensure_streams
+    from services.kit.service import encode
+
+    # Alerts (FLEET_EVENTS) and audit records (FLEET_AUDIT), one after the other.
+    order = [
+        ("fleet.alert.warning" if i % 2 == 0 else "fleet.audit.tail-test", f"event {i}")
+        for i in range(6)
+    ]
+
+    async def publish() -> None:
+        nc = await nats.connect(nats_url)
+        js = nc.jetstream()
+        await ensure_streams(js)
+        for subject, message in order:
+            await js.publish(subject, encode(Alert(kind="test", message=message)))
+        await nc.close()
+
+    asyncio.run(publish())
+    out = fleet(
+        tmp_path, "tail", "fleet.alert.>", "fleet.audit.>", "--since", "1m", "--json",
+        "--count", "6", "--nats", nats_url,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    docs = [json.loads(x) for x in out.stdout.splitlines()]
+    assert [(d["subject"], d["data"]["message"]) for d in docs] == order
+
+
 def test_every_verb_has_help_with_an_example() -> None:
     top = subprocess.run([*FLEET, "--help"], capture_output=True, text=True, cwd=REPO)
     assert top.returncode == 0

@@ -96,6 +96,70 @@ class Printer:
             self.done.set()
 
 
+REPLAY_WAIT_S = 10.0
+"""Longest wait for the streams to hand over what they kept before it is printed."""
+
+
+class Replay:
+    """What the streams kept since `--since`, across several streams, printed in the order
+    the server stored it (not stream by stream); then, once each stream is caught up,
+    whatever comes next as it comes."""
+
+    def __init__(self, printer: Printer) -> None:
+        self.printer = printer
+        self.kept: list[tuple[datetime, str, bytes, dict[str, str] | None]] = []
+        self.behind: set[int] = set()
+        self.caught_up = asyncio.Event()
+        self.live = False
+
+    def on_message(self, index: int) -> Any:
+        async def on_js(msg: Any) -> None:
+            if self.live:
+                self.printer.show(msg.subject, msg.data, msg.headers)
+                return
+            self.kept.append((msg.metadata.timestamp, msg.subject, msg.data, msg.headers))
+            if msg.metadata.num_pending == 0:
+                self.done_with(index)
+
+        return on_js
+
+    def done_with(self, index: int) -> None:
+        self.behind.discard(index)
+        if not self.behind:
+            self.caught_up.set()
+
+    async def start(self, js: Any, patterns: list[str], since: timedelta) -> None:
+        start = datetime.now(UTC) - since
+        pairs = stream_filters(patterns)
+        self.behind = set(range(len(pairs)))
+        for index, (spec, flt) in enumerate(pairs):
+            config = ConsumerConfig(
+                deliver_policy=DeliverPolicy.BY_START_TIME,
+                opt_start_time=start,
+                filter_subject=flt,
+            )
+            try:
+                sub = await js.subscribe(
+                    flt,
+                    stream=spec.name,
+                    cb=self.on_message(index),
+                    ordered_consumer=True,
+                    config=config,
+                )
+                if (await sub.consumer_info()).num_pending == 0:
+                    self.done_with(index)
+            except Exception as exc:
+                print(f"fleet tail: cannot replay {flt} from {spec.name}: {exc}", file=sys.stderr)
+                self.done_with(index)
+        if pairs:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.caught_up.wait(), REPLAY_WAIT_S)
+        for _ts, subject, data, headers in sorted(self.kept, key=lambda k: k[0]):
+            self.printer.show(subject, data, headers)
+        self.kept.clear()
+        self.live = True
+
+
 async def follow(args: argparse.Namespace) -> int:
     patterns = args.subjects or DEFAULT_SUBJECTS
     printer = Printer(args.json, args.count)
@@ -106,23 +170,6 @@ async def follow(args: argparse.Namespace) -> int:
     explicit_telemetry = any(p.startswith("fleet.telemetry") for p in patterns)
     replayed = bool(args.since)
     try:
-        if replayed:
-            start = datetime.now(UTC) - args.since
-            js = nc.jetstream()
-            for spec, flt in stream_filters(patterns):
-
-                async def on_js(msg: Any) -> None:
-                    printer.show(msg.subject, msg.data, msg.headers)
-
-                config = ConsumerConfig(
-                    deliver_policy=DeliverPolicy.BY_START_TIME,
-                    opt_start_time=start,
-                    filter_subject=flt,
-                )
-                with contextlib.suppress(Exception):
-                    await js.subscribe(
-                        flt, stream=spec.name, cb=on_js, ordered_consumer=True, config=config
-                    )
 
         async def on_core(msg: Any) -> None:
             if msg.subject.startswith("fleet.telemetry.") and not explicit_telemetry:
@@ -131,6 +178,8 @@ async def follow(args: argparse.Namespace) -> int:
                 return  # the stream consumer shows it
             printer.show(msg.subject, msg.data, msg.headers)
 
+        if replayed:
+            await Replay(printer).start(nc.jetstream(), patterns, args.since)
         for pattern in patterns:
             await nc.subscribe(pattern, cb=on_core)
         await nc.flush()
