@@ -253,6 +253,9 @@ async def test_an_agent_no_runner_can_serve_is_refused_with_why_and_a_served_nam
         assert [a["name"] for a in made["agents"]] == ["simmy"], made
         assert (await A2AClient(nc, "agents.simmy", timeout_s=2).card()).name
         assert (await agents_of(nc, "dave")).used == 1
+        # Every user's agents: no one user's count to give.
+        everyone = msgspec.json.decode((await nc.request("fleet.api.agents.list", b"{}", 5)).data)
+        assert [a["name"] for a in everyone["agents"]] == ["simmy"] and everyone["used"] is None
     finally:
         for svc in (runner, gateway):
             await svc.stop()

@@ -365,7 +365,7 @@ class AgentsReply(msgspec.Struct, frozen=True, kw_only=True):
     agents: list[AgentSpec]
     quota: int = 0
     """The user's agent quota (create and list for one user)."""
-    used: int = 0
-    """The user's agents, this one included."""
+    used: int | None = 0
+    """The user's agents, this one included; null in a listing of every user's."""
     runner: AgentRunner | None = None
     """`agents.create` of an agent with runner units of its own: its runner."""

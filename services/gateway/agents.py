@@ -162,4 +162,4 @@ class AgentRegistry:
             return AgentsReply(
                 agents=sorted(specs, key=lambda s: s.name), quota=self.quota, used=len(specs)
             )
-        return AgentsReply(agents=sorted(specs, key=lambda s: s.name), quota=self.quota)
+        return AgentsReply(agents=sorted(specs, key=lambda s: s.name), quota=self.quota, used=None)
