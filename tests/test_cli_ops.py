@@ -130,3 +130,31 @@ def test_a_bad_argument_is_a_usage_error_that_changes_nothing(
     url = f"nats://127.0.0.1:{free_port()}"  # nobody listens there: nothing is reached
     out = fleet(tmp_path, *verb, "--nats", url, timeout=60)
     assert out.returncode == 2 and says in out.stderr, out.stderr
+
+
+def test_fleet_status_leaves_out_empty_pools_of_deleted_agents_but_not_configured_ones() -> None:
+    import io
+
+    from rich.console import Console
+
+    from tools.verbs.status import render
+
+    def pool(name: str, ready: int = 0) -> dict[str, object]:
+        return {"metrics": {"pool": name, "units_ready": ready, "inflight": 2.0 * ready}}
+
+    names = ("h100", "agents-gone", "agents-live", "adhoc-a100")
+    doc = {
+        "services": [],
+        "streams": [],
+        "pools": {"pools": [pool(n, ready=int(n == "agents-live")) for n in names]},
+        "scaling": {"pools": {"adhoc-a100": {"desired": 1}}},
+    }
+    out = io.StringIO()
+    render(doc, Console(file=out, width=160, color_system=None))
+    table = out.getvalue().split("empty agent and ad-hoc pools not shown:")
+    assert len(table) == 2, out.getvalue()
+    shown, hidden = table
+    # A configured pool with nothing is still a pool; an agent's with a runner, an ad-hoc
+    # one still wanted, too. Only the deleted agent's is left out, and named.
+    assert all(n in shown for n in ("h100", "agents-live", "adhoc-a100"))
+    assert "agents-gone" not in shown and "agents-gone" in hidden.splitlines()[0]

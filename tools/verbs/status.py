@@ -12,6 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 from rich.console import Console
 from rich.table import Table
 
+from contracts.subjects import agent_of_pool, is_adhoc
 from services.kit.bus import gather_replies
 from services.kit.config import resolve_nats_url
 from tools.natsops import ask_json, cli_connect
@@ -132,6 +133,17 @@ def pool_rows(answer: Any) -> list[dict[str, Any]]:
     return sorted((r for r in rows if isinstance(r, dict)), key=lambda r: str(r.get("pool")))
 
 
+def left_behind(metrics: dict[str, Any], want: dict[str, Any]) -> bool:
+    """A pool of a deleted hosted agent or a released ad-hoc provision: nothing ready,
+    coming, wanted or asked of it. The watcher keeps its ended units for an hour
+    (`forget_after_s`); the table leaves it out meanwhile (`--json` keeps it)."""
+    pool = str(metrics.get("pool", ""))
+    if not (agent_of_pool(pool) or is_adhoc(pool)):
+        return False
+    counts = ("units_ready", "units_pending", "inflight", "queue_depth")
+    return not any(metrics.get(k) for k in counts) and not want.get("desired")
+
+
 def render(doc: dict[str, Any], console: Console) -> None:
     services = Table(title="services", title_justify="left")
     for col in ("service", "version", "state", "up", "counts"):
@@ -155,6 +167,10 @@ def render(doc: dict[str, Any], console: Console) -> None:
     rows = pool_rows(doc.get("pools"))
     scaling = doc.get("scaling") or {}
     wants = scaling.get("pools", {}) if isinstance(scaling, dict) else {}
+    if not isinstance(wants, dict):
+        wants = {}
+    idle = [m for m in rows if left_behind(m, wants.get(m.get("pool"), {}) or {})]
+    rows = [m for m in rows if m not in idle]
     if rows:
         table = Table(title="pools", title_justify="left")
         names = [str(m.get("pool", "?")) for m in rows]
@@ -163,7 +179,7 @@ def render(doc: dict[str, Any], console: Console) -> None:
         for col in (*cols, "arrivals"):
             table.add_column(col)
         for m in rows:
-            want = wants.get(m.get("pool"), {}) if isinstance(wants, dict) else {}
+            want = wants.get(m.get("pool"), {})
             desired = want.get("desired")
             table.add_row(
                 str(m.get("pool", "?")),
@@ -178,6 +194,9 @@ def render(doc: dict[str, Any], console: Console) -> None:
                 f"{m.get('arrival_rate', 0):.1f}/s",
             )
         console.print(table)
+    if idle:
+        hidden = ", ".join(str(m.get("pool")) for m in idle)
+        console.print(f"[dim]empty agent and ad-hoc pools not shown: {hidden}[/]")
     budget = doc.get("budget")
     if isinstance(budget, dict) and "error" not in budget:
         spent = budget.get("spent_today_usd", 0.0)
