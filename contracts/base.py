@@ -36,6 +36,15 @@ Fraction = Annotated[float, Meta(ge=0.0, le=1.0)]
 Count = Annotated[int, Meta(ge=0, le=1_000_000)]
 """A non-negative count of units, requests or sessions."""
 
+Positive = Annotated[float, Meta(gt=0.0)]
+"""A duration or interval that must pass: a setting of 0 or less would spin a loop."""
+
+NonNegative = Annotated[float, Meta(ge=0.0)]
+"""A duration that may be zero (no wait), never negative."""
+
+Tries = Annotated[int, Meta(ge=1, le=1_000_000)]
+"""How many times something is tried or counted before giving up: at least once."""
+
 Amount = Annotated[float, Meta(ge=0.0, le=1e9)]
 """A non-negative finite quantity (requests, seconds, tokens)."""
 

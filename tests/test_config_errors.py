@@ -60,3 +60,58 @@ def test_up_stops_everything_when_a_service_exits_with_a_configuration_error(
     )
     assert "restart #" not in out.stdout
     assert "no process left behind" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("toml", "said"),
+    [
+        ("[providers.vastai]\ntimeout = 5\n", "providers.vastai.timeout; did you mean timeout_s?"),
+        ("[sim]\nfailur_rate = 0.5\n", "sim.failur_rate; did you mean failure_rate?"),
+        ("[sim.load.gpu]\npeek = 30\n", "sim.load.gpu.peek; did you mean peak?"),
+        ('[providers.vastai]\ntimeout_s = "slow"\n', "[providers.vastai] Expected `float`"),
+        # Another service's table: the whole file is checked, whichever service starts.
+        ("[watcher]\ntick = 1\n", "watcher.tick; did you mean tick_s?"),
+    ],
+    ids=["provider key", "sim key", "load key", "provider value", "other service"],
+)
+def test_every_table_is_checked_before_a_service_starts(
+    tmp_path: Path, toml: str, said: str
+) -> None:
+    (tmp_path / "fleet.toml").write_text(toml)
+    out = fleet(tmp_path, "run", "scaler")
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stderr.count("\n") == 1 and said in out.stderr, out.stderr
+
+
+def test_intervals_and_counts_that_would_spin_or_never_try_are_refused(tmp_path: Path) -> None:
+    out = fleet(tmp_path, "run", "provisioner", FLEET_PROVISIONER__RECONCILE_INTERVAL_S="-5")
+    assert out.returncode == 2
+    assert "provisioner.reconcile_interval_s': Expected `float` > 0.0" in out.stderr
+    assert "set by the environment variable FLEET_PROVISIONER__RECONCILE_INTERVAL_S" in out.stderr
+    out = fleet(tmp_path, "run", "gateway", FLEET_BRAIN__MAX_STEPS="0")
+    assert out.returncode == 2 and "brain.max_steps" in out.stderr
+
+
+def test_a_variable_that_looks_like_a_number_still_sets_a_text_setting() -> None:
+    from services.costguard.settings import CostguardSettings
+    from services.kit.config import load_settings
+    from services.runner.settings import RunnerSettings
+
+    env = {
+        "FLEET_POOLS__H100__GPU_MODEL": "4090",
+        "FLEET_NATS__PASSWORD": "123456",
+        "FLEET_BUDGET__DAILY_USD": "75",
+    }
+    settings = load_settings(CostguardSettings, env=env)
+    assert settings.pools["h100"].gpu_model == "4090"
+    assert settings.nats.password == "123456"
+    assert settings.budget.daily_usd == 75.0
+    runner = load_settings(RunnerSettings, env={"FLEET_RUNNER__AGENTS": '["a", "b"]'})
+    assert runner.runner.agents == ["a", "b"]
+
+
+def test_fleet_up_with_a_missing_config_file_is_a_configuration_error(tmp_path: Path) -> None:
+    out = fleet(tmp_path, "up", "--config", str(tmp_path / "nope.toml"))
+    assert out.returncode == 2
+    assert out.stderr.strip() == f"fleet up: config file {tmp_path / 'nope.toml'} does not exist"
+    assert not (tmp_path / ".fleet").exists()

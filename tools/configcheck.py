@@ -10,6 +10,7 @@ modules are imported (a service module can take seconds to import).
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Any
 
@@ -46,7 +47,7 @@ def check(config: str | None, names: tuple[str, ...] = ORDER) -> None:
     service reads is still a known one)."""
     kinds = [settings_type(n) for n in ORDER]
     for name in names:
-        load_settings(settings_type(name), config)
+        load_settings(settings_type(name), config).validate(os.environ)
     check_sections(kinds, config)
 
 

@@ -29,6 +29,7 @@ from contracts.api.replies import (
     SubmitReply,
 )
 from contracts.api.requests import CancelJobCall, JobQuery, JobsQuery, PoolQuery, SubmitJobCall
+from contracts.base import Fraction, NonNegative, Positive, Tries
 from contracts.jobs import MAX_JOB_BYTES, Job, JobCancel, JobEvent, JobRequirements, Priority
 from contracts.streams import JOBS_HELD, JOBS_STREAMS
 from services.gateway.routing import BudgetView, PoolGpu, Route, RoutePolicy, pool_gpus, route
@@ -73,19 +74,19 @@ DEMO_PRIORITIES: tuple[Priority, ...] = ("high", "normal", "normal", "low")
 class JobOptions(msgspec.Struct, kw_only=True):
     """`[jobs]`: routing and waiting."""
 
-    low_yield_at: float = 0.8
+    low_yield_at: Fraction = 0.8
     """Fraction of the daily budget, projected, at which low-priority jobs wait; below 1
     so that low-priority work gives way before normal work has to."""
-    held_recheck_s: float = 5.0
+    held_recheck_s: Positive = 5.0
     """Seconds between re-routing a job that waits for budget."""
-    budget_cache_s: float = 2.0
+    budget_cache_s: NonNegative = 2.0
     """How long a read of the cost-guard's budget is reused, seconds; jobs arrive in
     bursts of thousands, the budget moves by the second."""
-    offers_cache_s: float = 30.0
+    offers_cache_s: NonNegative = 30.0
     """How long the provisioner's offers (GPU, VRAM, price per pool) are reused, seconds."""
-    demo_every_s: float = 0.0
+    demo_every_s: NonNegative = 0.0
     """The demo: submit a batch of jobs every this many seconds (0: never)."""
-    demo_batch: int = 12
+    demo_batch: Tries = 12
     """Jobs per demo batch: a mix of priorities and run times, and now and then a job
     that always fails, so the demo shows routing, waiting, retries and a dead letter."""
 

@@ -169,6 +169,11 @@ class KitSettings(msgspec.Struct, kw_only=True):
     stop_deadline_s: float = 10.0
     """How long a stopping service waits for in-flight work before handing it back."""
 
+    def validate(self, environ: Mapping[str, str]) -> None:
+        """Checks past what the types say, run before anything starts (`fleet up`, `fleet
+        run`): a ConfigError naming the key. Tables a service reads as free-form (a
+        provider's) are checked by the service that owns them; none here."""
+
 
 def config_path(explicit: str | None = None) -> Path | None:
     """The fleet.toml to read: --config, else FLEET_CONFIG, else ./fleet.toml if present."""
@@ -192,10 +197,14 @@ def read_toml(path: Path | None) -> dict[str, Any]:
 
 
 def _env_value(raw: str) -> Any:
+    """A variable's value: a TOML array, table or quoted string as such; anything else as
+    the text it is, which the setting's type then reads (`5` as a number where a number is
+    wanted, but `4090` stays a model name and `123456` a password)."""
     try:
-        return tomllib.loads(f"v = {raw}")["v"]
+        value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         return raw
+    return value if isinstance(value, list | dict | str) else raw
 
 
 def env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
@@ -234,7 +243,8 @@ def env_var(path: KeyPath | list[str]) -> str:
     return ENV_PREFIX + "__".join(p.upper() for p in path if p)
 
 
-def _unknown_message(path: KeyPath, valid: list[str], origin: str, by_env: bool) -> str:
+def unknown_message(path: KeyPath, valid: list[str], origin: str, by_env: bool = False) -> str:
+    """`origin: unknown key a.b; did you mean c?` (or the valid keys), for any table."""
     key = ".".join(path)
     close = difflib.get_close_matches(path[-1], valid, n=1, cutoff=0.6)
     if close:
@@ -257,6 +267,11 @@ class Sources(msgspec.Struct, frozen=True):
     def origin(self, path: KeyPath) -> tuple[str, bool]:
         """Who set the key: the variable's name or the file; True when it was a variable."""
         if given_at(self.from_env, path):
+            node: Any = self.from_env
+            for part in path:
+                node = node[part]
+            if isinstance(node, Mapping):  # a whole table: its keys' variables
+                return f"environment variables {env_var(path)}__*", True
             return f"environment variable {env_var(path)}", True
         return self.where, False
 
@@ -300,7 +315,7 @@ def load_settings(
     unknown = unknown_key(src.data, kind)
     if unknown is not None:
         key_path, valid = unknown
-        raise ConfigError(_unknown_message(key_path, valid, *src.origin(key_path)))
+        raise ConfigError(unknown_message(key_path, valid, *src.origin(key_path)))
     try:
         return msgspec.convert(src.data, kind, strict=False)
     except msgspec.ValidationError as exc:
@@ -310,10 +325,13 @@ def load_settings(
         key_path = tuple(p for p in (*prefix, *rest.split(".")) if p)
         key = ".".join(key_path) or "?"
         what = _PATH.sub("", text).strip(" -")
-        raise ConfigError(
-            f"setting {key!r}: {what} (check {src.where} or the environment variable "
-            f"{env_var(key_path)})"
-        ) from exc
+        origin, by_env = src.origin(key_path)
+        where = (
+            f"set by the {origin}"
+            if by_env
+            else f"check {src.where} or the environment variable {env_var(key_path)}"
+        )
+        raise ConfigError(f"setting {key!r}: {what} ({where})") from exc
 
 
 def check_sections(
@@ -326,7 +344,7 @@ def check_sections(
     known = sorted(set().union(*(field_types(k) for k in kinds)))
     for key in src.data:
         if key not in known:
-            raise ConfigError(_unknown_message((key,), known, *src.origin((key,))))
+            raise ConfigError(unknown_message((key,), known, *src.origin((key,))))
 
 
 def resolve_nats_url(explicit: str | None = None, configured: str = "") -> str:

@@ -3,43 +3,47 @@ the raw `[providers.*]` and `[sim]` tables its providers read."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
 
+from contracts.base import NonNegative, Positive, Tries
 from contracts.subjects import agent_of_pool
-from services.kit.config import KitSettings
+from services.kit.config import KitSettings, unknown_message
+from services.kit.errors import ConfigError
 from services.kit.pools import PoolConfig
+from services.kit.settings_keys import field_types
 
 
 class ProvisionerOptions(msgspec.Struct, kw_only=True):
     """`[provisioner]` in fleet.toml."""
 
-    reconcile_interval_s: float = 30.0
+    reconcile_interval_s: Positive = 30.0
     """Seconds between comparing the inventory with every provider's list."""
-    boot_poll_s: float = 1.0
+    boot_poll_s: Positive = 1.0
     """Seconds between polls of providers that have booting units."""
-    drain_check_s: float = 1.0
+    drain_check_s: Positive = 1.0
     """Seconds between checks of draining units (telemetry beats every second)."""
-    cleanup_check_s: float = 30.0
+    cleanup_check_s: Positive = 30.0
     """Seconds between idle-cleanup scans."""
-    retry_attempts: int = 4
+    retry_attempts: Tries = 4
     """Calls per provider operation before the provider counts as failing (1 = no retry)."""
-    retry_base_s: float = 0.5
+    retry_base_s: NonNegative = 0.5
     """First backoff ceiling in seconds; doubled each retry, with full jitter."""
-    retry_max_s: float = 10.0
+    retry_max_s: NonNegative = 10.0
     """Largest backoff between two calls, in seconds."""
-    breaker_failures: int = 5
+    breaker_failures: Tries = 5
     """Consecutive failed calls that open a provider's circuit breaker."""
-    breaker_cooldown_s: float = 30.0
+    breaker_cooldown_s: NonNegative = 30.0
     """Seconds an open breaker refuses calls before one probe is let through."""
-    command_retry_s: float = 15.0
+    command_retry_s: Positive = 15.0
     """When every provider failed transiently, seconds before the command is tried again."""
-    command_attempts: int = 8
+    command_attempts: Tries = 8
     """Tries of a command whose providers all fail transiently before it fails with an alert."""
-    ack_wait_s: float = 300.0
+    ack_wait_s: Positive = 300.0
     """JetStream ack wait for approved commands; long, since creates retry and back off."""
-    crash_loop_early_s: float = 120.0
+    crash_loop_early_s: NonNegative = 120.0
     """A unit that fails within this many seconds of its creation failed early: the second
     early failure in a row of a pool waits 5 s for its replacement, doubling after each
     (a bad image or host must not be replaced in a tight loop); a later failure is replaced
@@ -80,3 +84,53 @@ class ProvisionerSettings(KitSettings, kw_only=True):
             names.extend(view.providers)
         names.extend(self.providers)
         return list(dict.fromkeys(names or self.provisioner.default_providers))
+
+    def validate(self, environ: Mapping[str, str]) -> None:
+        """Every `[providers.<name>]` table and `[sim]` (with `[sim.load.<pool>]`) as the
+        providers will read them: an unknown key names the closest valid one, a bad value
+        its key, before anything starts; the providers are not built."""
+        from services.provisioner.providers.local import LocalSettings, local_settings
+        from services.provisioner.providers.settings import ProviderSettings
+        from services.provisioner.providers.sim import WORLD_KEYS, SimSettings, sim_settings
+        from services.provisioner.providers.simworld import LoadPattern
+
+        origin = "fleet.toml or its FLEET_* variables"
+        own = {"kind", "base_url", "api_key"}
+        sims = {*field_types(SimSettings), *WORLD_KEYS}
+        for key in self.sim:
+            if key not in sims:
+                raise ConfigError(unknown_message(("sim", key), sorted(sims), origin))
+        loads = self.sim.get("load", {})
+        for pool, pattern in (loads if isinstance(loads, dict) else {}).items():
+            for key in pattern if isinstance(pattern, dict) else {}:
+                if key not in field_types(LoadPattern):
+                    path = ("sim", "load", pool, key)
+                    raise ConfigError(
+                        unknown_message(path, sorted(field_types(LoadPattern)), origin)
+                    )
+        for name, section in self.providers.items():
+            kind = str(section.get("kind", name))
+            if kind in ("sim", "local"):
+                keys = {*field_types(SimSettings if kind == "sim" else LocalSettings), *own}
+            else:  # what ProviderSettings.from_env reads; it sets `name` and `key_source`
+                keys = {*field_types(ProviderSettings), "kind", "api_key_file"}
+                keys -= {"name", "key_source"}
+            for key in section:
+                if key not in keys:
+                    raise ConfigError(
+                        unknown_message(("providers", name, key), sorted(keys), origin)
+                    )
+            try:
+                if kind == "sim":
+                    sim_settings(name, self.sim, section)
+                elif kind == "local":
+                    local_settings(name, section)
+                else:
+                    rest = {k: v for k, v in section.items() if k != "kind"}
+                    ProviderSettings.from_env(kind, rest, environ)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+        try:
+            msgspec.convert(loads, dict[str, LoadPattern], strict=False)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"[sim.load]: {exc}") from None

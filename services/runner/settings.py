@@ -11,11 +11,9 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from contracts.base import NonNegative, Positive
 from services.a2a.tenants import A2ASettings
 from services.kit.config import KitSettings
-
-Positive = Annotated[float, Meta(gt=0)]
-NonNegative = Annotated[float, Meta(ge=0)]
 
 
 class RunnerSection(msgspec.Struct, kw_only=True):

@@ -7,11 +7,10 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
+from contracts.base import Positive
 from services.kit.config import KitSettings
 from services.kit.pools import PoolConfig
 from services.watcher.prometheus import PrometheusSource
-
-Positive = Annotated[float, Meta(gt=0)]
 
 
 class WatcherOptions(msgspec.Struct, kw_only=True):

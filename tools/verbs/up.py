@@ -73,14 +73,14 @@ def demo_config(name: str) -> Path:
     return Path(__file__).resolve().parent.parent / "demo" / DEMOS[name]
 
 
-def pick_config(args: argparse.Namespace) -> Path:
-    if args.config:
-        path = Path(args.config)
-        if not path.is_file():
-            raise SystemExit(f"fleet up: config {args.config} does not exist")
-        return path.resolve()
-    if env := os.environ.get("FLEET_CONFIG"):
-        return Path(env).resolve()
+def pick_config(args: argparse.Namespace) -> Path | None:
+    """The fleet.toml to run, or None (told on stderr) when the one named is missing."""
+    named = args.config or os.environ.get("FLEET_CONFIG")
+    if named:
+        if not Path(named).is_file():
+            print(f"fleet up: config file {named} does not exist", file=sys.stderr)
+            return None
+        return Path(named).resolve()
     if Path("fleet.toml").is_file() and args.demo == "gpu":
         return Path("fleet.toml").resolve()
     return demo_config(args.demo)
@@ -99,6 +99,8 @@ def _pid_alive(pid: int) -> bool:
 def run(args: argparse.Namespace) -> int:
     console = Console(stderr=False, highlight=False)
     config = pick_config(args)
+    if config is None:
+        return CONFIG_ERROR_EXIT
     bad = exit_on_error("fleet up", str(config))  # before anything starts or is written
     if bad is not None:
         return bad

@@ -314,10 +314,14 @@ def _matches(offer: Offer, flt: OfferFilter) -> bool:
     return rejection(offer, flt) is None
 
 
+WORLD_KEYS = frozenset({"load", "telemetry_interval_s", "units", "orphan_s", "unit_capacity"})
+"""`[sim]` keys the simulated world reads (services.provisioner.providers.simworld,
+simhost), not one sim instance."""
+
+
 def sim_settings(name: str, sim: Mapping[str, Any], section: Mapping[str, Any]) -> SimSettings:
     """Settings of sim instance `name`: `[sim]` laid over by `[providers.<name>]`."""
-    world_keys = {"load", "telemetry_interval_s", "units", "orphan_s"}
-    merged = {k: v for k, v in sim.items() if k not in world_keys}
+    merged = {k: v for k, v in sim.items() if k not in WORLD_KEYS}
     merged.update({k: v for k, v in section.items() if k not in {"kind", "base_url", "api_key"}})
     try:
         return msgspec.convert(merged, SimSettings, strict=False)
