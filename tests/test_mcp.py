@@ -159,6 +159,9 @@ async def test_fleet_mcp_serves_the_guides_tools_with_the_guides_argument_names(
             assert wrong.is_error and "'gpu'" in wrong.content[0].text
             bad = await client.call_tool("provision_gpu", {"gpu_model": "H100", "count": 0})
             assert bad.is_error
+            # One error shape, the operations' own, whoever refused.
+            assert _payload(wrong)["error"]["code"] == 400
+            assert _payload(missing)["error"]["code"] == 404
             assert len(owners.requests) == before
     finally:
         await alerts.unsubscribe()

@@ -55,17 +55,18 @@ class FleetLink:
         try:
             nc = await self.nc()
         except Exception as exc:
-            return {"error": f"cannot reach NATS ({exc or type(exc).__name__}); run `fleet up`"}
+            return _error(503, f"cannot reach NATS ({exc or type(exc).__name__}); run `fleet up`")
         body = {k: v for k, v in msgspec.to_builtins(request).items() if v is not None}
         try:
             reply = await nc.request(
                 op(name).subject, msgspec.json.encode(body), timeout=self.timeout_s
             )
         except Exception as exc:
-            return {
-                "error": f"fleet.api.{name} did not answer ({type(exc).__name__}); "
-                "is its service running? (`fleet status`)"
-            }
+            return _error(
+                503,
+                f"fleet.api.{name} did not answer ({type(exc).__name__}); "
+                "is its service running? (`fleet status`)",
+            )
         answer = msgspec.json.decode(reply.data)
         return answer if isinstance(answer, dict) else {"result": answer}
 
@@ -86,6 +87,12 @@ def tool_list() -> list[types.Tool]:
             )
         )
     return tools
+
+
+def _error(code: int, message: str) -> dict[str, Any]:
+    """An error in the shape every fleet.api operation answers with (`ApiError`), so a
+    caller reads one shape whether the server or the operation refused."""
+    return {"error": {"code": code, "message": message}}
 
 
 def _result(answer: dict[str, Any], is_error: bool) -> types.CallToolResult:
@@ -112,11 +119,11 @@ def build_server(url: str | None = None) -> Server[Any]:
         op_name = MCP_TOOLS.get(params.name)
         if op_name is None:
             known = ", ".join(MCP_TOOLS)
-            return _result({"error": f"no tool named {params.name!r}; tools: {known}"}, True)
+            return _result(_error(404, f"no tool named {params.name!r}; tools: {known}"), True)
         try:
             request = tool_request(op(op_name), params.arguments, REQUESTER)
         except ToolArgsError as exc:
-            return _result({"error": f"invalid arguments for {params.name}: {exc}"}, True)
+            return _result(_error(400, f"invalid arguments for {params.name}: {exc}"), True)
         answer = await link.api(op_name, request)
         failed = "error" in answer or (op(op_name).fails_unless_ok and answer.get("ok") is False)
         return _result(answer, failed)
