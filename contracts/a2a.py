@@ -339,6 +339,21 @@ V03_ALIASES: dict[str, str] = {
     "tasks/resubscribe": "SubscribeToTask",
 }
 STREAMING_METHODS: frozenset[str] = frozenset({"SendStreamingMessage", "SubscribeToTask"})
+NOT_OFFERED: dict[str, int] = {
+    "CreateTaskPushNotificationConfig": PUSH_NOTIFICATION_NOT_SUPPORTED,
+    "GetTaskPushNotificationConfig": PUSH_NOTIFICATION_NOT_SUPPORTED,
+    "ListTaskPushNotificationConfigs": PUSH_NOTIFICATION_NOT_SUPPORTED,
+    "DeleteTaskPushNotificationConfig": PUSH_NOTIFICATION_NOT_SUPPORTED,
+    "tasks/pushNotificationConfig/set": PUSH_NOTIFICATION_NOT_SUPPORTED,
+    "tasks/pushNotificationConfig/get": PUSH_NOTIFICATION_NOT_SUPPORTED,
+    "tasks/pushNotificationConfig/list": PUSH_NOTIFICATION_NOT_SUPPORTED,
+    "tasks/pushNotificationConfig/delete": PUSH_NOTIFICATION_NOT_SUPPORTED,
+    "GetExtendedAgentCard": EXTENDED_CARD_NOT_CONFIGURED,
+    "agent/getAuthenticatedExtendedCard": EXTENDED_CARD_NOT_CONFIGURED,
+}
+"""The spec's methods (A2AService in the official proto, and their v0.3 names) that these
+agents do not offer, with the error the spec gives for each: the card says so too
+(`pushNotifications` and `extendedAgentCard` false). Any other name is -32601."""
 
 
 def text_part(text: str) -> Part:

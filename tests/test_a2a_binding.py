@@ -252,6 +252,9 @@ async def test_bad_requests_get_the_spec_error_codes(
             b"{not json": -32700,
             b"[1, 2]": -32600,
             b'{"jsonrpc": "2.0", "id": 1, "method": "tasks/explode"}': -32601,
+            # The spec's methods these agents do not offer get the spec's own errors.
+            b'{"jsonrpc": "2.0", "id": 6, "method": "CreateTaskPushNotificationConfig"}': -32003,
+            b'{"jsonrpc": "2.0", "id": 7, "method": "GetExtendedAgentCard"}': -32007,
             b'{"jsonrpc": "2.0", "id": 2, "method": "SendMessage", "params": {}}': -32602,
             b'{"jsonrpc": "2.0", "id": 3, "method": "GetTask", "params": {"id": 5}}': -32602,
             b'{"jsonrpc": "2.0", "id": 4, "method": "GetTask", "params": {"id": "nope"}}': -32001,

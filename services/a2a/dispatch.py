@@ -30,6 +30,7 @@ from contracts.a2a import (
     INVALID_PARAMS,
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
+    NOT_OFFERED,
     PARSE_ERROR,
     V03_ALIASES,
     VERSION_NOT_SUPPORTED,
@@ -179,6 +180,12 @@ class Dispatcher:
         if name in V03_ALIASES:
             name, params = V03_ALIASES[name], upgrade_params(params)
         method = self.methods.get(name)
+        if method is None and name in NOT_OFFERED:
+            raise RpcFailure(
+                NOT_OFFERED[name],
+                f"{name} is not offered by this agent (see its card's capabilities); "
+                f"it serves {', '.join(self.methods)}",
+            )
         if method is None:
             raise RpcFailure(
                 METHOD_NOT_FOUND,
