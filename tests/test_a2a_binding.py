@@ -255,6 +255,22 @@ async def test_bad_requests_get_the_spec_error_codes(
             # The spec's methods these agents do not offer get the spec's own errors.
             b'{"jsonrpc": "2.0", "id": 6, "method": "CreateTaskPushNotificationConfig"}': -32003,
             b'{"jsonrpc": "2.0", "id": 7, "method": "GetExtendedAgentCard"}': -32007,
+            # An answer in text is all this agent gives; a caller taking only images is told.
+            json.dumps(
+                {
+                    "jsonrpc": "2.0",
+                    "id": 8,
+                    "method": "SendMessage",
+                    "params": {
+                        "message": {
+                            "messageId": "m8",
+                            "role": "ROLE_USER",
+                            "parts": [{"text": "x"}],
+                        },
+                        "configuration": {"acceptedOutputModes": ["image/png"]},
+                    },
+                }
+            ).encode(): -32005,
             b'{"jsonrpc": "2.0", "id": 2, "method": "SendMessage", "params": {}}': -32602,
             b'{"jsonrpc": "2.0", "id": 3, "method": "GetTask", "params": {"id": 5}}': -32602,
             b'{"jsonrpc": "2.0", "id": 4, "method": "GetTask", "params": {"id": "nope"}}': -32001,
@@ -267,6 +283,17 @@ async def test_bad_requests_get_the_spec_error_codes(
             answer = await client.call_raw(raw)
             assert answer["error"]["code"] == code, raw
             assert answer["jsonrpc"] == "2.0"
+        text_ok = {
+            "jsonrpc": "2.0",
+            "id": 9,
+            "method": "SendMessage",
+            "params": {
+                "message": {"messageId": "m9", "role": "ROLE_USER", "parts": [{"text": "x"}]},
+                "configuration": {"acceptedOutputModes": ["image/png", "text/*"]},
+            },
+        }
+        answer = await client.call_raw(json.dumps(text_ok).encode())
+        assert answer["result"]["task"]["status"]["state"] == "TASK_STATE_COMPLETED", answer
         # A stream refused for its params still ends: the caller reads the error, then
         # the end marker, and is not left waiting for its timeout.
         refused = [e async for e in client.stream_raw("SendStreamingMessage", {})]

@@ -11,13 +11,14 @@ may refuse it, or hold it until it has room) before its task is created.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
 import msgspec
 
 from contracts import subjects
 from contracts.a2a import (
+    CONTENT_TYPE_NOT_SUPPORTED,
     INVALID_PARAMS,
     TASK_NOT_CANCELABLE,
     TERMINAL_STATES,
@@ -77,8 +78,15 @@ class A2AMethods:
     """The methods of one agent, over its runs and its task store."""
 
     def __init__(
-        self, tasks: TaskRunner, admission: Admission, blocking_timeout_s: float, max_page_size: int
+        self,
+        tasks: TaskRunner,
+        admission: Admission,
+        blocking_timeout_s: float,
+        max_page_size: int,
+        output_modes: Sequence[str] = ("text/plain", "application/json"),
     ) -> None:
+        self.output_modes = tuple(output_modes)
+        """What the agent answers in (its card's `defaultOutputModes`)."""
         self.tasks = tasks
         self.store = tasks.store
         self.progress = tasks.progress
@@ -217,6 +225,13 @@ class A2AMethods:
         message = params.message
         if not message.parts:
             raise RpcFailure(INVALID_PARAMS, "message.parts must not be empty")
+        accepted = params.configuration.accepted_output_modes if params.configuration else []
+        if accepted and not any(accepts(a, mode) for a in accepted for mode in self.output_modes):
+            raise RpcFailure(
+                CONTENT_TYPE_NOT_SUPPORTED,
+                f"this agent answers in {', '.join(self.output_modes)}; the call accepts only "
+                f"{', '.join(accepted)}",
+            )
         if message.task_id:
             task, message = await self._continued(message, call.tenant)
             return await self._launch(task, message, call, store_now)
@@ -275,3 +290,12 @@ async def _follow(run: Run) -> AsyncIterator[StreamResponse]:
         yield item
         if item.status_update and ends_stream(item.status_update.status.state):
             return
+
+
+def accepts(accepted: str, mode: str) -> bool:
+    """Whether media range `accepted` (`text/plain`, `text/*`, `*/*`; parameters ignored)
+    takes media type `mode`."""
+    want = accepted.split(";")[0].strip().lower()
+    kind, _, sub = want.partition("/")
+    have_kind, _, have_sub = mode.lower().partition("/")
+    return (kind in ("*", have_kind)) and (sub in ("*", have_sub))

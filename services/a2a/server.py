@@ -98,6 +98,7 @@ class A2AServer:
             admission or OpenAdmission(),
             self.settings.blocking_timeout_s,
             self.settings.max_page_size,
+            card.default_output_modes,
         )
         self.methods.register(self.dispatcher)
         self._card_bytes = msgspec.json.encode(card)
