@@ -158,3 +158,12 @@ def test_fleet_status_leaves_out_empty_pools_of_deleted_agents_but_not_configure
     # one still wanted, too. Only the deleted agent's is left out, and named.
     assert all(n in shown for n in ("h100", "agents-live", "adhoc-a100"))
     assert "agents-gone" not in shown and "agents-gone" in hidden.splitlines()[0]
+
+
+def test_asking_an_agent_nobody_serves_says_so_without_an_error_code(
+    nats_url: str, tmp_path: Path
+) -> None:
+    out = fleet(tmp_path, "ask", "--agent", "agents.nobody", "hi", "--nats", nats_url, timeout=60)
+    assert out.returncode != 0
+    assert "no agent 'agents.nobody' is answering on NATS" in out.stderr, out.stderr
+    assert "code" not in out.stderr  # not an answer of the agent's, so no JSON-RPC code

@@ -54,6 +54,17 @@ class A2AError(Exception):
         self.data = data
 
 
+class AgentUnreachable(A2AError):
+    """No agent of that name answered on NATS: not an answer of the agent's, so its text
+    has no JSON-RPC code (the code kept for callers that branch on one is -32603)."""
+
+    def __init__(self, agent: str) -> None:
+        super().__init__(-32603, f"no agent {agent!r} is answering on NATS")
+
+    def __str__(self) -> str:
+        return self.message
+
+
 NO_RESPONDER_RETRIES_S = (0.05, 0.1, 0.2, 0.4, 0.8)
 """Pauses before retrying a request nobody received: agents restarting, runners that left
 their queue group because they are full, interest still propagating after a (re)subscribe."""
@@ -179,7 +190,7 @@ class A2AClient:
                 if headers.get(HEADER_STREAM_END) == "true":
                     return
                 if headers.get("Status") == "503":
-                    raise A2AError(-32603, f"no agent {self.agent!r} is answering on NATS")
+                    raise AgentUnreachable(self.agent)
                 yield msgspec.json.decode(msg.data)
         finally:
             await sub.unsubscribe()
