@@ -21,9 +21,11 @@ Traces, plain, gzip, bzip2 or a tar of one file (told by content, not name):
 - per-second counts, whitespace-separated;
 - per-interval CSV `period,count`, the period a number of seconds (x --period-s)
   or a date-time (`1998-04-30 21:30:00,2`), the interval the step between the
-  first two rows;
+  first two rows; a header with a `count` column says this shape, whatever the
+  period column is called (`timestamp,count` too);
 - request CSV, one row per request, with a header naming its time column
-  (--time-column, default `timestamp`; epoch seconds or date-times).
+  (--time-column, default `timestamp`; epoch seconds (x --period-s) or
+  date-times).
 Demand (requests in flight): with --duration-column each request is in flight
 that many seconds; a request CSV with ContextTokens/GeneratedTokens uses the
 token model (prompt at 5,000 tokens/s, generation at 50 tokens/s); otherwise
@@ -92,7 +94,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=float,
         default=1.0,
         metavar="S",
-        help="per-interval CSV: seconds per unit of a numeric period (60 for minute numbers)",
+        help="seconds per unit of a numeric period or request time (60: minute numbers; "
+        "0.001: epoch milliseconds)",
     )
     p.add_argument(
         "--unit-capacity", type=float, default=None, help="requests in flight per unit (8)"
