@@ -214,6 +214,10 @@ def _check(args: argparse.Namespace) -> str | None:
         return "need 0 <= --min <= --max"
     if args.jobs is not None and args.jobs < 1:
         return "--jobs must be >= 1"
+    if args.skip_zero_runs < 0:
+        return (
+            f"--skip-zero-runs {args.skip_zero_runs}: give seconds >= 0 (0: every zero is silence)"
+        )
     if sum(x is not None for x in (args.trace, args.eval, args.from_stream)) != 1:
         return "give one of: a TRACE file, --eval PATH..., --from-stream POOL"
     if args.set_values is not None and args.eval is None:
