@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from services.scaler.policy import Policy
 from tools.replay.fixed import fixed_reading
 from tools.replay.frontier import Point, headlines
-from tools.replay.notes import max_note, zero_runs_note
+from tools.replay.notes import max_note, print_notes, zero_runs_note
 from tools.replay.policies import BASELINES
 from tools.replay.report import print_frontiers, print_headline, print_table, write_json
 from tools.replay.sweep import Outcome, Result, jobs_default, plan, run_jobs
@@ -44,7 +44,8 @@ class Options:
     source: str = ""
     """Where the workload came from (a path, or the stream), for the JSON."""
     notes: list[str] = field(default_factory=list)
-    """What the reading or the window changed about the data (`tools.replay.notes`)."""
+    """What the config, the reading or the window changed about the data, printed on
+    stderr before the run (`tools.replay.notes`)."""
 
 
 @contextmanager
@@ -92,9 +93,8 @@ def execute(trace: Trace, opts: Options) -> int:
     )
     notes = [*trace.notes, zero_runs_note(work, opts.skip_zero_runs_s)]
     notes.append(max_note(work, opts.names, opts.policy))
-    opts.notes = [n for n in notes if n is not None]
-    for note in opts.notes:
-        print(f"fleet replay: note: {note}", file=sys.stderr)
+    opts.notes = [*opts.notes, *(n for n in notes if n is not None)]
+    print_notes(opts.notes)
     out = run_workload(work, opts)
     report(trace.name, trace.shape, out, opts, work)
     return 0

@@ -8,6 +8,8 @@ stderr and into the JSON's `meta.notes`.
 
 from __future__ import annotations
 
+import sys
+
 from services.scaler.policy import Policy
 from tools.replay.policies import default_for
 from tools.replay.workload import Workload
@@ -46,3 +48,9 @@ def max_note(work: Workload, names: list[str], policy: Policy) -> str | None:
         f"utilization) in {n:,} of {scored:,} scored s: shortfall there is the cap's, "
         "not a policy's; raise --max"
     )
+
+
+def print_notes(notes: list[str]) -> None:
+    """Each note on its own stderr line, where a table piped on stdout leaves them visible."""
+    for note in notes:
+        print(f"fleet replay: note: {note}", file=sys.stderr)

@@ -101,7 +101,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--unit-capacity", type=float, default=None, help="requests in flight per unit (8)"
     )
     p.add_argument("--lead-time", type=float, default=None, help="seconds from ask to ready (120)")
-    p.add_argument("--price", type=float, default=1.0, help="USD per unit-hour")
+    p.add_argument(
+        "--price",
+        type=float,
+        default=None,
+        help="USD per unit-hour (default: the pool's max_usd_per_hour with --config, else 1)",
+    )
     p.add_argument("--service-s", type=float, default=1.0, help="seconds each request is served")
     p.add_argument("--min", type=int, default=None, help="fewest units (1)")
     p.add_argument("--max", type=int, default=None, help="most units (1000)")
@@ -183,30 +188,42 @@ def _bad(msg: str) -> int:
     return 2
 
 
-def _policy(args: argparse.Namespace) -> Policy:
-    """Ours' settings: the pool's configured policy (if --config), then the flags."""
+def _setup(args: argparse.Namespace) -> tuple[Policy, float, list[str]]:
+    """Ours' settings and the unit price: the pool's configured ones (if --config), then
+    the flags; with notes saying where they came from when that is not plain."""
     from services.scaler.policy import Policy
-    from tools.replay.poolconfig import pool_policy
+    from tools.replay.poolconfig import pool_setup
 
-    base = pool_policy(args.config, args.pool) if args.config is not None else None
     keys = {
         "unit_capacity": args.unit_capacity,
         "lead_time_s": args.lead_time,
         "min": args.min,
         "max": args.max,
     }
-    if base is None:
+    if args.config is None:
         fallback = {"unit_capacity": 8.0, "lead_time_s": 120.0, "min": 1, "max": 1000}
         chosen = {k: fallback[k] if v is None else v for k, v in keys.items()}
-        return msgspec.convert(chosen, Policy)
-    return msgspec.structs.replace(base, **{k: v for k, v in keys.items() if v is not None})
+        price = 1.0 if args.price is None else args.price
+        return msgspec.convert(chosen, Policy), price, []
+    setup = pool_setup(args.config, args.pool)
+    policy = msgspec.structs.replace(
+        setup.policy, **{k: v for k, v in keys.items() if v is not None}
+    )
+    notes = [] if setup.note is None else [setup.note]
+    price = args.price
+    if price is None:
+        price = setup.usd_per_hour
+        notes.append(
+            f"cost at the pool's max_usd_per_hour, {price:g} USD a unit-hour (--price to change)"
+        )
+    return policy, price, notes
 
 
 def _check(args: argparse.Namespace) -> str | None:
     """What is wrong with the arguments, if anything."""
     if args.unit_capacity is not None and args.unit_capacity <= 0:
         return "--unit-capacity must be > 0"
-    if (args.lead_time or 0) < 0 or args.service_s <= 0 or args.price < 0:
+    if (args.lead_time or 0) < 0 or args.service_s <= 0 or (args.price or 0) < 0:
         return "--lead-time and --price must be >= 0, --service-s > 0"
     if args.start < 0 or (args.duration is not None and args.duration <= 0):
         return "--start must be >= 0 and --duration > 0"
@@ -239,16 +256,19 @@ def run(args: argparse.Namespace) -> int:
     if problem is not None:
         return _bad(problem)
     try:
-        policy = _policy(args)
+        policy, price, notes = _setup(args)
         if args.eval is not None:
             from tools.replay.evaluate import evaluate
+            from tools.replay.notes import print_notes
+
+            print_notes(notes)
 
             return evaluate(
                 args.eval,
                 policy,
                 set_arg=args.set_values,
                 service_s=args.service_s,
-                price=args.price,
+                price=price,
                 workers=args.jobs or jobs_default(),
                 start_s=args.start,
                 duration_s=args.duration,
@@ -275,7 +295,7 @@ def run(args: argparse.Namespace) -> int:
             names=list(dict.fromkeys(args.policy or ["ours", "hpa", "kpa"])),
             policy=policy,
             service_s=args.service_s,
-            price=args.price,
+            price=price,
             start_s=args.start,
             duration_s=args.duration,
             skip_zero_runs_s=args.skip_zero_runs,
@@ -284,6 +304,7 @@ def run(args: argparse.Namespace) -> int:
             json=args.json,
             plot=args.plot,
             source=source,
+            notes=notes,
         )
         return execute(trace, opts)
     except (TraceError, ValueError) as exc:
