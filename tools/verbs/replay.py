@@ -22,7 +22,8 @@ Traces, plain, gzip, bzip2 or a tar of one file (told by content, not name):
 - per-interval CSV `period,count`, the period a number of seconds (x --period-s)
   or a date-time (`1998-04-30 21:30:00,2`), the interval the step between the
   first two rows; a header with a `count` column says this shape, whatever the
-  period column is called (`timestamp,count` too);
+  period column is called (`timestamp,count` too; --time-column says a request
+  CSV instead);
 - request CSV, one row per request, with a header naming its time column
   (--time-column, default `timestamp`; epoch seconds (x --period-s) or
   date-times).
@@ -40,6 +41,11 @@ Twitter trace's daily ~29-minute collection gap) are treated as missing
 telemetry, not silence: the policies are not called, the pool stays as it
 was, and those seconds are neither scored nor billed. Shorter zero runs are
 real silence. --skip-zero-runs 0 treats every zero as silence.
+
+Notes on stderr (and in the JSON's meta.notes) say what shapes the numbers
+without being an error: seconds left unscored as zero runs, demand needing
+more than --max units, times that look like epoch milliseconds, and where
+--config's policy and price came from.
 
 The whole trace is replayed by default (22 days of Twitter take ~15 s for all
 three policies); --start/--duration select a window.
