@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -26,12 +27,18 @@ gpu_model = "H100"    # another service's key: read, not the scaler's
 """
 
 
+def _files(tmp_path: Path, config: str) -> tuple[Path, Path, Path]:
+    """A synthetic trace, a fleet.toml holding `config`, and where the JSON goes."""
+    trace, cfg = tmp_path / "syn.txt", tmp_path / "fleet.toml"
+    synthetic_trace(trace)
+    cfg.write_text(config)
+    return trace, cfg, tmp_path / "o.json"
+
+
 def test_config_replays_the_pools_policy(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    trace, cfg, out = tmp_path / "syn.txt", tmp_path / "fleet.toml", tmp_path / "o.json"
-    synthetic_trace(trace)
-    cfg.write_text(TOML)
+    trace, cfg, out = _files(tmp_path, TOML)
     args = ["replay", str(trace), "--config", str(cfg), "--pool", "gpu", "--policy", "ours"]
     assert main([*args, "--max", "30", "--json", str(out)]) == 0
     policy = json.loads(out.read_text())["meta"]["policy"]
@@ -44,11 +51,20 @@ def test_config_replays_the_pools_policy(
 @pytest.mark.parametrize(
     ("text", "pool", "message"),
     [
-        (TOML, "cpu", "no [pools.cpu] table (pools: gpu)"),
+        ("[pools.gpu]\n", "cpu", "no [pools.cpu] table (pools: gpu), and no [scaler.default_"),
         ("[pools.gpu]\nmin = 5\nmax = 2\n", "gpu", "need 0 <= min <= max"),
-        ("[pools.gpu]\nunit_capacity = 'many'\n", "gpu", "[pools.gpu]: Expected `float`"),
-        ("[pools.gpu]\ntick_sec = 1\n", "gpu", "unknown field `tick_sec`"),
-        ("[pools.gpu\n", "gpu", "not TOML"),
+        (
+            "[pools.gpu]\nunit_capacity = 'many'\n",
+            "gpu",
+            "setting 'pools.gpu.unit_capacity': Expected `float`",
+        ),
+        (
+            "[pools.gpu]\ntick_sec = 1\n",
+            "gpu",
+            "unknown key pools.gpu.tick_sec; did you mean tick_s?",
+        ),
+        ("[pools.gpu]\nunit_capacty = 2\n", "gpu", "did you mean unit_capacity?"),
+        ("[pools.gpu\n", "gpu", "not valid TOML"),
     ],
 )
 def test_bad_config_is_a_clear_error(
@@ -60,6 +76,46 @@ def test_bad_config_is_a_clear_error(
     assert main(["replay", str(trace), "--config", str(cfg), "--pool", pool]) == 2
     assert message in capsys.readouterr().err
     assert main(["replay", str(trace), "--config", str(cfg)]) == 2
+
+
+def test_a_pool_without_a_table_replays_the_default_policy_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trace, cfg, out = _files(tmp_path, TOML)
+    args = ["replay", str(trace), "--config", str(cfg), "--pool", "cpu", "--policy", "ours"]
+    assert main([*args, "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["meta"]["policy"]["lead_time_s"] == 999
+    assert "no [pools.cpu] table (pools: gpu): replaying [scaler.default_policy]" in (
+        capsys.readouterr().err
+    )
+
+
+def test_environment_variables_are_laid_over_the_file_as_for_the_services(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trace, cfg, out = _files(tmp_path, TOML)
+    monkeypatch.setenv("FLEET_POOLS__GPU__MAX", "12")
+    args = ["replay", str(trace), "--config", str(cfg), "--pool", "gpu", "--policy", "ours"]
+    assert main([*args, "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["meta"]["policy"]["max"] == 12
+    monkeypatch.setenv("FLEET_POOLS__GPU__MAXX", "12")
+    assert main(args) == 2
+    assert "environment variable FLEET_POOLS__GPU__MAXX" in capsys.readouterr().err
+
+
+def test_cost_is_at_the_pools_price_unless_price_is_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trace, cfg, out = _files(tmp_path, TOML + "max_usd_per_hour = 3.5\n")
+    args = ["replay", str(trace), "--config", str(cfg), "--pool", "gpu", "--policy", "ours"]
+    assert main([*args, "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    totals = doc["policies"]["ours"]["totals"]
+    assert doc["meta"]["price_usd_per_hour"] == 3.5
+    assert math.isclose(totals["cost_usd"], 3.5 * totals["unit_hours"], rel_tol=1e-9)
+    assert "cost at the pool's max_usd_per_hour, 3.5 USD" in capsys.readouterr().err
+    assert main([*args, "--price", "2", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["meta"]["price_usd_per_hour"] == 2
 
 
 def test_worst_window_finds_the_most_short_ten_minutes() -> None:

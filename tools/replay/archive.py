@@ -2,9 +2,11 @@
 
 Compression is recognised by its magic bytes, not the file name: gzip
 (`1f 8b`), bzip2 (`BZh`), then a tar archive inside (or bare) is recognised
-by its `ustar` header. A tar must hold one file (the first regular member is
-read; directories are skipped). Nothing is extracted to disk and nothing is
-read whole: lines are decoded as they are consumed, so memory stays bounded.
+by its `ustar` header. A tar must hold one file (directories are skipped); a
+second file is an error once the first is read, as a stream cannot look
+ahead. A UTF-8 byte-order mark (Excel's CSVs) is dropped. Nothing is
+extracted to disk and nothing is read whole: lines are decoded as they are
+consumed, so memory stays bounded.
 """
 
 from __future__ import annotations
@@ -44,9 +46,11 @@ def open_lines(path: Path) -> Iterator[tuple[str, Iterator[str]]]:
                 raw = stack.enter_context(bz2.open(raw, "rb"))
             head, raw = _peek(raw, 512)
             name = path.name
+            rest: Iterator[tarfile.TarInfo] | None = None
             if len(head) >= 262 and head[257:262] == b"ustar":
                 tar = stack.enter_context(tarfile.open(fileobj=raw, mode="r|"))
-                member = next((m for m in tar if m.isfile()), None)
+                rest = (m for m in tar if m.isfile())
+                member = next(rest, None)
                 inner = tar.extractfile(member) if member is not None else None
                 if member is None or inner is None:
                     raise TraceError(f"{path}: the archive holds no file")
@@ -54,9 +58,20 @@ def open_lines(path: Path) -> Iterator[tuple[str, Iterator[str]]]:
         except (OSError, EOFError, tarfile.TarError) as exc:
             raise TraceError(f"{path}: cannot read ({exc})") from exc
         text = io.TextIOWrapper(
-            io.BufferedReader(_Forward(raw)), encoding="utf-8", errors="replace", newline=None
+            io.BufferedReader(_Forward(raw)), encoding="utf-8-sig", errors="replace", newline=None
         )
-        yield name, _guard(path, text)
+        yield name, _guard(path, text, rest, name)
+
+
+def _only_file(path: Path, rest: Iterator[tarfile.TarInfo], first: str) -> None:
+    """Refuse a tar with a file after the one read: which one was meant is not known."""
+    others = [m.name for m in rest]
+    if others:
+        names = ", ".join([first.partition(":")[2], *others[:4]])
+        raise TraceError(
+            f"{path}: the archive holds {len(others) + 1} files ({names}); "
+            "a trace is a tar of one file"
+        )
 
 
 class _Forward(io.RawIOBase):
@@ -75,9 +90,14 @@ class _Forward(io.RawIOBase):
         return len(data)
 
 
-def _guard(path: Path, text: IO[str]) -> Iterator[str]:
-    """The lines, with a corrupt archive met half-way turned into a TraceError."""
+def _guard(
+    path: Path, text: IO[str], rest: Iterator[tarfile.TarInfo] | None, name: str
+) -> Iterator[str]:
+    """The lines, with a corrupt archive met half-way turned into a TraceError, and a
+    tar's further files refused once its first is read."""
     try:
         yield from text
+        if rest is not None:
+            _only_file(path, rest, name)
     except (OSError, EOFError, tarfile.TarError) as exc:
         raise TraceError(f"{path}: cannot read ({exc})") from exc

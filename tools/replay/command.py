@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from services.scaler.policy import Policy
 from tools.replay.fixed import fixed_reading
 from tools.replay.frontier import Point, headlines
+from tools.replay.notes import max_note, print_notes, zero_runs_note
 from tools.replay.policies import BASELINES
 from tools.replay.report import print_frontiers, print_headline, print_table, write_json
 from tools.replay.sweep import Outcome, Result, jobs_default, plan, run_jobs
@@ -42,6 +43,9 @@ class Options:
     """PNG to draw the frontiers and the worst-served 10 minutes into."""
     source: str = ""
     """Where the workload came from (a path, or the stream), for the JSON."""
+    notes: list[str] = field(default_factory=list)
+    """What the config, the reading or the window changed about the data, printed on
+    stderr before the run (`tools.replay.notes`)."""
 
 
 @contextmanager
@@ -87,6 +91,10 @@ def execute(trace: Trace, opts: Options) -> int:
         duration_s=opts.duration_s,
         skip_zero_runs_s=opts.skip_zero_runs_s,
     )
+    notes = [*trace.notes, zero_runs_note(work, opts.skip_zero_runs_s)]
+    notes.append(max_note(work, opts.names, opts.policy))
+    opts.notes = [*opts.notes, *(n for n in notes if n is not None)]
+    print_notes(opts.notes)
     out = run_workload(work, opts)
     report(trace.name, trace.shape, out, opts, work)
     return 0
@@ -113,15 +121,15 @@ def report(name: str, shape: str, out: Outcome, opts: Options, work: Workload) -
             print_frontiers(out.points)
         if heads:
             print_headline(heads)
+    if opts.json is not None:  # before the plot: a picture that fails loses no numbers
+        meta = _meta(shape, opts)
+        dest = sys.stdout if opts.json == "-" else Path(opts.json)
+        write_json(dest, opts.source or name, totals, series, meta, out.points or None, heads)
     if opts.plot is not None:
         from tools.replay.plot import draw
 
         chosen = {n: out.defaults[n].totals for n in opts.names}
         draw(opts.plot, name, out.points, chosen, series, opts.policy.unit_capacity)
-    if opts.json is not None:
-        meta = _meta(shape, opts)
-        dest = sys.stdout if opts.json == "-" else Path(opts.json)
-        write_json(dest, opts.source or name, totals, series, meta, out.points or None, heads)
 
 
 def _point(r: Result) -> Point:
@@ -142,4 +150,5 @@ def _meta(shape: str, opts: Options) -> dict[str, Any]:
         "skip_zero_runs_s": opts.skip_zero_runs_s,
         "sweep": opts.sweep,
         "policy": msgspec.to_builtins(opts.policy),
+        "notes": opts.notes,
     }

@@ -31,6 +31,7 @@ from tools.replay.fetch_traces import MANIFEST
 from tools.replay.fixed import fixed_reading
 from tools.replay.frontier import UNDER_RATIO_GOAL, Headline, Point, better_baseline, headlines
 from tools.replay.policies import BASELINES
+from tools.replay.report import print_whole
 from tools.replay.sweep import Job, Outcome, Result, plan, run_jobs
 from tools.replay.traces import TraceError, read_trace
 from tools.replay.workload import prepare
@@ -272,7 +273,7 @@ def _print_set(results: list[TraceResult], console: Console) -> None:
             "met" if h.met else "missed",
             _fmt(h.fixed_ratio),
         )
-    console.print(table)
+    print_whole(console, table)
     console.print(f"met on {met} of {len(results)} traces")
     console.print(
         "fixed count in hindsight: the under unit-s of a fleet of one fixed size costing the "
@@ -301,5 +302,5 @@ def _print_loo(results: list[TraceResult], key: str, labels: list[str], console:
             _fmt(h.actions_ratio),
             "met" if h.met else "missed",
         )
-    console.print(table)
+    print_whole(console, table)
     console.print(f"met on {met} of {len(results)} held-out traces")

@@ -3,12 +3,14 @@
 Left: each policy's frontier (unit-hours against under-provisioned unit-s, one
 marker per knob setting, the default circled). Right: demand (in units) and
 each policy's ready units around the 10 minutes where ours (or the first
-policy) was most under-provisioned, so a reader sees what went wrong there.
+policy) was most under-provisioned, so a reader sees what went wrong there;
+with no scored second (all missing telemetry) the right panel says so.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from tools.replay.frontier import Point, frontier
 from tools.replay.sim import Series, Totals
@@ -73,22 +75,28 @@ def draw(
     left.set_ylabel("under-provisioned unit-seconds")
     left.set_title("frontiers (knob: target utilization; circle: default)")
     left.legend()
-    if series:
-        key = "ours" if "ours" in series else next(iter(series))
-        ref = series[key]
-        at = worst_window(ref, unit_capacity)
-        lo, hi = max(0, at - MARGIN_S), min(len(ref.t), at + WINDOW_S + MARGIN_S)
-        t = [x / 60 for x in ref.t[lo:hi]]
-        right.plot(t, [d / unit_capacity for d in ref.demand[lo:hi]], color="k", label="demand")
-        for name, s in series.items():
-            right.step(t, list(s.ready[lo:hi]), where="post", label=f"{name} ready")
-        right.axvspan(ref.t[at] / 60, ref.t[min(len(ref.t) - 1, at + WINDOW_S)] / 60, alpha=0.1)
-        right.set_xlabel("minute of the trace")
-        right.set_ylabel("units")
-        right.set_title(f"worst-served 10 minutes for {key} (shaded)")
-        right.legend()
+    key = "ours" if "ours" in series else next(iter(series), None)
+    if key is not None and len(series[key].t) > 0:
+        _worst(right, series, key, unit_capacity)
     else:
         right.set_axis_off()
+        right.text(0.5, 0.5, "no scored seconds: no worst 10 minutes", ha="center")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _worst(right: Any, series: dict[str, Series], key: str, unit_capacity: float) -> None:
+    """Demand and each policy's ready units around `key`'s worst-served stretch."""
+    ref = series[key]
+    at = worst_window(ref, unit_capacity)
+    lo, hi = max(0, at - MARGIN_S), min(len(ref.t), at + WINDOW_S + MARGIN_S)
+    t = [x / 60 for x in ref.t[lo:hi]]
+    right.plot(t, [d / unit_capacity for d in ref.demand[lo:hi]], color="k", label="demand")
+    for name, s in series.items():
+        right.step(t, list(s.ready[lo:hi]), where="post", label=f"{name} ready")
+    right.axvspan(ref.t[at] / 60, ref.t[min(len(ref.t) - 1, at + WINDOW_S)] / 60, alpha=0.1)
+    right.set_xlabel("minute of the trace")
+    right.set_ylabel("units")
+    right.set_title(f"worst-served 10 minutes for {key} (shaded)")
+    right.legend()

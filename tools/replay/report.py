@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from array import array
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 from services.scaler.policy import Policy
@@ -26,6 +26,7 @@ from tools.replay.sim import Series, Totals
 from tools.replay.sweep import plan, run_jobs
 from tools.replay.traces import Trace
 from tools.replay.workload import prepare
+from tools.termout import stdout_console
 
 
 def replay(
@@ -69,7 +70,7 @@ def _ratio(a: float, b: float) -> str:
 
 def print_table(totals: list[Totals], title: str, console: Console | None = None) -> None:
     """The human view: one row per policy, ratios against the cheaper baseline."""
-    console = console or _console()
+    console = console or stdout_console()
     base = cheaper_baseline(totals)
     table = Table(title=title)
     for col in ("policy", "under unit-s", "under s", "unit-hours", "cost USD", "actions"):
@@ -92,12 +93,12 @@ def print_table(totals: list[Totals], title: str, console: Console | None = None
             row.append(_ratio(t.unit_hours, base.unit_hours))
         row.append(f"{t.wall_s:.1f}")
         table.add_row(*row)
-    console.print(table)
+    print_whole(console, table)
 
 
 def print_frontiers(points: dict[str, list[Point]], console: Console | None = None) -> None:
     """Each policy's frontier: one row per knob setting, by unit-hours."""
-    console = console or _console()
+    console = console or stdout_console()
     table = Table(title=f"frontiers (knob: {KNOB})")
     for col in ("policy", "knob", "unit-hours", "under unit-s", "actions"):
         table.add_column(col, justify="left" if col == "policy" else "right")
@@ -110,7 +111,7 @@ def print_frontiers(points: dict[str, list[Point]], console: Console | None = No
                 f"{p.under_unit_s:,.1f}",
                 f"{p.actions:,}",
             )
-    console.print(table)
+    print_whole(console, table)
 
 
 def _fmt_ratio(r: float | None) -> str:
@@ -119,20 +120,36 @@ def _fmt_ratio(r: float | None) -> str:
     return "inf" if math.isinf(r) else f"{r:.2f}x"
 
 
+def _shown(r: float | None, parts: tuple[float, float]) -> str:
+    """A ratio of `parts`, or "-" for 0 over 0: nothing to compare is not "0.00x"."""
+    return "-" if parts == (0, 0) else _fmt_ratio(r)
+
+
+def _ratio_cells(h: Headline) -> tuple[str, str]:
+    """Ours' under and actions ratios as shown ("-" out of range)."""
+    if h.ours is None:
+        return "-", "-"
+    return (
+        _shown(h.under_ratio, (h.ours.under_unit_s, h.base.under_unit_s)),
+        _shown(h.actions_ratio, (h.ours.actions, h.base.actions)),
+    )
+
+
 def _fmt_fixed(h: Headline) -> str:
     if h.fixed is None:
         return "-"
-    return f"{h.fixed.under_unit_s:,.1f} ({_fmt_ratio(h.fixed_ratio)})"
+    ratio = _shown(h.fixed_ratio, (h.fixed.under_unit_s, h.base.under_unit_s))
+    return f"{h.fixed.under_unit_s:,.1f} ({ratio})"
 
 
 def print_headline(heads: list[Headline], console: Console | None = None) -> None:
     """Ours at each baseline's default unit-hours, and the acceptance verdict."""
-    console = console or _console()
+    console = console or stdout_console()
     better = better_baseline({h.baseline: h.base for h in heads})
     table = Table(
         title=(
             f"ours at each baseline's default unit-hours; goal vs the better baseline "
-            f"(fewer under unit-s): under <= {UNDER_RATIO_GOAL:g}x, actions <="
+            f"(fewer under unit-s): under <= {UNDER_RATIO_GOAL:g}x, actions <= 1x"
         )
     )
     cols = ["baseline", "unit-hours", "under unit-s", "actions", "ours under unit-s"]
@@ -153,20 +170,35 @@ def print_headline(heads: list[Headline], console: Console | None = None) -> Non
             f"{b.actions:,}",
             ours_u,
             ours_a,
-            _fmt_ratio(h.under_ratio),
-            _fmt_ratio(h.actions_ratio),
+            *_ratio_cells(h),
             verdict,
             _fmt_fixed(h),
         )
-    console.print(table)
+    print_whole(console, table)
     console.print(
         "fixed in hindsight: under unit-s of one fixed count at the baseline's unit-hours, "
         "chosen knowing the whole trace (a yardstick, not a policy; no verdict uses it)"
     )
 
 
-def _console() -> Console:
-    return Console(width=None if sys.stdout.isatty() else 140)
+UNBOUNDED_WIDTH = 10_000
+"""Columns to measure a table's natural width in (more than any table here needs)."""
+
+
+def print_whole(console: Console, table: Table) -> None:
+    """Print `table` without cutting a cell to "…": into a pipe or a file, as wide as
+    its widest row needs (a number cut short is a wrong number); on a terminal, the
+    terminal's width."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    wide = console.options.update_width(UNBOUNDED_WIDTH)
+    width = console.width
+    console.width = max(width, Measurement.get(console, wide, table).maximum)
+    try:
+        console.print(table)
+    finally:
+        console.width = width
 
 
 def _finite(x: float | None) -> float | None:

@@ -6,18 +6,25 @@ told apart by the first non-empty line:
 
 - per-second counts: whitespace-separated numbers, one per second, any number
   to a line;
-- per-interval counts: CSV `period,count` (a header row is optional; further
-  columns are ignored). The period is a number (seconds, or units of
-  `period_s` seconds: 60 for minute numbers) or a date-time such as
+- per-interval counts: CSV `period,count`, two columns. A header row is
+  optional; one with a `count` column makes the file per-interval whatever
+  the other column is called (`timestamp,count` too), and a header with
+  neither `count` nor `timestamp` is refused unless `time_column` names a
+  request CSV's. The period is a number (seconds, or units of `period_s`
+  seconds: 60 for minute numbers) or a date-time such as
   `1998-04-30 21:30:00`. The interval is the step between the first two
-  rows; every period must lie on that grid (gaps are zero counts), and an
-  interval's count is spread evenly over its seconds;
+  rows; every period must lie on that grid after the one before (gaps are
+  zero counts), and an interval's count is spread evenly over its seconds;
 - requests: CSV with a header naming a time column (`time_column`, by
   default a column called `timestamp`), one row per request, times in epoch
-  seconds or as date-times (any number of fractional digits, UTC). With
-  `duration_column` each request is in flight for that many seconds; else,
-  with `ContextTokens`/`GeneratedTokens` columns, for the token model below;
-  else demand follows from arrivals and a fixed service time later.
+  seconds (units of `period_s`) or as date-times (any number of fractional
+  digits, UTC). With `duration_column` each request is in flight for that
+  many seconds; else, with `ContextTokens`/`GeneratedTokens` columns, for
+  the token model below; else demand follows from arrivals and a fixed
+  service time later.
+
+Numeric times past year 5000 read as seconds are noted (`Trace.notes`) as
+likely epoch milliseconds.
 
 Token service model: a request stays in flight `PREFILL_S_PER_TOKEN x
 ContextTokens + DECODE_S_PER_TOKEN x GeneratedTokens` seconds, i.e. prompt
@@ -37,7 +44,7 @@ import math
 import re
 from array import array
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -49,6 +56,10 @@ __all__ = ["Trace", "TraceError", "parse_lines", "parse_time", "parse_timestamp"
 PREFILL_S_PER_TOKEN = 1 / 5000
 DECODE_S_PER_TOKEN = 1 / 50
 DEFAULT_TIME_COLUMN = "timestamp"
+COUNT_COLUMN = "count"
+"""A header with this column (and no --time-column) is a per-interval CSV."""
+EPOCH_MS_ABOVE = 1e11
+"""Epoch seconds beyond this (year 5138) are surely milliseconds."""
 _TOKEN = re.compile(r"\S+")
 
 
@@ -64,6 +75,8 @@ class Trace:
     shape: str = "per-second"
     interval_s: int = 1
     """Seconds per row of a per-interval trace."""
+    notes: list[str] = field(default_factory=list)
+    """What the reader noticed that may make the numbers wrong (one line each)."""
 
 
 @dataclass(frozen=True)
@@ -110,18 +123,37 @@ def parse_lines(
     # A per-second trace may hold all its counts on one line: no CSV parse of that.
     cells = next(csv.reader([first])) if len(first) < 65_536 else [first]
     head = [c.strip().strip('"').lower() for c in cells]
-    wanted = (columns.time or DEFAULT_TIME_COLUMN).lower()
-    if wanted in head:
-        return _requests(head, numbered, name, columns)
     if columns.time is not None:
-        raise TraceError(
-            f"{name}: line {lineno}: no column {columns.time!r} (the header has {', '.join(head)})"
-        )
+        if columns.time.lower() not in head:
+            raise TraceError(
+                f"{name}: line {lineno}: no column {columns.time!r} "
+                f"(the header has {', '.join(head)})"
+            )
+        return _requests(head, numbered, name, columns, period_s)
+    if COUNT_COLUMN in head and columns.duration is None:
+        return _per_interval(first, lineno, numbered, name, period_s, head)
+    if DEFAULT_TIME_COLUMN in head:
+        return _requests(head, numbered, name, columns, period_s)
     if columns.duration is not None:
         raise TraceError(f"{name}: --duration-column needs a request CSV with a time column")
-    if "," in first:
-        return _per_interval(first, lineno, numbered, name, period_s)
-    return _per_second(first, lineno, numbered, name)
+    if "," not in first:
+        return _per_second(first, lineno, numbered, name)
+    if _is_header(head, period_s):
+        raise TraceError(
+            f"{name}: line {lineno}: the header ({', '.join(head)}) has no `timestamp` column "
+            "for a request CSV (pass --time-column NAME) and no `count` column for a "
+            "per-interval CSV (`period,count`)"
+        )
+    return _per_interval(first, lineno, numbered, name, period_s, None)
+
+
+def _is_header(head: list[str], period_s: float) -> bool:
+    """Whether a first CSV row names columns: its first cell is no period."""
+    try:
+        _period(head[0], period_s)
+    except TraceError:
+        return True
+    return False
 
 
 def _numbered(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
@@ -157,27 +189,44 @@ def _period(text: str, period_s: float) -> float:
 
 
 def _per_interval(
-    first: str, lineno: int, rest: Iterator[tuple[int, str]], name: str, period_s: float
+    first: str,
+    lineno: int,
+    rest: Iterator[tuple[int, str]],
+    name: str,
+    period_s: float,
+    header: list[str] | None,
 ) -> Trace:
+    """A `period,count` CSV; `header` is the first row's cells when it names the columns."""
     rows = _csv_rows(first, lineno, rest)
+    at_period = 0
+    if header is not None:
+        if len(header) != 2:
+            raise TraceError(
+                f"{name}: line {lineno}: a per-interval CSV has two columns, PERIOD,count; "
+                f"the header has {', '.join(header)} (a request CSV: pass --time-column NAME)"
+            )
+        at_period = 1 - header.index(COUNT_COLUMN)
+        next(rows)
     grid = Grid()
     base = step = None
     pending: tuple[int, float, float] | None = None
-    header_ok = True
+    last = (0, -math.inf)
     for n, cols in rows:
-        if len(cols) < 2:
+        if len(cols) != 2:
             raise TraceError(f"{name}: line {n}: expected `period,count`, got {','.join(cols)!r}")
         try:
-            t = _period(cols[0], period_s)
+            t = _period(cols[at_period], period_s)
         except TraceError:
-            if header_ok:  # a header row
-                header_ok = False
-                continue
             raise TraceError(
-                f"{name}: line {n}: period {cols[0]!r} is not a number or date-time"
+                f"{name}: line {n}: period {cols[at_period]!r} is not a number or date-time"
             ) from None
-        header_ok = False
-        count = _count(cols[1], name, n)
+        if t <= last[1] and step is not None:
+            raise TraceError(
+                f"{name}: line {n}: period {cols[at_period]!r} is not after line {last[0]}'s; "
+                "rows go in time order, each period once"
+            )
+        last = (n, t)
+        count = _count(cols[1 - at_period], name, n)
         if base is None:
             base, pending = t, (n, t, count)
             continue
@@ -197,7 +246,24 @@ def _per_interval(
     if step is None:  # one row: an interval of one period unit
         step = max(1.0, round(period_s))
         _put(grid, base or 0.0, pending[2], base or 0.0, int(step))
-    return Trace(name=name, arrivals=grid.values(), shape="per-interval", interval_s=int(step))
+    notes = [] if base is None else _ms_note(base, "periods", period_s)
+    return Trace(
+        name=name,
+        arrivals=grid.values(),
+        shape="per-interval",
+        interval_s=int(step),
+        notes=notes,
+    )
+
+
+def _ms_note(first_s: float, what: str, period_s: float) -> list[str]:
+    """A note when numeric times read as seconds lie past year 5000: epoch milliseconds."""
+    if first_s <= EPOCH_MS_ABOVE:
+        return []
+    return [
+        f"{what} look like epoch milliseconds (the first, {first_s / period_s:.4g} x "
+        f"{period_s:g} s, is past year 5000): pass --period-s {period_s / 1000:g}"
+    ]
 
 
 def _check_grid(name: str, n: int, t: float, base: float, step: float) -> None:
@@ -256,19 +322,23 @@ def parse_timestamp(text: str) -> float:
     return secs
 
 
-def parse_time(text: str) -> float:
-    """Epoch seconds of a cell holding a number of seconds or a date-time."""
+def parse_time(text: str, unit_s: float = 1.0) -> float:
+    """Epoch seconds of a cell holding a number (of `unit_s` seconds) or a date-time."""
     try:
         v = float(text)
     except ValueError:
         return parse_timestamp(text)
     if not math.isfinite(v):
         raise TraceError(f"bad time {text!r}")
-    return v
+    return v * unit_s
 
 
 def _requests(
-    header: list[str], rest: Iterator[tuple[int, str]], name: str, columns: Columns
+    header: list[str],
+    rest: Iterator[tuple[int, str]],
+    name: str,
+    columns: Columns,
+    period_s: float = 1.0,
 ) -> Trace:
     t_col = header.index((columns.time or DEFAULT_TIME_COLUMN).lower())
     d_col = None
@@ -290,10 +360,10 @@ def _requests(
             continue
         cells = next(csv.reader([line]))
         try:
-            t = parse_time(cells[t_col])
+            t = parse_time(cells[t_col], period_s)
             work = 0.0
             if d_col is not None:
-                work = float(cells[d_col])
+                work = _seconds(cells[d_col])
                 if not math.isfinite(work) or work < 0:
                     raise ValueError(f"duration {cells[d_col]!r} must be >= 0 seconds")
             else:
@@ -313,8 +383,9 @@ def _requests(
     if first is None:
         raise TraceError(f"{name}: no requests")
     arr = arrivals.values()
+    notes = _ms_note(first, "request times", period_s)
     if busy is None:
-        return Trace(name=name, arrivals=arr, shape="requests")
+        return Trace(name=name, arrivals=arr, shape="requests", notes=notes)
     # Trailing seconds that only hold service time keep their busy value.
     span = max(len(arr), math.ceil(last_end) - first)
     return Trace(
@@ -322,4 +393,14 @@ def _requests(
         arrivals=arrivals.values(first, span),
         busy=busy.values(first, span),
         shape="requests",
+        notes=notes,
     )
+
+
+def _seconds(cell: str) -> float:
+    """A duration cell as seconds; ValueError saying what the cell held."""
+    try:
+        return float(cell)
+    except ValueError:
+        what = "is empty" if not cell.strip() else f"{cell!r} is not a number of seconds"
+        raise ValueError(f"duration {what}") from None

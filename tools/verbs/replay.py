@@ -21,9 +21,12 @@ Traces, plain, gzip, bzip2 or a tar of one file (told by content, not name):
 - per-second counts, whitespace-separated;
 - per-interval CSV `period,count`, the period a number of seconds (x --period-s)
   or a date-time (`1998-04-30 21:30:00,2`), the interval the step between the
-  first two rows;
+  first two rows; a header with a `count` column says this shape, whatever the
+  period column is called (`timestamp,count` too; --time-column says a request
+  CSV instead);
 - request CSV, one row per request, with a header naming its time column
-  (--time-column, default `timestamp`; epoch seconds or date-times).
+  (--time-column, default `timestamp`; epoch seconds (x --period-s) or
+  date-times).
 Demand (requests in flight): with --duration-column each request is in flight
 that many seconds; a request CSV with ContextTokens/GeneratedTokens uses the
 token model (prompt at 5,000 tokens/s, generation at 50 tokens/s); otherwise
@@ -38,6 +41,11 @@ Twitter trace's daily ~29-minute collection gap) are treated as missing
 telemetry, not silence: the policies are not called, the pool stays as it
 was, and those seconds are neither scored nor billed. Shorter zero runs are
 real silence. --skip-zero-runs 0 treats every zero as silence.
+
+Notes on stderr (and in the JSON's meta.notes) say what shapes the numbers
+without being an error: seconds left unscored as zero runs, demand needing
+more than --max units, times that look like epoch milliseconds, and where
+--config's policy and price came from.
 
 The whole trace is replayed by default (22 days of Twitter take ~15 s for all
 three policies); --start/--duration select a window.
@@ -92,13 +100,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=float,
         default=1.0,
         metavar="S",
-        help="per-interval CSV: seconds per unit of a numeric period (60 for minute numbers)",
+        help="seconds per unit of a numeric period or request time (60: minute numbers; "
+        "0.001: epoch milliseconds)",
     )
     p.add_argument(
         "--unit-capacity", type=float, default=None, help="requests in flight per unit (8)"
     )
     p.add_argument("--lead-time", type=float, default=None, help="seconds from ask to ready (120)")
-    p.add_argument("--price", type=float, default=1.0, help="USD per unit-hour")
+    p.add_argument(
+        "--price",
+        type=float,
+        default=None,
+        help="USD per unit-hour (default: the pool's max_usd_per_hour with --config, else 1)",
+    )
     p.add_argument("--service-s", type=float, default=1.0, help="seconds each request is served")
     p.add_argument("--min", type=int, default=None, help="fewest units (1)")
     p.add_argument("--max", type=int, default=None, help="most units (1000)")
@@ -180,30 +194,42 @@ def _bad(msg: str) -> int:
     return 2
 
 
-def _policy(args: argparse.Namespace) -> Policy:
-    """Ours' settings: the pool's configured policy (if --config), then the flags."""
+def _setup(args: argparse.Namespace) -> tuple[Policy, float, list[str]]:
+    """Ours' settings and the unit price: the pool's configured ones (if --config), then
+    the flags; with notes saying where they came from when that is not plain."""
     from services.scaler.policy import Policy
-    from tools.replay.poolconfig import pool_policy
+    from tools.replay.poolconfig import pool_setup
 
-    base = pool_policy(args.config, args.pool) if args.config is not None else None
     keys = {
         "unit_capacity": args.unit_capacity,
         "lead_time_s": args.lead_time,
         "min": args.min,
         "max": args.max,
     }
-    if base is None:
+    if args.config is None:
         fallback = {"unit_capacity": 8.0, "lead_time_s": 120.0, "min": 1, "max": 1000}
         chosen = {k: fallback[k] if v is None else v for k, v in keys.items()}
-        return msgspec.convert(chosen, Policy)
-    return msgspec.structs.replace(base, **{k: v for k, v in keys.items() if v is not None})
+        price = 1.0 if args.price is None else args.price
+        return msgspec.convert(chosen, Policy), price, []
+    setup = pool_setup(args.config, args.pool)
+    policy = msgspec.structs.replace(
+        setup.policy, **{k: v for k, v in keys.items() if v is not None}
+    )
+    notes = [] if setup.note is None else [setup.note]
+    price = args.price
+    if price is None:
+        price = setup.usd_per_hour
+        notes.append(
+            f"cost at the pool's max_usd_per_hour, {price:g} USD a unit-hour (--price to change)"
+        )
+    return policy, price, notes
 
 
 def _check(args: argparse.Namespace) -> str | None:
     """What is wrong with the arguments, if anything."""
     if args.unit_capacity is not None and args.unit_capacity <= 0:
         return "--unit-capacity must be > 0"
-    if (args.lead_time or 0) < 0 or args.service_s <= 0 or args.price < 0:
+    if (args.lead_time or 0) < 0 or args.service_s <= 0 or (args.price or 0) < 0:
         return "--lead-time and --price must be >= 0, --service-s > 0"
     if args.start < 0 or (args.duration is not None and args.duration <= 0):
         return "--start must be >= 0 and --duration > 0"
@@ -211,6 +237,10 @@ def _check(args: argparse.Namespace) -> str | None:
         return "need 0 <= --min <= --max"
     if args.jobs is not None and args.jobs < 1:
         return "--jobs must be >= 1"
+    if args.skip_zero_runs < 0:
+        return (
+            f"--skip-zero-runs {args.skip_zero_runs}: give seconds >= 0 (0: every zero is silence)"
+        )
     if sum(x is not None for x in (args.trace, args.eval, args.from_stream)) != 1:
         return "give one of: a TRACE file, --eval PATH..., --from-stream POOL"
     if args.set_values is not None and args.eval is None:
@@ -232,16 +262,19 @@ def run(args: argparse.Namespace) -> int:
     if problem is not None:
         return _bad(problem)
     try:
-        policy = _policy(args)
+        policy, price, notes = _setup(args)
         if args.eval is not None:
             from tools.replay.evaluate import evaluate
+            from tools.replay.notes import print_notes
+
+            print_notes(notes)
 
             return evaluate(
                 args.eval,
                 policy,
                 set_arg=args.set_values,
                 service_s=args.service_s,
-                price=args.price,
+                price=price,
                 workers=args.jobs or jobs_default(),
                 start_s=args.start,
                 duration_s=args.duration,
@@ -268,7 +301,7 @@ def run(args: argparse.Namespace) -> int:
             names=list(dict.fromkeys(args.policy or ["ours", "hpa", "kpa"])),
             policy=policy,
             service_s=args.service_s,
-            price=args.price,
+            price=price,
             start_s=args.start,
             duration_s=args.duration,
             skip_zero_runs_s=args.skip_zero_runs,
@@ -277,6 +310,7 @@ def run(args: argparse.Namespace) -> int:
             json=args.json,
             plot=args.plot,
             source=source,
+            notes=notes,
         )
         return execute(trace, opts)
     except (TraceError, ValueError) as exc:
