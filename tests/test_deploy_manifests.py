@@ -6,6 +6,7 @@ nats-server. What a manifest does not wire, the process does not get."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -14,7 +15,6 @@ import subprocess
 import sys
 import time
 import tomllib
-import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +24,7 @@ import pytest
 
 from services.kit.signing import Signer, read_seed
 from tests.test_deploy import DEPLOY, manifests
-from tools.natsserver import free_port, start_nats, stop_nats
+from tools.natsserver import start_nats, stop_nats
 from tools.registry import ORDER
 from tools.signingkeys import SIGNERS
 
@@ -112,20 +112,24 @@ def under(root: Path, value: str, mounts: list[str]) -> str:
 class Running:
     name: str
     proc: subprocess.Popen[bytes]
-    port: int
     log: Path
 
+    def http_port(self) -> int | None:
+        """The port of the service's "ready" log line (fleet.toml logs JSON), once it is there."""
+        for line in self.log.read_text().splitlines():
+            if line.startswith("{") and json.loads(line).get("msg") == "ready":
+                return int(json.loads(line)["http_port"])
+        return None
+
     def ready(self, within_s: float = 90.0) -> str:
-        """'ready' once /readyz answers 200; else the exit code and the last log line."""
+        """'ready' once it logs so and /readyz answers 200; else how it ended."""
         give_up = time.monotonic() + within_s
         while time.monotonic() < give_up and self.proc.poll() is None:
-            try:
-                url = f"http://127.0.0.1:{self.port}/readyz"
-                with urllib.request.urlopen(url, timeout=2) as answer:
-                    if answer.status == 200:
-                        return "ready"
-            except (urllib.error.URLError, OSError):
-                time.sleep(0.1)  # polling until ready, not waiting out a race
+            if (port := self.http_port()) is not None:
+                url = f"http://127.0.0.1:{port}/readyz"
+                with urllib.request.urlopen(url, timeout=5) as answer:
+                    return "ready" if answer.status == 200 else f"/readyz {answer.status}"
+            time.sleep(0.1)  # polling its log until it says ready, not waiting out a race
         lines = self.log.read_text().strip().splitlines() or ["(no output)"]
         return f"exit {self.proc.poll()}: {lines[-1][:400]}"
 
@@ -143,16 +147,15 @@ def run_container(
     name: str, args: list[str], env: dict[str, str], root: Path, nats_url: str, mounts: list[str]
 ) -> Running:
     """Start `fleet <args>` as the container would: its env over the image's, paths in its
-    mounts under `root`; one local NATS server, so replicas 1, and an http port of its own."""
+    mounts under `root`; one local NATS server, so replicas 1, and any free http port."""
     mounts = [*mounts, "/var/lib/fleet"]
-    port = free_port()
     full = {k: v for k, v in os.environ.items() if not k.startswith(("FLEET_", "ANTHROPIC_"))}
     full.update({k: under(root, v, mounts) for k, v in {**IMAGE_ENV, **env}.items()})
     full.update(
         FLEET_NATS_URL=nats_url,
         FLEET_NATS__REPLICAS="1",
         FLEET_HTTP__HOST="127.0.0.1",
-        FLEET_HTTP__PORT=str(port),
+        FLEET_HTTP__PORT="0",
     )
     work = root / "var/lib/fleet"
     work.mkdir(parents=True, exist_ok=True)
@@ -162,7 +165,7 @@ def run_container(
             [FLEET, *(under(root, a, mounts) for a in args)],
             cwd=work, env=full, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
-    return Running(name, proc, port, log)
+    return Running(name, proc, log)
 
 
 def run_pod(
