@@ -35,9 +35,9 @@ IMAGE_ENV = {"FLEET_STORE__DIR": "/var/lib/fleet"}
 """deploy/Dockerfile's ENV that a service reads (its host and port are set per run)."""
 
 
-def fleet(
-    *args: str, cwd: Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
+def fleet(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The CLI as the operator runs it, with none of this test run's FLEET_* settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
     return subprocess.run(
         [FLEET, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
     )
