@@ -57,14 +57,18 @@ class PoolConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     target_utilization: float = 0.7
     """Utilization a scaling action aims for, in (0, 1]; 0.7 leaves room for per-second noise."""
     scale_up_at: Fraction = 0.8
-    """Utilization of the requested units above which the steady mode scales up."""
+    """Utilization whose crossing makes the watcher publish the pool's metrics at once
+    rather than at its next tick, so the scaler sees a burst sooner. The scaler itself
+    no longer reads it (ADR 0008: the cost quantile decides)."""
     scale_down_at: Fraction = 0.3
-    """Stable-window peak utilization below which a scale-in may remove more than
-    `max_step_down` units at once (the pool is plainly oversized)."""
+    """Unused since ADR 0008 (the hold rule decides how far a scale-in goes); kept so
+    old configs load."""
     cooldown_up_s: Seconds = 0.0
-    """Seconds after a scale-in before a steady scale-up; 0: a late scale-up costs requests."""
+    """Seconds after a scale-in before a steady (non-urgent) scale-up; 0 because a late
+    scale-up costs requests. Queueing, panic and forecast rises never wait for it."""
     cooldown_down_s: Seconds = 30.0
-    """Seconds after any change before a scale-in."""
+    """Seconds after any change, up or down, before a scale-in: a unit released just
+    after a change is often bought back the next minute."""
     stable_window_s: Seconds = 60.0
     """Window whose highest recommendation bounds a scale-in, seconds (Knative's 60 s)."""
     panic_window_s: Seconds = 6.0
@@ -74,7 +78,8 @@ class PoolConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     max_step_up: Annotated[int, Meta(ge=1)] = 1000
     """Most units one scale-up adds."""
     max_step_down: Annotated[int, Meta(ge=1)] = 10
-    """Most units one scale-in removes (unless below `scale_down_at`)."""
+    """Unused since ADR 0008 (a scale-in goes to what the hold keeps); kept so old
+    configs load."""
     lead_time_s: Seconds = 120.0
     """Seconds from requesting a unit to it serving; the forecaster looks this far ahead.
     Replaced by the learned value once requested->ready times are observed."""
