@@ -6,6 +6,7 @@ says which one is active."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -16,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import nats
 
 from tests.signing_helpers import signing_env
-from tools.natsserver import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 SINGLETONS = ("costguard", "provisioner", "scaler", "brain")
@@ -32,8 +33,11 @@ class Instance:
     """One `fleet run SERVICE` process."""
 
     service: str
-    port: int
     proc: subprocess.Popen[bytes]
+    nats_url: str
+    port: int = 0
+    """Its HTTP port, once learnt (`http_port`): each binds a free one of its own, as a
+    port picked here could be taken by another process before the service binds it."""
 
     @property
     def alive(self) -> bool:
@@ -52,7 +56,7 @@ class Fleet:
     """Seconds from the SIGKILL of the active instance to another one being ready."""
     spawned: int = 0
 
-    def env(self, service: str, port: int) -> dict[str, str]:
+    def env(self, service: str) -> dict[str, str]:
         env = {
             k: v
             for k, v in os.environ.items()
@@ -62,7 +66,7 @@ class Fleet:
             FLEET_NATS_URL=self.nats_url,
             FLEET_CONFIG=str(self.config),
             FLEET_STORE__DIR=str(self.base / "state" / service),  # shared by its instances
-            FLEET_HTTP__PORT=str(port),
+            FLEET_HTTP__PORT="0",
             FLEET_LOG__LEVEL="warning",
             PYTHONUNBUFFERED="1",
         )
@@ -70,18 +74,17 @@ class Fleet:
         return env
 
     def spawn(self, service: str) -> Instance:
-        port = free_port()
         self.spawned += 1
         with open(self.base / "logs" / f"{service}-{self.spawned}.log", "ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "tools", "run", service],
                 cwd=REPO,
-                env=self.env(service, port),
+                env=self.env(service),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
-        instance = Instance(service, port, proc)
+        instance = Instance(service, proc, self.nats_url)
         self.instances.setdefault(service, []).append(instance)
         return instance
 
@@ -140,8 +143,37 @@ class Fleet:
                     inst.proc.wait(10)
 
 
+async def http_port(inst: Instance) -> int:
+    """The instance's HTTP port from its NATS micro registration (metadata `instance`,
+    `<host>-<pid>-<n>`, and `http_port`), which a standby makes too; 0 until it has.
+    Read as the answers come, so learning it adds no fixed wait to a measured takeover."""
+    if inst.port:
+        return inst.port
+    nc = await nats.connect(inst.nats_url)
+    try:
+        inbox = nc.new_inbox()
+        sub = await nc.subscribe(inbox)
+        await nc.publish("$SRV.PING", b"", reply=inbox)
+        give_up = time.monotonic() + 0.3
+        while (left := give_up - time.monotonic()) > 0:
+            try:
+                info = json.loads((await sub.next_msg(timeout=left)).data)
+            except (nats.errors.TimeoutError, ValueError):
+                break
+            meta = (info.get("metadata") or {}) if isinstance(info, dict) else {}
+            parts = str(meta.get("instance", "")).split("-")
+            if len(parts) >= 2 and parts[-2] == str(inst.proc.pid) and meta.get("http_port"):
+                inst.port = int(meta["http_port"])
+                break
+    finally:
+        await nc.close()
+    return inst.port
+
+
 async def health(inst: Instance) -> dict[str, Any]:
     """The instance's /healthz document, or {} when it does not answer (yet)."""
+    if not await http_port(inst):
+        return {}
     try:
         async with httpx.AsyncClient(timeout=0.5) as http:
             reply = await http.get(f"http://127.0.0.1:{inst.port}/healthz")
