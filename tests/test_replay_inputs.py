@@ -76,13 +76,6 @@ def test_malformed_per_interval_rows_name_their_line(
     assert message in str(err.value)
 
 
-def test_an_empty_duration_cell_names_its_line(tmp_path: Path) -> None:
-    p = tmp_path / "jobs.csv"
-    p.write_text("t,d\n1,2\n2,\n")
-    with pytest.raises(TraceError, match=r"jobs\.csv: line 3: duration is empty"):
-        read_trace(p, time_column="t", duration_column="d")
-
-
 def test_a_tar_of_two_files_is_refused_naming_them(tmp_path: Path) -> None:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:

@@ -167,6 +167,9 @@ def test_bad_duration_and_missing_columns(tmp_path: Path) -> None:
     p.write_text("t,d\n1,2\n2,-1\n")
     with pytest.raises(TraceError, match=r"line 3: duration '-1'"):
         read_trace(p, time_column="t", duration_column="d")
+    p.write_text("t,d\n1,2\n2,\n")
+    with pytest.raises(TraceError, match=r"bad\.csv: line 3: duration is empty"):
+        read_trace(p, time_column="t", duration_column="d")
     with pytest.raises(TraceError, match=r"no column 'start'"):
         read_trace(p, time_column="start")
     with pytest.raises(TraceError, match=r"no column 'run_s'"):
