@@ -101,3 +101,38 @@ def test_an_agent_created_at_runtime_is_served_under_grants_the_admin_adds(
     for log in runner_logs:
         text = log.read_text().lower()
         assert "violation" not in text and "does not exist" not in text, text[-2000:]
+
+
+def test_the_operators_approvals_and_mcp_tools_reach_the_fleet_as_the_operator(
+    fleet: SecureFleet,
+) -> None:
+    """`fleet approve`/`reject` and `fleet mcp` connect as the operator, like every verb:
+    a secured server refuses a connection with no identity."""
+    for verb in ("approve", "reject"):
+        done = subprocess.run(
+            [*FLEET, verb, "prov-nosuch"],
+            cwd=fleet.cwd,
+            env=env_for(fleet.cwd),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        # The cost-guard answered: the request is unknown (not a refused connection).
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "no held request 'prov-nosuch'" in done.stdout + done.stderr
+        assert "Traceback" not in done.stderr
+
+    from mcp import Client
+    from mcp.client.stdio import StdioServerParameters
+
+    async def budget_over_mcp() -> Any:
+        params = StdioServerParameters(
+            command=sys.executable, args=["-m", "tools", "mcp"], cwd=str(fleet.cwd),
+            env=env_for(fleet.cwd),
+        )  # fmt: skip
+        async with Client(params) as client:
+            return await client.call_tool("get_budget", {})
+
+    budget = asyncio.run(budget_over_mcp())
+    assert not budget.is_error, budget.content
+    assert "daily_usd" in budget.content[0].text

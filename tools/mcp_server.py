@@ -13,6 +13,7 @@ as for every verb.
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import anyio
@@ -27,6 +28,7 @@ from nats.aio.client import Client
 from contracts.api.ops import op
 from contracts.api.tools import MCP_TOOLS, ToolArgsError, input_schema, tool_request
 from services.kit.config import resolve_nats_url
+from tools.natsops import identity
 
 REQUESTER = "mcp"
 INSTRUCTIONS = (
@@ -46,7 +48,11 @@ class FleetLink:
     async def nc(self) -> Client:
         if self._nc is None or self._nc.is_closed:
             self._nc = await nats.connect(
-                resolve_nats_url(self.url), name="fleet-mcp", connect_timeout=3
+                resolve_nats_url(self.url),
+                name="fleet-mcp",
+                connect_timeout=3,
+                error_cb=_log_nats_error,
+                **identity(),  # the operator's, under `fleet up --secure`
             )
         return self._nc
 
@@ -87,6 +93,11 @@ def tool_list() -> list[types.Tool]:
             )
         )
     return tools
+
+
+async def _log_nats_error(exc: Exception) -> None:
+    """A NATS error as one line on stderr (stdout is the MCP channel), no traceback."""
+    print(f"fleet mcp: nats: {exc or type(exc).__name__}", file=sys.stderr)
 
 
 def _error(code: int, message: str) -> dict[str, Any]:

@@ -12,6 +12,14 @@ from services.kit.config import resolve_nats_url
 from tools.secure.setup import cli_identity
 
 
+def identity() -> dict[str, Any]:
+    """`nats.connect` options for who the CLI is: FLEET_NATS__NKEYS_SEED, else the operator
+    of a `fleet up --secure` in this directory, else nobody (an open server). Every verb
+    and `fleet mcp` connect with them: a secured server refuses a connection without."""
+    seed, inbox = cli_identity() or ("", "_INBOX")
+    return {"nkeys_seed": seed or None, "inbox_prefix": inbox}
+
+
 async def cli_connect(url: str | None, name: str = "fleet-cli") -> Client:
     """Connect for a CLI verb, with a short timeout and a message that says what to do."""
     target = resolve_nats_url(url)
@@ -19,7 +27,6 @@ async def cli_connect(url: str | None, name: str = "fleet-cli") -> Client:
     async def quiet(_exc: Exception) -> None:
         """No traceback per failed attempt: the SystemExit below says it once."""
 
-    seed, inbox = cli_identity() or ("", "_INBOX")
     try:
         # max_reconnect_attempts=0 would make nats-py retry an absent server forever;
         # 1 means: one more try, shortly after the first, then give up.
@@ -31,8 +38,7 @@ async def cli_connect(url: str | None, name: str = "fleet-cli") -> Client:
             reconnect_time_wait=0.2,
             allow_reconnect=False,
             error_cb=quiet,
-            nkeys_seed=seed or None,
-            inbox_prefix=inbox,
+            **identity(),
         )
     except Exception as exc:
         raise SystemExit(

@@ -17,6 +17,7 @@ from contracts.commands import DecideReply, DecideRequest
 from services.kit.config import resolve_nats_url
 from services.kit.errors import ConfigError
 from services.kit.service import encode
+from tools.natsops import identity
 from tools.signingkeys import operator_name, operator_signer
 
 TIMEOUT_S = 5.0
@@ -99,10 +100,11 @@ async def _ask(url: str, subject: str, payload: bytes) -> bytes:
                 max_reconnect_attempts=1,
                 allow_reconnect=False,
                 error_cb=quiet,
+                **identity(),  # the operator's, under `fleet up --secure`
             ),
             TIMEOUT_S,
         )
-    except (NoServersError, OSError, TimeoutError) as exc:
+    except (NoServersError, OSError, TimeoutError, nats.errors.Error) as exc:
         raise ConnectionError(f"cannot reach NATS at {url} ({exc}); pass --nats URL") from exc
     try:
         headers = operator_signer().sign(subject, payload)
