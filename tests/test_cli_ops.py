@@ -167,3 +167,24 @@ def test_asking_an_agent_nobody_serves_says_so_without_an_error_code(
     assert out.returncode != 0
     assert "no agent 'agents.nobody' is answering on NATS" in out.stderr, out.stderr
     assert "code" not in out.stderr  # not an answer of the agent's, so no JSON-RPC code
+
+
+def test_tail_tells_an_operators_decision_from_a_verdict() -> None:
+    import json
+
+    from tools.tailfmt import line
+
+    approve = {"approve": True, "operator": "alice", "reason": "planned launch", "ts": 1.0}
+    reject = {"approve": False, "operator": "bob", "ts": 1.0}
+    verdict = {"id": "prov-1", "decision": "approved", "usd_per_hour": 2.5, "ts": 1.0}
+    said = [
+        line(subject, json.dumps(doc).encode()).plain
+        for subject, doc in (
+            ("fleet.budget.decide.prov-1", approve),
+            ("fleet.budget.decide.prov-2", reject),
+            ("fleet.budget.approved", verdict),
+        )
+    ]
+    assert "approve asked for [prov-1] by alice" in said[0] and "planned launch" in said[0]
+    assert "reject asked for [prov-2] by bob" in said[1]
+    assert "APPROVED [prov-1] $2.50/h" in said[2]

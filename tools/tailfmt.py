@@ -57,6 +57,12 @@ def summary(subject: str, d: dict[str, Any]) -> str:
     if subject == "fleet.release.requested":
         what = g("unit") or f"{g('count')} unit(s)"
         return f"{g('requester')} releases {what} of {g('pool')} [{g('id')}]: {g('reason', '')}"
+    if subject.startswith("fleet.budget.decide."):  # an operator's DecideRequest, asked
+        held = subject.removeprefix("fleet.budget.decide.")
+        what = "approve" if g("approve") else "reject"
+        why = f": {g('reason')}" if g("reason") else ""
+        claimed = f"by {g('operator')} (as it claims; the audit names the signer)"
+        return f"{what} asked for [{held}] {claimed}{why}"
     if subject.startswith("fleet.budget."):
         return (
             f"{str(g('decision', '')).upper()} [{g('id')}] {_usd(g('usd_per_hour'))}/h"
