@@ -18,7 +18,7 @@ from nats.aio.client import Client
 
 from contracts import subjects
 from contracts.commands import DecideRequest, ProvisionRequest, Verdict
-from contracts.events import Alert, DeadLetter, UnitEvent
+from contracts.events import Alert, AuditRecord, DeadLetter, UnitEvent
 from contracts.signatures import FENCE_HEADER
 from contracts.telemetry import UnitTelemetry
 from services.costguard.service import CostGuard
@@ -233,6 +233,8 @@ async def test_only_a_listed_operator_key_decides_and_the_key_names_the_operator
     nc: Client, guard: CostGuard
 ) -> None:
     verdicts = await Watch(Verdict).start(nc, "fleet.budget.*")
+    alerts = await Watch(Alert).start(nc, "fleet.alert.critical")
+    audits = await Watch(AuditRecord).start(nc, "fleet.audit.costguard")
     big = ProvisionRequest(id="big", requester="t", pool="h100", count=4)  # 8 $/h: held
     await nc.jetstream().publish(subjects.PROVISION_REQUESTED, encode(big))
     await verdicts.until(lambda items: len(items) >= 1)
@@ -258,7 +260,13 @@ async def test_only_a_listed_operator_key_decides_and_the_key_names_the_operator
     assert f"Approved by {OPERATOR_NAME}" in verdicts.items[-1].reason
     assert "mallory" not in verdicts.items[-1].reason
     assert guard.metrics.counts["decisions_refused"] == 3
-    await verdicts.stop()
+    # Each refused attempt to move money is audited and alarmed, not only answered 403.
+    await alerts.until(lambda items: len(items) >= 3)
+    assert {a.kind for a in alerts.items} == {"decision_refused"}
+    assert "not a trusted key" in alerts.items[1].message and "big" in alerts.items[1].message
+    await audits.until(lambda items: sum(a.action == "decision refused" for a in items) >= 3)
+    for w in (verdicts, alerts, audits):
+        await w.stop()
 
 
 async def test_the_watchers_failure_report_is_confirmed_by_the_provisioner(

@@ -47,7 +47,7 @@ from contracts.commands import (
     ScaleProposal,
     Verdict,
 )
-from contracts.events import AuditRecord, UnitEvent
+from contracts.events import Alert, AuditRecord, UnitEvent
 from contracts.signatures import NO_FENCE
 from contracts.subjects import agent_of_pool, is_adhoc
 from services.costguard import checks
@@ -294,6 +294,7 @@ class CostGuard(Service[CostguardSettings]):
             operator = self.trust.operator(d, req.ts, self.clock())
         except Refused as exc:
             self.metrics.count("decisions_refused")
+            await self._refused_decision(request_id, req, str(exc))
             raise RequestError(str(exc), 403) from None
         async with self.lock:
             try:
@@ -367,6 +368,30 @@ class CostGuard(Service[CostguardSettings]):
         assert self.store is not None
         await self.store.put(LEDGER_KEY, encode(ledger))
         self.ledger = ledger
+
+    async def _refused_decision(self, request_id: str, req: DecideRequest, why: str) -> None:
+        """An attempt to decide a held request with a key that is not an operator's moves
+        money if believed: audited and a critical alert, as a forged verdict or unit event
+        is, not only a 403 to whoever sent it."""
+        what = "approve" if req.approve else "reject"
+        said = f"refused an attempt to {what} held request {request_id} ({why})"
+        audit = AuditRecord(
+            ts=self.clock(),
+            actor="costguard",
+            action="decision refused",
+            reasoning=said[:4096],
+            result="refused",
+            refs={"request": request_id[:128], "claimed_operator": req.operator},
+        )
+        alert = Alert(kind="decision_refused", severity="critical", message=said[:4000])
+        for subject, msg in (
+            (subjects.audit("costguard"), audit),
+            (subjects.alert("critical"), alert),
+        ):
+            try:
+                await self.publish(subject, msg)
+            except Exception:
+                log.warning("could not publish a refused decision", exc_info=True)
 
     async def _record(self, ledger: Ledger, verdict: Verdict, audit: AuditRecord) -> None:
         """Store the ledger and the verdict in one transaction, then publish both."""
