@@ -225,6 +225,9 @@ async def test_a_batch_the_cost_guard_holds_waits_and_rents_nothing_when_rejecte
         waiting = reply["status"]
         assert waiting["state"] == "waiting", waiting
         assert f"`fleet approve {waiting['provision_id']}`" in waiting["reason"]
+        assert waiting["reason"].count("fleet approve") == 1  # said once, not twice
+        # The answer says the run waits, not that it runs.
+        assert reply["reason"].startswith(f"waiting for `fleet approve {waiting['provision_id']}`")
 
         code, _, err = await cli(nats_url, "reject", waiting["provision_id"])
         assert code == 0, err

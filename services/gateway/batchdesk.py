@@ -201,20 +201,19 @@ class BatchDesk:
         if verdict.decision == "approved":
             run.approved = True
             await run.emit("provisioning", f"approved: {describe(option)} ({run.provision_id})")
-        else:
+            said = f"running {describe(option)}; follow {subject}"
+        else:  # held: the cost-guard's reason already says how to decide it
             await run.emit(
                 "waiting",
-                f"the provision {run.provision_id} is {verdict.decision}: {verdict.reason}; "
-                f"`fleet approve {run.provision_id}` lets it run",
+                f"the provision {run.provision_id} is {verdict.decision}: {verdict.reason}",
+            )
+            said = (
+                f"waiting for `fleet approve {run.provision_id}` to run {describe(option)}; "
+                f"follow {subject}"
             )
         self._drive_later(run, lease, resumed_by="")
         return BatchRunReply(
-            ok=True,
-            id=batch_id,
-            subject=subject,
-            plan=plan,
-            status=run.last,
-            reason=f"running {describe(option)}; follow {subject}",
+            ok=True, id=batch_id, subject=subject, plan=plan, status=run.last, reason=said
         )
 
     async def _plan_of(self, call: RunBatchCall) -> BatchPlan:
