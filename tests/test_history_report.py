@@ -151,3 +151,10 @@ def test_the_idle_threshold_pays_for_the_units_that_come_back() -> None:
     assert raise_it is not None and raise_it.numbers["suggested_min"] >= 40
     assert raise_it.saving_usd_per_week == pytest.approx(10 * (2 / 3 - 10 / 60), abs=0.01)
     assert idle_threshold("p", [40] * 10, PoolFacts(idle_cleanup_s=2700), 1.0, 7.0) is None
+
+
+def test_a_rollup_shorter_than_the_period_says_how_much_it_covers() -> None:
+    """A fleet 13 minutes old asked for a day: the note says the last 0.2 h are covered."""
+    recent = [minute(END - 780 + 60 * i, ready=2, idle=0) for i in range(13)]
+    r = build(History(rollup=recent), {}, END - DAY_S, END)
+    assert any("covers only the last 0.2 h of the 24 h period" in n for n in r.notes), r.notes

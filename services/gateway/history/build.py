@@ -123,9 +123,11 @@ def build(
     ]
     notes = list(history.notes)
     if minutes and minutes[0].ts - since > 3600:
+        covered_h = (until - minutes[0].ts) / 3600
         notes.append(
-            f"the rollup starts {(minutes[0].ts - since) / 3600:.0f} h into the period "
-            "(the watcher's history is shorter than the report)"
+            f"utilization covers only the last {covered_h:.1f} h of the {days * 24:.0f} h "
+            "period: the watcher's rollup starts there (a newer fleet, or shorter "
+            "retention, than the report)"
         )
     by_pool = money["by_pool"]
     assert isinstance(by_pool, dict)
