@@ -54,7 +54,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--config", help="fleet.toml (default: ./fleet.toml, else the built-in demo)")
     p.add_argument("--nats", help="use this NATS server instead of starting one")
-    p.add_argument("--data", default=".fleet", help="state directory (default: .fleet)")
+    p.add_argument(
+        "--data",
+        default=".fleet",
+        help="where NATS keeps its streams and each service its store (default: .fleet); "
+        "what the CLI in this directory reads (nats.url, keys, --secure's identities) stays "
+        "in ./.fleet",
+    )
     p.add_argument("--port", type=int, default=0, help="NATS port (default: 4222 if free)")
     p.add_argument("--demo", choices=sorted(DEMOS), default="gpu", help="built-in demo config")
     p.add_argument(
