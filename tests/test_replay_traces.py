@@ -144,7 +144,11 @@ BAD_ROWS = {
     "requests time": (b"timestamp,n\n5,1\nsoon,1\n", "line 3: bad timestamp 'soon'"),
     "requests tokens": (
         b"TIMESTAMP,ContextTokens\n2023-11-16 18:15:46,many\n",
-        "line 2: could not convert",
+        "line 2: ContextTokens 'many' is not a number of tokens",
+    ),
+    "requests empty tokens": (
+        b"TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46,20,\n",
+        "line 2: GeneratedTokens is empty",
     ),
     "requests short row": (b"a,timestamp\n1,5\n2\n", "line 3: too few columns"),
     "requests far time": (b"timestamp\n5\n99999999999\n", "line 3: time"),

@@ -368,9 +368,9 @@ def _requests(
                     raise ValueError(f"duration {cells[d_col]!r} must be >= 0 seconds")
             else:
                 if ctx is not None:
-                    work += float(cells[ctx]) * PREFILL_S_PER_TOKEN
+                    work += _tokens(cells[ctx], "ContextTokens") * PREFILL_S_PER_TOKEN
                 if gen is not None:
-                    work += float(cells[gen]) * DECODE_S_PER_TOKEN
+                    work += _tokens(cells[gen], "GeneratedTokens") * DECODE_S_PER_TOKEN
             arrivals.add(t, 1.0)
             if busy is not None:
                 busy.spread(t, t + max(0.0, work))
@@ -395,6 +395,18 @@ def _requests(
         shape="requests",
         notes=notes,
     )
+
+
+def _tokens(cell: str, column: str) -> float:
+    """A token count cell; ValueError naming the column and what the cell held."""
+    try:
+        count = float(cell)
+    except ValueError:
+        what = "is empty" if not cell.strip() else f"{cell!r} is not a number of tokens"
+        raise ValueError(f"{column} {what}") from None
+    if not math.isfinite(count) or count < 0:
+        raise ValueError(f"{column} {cell!r} must be a count of tokens >= 0")
+    return count
 
 
 def _seconds(cell: str) -> float:
