@@ -29,11 +29,16 @@ max = 1
 """
 
 
-def fleet_cli(cwd: Path, *args: str) -> Any:
-    """`fleet ARGS` in `cwd` (as its operator); its JSON output, after a 0 exit."""
-    done = subprocess.run(
+def as_operator(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`fleet ARGS` in `cwd`, where the CLI connects as the fleet's operator."""
+    return subprocess.run(
         [*FLEET, *args], cwd=cwd, env=env_for(cwd), capture_output=True, text=True, timeout=120
     )
+
+
+def fleet_cli(cwd: Path, *args: str) -> Any:
+    """`fleet ARGS` in `cwd` (as its operator); its JSON output, after a 0 exit."""
+    done = as_operator(cwd, *args)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -85,14 +90,7 @@ def test_an_agent_created_at_runtime_is_served_under_grants_the_admin_adds(
     assert made["runner"]["state"] == "ready", made
     assert "A2A_TASKS_agents_haiku" in auth.read_text()
 
-    asked = subprocess.run(
-        [*FLEET, "ask", "--agent", "agents.haiku", "how is the fleet?"],
-        cwd=fleet.cwd,
-        env=env_for(fleet.cwd),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    asked = as_operator(fleet.cwd, "ask", "--agent", "agents.haiku", "how is the fleet?")
     assert asked.returncode == 0, asked.stdout + asked.stderr
     assert 'You said: "how is the fleet?"' in asked.stdout, asked.stdout
 
@@ -109,14 +107,7 @@ def test_the_operators_approvals_and_mcp_tools_reach_the_fleet_as_the_operator(
     """`fleet approve`/`reject` and `fleet mcp` connect as the operator, like every verb:
     a secured server refuses a connection with no identity."""
     for verb in ("approve", "reject"):
-        done = subprocess.run(
-            [*FLEET, verb, "prov-nosuch"],
-            cwd=fleet.cwd,
-            env=env_for(fleet.cwd),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        done = as_operator(fleet.cwd, verb, "prov-nosuch")
         # The cost-guard answered: the request is unknown (not a refused connection).
         assert done.returncode == 1, done.stdout + done.stderr
         assert "no held request 'prov-nosuch'" in done.stdout + done.stderr
