@@ -399,11 +399,7 @@ def _requests(
 
 def _tokens(cell: str, column: str) -> float:
     """A token count cell; ValueError naming the column and what the cell held."""
-    try:
-        count = float(cell)
-    except ValueError:
-        what = "is empty" if not cell.strip() else f"{cell!r} is not a number of tokens"
-        raise ValueError(f"{column} {what}") from None
+    count = _number(cell, column, "tokens")
     if not math.isfinite(count) or count < 0:
         raise ValueError(f"{column} {cell!r} must be a count of tokens >= 0")
     return count
@@ -411,8 +407,13 @@ def _tokens(cell: str, column: str) -> float:
 
 def _seconds(cell: str) -> float:
     """A duration cell as seconds; ValueError saying what the cell held."""
+    return _number(cell, "duration", "seconds")
+
+
+def _number(cell: str, what: str, unit: str) -> float:
+    """A numeric cell of column `what`; ValueError saying it is empty or not a number."""
     try:
         return float(cell)
     except ValueError:
-        what = "is empty" if not cell.strip() else f"{cell!r} is not a number of seconds"
-        raise ValueError(f"duration {what}") from None
+        held = "is empty" if not cell.strip() else f"{cell!r} is not a number of {unit}"
+        raise ValueError(f"{what} {held}") from None
