@@ -49,7 +49,9 @@ async def test_a_later_token_takes_a_command_over_and_the_earlier_one_cannot_fin
 async def test_a_run_taken_over_stops_before_its_next_provider_call(
     nats_url: str, nc: Client, tmp_path: Path
 ) -> None:
-    sim = {"boot_delay_s": [0.2, 0.2], "api_latency_s": 0.2}
+    # Each create takes 0.5 s, so the six-unit run is still at work when the successor
+    # takes it over (at 0.2 s a loaded machine let it finish first: a KeyError below).
+    sim = {"boot_delay_s": [0.2, 0.2], "api_latency_s": 0.5}
     svc = ProvisionerService(settings(tmp_path, POOLS, sim=sim), nats_url=nats_url)
     events = await Watch(UnitEvent).start(nc, subjects.UNIT_ALL)
     audits = await Watch(AuditRecord).start(nc, subjects.audit("provisioner"))
