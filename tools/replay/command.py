@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from services.scaler.policy import Policy
 from tools.replay.fixed import fixed_reading
 from tools.replay.frontier import Point, headlines
+from tools.replay.least import least_for
 from tools.replay.notes import max_note, print_notes, zero_runs_note
 from tools.replay.policies import BASELINES
 from tools.replay.report import print_frontiers, print_headline, print_table, write_json
@@ -108,7 +109,12 @@ def report(name: str, shape: str, out: Outcome, opts: Options, work: Workload) -
     if opts.sweep and "ours" in out.points:
         defaults = {n: _point(out.defaults[n]) for n in opts.names if n in BASELINES}
         cap = opts.policy.unit_capacity
-        heads = headlines(out.points["ours"], defaults, lambda uh: fixed_reading(work, cap, uh))
+        heads = headlines(
+            out.points["ours"],
+            defaults,
+            lambda uh: fixed_reading(work, cap, uh),
+            least_for(work, opts.policy),
+        )
     if opts.json != "-":
         scored = totals[0].seconds if totals else 0
         p = opts.policy

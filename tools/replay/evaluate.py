@@ -15,6 +15,7 @@ ratio capped at `RATIO_CAP` so one hopeless trace cannot decide alone.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,8 +31,9 @@ from services.scaler.policy import Policy
 from tools.replay.fetch_traces import MANIFEST
 from tools.replay.fixed import fixed_reading
 from tools.replay.frontier import UNDER_RATIO_GOAL, Headline, Point, better_baseline, headlines
+from tools.replay.least import least_for
 from tools.replay.policies import BASELINES
-from tools.replay.report import print_whole
+from tools.replay.report import LEAST_NOTE, print_whole
 from tools.replay.sweep import Job, Outcome, Result, plan, run_jobs
 from tools.replay.traces import TraceError, read_trace
 from tools.replay.workload import prepare
@@ -155,11 +157,13 @@ def run_trace(
     }
     better = better_baseline(defaults)
     assert better is not None
+    least = functools.cache(least_for(work, policy))  # the same for every variant
     heads = {
         label: headlines(
             out.points[f"ours{label}"],
             {better: defaults[better]},
             lambda uh: fixed_reading(work, policy.unit_capacity, uh),
+            least,
         )[0]
         for label in variants
     }
@@ -250,6 +254,13 @@ def _fmt(r: float | None) -> str:
     return "inf" if r == float("inf") else f"{r:.2f}x"
 
 
+def verdict(h: Headline) -> str:
+    """Met, missed, or missed where no policy could have met it."""
+    if h.met:
+        return "met"
+    return "missed (out of reach)" if h.out_of_reach else "missed"
+
+
 def _print_set(results: list[TraceResult], console: Console) -> None:
     table = Table(
         title=(
@@ -258,7 +269,7 @@ def _print_set(results: list[TraceResult], console: Console) -> None:
         )
     )
     cols = ("trace", "seconds", "better baseline", "under ratio", "actions ratio", "verdict")
-    for col in (*cols, "fixed count in hindsight"):
+    for col in (*cols, "least possible", "fixed count in hindsight"):
         table.add_column(col, justify="left" if col in ("trace", "better baseline") else "right")
     met = 0
     for r in results:
@@ -270,11 +281,14 @@ def _print_set(results: list[TraceResult], console: Console) -> None:
             h.baseline,
             _fmt(h.under_ratio),
             _fmt(h.actions_ratio),
-            "met" if h.met else "missed",
+            verdict(h),
+            _fmt(h.least_ratio),
             _fmt(h.fixed_ratio),
         )
     print_whole(console, table)
-    console.print(f"met on {met} of {len(results)} traces")
+    reach = sum(not r.heads[""].out_of_reach for r in results)
+    console.print(f"met on {met} of {len(results)} traces ({reach} within reach of any policy)")
+    console.print(LEAST_NOTE)
     console.print(
         "fixed count in hindsight: the under unit-s of a fleet of one fixed size costing the "
         "baseline's unit-hours, chosen knowing the whole trace, over the baseline's (a "
@@ -300,7 +314,7 @@ def _print_loo(results: list[TraceResult], key: str, labels: list[str], console:
             label,
             _fmt(h.under_ratio),
             _fmt(h.actions_ratio),
-            "met" if h.met else "missed",
+            verdict(h),
         )
     print_whole(console, table)
     console.print(f"met on {met} of {len(results)} held-out traces")

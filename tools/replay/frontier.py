@@ -61,6 +61,22 @@ class Headline:
     fixed: Reading | None = None
     """A fixed count chosen in hindsight at the baseline's unit-hours (tools.replay.fixed):
     a yardstick beside the verdict, which does not use it."""
+    least: Reading | None = None
+    """The least under unit-s any policy could leave at the baseline's unit-hours
+    (tools.replay.least): when above the goal, no policy can meet it on this trace."""
+
+    @property
+    def least_ratio(self) -> float | None:
+        """The least possible under unit-s over the baseline's (None: not computed)."""
+        if self.least is None:
+            return None
+        return _ratio(self.least.under_unit_s, self.base.under_unit_s)
+
+    @property
+    def out_of_reach(self) -> bool:
+        """No policy, even one knowing the future, meets the under-ratio goal here."""
+        r = self.least_ratio
+        return r is not None and r > UNDER_RATIO_GOAL
 
     @property
     def fixed_ratio(self) -> float | None:
@@ -132,9 +148,10 @@ def headlines(
     ours: Sequence[Point],
     defaults: dict[str, Point],
     fixed: Callable[[float], Reading] | None = None,
+    least: Callable[[float], Reading] | None = None,
 ) -> list[Headline]:
     """Ours' frontier read at each baseline's default unit-hours, in name order; with
-    `fixed` (unit-hours -> the fixed-count yardstick's reading), that beside it."""
+    `fixed` and `least` (unit-hours -> a yardstick's reading), those beside it."""
     front = frontier(ours)
     lo = front[0].unit_hours if front else 0.0
     hi = front[-1].unit_hours if front else 0.0
@@ -146,6 +163,7 @@ def headlines(
             lo=lo,
             hi=hi,
             fixed=fixed(base.unit_hours) if fixed is not None else None,
+            least=least(base.unit_hours) if least is not None else None,
         )
         for name, base in sorted(defaults.items())
     ]
