@@ -137,3 +137,15 @@ def test_every_trace_of_the_evaluation_set_reads() -> None:
     for et in traces:
         tr = read_trace(et.path, **et.options)
         assert len(tr.arrivals) > 3000 and sum(tr.arrivals) > 1000
+
+
+def test_eval_says_each_traces_notes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """What a single replay notes on stderr (here, seconds left unscored as missing
+    telemetry) the set's run says too, per trace."""
+    d = tmp_path / "set"
+    d.mkdir()
+    (d / "gap.txt").write_text("\n".join(["4"] * 300 + ["0"] * 900 + ["4"] * 300) + "\n")
+    args = ["replay", "--eval", str(d), "--unit-capacity", "4", "--lead-time", "30"]
+    assert main([*args, "--jobs", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "fleet replay: note: gap.txt: 900 of 1,500 s in zero runs" in err

@@ -32,6 +32,7 @@ from tools.replay.fetch_traces import MANIFEST
 from tools.replay.fixed import fixed_reading
 from tools.replay.frontier import UNDER_RATIO_GOAL, Headline, Point, better_baseline, headlines
 from tools.replay.least import least_for
+from tools.replay.notes import max_note, zero_runs_note
 from tools.replay.policies import BASELINES
 from tools.replay.report import LEAST_NOTE, print_whole
 from tools.replay.sweep import Job, Outcome, Result, plan, run_jobs
@@ -114,6 +115,8 @@ class TraceResult:
     heads: dict[str, Headline]
     """Ours against the better baseline, keyed by the candidate value's text
     ('' without --set)."""
+    notes: list[str]
+    """What the replay changed about the data or suspects of it (tools.replay.notes)."""
 
 
 def run_trace(
@@ -138,6 +141,8 @@ def run_trace(
         duration_s=duration_s,
         skip_zero_runs_s=et.skip_zero_runs_s,
     )
+    notes = [*trace.notes, zero_runs_note(work, et.skip_zero_runs_s)]
+    notes.append(max_note(work, ["ours", *BASELINES], policy))
     jobs = plan(list(BASELINES), policy, sweep=False, record=False)
     for label, pol in variants.items():
         jobs += [
@@ -168,7 +173,13 @@ def run_trace(
         for label in variants
     }
     seconds = next(iter(out.defaults.values())).totals.seconds
-    return TraceResult(trace=et, seconds=seconds, defaults=defaults, heads=heads)
+    return TraceResult(
+        trace=et,
+        seconds=seconds,
+        defaults=defaults,
+        heads=heads,
+        notes=[n for n in notes if n is not None],
+    )
 
 
 def _capped(h: Headline) -> float:
@@ -230,11 +241,13 @@ def evaluate(
                 duration_s=duration_s,
             )
             results.append(r)
+            for note in r.notes:  # as a single replay says them: on stderr
+                bar.console.print(f"fleet replay: note: {et.path.name}: {note}", markup=False)
             if key is None:  # a long set shows each verdict as it comes
                 h = r.heads[""]
                 bar.console.print(
                     f"{et.path.name}: vs {h.baseline} under {_fmt(h.under_ratio)}, "
-                    f"actions {_fmt(h.actions_ratio)}, {'met' if h.met else 'missed'}"
+                    f"actions {_fmt(h.actions_ratio)}, {verdict(h)}"
                 )
             bar.advance(task)
     labels = list(variants)
