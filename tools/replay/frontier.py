@@ -65,12 +65,14 @@ class Headline:
     """The least under unit-s any policy could leave at the baseline's unit-hours
     (tools.replay.least): when above the goal, no policy can meet it on this trace."""
 
+    def _to_base(self, reading: Reading | None) -> float | None:
+        """A reading's under unit-s over the baseline's (None: no reading)."""
+        return None if reading is None else _ratio(reading.under_unit_s, self.base.under_unit_s)
+
     @property
     def least_ratio(self) -> float | None:
         """The least possible under unit-s over the baseline's (None: not computed)."""
-        if self.least is None:
-            return None
-        return _ratio(self.least.under_unit_s, self.base.under_unit_s)
+        return self._to_base(self.least)
 
     @property
     def out_of_reach(self) -> bool:
@@ -81,16 +83,12 @@ class Headline:
     @property
     def fixed_ratio(self) -> float | None:
         """The fixed count's under unit-s over the baseline's (None: not computed)."""
-        if self.fixed is None:
-            return None
-        return _ratio(self.fixed.under_unit_s, self.base.under_unit_s)
+        return self._to_base(self.fixed)
 
     @property
     def under_ratio(self) -> float | None:
         """Ours' interpolated under unit-s over the baseline's (None: out of range)."""
-        if self.ours is None:
-            return None
-        return _ratio(self.ours.under_unit_s, self.base.under_unit_s)
+        return self._to_base(self.ours)
 
     @property
     def actions_ratio(self) -> float | None:
