@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -186,7 +187,12 @@ async def test_sigkill_rounds_of_every_service_keep_the_invariants(
         budget = json.loads((await nc.request(subjects.api("budget"), b"{}", timeout=5)).data)
         strays = leaked(sim_units(tmp_path), await units_list(nc))
     finally:
-        await sub.unsubscribe()
+        if nc.is_closed:  # say why, and let the first error be the one reported
+            print(
+                f"chaos: the test's own NATS connection closed: {nc.last_error!r}", file=sys.stderr
+            )
+        else:
+            await sub.unsubscribe()
         await load.stop()
         fleet.stop()
         await asyncio.to_thread(stop_host, tmp_path / "state" / "provisioner")
