@@ -51,12 +51,12 @@ def test_up_stops_everything_when_a_service_exits_with_a_configuration_error(
     tmp_path: Path,
 ) -> None:
     # Valid as settings, refused by the provisioner when it builds its providers.
-    (tmp_path / "fleet.toml").write_text('[pools.gpu]\nproviders = ["nosuch"]\n')
+    (tmp_path / "fleet.toml").write_text('[sim]\nunits = "bogus"\n')
     out = fleet(tmp_path, "up", "--port", str(free_port()))
     assert out.returncode == 2, out.stdout[-3000:] + out.stderr
     assert out.stderr.strip() == (
-        "fleet up: provisioner cannot start: fleet run provisioner: unknown provider "
-        "'nosuch'; known providers: hypercore, ionet, lambda, local, runpod, sim, vastai"
+        "fleet up: provisioner cannot start: fleet run provisioner: [sim] units: expected "
+        '"process" or "inline", got \'bogus\''
     )
     assert "restart #" not in out.stdout
     assert "no process left behind" in out.stdout
@@ -71,8 +71,29 @@ def test_up_stops_everything_when_a_service_exits_with_a_configuration_error(
         ('[providers.vastai]\ntimeout_s = "slow"\n', "[providers.vastai] Expected `float`"),
         # Another service's table: the whole file is checked, whichever service starts.
         ("[watcher]\ntick = 1\n", "watcher.tick; did you mean tick_s?"),
+        # A provider no pool could ever rent from, by name or by kind.
+        (
+            '[pools.gpu]\nproviders = ["vastia"]\n',
+            "pools.gpu.providers: unknown provider 'vastia'; did you mean vastai? known "
+            "providers: hypercore, ionet, lambda, local, runpod, sim, vastai, or a "
+            "[providers.vastia] table whose kind is one of them",
+        ),
+        ('[providers.cheap]\nkind = "vast"\n', "providers.cheap.kind: unknown provider 'vast'"),
+        (
+            '[provisioner]\ndefault_providers = ["nosuch"]\n',
+            "provisioner.default_providers: unknown provider 'nosuch'",
+        ),
     ],
-    ids=["provider key", "sim key", "load key", "provider value", "other service"],
+    ids=[
+        "provider key",
+        "sim key",
+        "load key",
+        "provider value",
+        "other service",
+        "pool's provider",
+        "provider kind",
+        "default provider",
+    ],
 )
 def test_every_table_is_checked_before_a_service_starts(
     tmp_path: Path, toml: str, said: str

@@ -3,6 +3,7 @@ the raw `[providers.*]` and `[sim]` tables its providers read."""
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from typing import Any
 
@@ -85,6 +86,31 @@ class ProvisionerSettings(KitSettings, kw_only=True):
         names.extend(self.providers)
         return list(dict.fromkeys(names or self.provisioner.default_providers))
 
+    def _check_provider_kinds(self) -> None:
+        """Every provider a pool, `[provisioner] default_providers` or a `[providers.*]`
+        table names must be one the provisioner can build (its `kind`, default its name)."""
+        from services.provisioner.providers.registry import known_providers
+
+        known = known_providers()
+        named = [(f"pools.{p}.providers", n) for p, v in self.pools.items() for n in v.providers]
+        named += [("provisioner.default_providers", n) for n in self.provisioner.default_providers]
+        named += [(f"providers.{n}", n) for n in self.providers]
+        for where, name in named:
+            kind = str(self.providers.get(name, {}).get("kind", name))
+            if kind in known:
+                continue
+            close = difflib.get_close_matches(kind, known, n=1)
+            guess = f"did you mean {close[0]}? " if close else ""
+            if name in self.providers:
+                raise ConfigError(
+                    f"providers.{name}.kind: unknown provider {kind!r}; {guess}"
+                    f"known providers: {', '.join(known)}"
+                )
+            raise ConfigError(
+                f"{where}: unknown provider {name!r}; {guess}known providers: "
+                f"{', '.join(known)}, or a [providers.{name}] table whose kind is one of them"
+            )
+
     def validate(self, environ: Mapping[str, str]) -> None:
         """Every `[providers.<name>]` table and `[sim]` (with `[sim.load.<pool>]`) as the
         providers will read them: an unknown key names the closest valid one, a bad value
@@ -95,6 +121,7 @@ class ProvisionerSettings(KitSettings, kw_only=True):
         from services.provisioner.providers.simworld import LoadPattern
 
         origin = "fleet.toml or its FLEET_* variables"
+        self._check_provider_kinds()
         own = {"kind", "base_url", "api_key"}
         sims = {*field_types(SimSettings), *WORLD_KEYS}
         for key in self.sim:
