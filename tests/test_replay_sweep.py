@@ -16,7 +16,7 @@ from tools.replay.frontier import Point, better_baseline, headlines, interpolate
 from tools.replay.sim import Warmup
 from tools.replay.workload import Workload
 
-KNOBS = {0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95}
+KNOBS = {0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.925, 0.95}
 
 
 def pts(*rows: tuple[float, float, int]) -> list[Point]:
