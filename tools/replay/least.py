@@ -13,7 +13,7 @@ The model is the sim's, relaxed where that can only lower the answer:
 - the pool never holds fewer than `min_units`; the first count is free (as
   the sim's warm start), and so is a unit asked for across seconds the sim
   skips (missing telemetry is neither billed nor scored);
-- relaxed: no most units, any number of actions, demand known ahead.
+- relaxed: no cap on units, any number of actions, demand known ahead.
 
 The problem splits by unit: the k-th unit above the floor saves
 `clip(demand / capacity - (min + k), 0, 1)` each second it serves. For a
