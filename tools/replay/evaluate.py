@@ -242,12 +242,15 @@ def evaluate(
             )
             results.append(r)
             for note in r.notes:  # as a single replay says them: on stderr
-                bar.console.print(f"fleet replay: note: {et.path.name}: {note}", markup=False)
+                bar.console.print(
+                    f"fleet replay: note: {et.path.name}: {note}", markup=False, soft_wrap=True
+                )
             if key is None:  # a long set shows each verdict as it comes
                 h = r.heads[""]
                 bar.console.print(
                     f"{et.path.name}: vs {h.baseline} under {_fmt(h.under_ratio)}, "
-                    f"actions {_fmt(h.actions_ratio)}, {verdict(h)}"
+                    f"actions {_fmt(h.actions_ratio)}, {verdict(h)}",
+                    soft_wrap=True,
                 )
             bar.advance(task)
     labels = list(variants)
