@@ -57,8 +57,10 @@ utilization 0.4 ... 0.95 (ours' meaning of the knob: tools/replay/policies.py
 baseline's default unit-hours (baselines default to a 0.7 target) by linear
 interpolation, never extrapolating, and compares. The acceptance verdict is
 against the better baseline, the one with fewer under unit-s at its default:
-met when ours has <= 0.6x its under unit-s and no more actions. The exit code
-is 0 either way.
+met when ours has <= 0.6x its under unit-s and no more actions. Beside it,
+"least possible" is a lower bound: the fewest under unit-s any policy could
+leave at the baseline's unit-hours, even one that knows the whole trace; above
+0.6x the verdict reads "missed (out of reach)". The exit code is 0 either way.
 """
 
 EPILOG = """examples:
