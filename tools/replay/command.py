@@ -17,7 +17,7 @@ from services.scaler.policy import Policy
 from tools.replay.fixed import fixed_reading
 from tools.replay.frontier import Point, headlines
 from tools.replay.least import least_for
-from tools.replay.notes import max_note, print_notes, zero_runs_note
+from tools.replay.notes import print_notes, replay_notes
 from tools.replay.policies import BASELINES
 from tools.replay.report import print_frontiers, print_headline, print_table, write_json
 from tools.replay.sweep import Outcome, Result, jobs_default, plan, run_jobs
@@ -92,9 +92,8 @@ def execute(trace: Trace, opts: Options) -> int:
         duration_s=opts.duration_s,
         skip_zero_runs_s=opts.skip_zero_runs_s,
     )
-    notes = [*trace.notes, zero_runs_note(work, opts.skip_zero_runs_s)]
-    notes.append(max_note(work, opts.names, opts.policy))
-    opts.notes = [*opts.notes, *(n for n in notes if n is not None)]
+    notes = replay_notes(trace, work, opts.skip_zero_runs_s, opts.names, opts.policy)
+    opts.notes = [*opts.notes, *notes]
     print_notes(opts.notes)
     out = run_workload(work, opts)
     report(trace.name, trace.shape, out, opts, work)

@@ -32,7 +32,7 @@ from tools.replay.fetch_traces import MANIFEST
 from tools.replay.fixed import fixed_reading
 from tools.replay.frontier import UNDER_RATIO_GOAL, Headline, Point, better_baseline, headlines
 from tools.replay.least import least_for
-from tools.replay.notes import max_note, zero_runs_note
+from tools.replay.notes import replay_notes
 from tools.replay.policies import BASELINES
 from tools.replay.report import LEAST_NOTE, print_whole
 from tools.replay.sweep import Job, Outcome, Result, plan, run_jobs
@@ -141,8 +141,7 @@ def run_trace(
         duration_s=duration_s,
         skip_zero_runs_s=et.skip_zero_runs_s,
     )
-    notes = [*trace.notes, zero_runs_note(work, et.skip_zero_runs_s)]
-    notes.append(max_note(work, ["ours", *BASELINES], policy))
+    notes = replay_notes(trace, work, et.skip_zero_runs_s, ["ours", *BASELINES], policy)
     jobs = plan(list(BASELINES), policy, sweep=False, record=False)
     for label, pol in variants.items():
         jobs += [
@@ -178,7 +177,7 @@ def run_trace(
         seconds=seconds,
         defaults=defaults,
         heads=heads,
-        notes=[n for n in notes if n is not None],
+        notes=notes,
     )
 
 
@@ -249,7 +248,7 @@ def evaluate(
                 h = r.heads[""]
                 bar.console.print(
                     f"{et.path.name}: vs {h.baseline} under {_fmt(h.under_ratio)}, "
-                    f"actions {_fmt(h.actions_ratio)}, {verdict(h)}",
+                    f"actions {_fmt(h.actions_ratio)}, {h.verdict}",
                     soft_wrap=True,
                 )
             bar.advance(task)
@@ -268,13 +267,6 @@ def _fmt(r: float | None) -> str:
     if r is None:
         return "out of range"
     return "inf" if r == float("inf") else f"{r:.2f}x"
-
-
-def verdict(h: Headline) -> str:
-    """Met, missed, or missed where no policy could have met it."""
-    if h.met:
-        return "met"
-    return "missed (out of reach)" if h.out_of_reach else "missed"
 
 
 def _print_set(results: list[TraceResult], console: Console) -> None:
@@ -297,7 +289,7 @@ def _print_set(results: list[TraceResult], console: Console) -> None:
             h.baseline,
             _fmt(h.under_ratio),
             _fmt(h.actions_ratio),
-            verdict(h),
+            h.verdict,
             _fmt(h.least_ratio),
             _fmt(h.fixed_ratio),
         )
@@ -330,7 +322,7 @@ def _print_loo(results: list[TraceResult], key: str, labels: list[str], console:
             label,
             _fmt(h.under_ratio),
             _fmt(h.actions_ratio),
-            verdict(h),
+            h.verdict,
         )
     print_whole(console, table)
     console.print(f"met on {met} of {len(results)} held-out traces")

@@ -81,6 +81,13 @@ class Headline:
         return r is not None and r > UNDER_RATIO_GOAL
 
     @property
+    def verdict(self) -> str:
+        """Met, missed, or missed where no policy could have met it."""
+        if self.met:
+            return "met"
+        return "missed (out of reach)" if self.out_of_reach else "missed"
+
+    @property
     def fixed_ratio(self) -> float | None:
         """The fixed count's under unit-s over the baseline's (None: not computed)."""
         return self._to_base(self.fixed)

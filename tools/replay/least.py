@@ -53,12 +53,54 @@ def least_under(
 ) -> Reading:
     """The least under unit-s any policy could leave on the scored seconds of
     `work` spending `unit_hours`: a lower bound, exact up to the price grid."""
-    keep = np.frombuffer(bytes(work.skip), dtype=np.uint8) == 0
-    demand = np.asarray(work.demand, dtype=np.float64)[keep] / unit_capacity
-    resets = _resets(keep)
-    budget = unit_hours * 3600.0 - max(0, min_units) * len(demand)
-    bound = _bound(demand, max(0, min_units), max(0.0, lead_s), budget, resets)
-    return Reading(unit_hours=unit_hours, under_unit_s=bound, actions=0.0)
+    return LeastUnder(work, unit_capacity=unit_capacity, lead_s=lead_s, min_units=min_units).at(
+        unit_hours
+    )
+
+
+class LeastUnder:
+    """The bound on one workload, read at any spend: the programmes at the coarse
+    prices do not depend on the spend, so they run once for every baseline read."""
+
+    def __init__(
+        self, work: Workload, *, unit_capacity: float, lead_s: float, min_units: int
+    ) -> None:
+        keep = np.frombuffer(bytes(work.skip), dtype=np.uint8) == 0
+        self.units: Floats = np.asarray(work.demand, dtype=np.float64)[keep] / unit_capacity
+        self.floor = max(0, min_units)
+        self.lead_s = max(0.0, lead_s)
+        self.resets = _resets(keep)
+        top = float(self.units.max()) if len(self.units) else 0.0
+        self.levels = max(0, math.ceil(top - 1e-9) - self.floor)
+        self._coarse: Floats | None = None
+
+    def at(self, unit_hours: float) -> Reading:
+        """The bound at `unit_hours` of spend."""
+        budget = unit_hours * 3600.0 - self.floor * len(self.units)
+        return Reading(unit_hours=unit_hours, under_unit_s=self._bound(budget), actions=0.0)
+
+    def _bound(self, budget: float) -> float:
+        if self.levels == 0:
+            return 0.0
+        if self._coarse is None:
+            self._coarse = self._totals(PRICES)
+        coarse = self._coarse - PRICES * budget
+        i = int(np.argmax(coarse))
+        if i == 0:  # free units: the bound is the price-0 one, nothing to refine
+            return max(0.0, float(coarse[0]))
+        around = np.linspace(PRICES[max(0, i - 1)], PRICES[min(len(PRICES) - 1, i + 1)], REFINE)
+        finer = self._totals(around) - around * budget
+        return max(0.0, float(coarse.max()), float(finer.max()))
+
+    def _totals(self, prices: Floats) -> Floats:
+        """Sum over units above the floor of the programme's least (under + price x
+        billed) at each price: the dual bound at a budget, before price x budget."""
+        total = np.zeros_like(prices)
+        n = len(self.units)
+        for k in range(self.levels):
+            saves = np.clip(self.units - (self.floor + k), 0.0, 1.0)
+            total += _programme(saves, n, self.lead_s, self.resets, prices)
+        return total
 
 
 def _resets(keep: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
@@ -67,42 +109,6 @@ def _resets(keep: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
     scored_before: npt.NDArray[np.int64] = np.cumsum(scored) - scored  # before each second
     after_skip = keep & np.concatenate(([False], ~keep[:-1]))
     return scored_before[after_skip]
-
-
-def _bound(
-    units: Floats, floor: int, lead_s: float, budget: float, resets: npt.NDArray[np.int64]
-) -> float:
-    if len(units) == 0:
-        return 0.0
-    levels = max(0, math.ceil(float(units.max()) - 1e-9) - floor)
-    if levels == 0:
-        return 0.0
-    coarse = _duals(units, floor, levels, lead_s, budget, resets, PRICES)
-    i = int(np.argmax(coarse))
-    if i == 0:  # free units: the bound is the price-0 one, nothing to refine
-        return max(0.0, float(coarse[0]))
-    around = np.linspace(PRICES[max(0, i - 1)], PRICES[min(len(PRICES) - 1, i + 1)], REFINE)
-    finer = _duals(units, floor, levels, lead_s, budget, resets, around)
-    return max(0.0, float(coarse.max()), float(finer.max()))
-
-
-def _duals(
-    units: Floats,
-    floor: int,
-    levels: int,
-    lead_s: float,
-    budget: float,
-    resets: npt.NDArray[np.int64],
-    prices: Floats,
-) -> Floats:
-    """The dual bound at each price: sum over units of the programme's least
-    (under + price x billed), less price x budget."""
-    total = np.zeros_like(prices)
-    n = len(units)
-    for k in range(levels):
-        saves = np.clip(units - (floor + k), 0.0, 1.0)
-        total += _programme(saves, n, lead_s, resets, prices)
-    return total - prices * budget
 
 
 def _programme(
@@ -134,10 +140,6 @@ def _programme(
 def least_for(work: Workload, policy: Policy) -> Callable[[float], Reading]:
     """Unit-hours -> the least under unit-s any policy with `policy`'s unit capacity,
     lead time and fewest units could leave on `work` (the headline's yardstick)."""
-    return lambda unit_hours: least_under(
-        work,
-        unit_capacity=policy.unit_capacity,
-        lead_s=policy.lead_time_s,
-        min_units=policy.min,
-        unit_hours=unit_hours,
-    )
+    return LeastUnder(
+        work, unit_capacity=policy.unit_capacity, lead_s=policy.lead_time_s, min_units=policy.min
+    ).at

@@ -12,7 +12,16 @@ import sys
 
 from services.scaler.policy import Policy
 from tools.replay.policies import default_for
+from tools.replay.traces import Trace
 from tools.replay.workload import Workload
+
+
+def replay_notes(
+    trace: Trace, work: Workload, skip_zero_runs_s: int, names: list[str], policy: Policy
+) -> list[str]:
+    """Every note of one replay: the trace's own (how it was read), then the window's."""
+    found = [zero_runs_note(work, skip_zero_runs_s), max_note(work, names, policy)]
+    return [*trace.notes, *(n for n in found if n is not None)]
 
 
 def zero_runs_note(work: Workload, skip_zero_runs_s: int) -> str | None:

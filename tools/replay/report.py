@@ -18,6 +18,7 @@ from tools.replay.frontier import (
     UNDER_RATIO_GOAL,
     Headline,
     Point,
+    Reading,
     better_baseline,
     frontier,
 )
@@ -135,18 +136,13 @@ def _ratio_cells(h: Headline) -> tuple[str, str]:
     )
 
 
-def _fmt_fixed(h: Headline) -> str:
-    if h.fixed is None:
+def _fmt_yardstick(h: Headline, reading: Reading | None, ratio: float | None) -> str:
+    """A yardstick's under unit-s at the baseline's unit-hours, and its ratio to the
+    baseline's ("-" when not computed)."""
+    if reading is None:
         return "-"
-    ratio = _shown(h.fixed_ratio, (h.fixed.under_unit_s, h.base.under_unit_s))
-    return f"{h.fixed.under_unit_s:,.1f} ({ratio})"
-
-
-def _fmt_least(h: Headline) -> str:
-    if h.least is None:
-        return "-"
-    ratio = _shown(h.least_ratio, (h.least.under_unit_s, h.base.under_unit_s))
-    return f"{h.least.under_unit_s:,.1f} ({ratio})"
+    shown = _shown(ratio, (reading.under_unit_s, h.base.under_unit_s))
+    return f"{reading.under_unit_s:,.1f} ({shown})"
 
 
 LEAST_NOTE = (
@@ -177,9 +173,7 @@ def print_headline(heads: list[Headline], console: Console | None = None) -> Non
             ours_u, ours_a = f"outside ours' {h.lo:,.2f}..{h.hi:,.2f} unit-h", "-"
         else:
             ours_u, ours_a = f"{h.ours.under_unit_s:,.1f}", f"{h.ours.actions:,.1f}"
-        verdict = ""
-        if h.baseline == better:
-            verdict = "met" if h.met else "missed (out of reach)" if h.out_of_reach else "missed"
+        verdict = h.verdict if h.baseline == better else ""
         table.add_row(
             h.baseline + (" (better)" if h.baseline == better else ""),
             f"{b.unit_hours:,.2f}",
@@ -189,8 +183,8 @@ def print_headline(heads: list[Headline], console: Console | None = None) -> Non
             ours_a,
             *_ratio_cells(h),
             verdict,
-            _fmt_least(h),
-            _fmt_fixed(h),
+            _fmt_yardstick(h, h.least, h.least_ratio),
+            _fmt_yardstick(h, h.fixed, h.fixed_ratio),
         )
     print_whole(console, table)
     console.print(LEAST_NOTE)
