@@ -12,7 +12,8 @@ the two gives the demand quantile to cover, q* = w / (w + 1), and the
 forecaster's measured errors one lead time ahead give that quantile. The
 chain, each step a named rule in `services.scaler.rules`:
 
-- need: units for the q* demand one lead time ahead (a forecast only raises);
+- need: units for the q* demand one lead time ahead (a forecast only raises),
+  with the forecaster's errors read at that minute of the hour;
 - calendar: a jump in load that came at this time of day on enough of the
   last days for buying ahead to pay is bought a lead time before it comes;
 - panic: a burst of `panic_threshold` x the ready units jumps at once and
@@ -142,6 +143,11 @@ class PoolState(msgspec.Struct, frozen=True, kw_only=True):
     error_q: tuple[float, float, float | None] = (-math.inf, -1.0, None)
     """(forecast.last_residual_at, q, the error quantile): the quantile computed
     when the errors last changed, so a tick does not sort them again."""
+    error_q_at: float = -math.inf
+    """The minute (unix minutes) `error_q` was read for, a lead time ahead; a new
+    minute reads it again, at its minute of the hour."""
+    error_shift: float = 0.0
+    """The hour's shape in `error_q` (`forecast.hour_shift`), requests in flight."""
     burst: Burst = msgspec.field(default_factory=Burst)
     """The burst under way, if any (`rules.burst_step`)."""
     burst_watch: tuple[tuple[float, int, bool], ...] = ()
@@ -370,13 +376,20 @@ def decide(
     reactive = units_for(base, policy)
     predicted: float | None = None
     need = reactive
-    error_q = state.error_q
+    error_q, error_q_at = state.error_q, state.error_q_at
+    shift = 0.0
     if forecast.ready(fc):
         rise = forecast.predict(fc, now + lead) - forecast.predict(fc, now)
-        err_q = state.error_q[2] if state.error_q[:2] == (fc.last_residual_at, q) else None
-        if err_q is None:
+        # The error quantile at the minute of the hour a lead time ahead, read
+        # again when a new error is measured or that minute changes.
+        minute = (now + lead) // 60
+        cached = state.error_q[:2] == (fc.last_residual_at, q) and state.error_q_at == minute
+        err_q, shift = (state.error_q[2], state.error_shift) if cached else (None, 0.0)
+        if not cached:
             err_q = forecast.error_quantile(fc, q)
-            error_q = (fc.last_residual_at, q, err_q)
+            shift = forecast.hour_shift(fc, q, now + lead) if err_q is not None else 0.0
+            err_q = None if err_q is None else err_q + shift
+            error_q, error_q_at = (fc.last_residual_at, q, err_q), minute
         predicted = rules.upper_demand(base, rise, err_q)
         need = max(reactive, units_for(predicted, policy))
     # A non-urgent rise must clear the count by `up_slack` of a unit's load:
@@ -473,11 +486,14 @@ def decide(
         lead=lead,
         holding=(panic.active and not over) or (was.active and not panic.active),
         recurring=(calendar[1], calendar[2]) if planned > need else None,
+        hour=(int((now + lead) % forecast.PHASE_S // 60), shift) if shift > 0 else None,
         hold=(keep_s, len(state.idle) if state.hold_leads is not None else 0),
         updates={
             "samples": samples,
             "needs": needs,
             "error_q": error_q,
+            "error_q_at": error_q_at,
+            "error_shift": shift,
             "forecast": fc,
             "panic": panic.active,
             "panic_since": panic.since,
@@ -510,6 +526,7 @@ def _finish(
     lead: float,
     holding: bool,
     recurring: tuple[float, float] | None,
+    hour: tuple[int, float] | None,
     hold: tuple[float, int],
     updates: dict[str, Any],
 ) -> tuple[PoolState, ScaleProposal | None]:
@@ -541,6 +558,7 @@ def _finish(
                 policy,
                 holding=holding,
                 recurring=recurring,
+                hour=hour,
                 hold=hold,
             ),
         )

@@ -30,6 +30,7 @@ def reason(
     *,
     holding: bool = False,
     recurring: tuple[float, float] | None = None,
+    hour: tuple[int, float] | None = None,
     hold: tuple[float, int] | None = None,
 ) -> str:
     """One sentence naming the numbers behind a proposal."""
@@ -42,6 +43,12 @@ def reason(
         return (
             f"{head}; load jumped {ratio:.1f}x near this time of day on {share:.0%} of the "
             f"last days: {predicted:.1f} in flight expected within {lead:.0f} s, bought ahead."
+        )
+    if mode == "predictive" and predicted is not None and hour is not None:
+        minute, shift = hour
+        return (
+            f"{head}; forecast {predicted:.1f} in flight in {lead:.0f} s, {shift:.1f} of it "
+            f"for the forecast's misses near :{minute:02d} past the hour in the last two days."
         )
     if mode == "predictive" and predicted is not None:
         return f"{head}; forecast {predicted:.1f} in flight in {lead:.0f} s."
