@@ -76,6 +76,10 @@ PHASE_KEEP_S = 2 * DAY_S
 near any minute of the hour, so a 95 % tail rests on ~5 of them."""
 PHASE_MIN = 30
 """Errors near the asked-for minute before the hour's shape is used."""
+WHOLE_EVERY_S = 3600.0
+"""Seconds between two sorts of all the kept errors for `whole_quantile`: it
+moves slowly (an hour of errors in 48), and sorting ~2,900 errors each minute
+made a two-month replay minutes slower."""
 PHASE_Z = 3.0
 """Standard deviations by which the errors near the minute must stray from the
 whole hour's before the hour's shape is used: the count of them above the
@@ -241,7 +245,7 @@ def _record_residual(state: ForecastState, t: float, demand: float) -> ForecastS
         return state
     residual = demand - due[0][1]
     residuals = (*state.residuals[-(RESIDUALS - 1) :], residual)
-    kept = state.phased[bisect.bisect_left(state.phased, t - PHASE_KEEP_S, key=lambda e: e[0]) :]
+    kept = state.phased[bisect.bisect_left(state.phased, t - PHASE_KEEP_S, key=_time) :]
     return msgspec.structs.replace(
         state, residuals=residuals, last_residual_at=t, phased=(*kept, (t, residual))
     )
@@ -272,17 +276,46 @@ def phase_gap(a: float, b: float) -> float:
     return min(d, PHASE_S - d)
 
 
-def hour_shift(state: ForecastState, q: float, t: float) -> float:
+def near_errors(state: ForecastState, t: float) -> list[float]:
+    """The kept errors measured within `PHASE_WINDOW_S` of t's minute of the hour
+    (`phase_gap`), found by a binary search per past hour, not a scan of all."""
+    ph = state.phased
+    out: list[float] = []
+    if not ph:
+        return out
+    first = ph[0][0]
+    hi = t + PHASE_WINDOW_S - PHASE_S * math.floor((t - ph[-1][0]) / PHASE_S)
+    while hi >= first:
+        i = bisect.bisect_left(ph, hi - 2 * PHASE_WINDOW_S, key=_time)
+        j = bisect.bisect_right(ph, hi, key=_time)
+        out.extend(r for _, r in ph[i:j])
+        hi -= PHASE_S
+    return out
+
+
+def _time(e: tuple[float, float]) -> float:
+    return e[0]
+
+
+def whole_quantile(state: ForecastState, q: float) -> float | None:
+    """The q-quantile of all the kept errors (`phased`); None before any."""
+    return _quantile([r for _, r in state.phased], q) if state.phased else None
+
+
+def hour_shift(state: ForecastState, q: float, t: float, whole: float | None = None) -> float:
     """The hour's shape of the errors at t's minute of the hour, requests in flight:
     how far the q-quantile of the errors made within `PHASE_WINDOW_S` of that
-    minute over the last `PHASE_KEEP_S` lies above (or below) the q-quantile of
-    all of those errors; 0 with fewer than `PHASE_MIN` errors near it, or when
-    they differ from the whole hour's by no more than chance (`PHASE_Z`)."""
-    near = [r for at, r in state.phased if phase_gap(at, t) <= PHASE_WINDOW_S]
+    minute over the last `PHASE_KEEP_S` lies above (or below) `whole`, the
+    q-quantile of all of those errors (`whole_quantile`, computed here when not
+    given); 0 with fewer than `PHASE_MIN` errors near it, or when they differ
+    from the whole hour's by no more than chance (`PHASE_Z`)."""
+    near = near_errors(state, t)
     n = len(near)
     if n < PHASE_MIN:
         return 0.0
-    whole = _quantile([r for _, r in state.phased], q)
+    if whole is None:
+        whole = whole_quantile(state, q)
+        assert whole is not None  # near errors are kept errors
     above = sum(1 for r in near if r > whole)
     if abs(above - (1 - q) * n) < PHASE_Z * math.sqrt(n * q * (1 - q)):
         return 0.0  # no different from the whole hour but by chance

@@ -143,11 +143,12 @@ class PoolState(msgspec.Struct, frozen=True, kw_only=True):
     error_q: tuple[float, float, float | None] = (-math.inf, -1.0, None)
     """(forecast.last_residual_at, q, the error quantile): the quantile computed
     when the errors last changed, so a tick does not sort them again."""
-    error_q_at: float = -math.inf
-    """The minute (unix minutes) `error_q` was read for, a lead time ahead; a new
-    minute reads it again, at its minute of the hour."""
-    error_shift: float = 0.0
-    """The hour's shape in `error_q` (`forecast.hour_shift`), requests in flight."""
+    whole_q: tuple[float, float, float | None] = (-math.inf, -1.0, None)
+    """(when computed, q, `forecast.whole_quantile`), sorted again every
+    `forecast.WHOLE_EVERY_S`."""
+    error_shift: tuple[float, float] = (-math.inf, 0.0)
+    """(the minute it is for, in unix minutes; `forecast.hour_shift` there): the
+    hour's shape added to the error quantile, read again each minute."""
     burst: Burst = msgspec.field(default_factory=Burst)
     """The burst under way, if any (`rules.burst_step`)."""
     burst_watch: tuple[tuple[float, int, bool], ...] = ()
@@ -376,20 +377,23 @@ def decide(
     reactive = units_for(base, policy)
     predicted: float | None = None
     need = reactive
-    error_q, error_q_at = state.error_q, state.error_q_at
+    error_q, whole_q, error_shift = state.error_q, state.whole_q, state.error_shift
     shift = 0.0
     if forecast.ready(fc):
         rise = forecast.predict(fc, now + lead) - forecast.predict(fc, now)
-        # The error quantile at the minute of the hour a lead time ahead, read
-        # again when a new error is measured or that minute changes.
-        minute = (now + lead) // 60
-        cached = state.error_q[:2] == (fc.last_residual_at, q) and state.error_q_at == minute
-        err_q, shift = (state.error_q[2], state.error_shift) if cached else (None, 0.0)
-        if not cached:
+        err_q = state.error_q[2] if state.error_q[:2] == (fc.last_residual_at, q) else None
+        if err_q is None:
             err_q = forecast.error_quantile(fc, q)
-            shift = forecast.hour_shift(fc, q, now + lead) if err_q is not None else 0.0
-            err_q = None if err_q is None else err_q + shift
-            error_q, error_q_at = (fc.last_residual_at, q, err_q), minute
+            error_q = (fc.last_residual_at, q, err_q)
+        # The hour's shape at the minute a lead time ahead (read at its middle),
+        # read again when that minute changes.
+        minute = (now + lead) // 60
+        if err_q is not None and error_shift[0] != minute:
+            if whole_q[1] != q or now - whole_q[0] >= forecast.WHOLE_EVERY_S:
+                whole_q = (now, q, forecast.whole_quantile(fc, q))
+            error_shift = (minute, forecast.hour_shift(fc, q, minute * 60 + 30, whole_q[2]))
+        shift = error_shift[1] if err_q is not None and error_shift[0] == minute else 0.0
+        err_q = None if err_q is None else err_q + shift
         predicted = rules.upper_demand(base, rise, err_q)
         need = max(reactive, units_for(predicted, policy))
     # A non-urgent rise must clear the count by `up_slack` of a unit's load:
@@ -492,8 +496,8 @@ def decide(
             "samples": samples,
             "needs": needs,
             "error_q": error_q,
-            "error_q_at": error_q_at,
-            "error_shift": shift,
+            "whole_q": whole_q,
+            "error_shift": error_shift,
             "forecast": fc,
             "panic": panic.active,
             "panic_since": panic.since,
