@@ -69,8 +69,9 @@ PHASE_S = 3600.0
 """Period whose phase the errors are read at: the hour, the period of most
 scheduled load (cron jobs at :00, :30, :15)."""
 PHASE_WINDOW_S = 60.0
-"""Errors within this many seconds of the asked-for minute of the hour count
-for it: a job on the minute misses within a minute or two of it."""
+"""Errors within this many seconds of the asked-for time's minute of the hour
+count for it (the scaler asks at the middle of a minute): a job on the minute
+makes the forecaster miss within a minute or two of it."""
 PHASE_KEEP_S = 2 * DAY_S
 """How long errors are kept with their times: two days, ~2,900 errors and ~96
 near any minute of the hour, so a 95 % tail rests on ~5 of them."""
