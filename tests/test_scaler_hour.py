@@ -1,6 +1,6 @@
 """Load that jumps at the same minute of the hour: the forecaster's errors are
 read at the minute a forecast is for (services/scaler/forecast.py
-`error_quantile_at`), so the scaler buys headroom before :30 when load has
+`hour_shift`), so the scaler buys headroom before :30 when load has
 jumped at :30, and not all hour long for a miss that only comes then."""
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from services.scaler.forecast import (
     RESIDUAL_EVERY_S,
     ForecastState,
     error_quantile,
-    error_quantile_at,
     from_bytes,
     hour_shift,
     observe,
@@ -43,6 +42,12 @@ def test_phase_gap_is_the_distance_between_minutes_of_the_hour() -> None:
     assert phase_gap(1800.0, 5 * HOUR + 1800.0) == 0.0
     assert phase_gap(30.0, HOUR - 30.0) == 60.0  # across the hour
     assert phase_gap(0.0, 1800.0) == 1800.0
+
+
+def error_quantile_at(state: ForecastState, q: float, t: float) -> float | None:
+    """The quantile the scaler reads for time t: the last hours' plus the hour's shape."""
+    recent = error_quantile(state, q)
+    return None if recent is None else recent + hour_shift(state, q, t)
 
 
 def test_errors_are_read_at_the_minute_of_the_hour_they_are_asked_for() -> None:

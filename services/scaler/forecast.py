@@ -24,7 +24,7 @@ The model, learned online from one demand sample per scaler tick:
   scaler can buy exactly the headroom its cost trade-off asks for;
 - `phased` keeps the same errors for two days with their times, so the
   quantile can be read at the minute of the hour it is asked for
-  (`error_quantile_at`): load that jumps at :00 or :30 (scheduled jobs,
+  (`hour_shift`): load that jumps at :00 or :30 (scheduled jobs,
   crawlers, batch pushes) makes the forecaster miss at those minutes and not
   between them, and headroom bought at every minute for a miss that only
   comes at some is paid for all hour.
@@ -321,14 +321,6 @@ def hour_shift(state: ForecastState, q: float, t: float, whole: float | None = N
     if abs(above - (1 - q) * n) < PHASE_Z * math.sqrt(n * q * (1 - q)):
         return 0.0  # no different from the whole hour but by chance
     return _quantile(near, q) - whole
-
-
-def error_quantile_at(state: ForecastState, q: float, t: float) -> float | None:
-    """`error_quantile` for a forecast of time `t`, read at t's minute of the hour:
-    the last hours' quantile (which follows a change of regime within hours)
-    plus the hour's shape there (`hour_shift`); None when `error_quantile` is."""
-    recent = error_quantile(state, q)
-    return None if recent is None else recent + hour_shift(state, q, t)
 
 
 def observe(state: ForecastState, t: float, demand: float) -> ForecastState:
