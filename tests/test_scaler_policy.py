@@ -18,7 +18,10 @@ from services.scaler.policy import (
     decide,
     lead_time,
     learn_lead_time,
+    same_history,
     state_from_bytes,
+    state_from_parts,
+    state_parts,
     state_to_bytes,
     units_for,
 )
@@ -230,10 +233,26 @@ def test_restarted_scaler_keeps_its_forecast() -> None:
     t = pool.run(40.0, 0.0, 1800.0)
     restored = state_from_bytes(state_to_bytes(pool.state))
     assert restored == pool.state
+    # Stored as two records (the slow part apart), or whole as before: the same state.
+    light, history = state_parts(pool.state)
+    assert state_from_parts(light, history) == pool.state
+    assert len(light) < len(history)
+    assert state_from_parts(state_to_bytes(pool.state), None) == pool.state
     assert predict(restored.forecast, t + 120) == predict(pool.state.forecast, t + 120)
     a = decide(pool.state, metrics(200.0, pool.units), POLICY, t)
     b = decide(restored, metrics(200.0, pool.units), POLICY, t)
     assert a == b
+
+
+def test_the_forecasts_slow_part_changes_at_most_twice_a_minute() -> None:
+    # What the scaler writes only when it changes: a bucket closing, an error kept.
+    state, t, changed = PoolState(), 0.0, 0
+    for _ in range(1200):  # twenty minutes, a decision a second
+        new, _ = decide(state, metrics(20.0 + t % 7, 3), POLICY, t)
+        changed += not same_history(state, new)
+        state, t = new, t + 1.0
+    assert state.forecast.profile and state.forecast.residuals
+    assert 20 <= changed <= 2 * 20
 
 
 def test_lead_time_is_learned_from_observed_boots() -> None:

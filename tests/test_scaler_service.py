@@ -161,6 +161,38 @@ async def test_a_restarted_scaler_keeps_its_history_and_learned_lead_time(
         await second.stop()
 
 
+async def test_the_forecast_is_kept_across_a_restart_and_written_when_it_changes(
+    nats_url: str, nc: Client, tmp_path: Path
+) -> None:
+    # Ten minutes of metrics, one every 5 s: the forecaster closes a bucket a minute.
+    settings = scaler_settings(tmp_path, scaler={"stale_after_s": 3600})
+    first = Scaler(settings, nats_url=nats_url)
+    await first.start()
+    js = nc.jetstream()
+    t0 = time.time() - 600
+    n = 120
+    try:
+        for i in range(n):
+            m = metrics(units_ready=3, inflight=6.0 + (i % 7), ts=t0 + 5 * i)
+            await js.publish("fleet.metrics.gpu", encode(m))
+        await asyncio.wait_for(_until(lambda: first.metrics.counts["decisions"] == n), 10)
+        kept, _ = first.state_for("gpu")
+        assert kept.forecast.buckets >= 9 and kept.forecast.profile
+        # The profile and the kept errors change at most once a minute, and are
+        # stored then, not at each of the 120 decisions.
+        writes = first.metrics.counts["history_writes"]
+        assert 1 <= writes <= 2 * 11
+    finally:
+        await first.stop()
+
+    second = Scaler(settings, nats_url=nats_url)
+    await second.start()
+    try:
+        assert second.state_for("gpu")[0] == kept
+    finally:
+        await second.stop()
+
+
 async def test_stale_metrics_after_a_backlog_are_skipped(
     nats_url: str, nc: Client, tmp_path: Path
 ) -> None:

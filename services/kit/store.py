@@ -103,6 +103,17 @@ class Store:
         await self.db.execute(sql, _clean(params))
         await self.db.commit()
 
+    async def execute_all(self, writes: Iterable[tuple[str, Iterable[Any]]]) -> None:
+        """Run writing statements in one transaction: all of them or, on a crash, none
+        (secrets masked as in `execute`)."""
+        try:
+            for sql, params in writes:
+                await self.db.execute(sql, _clean(params))
+        except BaseException:
+            await self.db.rollback()
+            raise
+        await self.db.commit()
+
     async def close(self) -> None:
         await self.db.close()
 

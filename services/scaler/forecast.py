@@ -125,6 +125,49 @@ class ForecastState(msgspec.Struct, frozen=True, kw_only=True):
     """(time, residual) of the errors of the last `PHASE_KEEP_S`, oldest first."""
 
 
+class History(msgspec.Struct, frozen=True, kw_only=True):
+    """The slow part of a `ForecastState`: the daily profile and the kept errors,
+    which change at most once a minute (a bucket closing, an error recorded) and
+    are most of its size (~60 KB after two days). The scaler stores them apart from
+    the rest, which changes every tick, and writes them only when they change."""
+
+    profile: tuple[float, ...] = ()
+    seen: tuple[int, ...] = ()
+    residuals: tuple[float, ...] = ()
+    phased: tuple[tuple[float, float], ...] = ()
+
+
+def history(state: ForecastState) -> History:
+    """The state's slow part (`History`)."""
+    return History(
+        profile=state.profile, seen=state.seen, residuals=state.residuals, phased=state.phased
+    )
+
+
+def without_history(state: ForecastState) -> ForecastState:
+    """The state with its slow part left out, to be stored apart (`with_history`)."""
+    return msgspec.structs.replace(state, profile=(), seen=(), residuals=(), phased=())
+
+
+def with_history(state: ForecastState, h: History) -> ForecastState:
+    """The state with the slow part `h` put back."""
+    return msgspec.structs.replace(
+        state, profile=h.profile, seen=h.seen, residuals=h.residuals, phased=h.phased
+    )
+
+
+def same_history(a: ForecastState, b: ForecastState) -> bool:
+    """True when `b`'s slow part is `a`'s, unchanged: the same objects, as `observe`
+    passes them on until a bucket closes or an error is recorded (a cheap test, no
+    comparison of thousands of errors)."""
+    return (
+        a.profile is b.profile
+        and a.seen is b.seen
+        and a.residuals is b.residuals
+        and a.phased is b.phased
+    )
+
+
 def _slot(t: float) -> int:
     return int((t % DAY_S) // SLOT_S)
 

@@ -591,3 +591,29 @@ def state_to_bytes(state: PoolState) -> bytes:
 def state_from_bytes(data: bytes) -> PoolState:
     """Restore a PoolState written by `state_to_bytes`."""
     return _state_decoder.decode(data)
+
+
+_history_decoder = msgspec.msgpack.Decoder(forecast.History)
+
+
+def state_parts(state: PoolState) -> tuple[bytes, bytes]:
+    """The state as two records for the store: the part that changes every tick,
+    and its forecaster's slow part (`forecast.History`), which changes at most once
+    a minute and needs writing only then (`same_history`)."""
+    light = msgspec.structs.replace(state, forecast=forecast.without_history(state.forecast))
+    return _state_encoder.encode(light), _state_encoder.encode(forecast.history(state.forecast))
+
+
+def state_from_parts(light: bytes, history: bytes | None) -> PoolState:
+    """Restore a state written by `state_parts`. Without a history record (a state
+    stored whole, by `state_to_bytes`), the state is taken as it is."""
+    state = state_from_bytes(light)
+    if history is None:
+        return state
+    h = _history_decoder.decode(history)
+    return msgspec.structs.replace(state, forecast=forecast.with_history(state.forecast, h))
+
+
+def same_history(a: PoolState, b: PoolState) -> bool:
+    """True when `b`'s forecaster has the slow part `a`'s had (nothing to write again)."""
+    return forecast.same_history(a.forecast, b.forecast)

@@ -36,8 +36,9 @@ from services.scaler.policy import (
     decide,
     lead_time,
     learn_lead_time,
-    state_from_bytes,
-    state_to_bytes,
+    same_history,
+    state_from_parts,
+    state_parts,
 )
 from services.scaler.settings import ScalerSettings, policies
 
@@ -59,6 +60,16 @@ MIGRATIONS = [
     )
     """,
     "CREATE TABLE pins (id TEXT PRIMARY KEY, data BLOB NOT NULL)",
+    # The forecaster's slow part (profile, kept errors: ~60 KB a pool after two
+    # days), written when it changes, at most once a minute; pool_state, written
+    # at every decision, then holds the rest (~10 KB).
+    """
+    CREATE TABLE pool_history (
+        pool TEXT PRIMARY KEY,
+        history BLOB NOT NULL,
+        updated_ts REAL NOT NULL
+    )
+    """,
 ]
 
 
@@ -85,14 +96,24 @@ class Scaler(Service[ScalerSettings]):
         self.states: dict[str, tuple[PoolState, float]] = {}
         """pool -> (state, ts of the last metrics decided on); a cache of the store."""
         self._lock = asyncio.Lock()
+        self._history_saved: set[str] = set()
+        """Pools whose forecaster's slow part in the store is that of their cached state."""
         self.pins: dict[str, pinning.Pin] = {}
         """Explicit capacity by provision id; a cache of the store."""
 
     async def setup(self) -> None:
         assert self.store is not None
-        for row in await self.store.fetchall("SELECT pool, state, last_ts FROM pool_state"):
+        rows = await self.store.fetchall(
+            "SELECT s.pool, s.state, s.last_ts, h.history FROM pool_state s "
+            "LEFT JOIN pool_history h ON h.pool = s.pool"
+        )
+        for row in rows:
+            history = bytes(row["history"]) if row["history"] is not None else None
             try:
-                self.states[row["pool"]] = (state_from_bytes(bytes(row["state"])), row["last_ts"])
+                state = state_from_parts(bytes(row["state"]), history)
+                self.states[row["pool"]] = (state, row["last_ts"])
+                if history is not None:
+                    self._history_saved.add(row["pool"])
             except (msgspec.DecodeError, TypeError):
                 self.metrics.count("state_reset")
                 log.warning("stored state unreadable; starting fresh", extra={"pool": row["pool"]})
@@ -166,13 +187,33 @@ class Scaler(Service[ScalerSettings]):
         return self.states.get(pool, (PoolState(pool=pool), float("-inf")))
 
     async def _save(self, pool: str, state: PoolState, last_ts: float) -> None:
+        """Store the pool's state; its forecaster's slow part only when it changed
+        since the last write (`same_history`), in the same transaction."""
         assert self.store is not None
-        await self.store.execute(
-            "INSERT INTO pool_state(pool, state, last_ts, updated_ts) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT(pool) DO UPDATE SET state = excluded.state, last_ts = excluded.last_ts, "
-            "updated_ts = excluded.updated_ts",
-            (pool, state_to_bytes(state), last_ts, time.time()),
-        )
+        light, history = state_parts(state)
+        now = time.time()
+        writes: list[tuple[str, tuple[Any, ...]]] = [
+            (
+                "INSERT INTO pool_state(pool, state, last_ts, updated_ts) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(pool) DO UPDATE SET state = excluded.state, "
+                "last_ts = excluded.last_ts, updated_ts = excluded.updated_ts",
+                (pool, light, last_ts, now),
+            )
+        ]
+        before = self.states.get(pool)
+        if before is None or pool not in self._history_saved or not same_history(before[0], state):
+            writes.append(
+                (
+                    "INSERT INTO pool_history(pool, history, updated_ts) VALUES (?, ?, ?) "
+                    "ON CONFLICT(pool) DO UPDATE SET history = excluded.history, "
+                    "updated_ts = excluded.updated_ts",
+                    (pool, history, now),
+                )
+            )
+        await self.store.execute_all(writes)
+        if len(writes) > 1:
+            self.metrics.count("history_writes")
+        self._history_saved.add(pool)
         self.states[pool] = (state, last_ts)
 
     # -- metrics -> decision --------------------------------------------------------
