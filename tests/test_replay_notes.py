@@ -62,6 +62,23 @@ def test_demand_above_the_max_is_said_with_how_often(
     assert "--max" not in capsys.readouterr().err
 
 
+def test_without_a_max_the_replay_allows_what_the_peak_needs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 10,000 in flight: 1,786 units at the baselines' 0.7, 3,125 at the sweep's 0.4.
+    trace = _write(tmp_path / "huge.txt", [50] * 600 + [10_000] * 600)
+    out = tmp_path / "out.json"
+    assert main(["replay", str(trace), "--policy", "hpa", "--json", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "--max not given: 3,125 units, enough for the peak of 10,000 in flight" in err
+    assert "demand needs more than --max" not in err
+    sized = json.loads(out.read_text())["policies"]["hpa"]["series"]["ready"]
+    assert max(sized) == 1786  # served once its units are ready
+    assert main(["replay", str(trace), "--policy", "hpa", "--json", str(out), "--max", "1000"]) == 0
+    assert "demand needs more than --max 1,000 units" in capsys.readouterr().err
+    assert max(json.loads(out.read_text())["policies"]["hpa"]["series"]["ready"]) == 1000
+
+
 def test_epoch_milliseconds_are_noted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     trace = tmp_path / "ms.csv"
     trace.write_text("1700000000000,5\n1700000001000,5\n1700000002000,5\n")

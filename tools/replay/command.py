@@ -22,7 +22,7 @@ from tools.replay.policies import BASELINES
 from tools.replay.report import print_frontiers, print_headline, print_table, write_json
 from tools.replay.sweep import Outcome, Result, jobs_default, plan, run_jobs
 from tools.replay.traces import Trace
-from tools.replay.workload import Workload, prepare
+from tools.replay.workload import Workload, prepare, sized_max
 
 
 @dataclass
@@ -47,6 +47,9 @@ class Options:
     notes: list[str] = field(default_factory=list)
     """What the config, the reading or the window changed about the data, printed on
     stderr before the run (`tools.replay.notes`)."""
+    max_given: bool = True
+    """False when neither --max nor --config chose the most units: the replay then
+    sizes it to the trace (`workload.sized_max`)."""
 
 
 @contextmanager
@@ -92,6 +95,9 @@ def execute(trace: Trace, opts: Options) -> int:
         duration_s=opts.duration_s,
         skip_zero_runs_s=opts.skip_zero_runs_s,
     )
+    if not opts.max_given:
+        opts.policy, sized = sized_max(work, opts.policy)
+        opts.notes = [*opts.notes, *([sized] if sized else [])]
     notes = replay_notes(trace, work, opts.skip_zero_runs_s, opts.names, opts.policy)
     opts.notes = [*opts.notes, *notes]
     print_notes(opts.notes)

@@ -37,7 +37,7 @@ from tools.replay.policies import BASELINES
 from tools.replay.report import LEAST_NOTE, print_whole
 from tools.replay.sweep import Job, Outcome, Result, plan, run_jobs
 from tools.replay.traces import TraceError, read_trace
-from tools.replay.workload import prepare
+from tools.replay.workload import prepare, sized_max
 from tools.termout import stdout_console
 
 RATIO_CAP = 10.0
@@ -130,6 +130,7 @@ def run_trace(
     on_done: Callable[[Result], None] | None = None,
     start_s: int = 0,
     duration_s: int | None = None,
+    max_given: bool = True,
 ) -> TraceResult:
     """The sweep of ours (once per variant) and the baselines' defaults on one
     trace, or on its window from `start_s`, `duration_s` long (None: to the end)."""
@@ -141,7 +142,12 @@ def run_trace(
         duration_s=duration_s,
         skip_zero_runs_s=et.skip_zero_runs_s,
     )
+    sized: str | None = None
+    if not max_given:
+        policy, sized = sized_max(work, policy)
+        variants = {k: msgspec.structs.replace(v, max=policy.max) for k, v in variants.items()}
     notes = replay_notes(trace, work, et.skip_zero_runs_s, ["ours", *BASELINES], policy)
+    notes = [*([sized] if sized else []), *notes]
     jobs = plan(list(BASELINES), policy, sweep=False, record=False)
     for label, pol in variants.items():
         jobs += [
@@ -210,6 +216,7 @@ def evaluate(
     console: Console | None = None,
     start_s: int = 0,
     duration_s: int | None = None,
+    max_given: bool = True,
 ) -> int:
     """Run the set, print the table (and the leave-one-out table); exit code 0.
 
@@ -238,6 +245,7 @@ def evaluate(
                 workers=workers,
                 start_s=start_s,
                 duration_s=duration_s,
+                max_given=max_given,
             )
             results.append(r)
             for note in r.notes:  # as a single replay says them: on stderr

@@ -7,12 +7,15 @@ processes once, at their start.
 
 from __future__ import annotations
 
+import math
 import time
 from array import array
 from dataclasses import dataclass
 
+import msgspec
+
 from services.scaler.policy import Policy, units_for
-from tools.replay.policies import make_step
+from tools.replay.policies import KNOBS, make_step
 from tools.replay.sim import Series, Totals, Warmup, demand_series, simulate, zero_runs
 from tools.replay.traces import Trace
 
@@ -28,6 +31,10 @@ the units its own sizing rule gives the first minute's peak demand, and has
 watched that peak for `WARM_S` seconds (unscored, unbilled) before the window
 opens, so its memory (HPA's scale-down window, KPA's stable window, ours'
 hold) is that of a pool already serving the load, not of one just started."""
+
+
+MAX_FLOOR = 1000
+"""The fewest units a replay allows when neither --max nor --config says."""
 
 
 @dataclass
@@ -111,3 +118,20 @@ def run_policy(
     )
     tot.wall_s = time.perf_counter() - t0
     return tot, ser
+
+
+def sized_max(work: Workload, policy: Policy) -> tuple[Policy, str | None]:
+    """The policy with `max` raised to the units the window's peak demand needs
+    at the sweep's lowest target utilization, when that is above `MAX_FLOOR`,
+    and a note saying so. For a replay whose --max nobody chose: a cap that
+    binds makes every policy short by the same amount where it binds, which
+    says nothing about any of them and draws the ratios towards 1."""
+    peak = max(work.demand, default=0.0)
+    need = math.ceil(peak / (policy.unit_capacity * min(KNOBS)) - 1e-9)
+    if need <= max(policy.max, MAX_FLOOR):
+        return policy, None
+    note = (
+        f"--max not given: {need:,} units, enough for the peak of {peak:,.0f} in flight "
+        f"at {min(KNOBS):g} target utilization"
+    )
+    return msgspec.structs.replace(policy, max=need), note

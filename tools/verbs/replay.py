@@ -117,7 +117,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--service-s", type=float, default=1.0, help="seconds each request is served")
     p.add_argument("--min", type=int, default=None, help="fewest units (1)")
-    p.add_argument("--max", type=int, default=None, help="most units (1000)")
+    p.add_argument(
+        "--max",
+        type=int,
+        default=None,
+        help="most units (default: 1000, or what the trace's peak needs at 0.4 target "
+        "utilization when more)",
+    )
     p.add_argument(
         "--config",
         type=Path,
@@ -280,6 +286,7 @@ def run(args: argparse.Namespace) -> int:
                 workers=args.jobs or jobs_default(),
                 start_s=args.start,
                 duration_s=args.duration,
+                max_given=args.max is not None or args.config is not None,
             )
         if args.from_stream is not None:
             import asyncio
@@ -313,6 +320,7 @@ def run(args: argparse.Namespace) -> int:
             plot=args.plot,
             source=source,
             notes=notes,
+            max_given=args.max is not None or args.config is not None,
         )
         return execute(trace, opts)
     except (TraceError, ValueError) as exc:
