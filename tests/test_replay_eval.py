@@ -100,6 +100,21 @@ def test_eval_leave_one_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert "leave-one-out" in out and "of 2 held-out traces" in out
 
 
+def test_eval_sizes_the_max_to_each_trace_without_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = tmp_path / "busy"
+    d.mkdir()
+    (d / "huge.txt").write_text("\n".join(["50"] * 300 + ["10000"] * 300) + "\n")
+    (d / "small.txt").write_text("\n".join(["5"] * 600) + "\n")
+    assert main(["replay", "--eval", str(d), "--jobs", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "huge.txt: --max not given: 3,125 units" in err
+    assert "small.txt: --max" not in err
+    assert main(["replay", "--eval", str(d), "--jobs", "1", "--max", "1000"]) == 0
+    assert "huge.txt: demand needs more than --max 1,000 units" in capsys.readouterr().err
+
+
 def test_eval_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["replay", "--eval", str(tmp_path / "missing")]) == 2
     assert "no such file" in capsys.readouterr().err

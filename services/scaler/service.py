@@ -200,8 +200,7 @@ class Scaler(Service[ScalerSettings]):
                 (pool, light, last_ts, now),
             )
         ]
-        before = self.states.get(pool)
-        if before is None or pool not in self._history_saved or not same_history(before[0], state):
+        if pool not in self._history_saved or not same_history(self.states[pool][0], state):
             writes.append(
                 (
                     "INSERT INTO pool_history(pool, history, updated_ts) VALUES (?, ?, ?) "

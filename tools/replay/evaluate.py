@@ -144,8 +144,13 @@ def run_trace(
     )
     sized: str | None = None
     if not max_given:
+        base = policy.max
         policy, sized = sized_max(work, policy)
-        variants = {k: msgspec.structs.replace(v, max=policy.max) for k, v in variants.items()}
+        # A variant of --set max=... keeps its own.
+        variants = {
+            k: msgspec.structs.replace(v, max=policy.max) if v.max == base else v
+            for k, v in variants.items()
+        }
     notes = replay_notes(trace, work, et.skip_zero_runs_s, ["ours", *BASELINES], policy)
     notes = [*([sized] if sized else []), *notes]
     jobs = plan(list(BASELINES), policy, sweep=False, record=False)
