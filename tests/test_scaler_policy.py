@@ -235,6 +235,7 @@ def test_restarted_scaler_keeps_its_forecast() -> None:
     assert restored == pool.state
     # Stored as two records (the slow part apart), or whole as before: the same state.
     light, history = state_parts(pool.state)
+    assert history is not None
     assert state_from_parts(light, history) == pool.state
     assert len(light) < len(history)
     assert state_from_parts(state_to_bytes(pool.state), None) == pool.state

@@ -596,12 +596,14 @@ def state_from_bytes(data: bytes) -> PoolState:
 _history_decoder = msgspec.msgpack.Decoder(forecast.History)
 
 
-def state_parts(state: PoolState) -> tuple[bytes, bytes]:
+def state_parts(state: PoolState, *, history: bool = True) -> tuple[bytes, bytes | None]:
     """The state as two records for the store: the part that changes every tick,
     and its forecaster's slow part (`forecast.History`), which changes at most once
-    a minute and needs writing only then (`same_history`)."""
+    a minute and needs writing only then (`same_history`); None when not asked for,
+    so a tick that writes none does not encode it."""
     light = msgspec.structs.replace(state, forecast=forecast.without_history(state.forecast))
-    return _state_encoder.encode(light), _state_encoder.encode(forecast.history(state.forecast))
+    slow = _state_encoder.encode(forecast.history(state.forecast)) if history else None
+    return _state_encoder.encode(light), slow
 
 
 def state_from_parts(light: bytes, history: bytes | None) -> PoolState:

@@ -190,7 +190,8 @@ class Scaler(Service[ScalerSettings]):
         """Store the pool's state; its forecaster's slow part only when it changed
         since the last write (`same_history`), in the same transaction."""
         assert self.store is not None
-        light, history = state_parts(state)
+        changed = pool not in self._history_saved or not same_history(self.states[pool][0], state)
+        light, history = state_parts(state, history=changed)
         now = time.time()
         writes: list[tuple[str, tuple[Any, ...]]] = [
             (
@@ -200,7 +201,7 @@ class Scaler(Service[ScalerSettings]):
                 (pool, light, last_ts, now),
             )
         ]
-        if pool not in self._history_saved or not same_history(self.states[pool][0], state):
+        if history is not None:
             writes.append(
                 (
                     "INSERT INTO pool_history(pool, history, updated_ts) VALUES (?, ?, ?) "

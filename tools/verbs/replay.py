@@ -207,6 +207,7 @@ def _setup(args: argparse.Namespace) -> tuple[Policy, float, list[str]]:
     the flags; with notes saying where they came from when that is not plain."""
     from services.scaler.policy import Policy
     from tools.replay.poolconfig import pool_setup
+    from tools.replay.workload import MAX_FLOOR
 
     keys = {
         "unit_capacity": args.unit_capacity,
@@ -215,7 +216,7 @@ def _setup(args: argparse.Namespace) -> tuple[Policy, float, list[str]]:
         "max": args.max,
     }
     if args.config is None:
-        fallback = {"unit_capacity": 8.0, "lead_time_s": 120.0, "min": 1, "max": 1000}
+        fallback = {"unit_capacity": 8.0, "lead_time_s": 120.0, "min": 1, "max": MAX_FLOOR}
         chosen = {k: fallback[k] if v is None else v for k, v in keys.items()}
         price = 1.0 if args.price is None else args.price
         return msgspec.convert(chosen, Policy), price, []
