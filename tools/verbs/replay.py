@@ -44,8 +44,9 @@ real silence. --skip-zero-runs 0 treats every zero as silence.
 
 Notes on stderr (and in the JSON's meta.notes) say what shapes the numbers
 without being an error: seconds left unscored as zero runs, demand needing
-more than --max units, times that look like epoch milliseconds, and where
---config's policy and price came from.
+more than --max units, the units allowed when --max is not given (sized to the
+trace's peak when it needs over 1000), times that look like epoch milliseconds,
+and where --config's policy and price came from.
 
 The whole trace is replayed by default (22 days of Twitter take ~15 s for all
 three policies); --start/--duration select a window.
