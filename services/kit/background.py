@@ -11,6 +11,25 @@ from typing import Any
 log = logging.getLogger("fleet.service")
 
 
+async def unless_stopped(aw: Awaitable[Any], stopping: asyncio.Event) -> bool:
+    """Await `aw` unless `stopping` is set first, which cancels it; True when it
+    finished (its exception, if any, is raised). A stop must not wait on work
+    that the stop itself makes hang: a flush whose connection it closes never
+    hears its PONG and waits out its whole timeout."""
+    work = asyncio.ensure_future(aw)
+    stopped = asyncio.ensure_future(stopping.wait())
+    try:
+        await asyncio.wait({work, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if work.done():
+            work.result()
+            return True
+        return False
+    finally:
+        for task in (work, stopped):
+            task.cancel()
+        await asyncio.gather(work, stopped, return_exceptions=True)
+
+
 class Background:
     """The service's own tasks: every one is cancelled and awaited when it stops, and a
     task that fails is logged rather than lost."""

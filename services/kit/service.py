@@ -35,7 +35,7 @@ from opentelemetry.trace import Tracer
 
 from contracts import subjects
 from contracts.streams import ALL_STREAMS, retained
-from services.kit.background import Background
+from services.kit.background import Background, unless_stopped
 from services.kit.binding import creates
 from services.kit.bus import connect_as, ensure_streams, settled
 from services.kit.config import KitSettings, load_settings, resolve_nats_url
@@ -256,7 +256,9 @@ class Service(Generic[S]):
                 self.store = await Store.open(path, self.migrations)
             await self.setup()
             self._set_up = True
-            await settled(self._nc)  # subscriptions are live on the server before we say ready
+            # Subscriptions are live on the server before we say ready; a stop that
+            # comes meanwhile (a takeover stopped at once) does not wait the flush out.
+            await unless_stopped(settled(self._nc), self._stopping)
         except Exception:
             # A stop that came while we took over closed what setup() was using.
             if not self._stopping.is_set():
