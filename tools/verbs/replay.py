@@ -273,6 +273,7 @@ def run(args: argparse.Namespace) -> int:
         return _bad(problem)
     try:
         policy, price, notes = _setup(args)
+        max_given = args.max is not None or args.config is not None  # else sized to the trace
         if args.eval is not None:
             from tools.replay.evaluate import evaluate
             from tools.replay.notes import print_notes
@@ -288,7 +289,7 @@ def run(args: argparse.Namespace) -> int:
                 workers=args.jobs or jobs_default(),
                 start_s=args.start,
                 duration_s=args.duration,
-                max_given=args.max is not None or args.config is not None,
+                max_given=max_given,
             )
         if args.from_stream is not None:
             import asyncio
@@ -322,7 +323,7 @@ def run(args: argparse.Namespace) -> int:
             plot=args.plot,
             source=source,
             notes=notes,
-            max_given=args.max is not None or args.config is not None,
+            max_given=max_given,
         )
         return execute(trace, opts)
     except (TraceError, ValueError) as exc:
