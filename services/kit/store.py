@@ -100,7 +100,8 @@ class Store:
 
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> None:
         """Run one writing statement; text and blob parameters have the secrets masked."""
-        await self.execute_all([(sql, params)])
+        await self.db.execute(sql, _clean(params))
+        await self.db.commit()
 
     async def execute_all(self, writes: Iterable[tuple[str, Iterable[Any]]]) -> None:
         """Run writing statements in one transaction: all of them or, on a crash, none
