@@ -104,14 +104,11 @@ class Store:
         await self.db.commit()
 
     async def execute_all(self, writes: Iterable[tuple[str, Iterable[Any]]]) -> None:
-        """Run writing statements in one transaction: all of them or, on a crash, none
-        (secrets masked as in `execute`)."""
-        try:
-            for sql, params in writes:
-                await self.db.execute(sql, _clean(params))
-        except BaseException:
-            await self.db.rollback()
-            raise
+        """Run writing statements with one commit, so a crash before it leaves none of
+        them (secrets masked as in `execute`). No rollback on a failed statement: the
+        connection is shared, and a rollback would also drop other tasks' pending writes."""
+        for sql, params in writes:
+            await self.db.execute(sql, _clean(params))
         await self.db.commit()
 
     async def close(self) -> None:
