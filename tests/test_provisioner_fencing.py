@@ -50,7 +50,7 @@ async def test_a_run_taken_over_stops_before_its_next_provider_call(
     nats_url: str, nc: Client, tmp_path: Path
 ) -> None:
     # Each create takes 0.5 s, so the six-unit run is still at work when the successor
-    # takes it over (at 0.2 s a loaded machine let it finish first: a KeyError below).
+    # takes it over.
     sim = {"boot_delay_s": [0.2, 0.2], "api_latency_s": 0.5}
     svc = ProvisionerService(settings(tmp_path, POOLS, sim=sim), nats_url=nats_url)
     events = await Watch(UnitEvent).start(nc, subjects.UNIT_ALL)
@@ -60,12 +60,14 @@ async def test_a_run_taken_over_stops_before_its_next_provider_call(
     try:
         await approve(nc, CMD)
         await events.until(lambda ev: len(states(ev, "booting")) >= 1, 10)
+        # Hold the run before the takeover: it may notice the takeover, stop and leave
+        # the running table while the successor's write is still being handed back.
+        run = svc._running[CMD.id]
         # A successor on the same store takes the command over, as a standby that took
         # the lease would; this instance has not noticed anything (it still holds its
         # lease as far as it knows).
         assert await successor.begin(CMD, fence=svc.lease_token + 1)
         created_then = len(svc.providers.get("sim")._units)  # type: ignore[union-attr]
-        run = svc._running[CMD.id]
         await eventually(run.done, 10)
         assert run.result().status == "taken"
         at_provider = len(svc.providers.get("sim")._units)  # type: ignore[union-attr]
