@@ -33,11 +33,17 @@ def ledger_by_day(events: Iterable[UnitEvent], end: float) -> dict[str, float]:
     ordered = sorted(events, key=lambda e: e.ts)
     ledger, out = Ledger(), {}
     day = day_of(ordered[0].ts)
-    for e in ordered:
-        while day_of(e.ts) > day:
+
+    def close_days_before(ts: float) -> None:
+        nonlocal day
+        while day_of(ts) > day:
             out[day_name(day * DAY_S)] = spent_today(ledger, (day + 1) * DAY_S - 1e-6)
             day += 1
+
+    for e in ordered:
+        close_days_before(e.ts)
         ledger = apply_unit_event(ledger, e, e.ts)
+    close_days_before(end)  # the last event's day, when `end` is already past its midnight
     out[day_name(day * DAY_S)] = spent_today(ledger, end)
     return {d: usd for d, usd in out.items() if usd > 0}
 

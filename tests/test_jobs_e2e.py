@@ -4,6 +4,7 @@ units of two pools with different GPUs, and held back by the real cost-guard's b
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from services.kit.config import load_settings
 from services.kit.jobexec import simulated
 from services.kit.jobworker import JobWorker
 from services.provisioner.service import ProvisionerService
+from tests.clocks import noon_clock
 from tests.jobs_helpers import JobWatch, gateway, submit
 from tests.provisioner_helpers import Watch, approve, settings, states
 from tests.signing_helpers import publish_event, signing
@@ -95,6 +97,9 @@ async def test_under_a_binding_budget_low_priority_waits_and_high_priority_runs(
         ),
         nats_url=nats_url,
     )
+    # At noon of a chosen day: a $40/h unit's projected spend binds the $5 budget (in the
+    # last minutes of a real day it would not: too few hours are left to spend it).
+    guard.clock = noon_clock(time.time())  # type: ignore[method-assign]
     gw = gateway(tmp_path / "gw", nats_url, pools)
     await guard.start()
     await gw.start()
