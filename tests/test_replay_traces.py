@@ -120,6 +120,7 @@ SHAPES = {
     "per-second": (b"3 4 5\n6\n", 18.0),
     "per-interval": (b"period,count\n1998-04-30 21:30:00,60\n1998-04-30 21:31:00,0\n", 60.0),
     "requests": (b"timestamp,x\n1700000000.5,1\n1700000001,2\n", 2.0),
+    "per-interval columns": (b"HashOwner,Trigger,1,2\na,http,1,2\nb,timer,,3\n", 6.0),
 }
 
 
@@ -152,6 +153,11 @@ BAD_ROWS = {
     ),
     "requests short row": (b"a,timestamp\n1,5\n2\n", "line 3: too few columns"),
     "requests far time": (b"timestamp\n5\n99999999999\n", "line 3: time"),
+    "columns count": (b"app,1,2\na,1,2\nb,1,x\n", "line 3: 'x' is not a number"),
+    "columns negative": (b"app,1,2\na,-1,2\n", "line 2: count -1 must be"),
+    "columns short row": (b"app,1,2\na,1,2\n\nb,1\n", "line 4: 2 columns, the header has 3"),
+    "columns uneven": (b"app,1,2,4\na,1,2,3\n", "line 1: numbered column 4 is not 1 after"),
+    "columns no rows": (b"app,1,2\n", "no rows under the header"),
 }
 
 
@@ -193,3 +199,24 @@ def test_empty_or_corrupt_files(tmp_path: Path, content: bytes) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(TraceError, match="no such file"):
         read_trace(tmp_path / "nope.csv")
+
+
+def test_wide_columns_sum_the_series_at_each_numbered_interval(tmp_path: Path) -> None:
+    """Azure Functions' invocation counts: one row per function, a column per minute."""
+    p = tmp_path / "invocations_per_function_md.anon.d01.csv"
+    minutes = ",".join(str(m) for m in range(1, 1441))
+    rows = [
+        "o1,a1,f1,http," + ",".join("6" if m == 3 else "0" for m in range(1, 1441)),
+        "o1,a1,f2,timer," + ",".join("60" if m in (3, 1440) else "0" for m in range(1, 1441)),
+    ]
+    p.write_text(f"HashOwner,HashApp,HashFunction,Trigger,{minutes}\n" + "\n".join(rows) + "\n")
+    tr = read_trace(p, period_s=60)
+    assert tr.shape == "per-interval columns" and tr.interval_s == 60
+    assert len(tr.arrivals) == 1440 * 60
+    # Minute 3 (the third column) holds both functions' 66 invocations, a second at a time.
+    third = tr.arrivals[2 * 60 : 3 * 60]
+    assert math.isclose(sum(third), 66.0, rel_tol=1e-5) and max(third) == min(third)
+    assert math.isclose(sum(tr.arrivals), 126.0, rel_tol=1e-5)
+    assert tr.notes == ["2 rows summed per numbered column"]
+    # Read as seconds, the reader says the 1440 columns look like minutes.
+    assert any("--period-s 60" in n for n in read_trace(p).notes)

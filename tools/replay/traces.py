@@ -1,4 +1,4 @@
-"""Workload trace readers: three shapes, plain, gzip, bzip2 or tar.
+"""Workload trace readers: four shapes, plain, gzip, bzip2 or tar.
 
 Every reader returns a `Trace`: arrivals per second, and where the trace says
 how long each request is served, the requests in flight each second. Shapes,
@@ -15,6 +15,12 @@ told apart by the first non-empty line:
   `1998-04-30 21:30:00`. The interval is the step between the first two
   rows; every period must lie on that grid after the one before (gaps are
   zero counts), and an interval's count is spread evenly over its seconds;
+- per-interval columns ("wide"): CSV with a header whose last columns are
+  numbered in even steps (Azure Functions' invocation counts: `HashOwner,
+  HashApp,HashFunction,Trigger,1,2,...,1440`), one row per series (a
+  function); each numbered column is an interval, its number a period as
+  above (x `period_s`), and its count is the sum over the rows. An empty
+  cell is a zero count;
 - requests: CSV with a header naming a time column (`time_column`, by
   default a column called `timestamp`), one row per request, times in epoch
   seconds (units of `period_s`) or as date-times (any number of fractional
@@ -58,6 +64,8 @@ DECODE_S_PER_TOKEN = 1 / 50
 DEFAULT_TIME_COLUMN = "timestamp"
 COUNT_COLUMN = "count"
 """A header with this column (and no --time-column) is a per-interval CSV."""
+MINUTES_A_DAY = 1440
+"""Numbered columns this many, read as seconds, are noted as likely minutes."""
 EPOCH_MS_ABOVE = 1e11
 """Epoch seconds beyond this (year 5138) are surely milliseconds."""
 _TOKEN = re.compile(r"\S+")
@@ -139,10 +147,14 @@ def parse_lines(
     if "," not in first:
         return _per_second(first, lineno, numbered, name)
     if _is_header(head, period_s):
+        numbers = _numbered_columns(head)
+        if numbers is not None:
+            return _wide(first, lineno, numbered, name, period_s, numbers)
         raise TraceError(
             f"{name}: line {lineno}: the header ({', '.join(head)}) has no `timestamp` column "
-            "for a request CSV (pass --time-column NAME) and no `count` column for a "
-            "per-interval CSV (`period,count`)"
+            "for a request CSV (pass --time-column NAME), no `count` column for a "
+            "per-interval CSV (`period,count`) and no numbered last columns for a wide "
+            "one (`name,...,1,2,3`)"
         )
     return _per_interval(first, lineno, numbered, name, period_s, None)
 
@@ -253,6 +265,82 @@ def _per_interval(
         shape="per-interval",
         interval_s=int(step),
         notes=notes,
+    )
+
+
+def _numbered_columns(head: list[str]) -> list[float] | None:
+    """The numbers of a wide CSV's header's last columns, when at least two of its
+    last columns are numbers (their run from the end)."""
+    numbers: list[float] = []
+    for cell in reversed(head):
+        try:
+            value = float(cell)
+        except ValueError:
+            break
+        if not math.isfinite(value):
+            break
+        numbers.append(value)
+    return numbers[::-1] if len(numbers) >= 2 else None
+
+
+def _wide(
+    first: str,
+    lineno: int,
+    rest: Iterator[tuple[int, str]],
+    name: str,
+    period_s: float,
+    numbers: list[float],
+) -> Trace:
+    """Per-interval columns: each numbered column's count is the sum over the rows."""
+    step = (numbers[1] - numbers[0]) * period_s
+    if step <= 0 or abs(step - round(step)) > 1e-6:
+        raise TraceError(
+            f"{name}: line {lineno}: the numbered columns {numbers[0]:g}, {numbers[1]:g} are "
+            f"{step:g} s apart (x {period_s:g} s); the interval must be a whole number of "
+            "seconds > 0 (columns in time order; --period-s sets the unit)"
+        )
+    gap = numbers[1] - numbers[0]
+    for k, number in enumerate(numbers):
+        if abs(number - numbers[0] - k * gap) > 1e-6 * max(1.0, abs(number)):
+            raise TraceError(
+                f"{name}: line {lineno}: numbered column {number:g} is not {gap:g} after "
+                "the one before it; the numbered columns of a wide CSV go in even steps"
+            )
+    rows = _csv_rows(first, lineno, rest)
+    head = next(rows)[1]
+    at = len(head) - len(numbers)
+    sums = [0.0] * len(numbers)
+    seen = 0
+    for n, cols in rows:
+        if len(cols) != len(head):
+            raise TraceError(f"{name}: line {n}: {len(cols)} columns, the header has {len(head)}")
+        cells = cols[at:]
+        try:
+            values = [float(c) for c in cells]
+        except ValueError:
+            values = [0.0 if c == "" else _count(c, name, n) for c in cells]
+        if not all(math.isfinite(v) and v >= 0 for v in values):
+            for c in cells:
+                _count(c, name, n)  # names the bad cell
+        sums = [a + b for a, b in zip(sums, values, strict=True)]
+        seen += 1
+    if not seen:
+        raise TraceError(f"{name}: no rows under the header")
+    grid, base, width = Grid(), numbers[0] * period_s, round(step)
+    for k, total in enumerate(sums):
+        _put(grid, base + k * width, total, base, width)
+    notes = [f"{seen} rows summed per numbered column"]
+    if len(numbers) == MINUTES_A_DAY and period_s == 1.0:
+        notes.append(
+            f"the {MINUTES_A_DAY} numbered columns look like the minutes of a day, read as "
+            "seconds: pass --period-s 60 if they are minutes"
+        )
+    return Trace(
+        name=name,
+        arrivals=grid.values(),
+        shape="per-interval columns",
+        interval_s=width,
+        notes=notes + _ms_note(base, "numbered columns", period_s),
     )
 
 

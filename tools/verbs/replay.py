@@ -24,6 +24,10 @@ Traces, plain, gzip, bzip2 or a tar of one file (told by content, not name):
   first two rows; a header with a `count` column says this shape, whatever the
   period column is called (`timestamp,count` too; --time-column says a request
   CSV instead);
+- per-interval columns ("wide", as Azure Functions' invocation counts
+  `HashOwner,...,Trigger,1,2,...,1440`): the header's last columns numbered in
+  even steps, each an interval (x --period-s: 60 for Azure's minutes), one row
+  per series, each interval's count the sum over the rows;
 - request CSV, one row per request, with a header naming its time column
   (--time-column, default `timestamp`; epoch seconds (x --period-s) or
   date-times).
