@@ -79,7 +79,8 @@ def test_every_policy_starts_warm_for_the_first_minute(
 ) -> None:
     # A window of a running system: light for 10 s, then 30 in flight. Each
     # policy starts with what its own sizing gives the first minute's peak
-    # (30 / (4 x 0.7) -> 11 units), so none is short while units would boot.
+    # (30 / (4 x 0.8) -> 10 units for ours at its default target, 30 / (4 x 0.7)
+    # -> 11 for the baselines at theirs), so none is short while units would boot.
     trace, out = tmp_path / "warm.txt", tmp_path / "out.json"
     trace.write_text("\n".join(["1"] * 10 + ["30"] * 1000) + "\n")
     args = ["replay", str(trace), "--unit-capacity", "4", "--lead-time", "120"]
@@ -87,7 +88,7 @@ def test_every_policy_starts_warm_for_the_first_minute(
     capsys.readouterr()
     policies = json.loads(out.read_text())["policies"]
     assert {p: e["series"]["ready"][0] for p, e in policies.items()} == {
-        "ours": 11,
+        "ours": 10,
         "hpa": 11,
         "kpa": 11,
     }
@@ -123,7 +124,7 @@ def _acceptance(
     from tools.replay.sweep import plan, run_jobs
     from tools.replay.workload import prepare
 
-    policy = Policy(unit_capacity=8.0, lead_time_s=120.0, max=1000)
+    policy = Policy(target_utilization=0.7, unit_capacity=8.0, lead_time_s=120.0, max=1000)
     work = prepare(read_trace(path), service_s=1.0, **kw)  # type: ignore[arg-type]
     # Ours at the knobs that bracket the baselines' default spend (not all
     # seven: the test must stay quick); the baselines at their defaults only.

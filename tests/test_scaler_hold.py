@@ -12,7 +12,9 @@ from services.scaler import rules
 from services.scaler.policy import IDLE_MIN, Policy, PoolState, decide
 
 LEAD = 60.0
-POLICY = Policy(min=1, max=100, unit_capacity=10.0, lead_time_s=LEAD, up_slack=0.0)
+POLICY = Policy(
+    target_utilization=0.7, min=1, max=100, unit_capacity=10.0, lead_time_s=LEAD, up_slack=0.0
+)
 
 
 def test_reneeded_names_each_unit_needed_again_and_how_long_it_stood_idle() -> None:

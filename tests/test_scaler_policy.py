@@ -27,7 +27,15 @@ from services.scaler.policy import (
 )
 
 # The rules here are tested without the up-slack band (it has its own test).
-POLICY = Policy(min=1, max=100, unit_capacity=10.0, lead_time_s=60.0, max_step_down=2, up_slack=0.0)
+POLICY = Policy(
+    target_utilization=0.7,
+    min=1,
+    max=100,
+    unit_capacity=10.0,
+    lead_time_s=60.0,
+    max_step_down=2,
+    up_slack=0.0,
+)
 
 
 def metrics(demand: float, ready: int, pending: int = 0) -> PoolMetrics:
@@ -179,7 +187,7 @@ def test_a_fall_in_load_is_followed_after_one_lead_time_or_the_paid_period() -> 
 
 
 def test_silence_scales_to_min() -> None:
-    policy = Policy(min=2, max=100, unit_capacity=10.0)
+    policy = Policy(target_utilization=0.7, min=2, max=100, unit_capacity=10.0)
     pool = Pool(3, policy)
     t = pool.run(300.0, 0.0, 300.0)
     assert pool.units > 10
@@ -196,7 +204,7 @@ def test_short_history_falls_back_to_steady() -> None:
 
 
 def test_predictive_scales_ahead_of_a_ramp() -> None:
-    policy = Policy(unit_capacity=10.0, lead_time_s=300.0, up_slack=0.0)
+    policy = Policy(target_utilization=0.7, unit_capacity=10.0, lead_time_s=300.0, up_slack=0.0)
     pool = Pool(2, policy)
     t = 0.0
     demand = 10.0
@@ -268,7 +276,7 @@ def test_lead_time_is_learned_from_observed_boots() -> None:
 
 
 def test_max_is_respected() -> None:
-    policy = Policy(min=1, max=4, unit_capacity=10.0)
+    policy = Policy(target_utilization=0.7, min=1, max=4, unit_capacity=10.0)
     _, proposal = decide(PoolState(), metrics(500.0, 2), policy, 0.0)
     assert proposal is not None and proposal.desired == 4
 
@@ -319,7 +327,7 @@ def test_newsvendor_quantile_is_the_critical_ratio() -> None:
     assert rules.newsvendor_quantile(0.0, 1.0) == 0.0  # shortfall free: cover nothing extra
     assert rules.newsvendor_quantile(0.0, 0.0) == 0.5  # no costs given: the median
     # The default SLO weight covers demand 19 times in 20.
-    assert cost_quantile(Policy()) == pytest.approx(0.952, abs=1e-3)
+    assert cost_quantile(Policy(target_utilization=0.7)) == pytest.approx(0.952, abs=1e-3)
 
 
 def test_upper_demand_adds_the_measured_error_and_never_lowers() -> None:

@@ -10,7 +10,9 @@ from contracts.telemetry import PoolMetrics
 from services.scaler.policy import Policy, PoolState, decide, learn_lead_time
 
 # The rules here are tested without the up-slack band (it has its own test).
-POLICY = Policy(min=1, max=100, unit_capacity=10.0, lead_time_s=60.0, up_slack=0.0)
+POLICY = Policy(
+    target_utilization=0.7, min=1, max=100, unit_capacity=10.0, lead_time_s=60.0, up_slack=0.0
+)
 
 
 def metrics(demand: float, ready: int, pending: int = 0) -> PoolMetrics:
@@ -55,7 +57,13 @@ def test_pending_units_count_as_the_current_pool() -> None:
     _, p = decide(PoolState(), metrics(15.0, 2, pending=1), POLICY, 100.0)
     assert p is None
     # 50 in flight on 4 ready + 2 booting: 8 units, from 6.
-    policy = Policy(unit_capacity=10.0, lead_time_s=60.0, panic_threshold=10.0, up_slack=0.0)
+    policy = Policy(
+        target_utilization=0.7,
+        unit_capacity=10.0,
+        lead_time_s=60.0,
+        panic_threshold=10.0,
+        up_slack=0.0,
+    )
     _, p = decide(PoolState(), metrics(50.0, 4, pending=2), policy, 100.0)
     assert p is not None
     assert (p.current, p.desired) == (6, 8)
@@ -90,7 +98,9 @@ def test_a_changed_count_is_proposed_at_once_without_waiting_to_repropose() -> N
     state, p = decide(PoolState(), metrics(15.0, 2), POLICY, 0.0)
     assert p is not None and p.desired == 3
     # Two seconds later the queue says 4 units (material from 2): sent at once.
-    policy_no_panic = Policy(unit_capacity=10.0, lead_time_s=60.0, panic_threshold=10.0)
+    policy_no_panic = Policy(
+        target_utilization=0.7, unit_capacity=10.0, lead_time_s=60.0, panic_threshold=10.0
+    )
     state, p = decide(state, metrics(60.0, 2), policy_no_panic, 2.0)
     assert p is not None and p.desired > 3
     assert p.id == "scale:gpu-a:2"
@@ -98,7 +108,7 @@ def test_a_changed_count_is_proposed_at_once_without_waiting_to_repropose() -> N
 
 def test_without_a_panic_window_silence_asks_for_nothing() -> None:
     # A zero-length panic window sees no samples: its mean is no demand at all.
-    policy = Policy(min=0, unit_capacity=10.0, panic_window_s=0.0)
+    policy = Policy(target_utilization=0.7, min=0, unit_capacity=10.0, panic_window_s=0.0)
     state, p = decide(PoolState(), metrics(0.0, 0), policy, 100.0)
     assert p is None and state.last_desired == 0
 
@@ -111,7 +121,7 @@ def test_an_instant_boot_is_a_lead_time_of_zero() -> None:
 
 
 def _ramp_proposals() -> list[ScaleProposal]:
-    policy = Policy(unit_capacity=10.0, lead_time_s=300.0)
+    policy = Policy(target_utilization=0.7, unit_capacity=10.0, lead_time_s=300.0)
     state, units, t = PoolState(), 2, 0.0
     out: list[ScaleProposal] = []
     while t < 4800:
@@ -146,7 +156,13 @@ def test_the_forecast_is_rounded_to_three_decimals() -> None:
     assert any(f != round(f, 2) for f in forecasts)
 
 
-NO_PANIC = Policy(unit_capacity=10.0, lead_time_s=60.0, panic_threshold=10.0, cooldown_up_s=300.0)
+NO_PANIC = Policy(
+    target_utilization=0.7,
+    unit_capacity=10.0,
+    lead_time_s=60.0,
+    panic_threshold=10.0,
+    cooldown_up_s=300.0,
+)
 
 
 def _after_a_scale_in(now: float) -> PoolState:
@@ -181,7 +197,9 @@ def test_queueing_sizes_from_the_short_window_not_the_stable_mean() -> None:
 
 
 def test_a_rise_within_capacity_waits_for_the_stable_window() -> None:
-    policy = Policy(min=5, unit_capacity=10.0, lead_time_s=60.0, panic_threshold=10.0)
+    policy = Policy(
+        target_utilization=0.7, min=5, unit_capacity=10.0, lead_time_s=60.0, panic_threshold=10.0
+    )
     state, t = PoolState(), 0.0
     for _ in range(30):  # 60 s at 20 in flight on 5 units (40 %), the pool's minimum
         state, _ = decide(state, metrics(20.0, 5), policy, t)
@@ -211,7 +229,7 @@ def test_a_scale_in_holds_the_spikes_of_the_last_lead_time_not_only_their_mean()
     # and 0 by turns (the mean still needs 5, the spikes 9), then 90 s of silence.
     # Unfulfilled, the scale-in is re-sent every 30 s; from the spikes on it keeps
     # 9 units, also in the silence, since the spikes are within one lead time.
-    policy = Policy(unit_capacity=10.0, lead_time_s=300.0)
+    policy = Policy(target_utilization=0.7, unit_capacity=10.0, lead_time_s=300.0)
     state, t = PoolState(), 0.0
     asked = []
     for i in range(105):
@@ -224,7 +242,7 @@ def test_a_scale_in_holds_the_spikes_of_the_last_lead_time_not_only_their_mean()
 
 
 def test_a_pool_below_its_minimum_is_raised_to_it_without_a_forecast() -> None:
-    policy = Policy(min=3, unit_capacity=10.0)
+    policy = Policy(target_utilization=0.7, min=3, unit_capacity=10.0)
     _, p = decide(PoolState(), metrics(0.0, 1), policy, 100.0)
     assert p is not None and (p.current, p.desired) == (1, 3)
     assert p.forecast is None
@@ -233,7 +251,9 @@ def test_a_pool_below_its_minimum_is_raised_to_it_without_a_forecast() -> None:
 
 def test_a_need_just_over_a_unit_boundary_does_not_buy_within_the_slack() -> None:
     # 22 in flight on 3 units of 10 at 70 %: 3.14 units' load, so 4 are needed.
-    slack = Policy(min=1, max=100, unit_capacity=10.0, lead_time_s=60.0, up_slack=0.3)
+    slack = Policy(
+        target_utilization=0.7, min=1, max=100, unit_capacity=10.0, lead_time_s=60.0, up_slack=0.3
+    )
     _, p = decide(PoolState(), metrics(22.0, 3), POLICY, 100.0)
     assert p is not None and p.desired == 4
     _, p = decide(PoolState(), metrics(22.0, 3), slack, 100.0)
@@ -246,7 +266,14 @@ def test_a_need_just_over_a_unit_boundary_does_not_buy_within_the_slack() -> Non
 
 
 def test_a_scale_in_serves_the_last_hold_lead_times_of_demand() -> None:
-    one = Policy(min=1, max=100, unit_capacity=10.0, lead_time_s=60.0, hold_lead_times=1.0)
+    one = Policy(
+        target_utilization=0.7,
+        min=1,
+        max=100,
+        unit_capacity=10.0,
+        lead_time_s=60.0,
+        hold_lead_times=1.0,
+    )
     longer = msgspec.structs.replace(one, hold_lead_times=2.5)
     downs: dict[str, float] = {}
     for name, policy in (("one", one), ("longer", longer)):

@@ -54,8 +54,9 @@ class PoolConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     marketplace's per-unit capacity)."""
 
     # -- the scaler's policy (see services/scaler/policy.py for how each is used)
-    target_utilization: float = 0.7
-    """Utilization a scaling action aims for, in (0, 1]; 0.7 leaves room for per-second noise."""
+    target_utilization: float = 0.8
+    """Utilization a scaling action aims for, in (0, 1], at the demand quantile the SLO
+    weight covers; 0.8 (ADR 0008, revision 10)."""
     scale_up_at: Fraction = 0.8
     """Utilization whose crossing makes the watcher publish the pool's metrics at once
     rather than at its next tick, so the scaler sees a burst sooner. The scaler itself

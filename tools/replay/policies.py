@@ -27,6 +27,12 @@ BASELINE_DEFAULT_KNOB = baselines.KPA_TARGET_UTILIZATION
 """The baselines' default setting: Knative's 70 % target, also the usual HPA target."""
 
 
+OURS_WEIGHT_KNOB = BASELINE_DEFAULT_KNOB
+"""The knob at which ours' sweep runs at the configured SLO weight: the baselines'
+default target. Fixed, not the configured target, so that the frontier a sweep
+draws does not move with the default target (ADR 0008, revision 10)."""
+
+
 def ours_at(policy: Policy, knob: float) -> Policy:
     """Ours' policy at one knob setting: what the knob means for ours, in one place.
 
@@ -35,9 +41,10 @@ def ours_at(policy: Policy, knob: float) -> Policy:
     a shortfall (`slo_weight`, which sets the covered demand quantile). The
     knob turns both together: the target utilization is the knob, and the SLO
     weight scales with the spare capacity the knob leaves, (1 - knob), relative
-    to the configured policy's, so the configured setting is the sweep's point
-    at its own target and a hotter knob also covers a lower quantile."""
-    spare = max(1e-6, 1.0 - policy.target_utilization)
+    to the spare at `OURS_WEIGHT_KNOB`, where it is the configured weight; a
+    hotter knob also covers a lower quantile. The configured setting is a point
+    of its own (the default runs at 0.8 with the full weight, above this line)."""
+    spare = 1.0 - OURS_WEIGHT_KNOB
     weight = policy.slo_weight * max(0.0, 1.0 - knob) / spare
     return msgspec.structs.replace(policy, target_utilization=knob, slo_weight=weight)
 

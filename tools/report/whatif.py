@@ -16,16 +16,18 @@ from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import msgspec
+
 from contracts.api.report import Recommendation
 from contracts.telemetry import PoolMinute
 from services.scaler.policy import Policy
-from tools.replay.policies import ours_at
 from tools.replay.sim import Totals
 from tools.replay.traces import Trace
 from tools.replay.workload import prepare, run_policy
 
-KNOBS = (0.5, 0.6, 0.8, 0.9)
-"""Target utilizations tried besides the configured one."""
+KNOBS = (0.5, 0.6, 0.7, 0.8, 0.9)
+"""Target utilizations tried besides the configured one. Only the target changes
+(the SLO weight stays the pool's), since that is the change recommended."""
 
 
 def rollup_trace(minutes: Sequence[PoolMinute], pool: str) -> Trace | None:
@@ -67,7 +69,7 @@ def replay(trace: Trace, policy: Policy, price: float) -> list[Outcome]:
     work = prepare(trace, service_s=1.0)
     out = []
     for label, pol in [("configured", policy)] + [
-        (f"target_utilization {k:g}", ours_at(policy, k))
+        (f"target_utilization {k:g}", msgspec.structs.replace(policy, target_utilization=k))
         for k in KNOBS
         if abs(k - policy.target_utilization) > 1e-9
     ]:
