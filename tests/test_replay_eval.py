@@ -71,6 +71,26 @@ def test_collect_reads_the_manifest(tmp_path: Path) -> None:
     assert got[0].options == {"time_column": "when", "duration_column": "run_s"}
 
 
+def test_the_manifest_names_end_and_token_columns(tmp_path: Path) -> None:
+    (tmp_path / "pods.csv").write_text("created,deleted\n1,5\n2,\n")
+    (tmp_path / "llm.jsonl").write_text('{"ts": 1000, "in": 5000, "out": 50}\n')
+    (tmp_path / "eval.json").write_text(
+        json.dumps(
+            {
+                "pods.csv": {"time_column": "created", "end_column": "deleted"},
+                "llm.jsonl": {"time_column": "ts", "token_columns": "in,out", "period_s": 0.001},
+            }
+        )
+    )
+    got = {t.path.name: t for t in collect([tmp_path])}
+    assert got["pods.csv"].options == {"time_column": "created", "end_column": "deleted"}
+    assert got["llm.jsonl"].options == {
+        "time_column": "ts",
+        "token_columns": "in,out",
+        "period_s": 0.001,
+    }
+
+
 def test_eval_prints_one_row_per_trace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     d = small_set(tmp_path)
     args = ["replay", "--eval", str(d), "--unit-capacity", "4", "--lead-time", "30"]

@@ -121,6 +121,10 @@ SHAPES = {
     "per-interval": (b"period,count\n1998-04-30 21:30:00,60\n1998-04-30 21:31:00,0\n", 60.0),
     "requests": (b"timestamp,x\n1700000000.5,1\n1700000001,2\n", 2.0),
     "per-interval columns": (b"HashOwner,Trigger,1,2\na,http,1,2\nb,timer,,3\n", 6.0),
+    "requests (JSON Lines)": (
+        b'{"timestamp": 1700000000.5, "x": 1}\n\n{"timestamp": 1.7000000015e9}\n',
+        2.0,
+    ),
 }
 
 
@@ -158,6 +162,11 @@ BAD_ROWS = {
     "columns short row": (b"app,1,2\na,1,2\n\nb,1\n", "line 4: 2 columns, the header has 3"),
     "columns uneven": (b"app,1,2,4\na,1,2,3\n", "line 1: numbered column 4 is not 1 after"),
     "columns no rows": (b"app,1,2\n", "no rows under the header"),
+    "json lines truncated": (b'{"timestamp": 5}\n{"timestamp": \n', "line 2: not a JSON object"),
+    "json lines not an object": (b'{"timestamp": 5}\n\n[5]\n', "line 3: not a JSON object"),
+    "json lines time": (b'{"timestamp": 5}\n{"timestamp": "soon"}\n', "line 2: bad timestamp"),
+    "json lines no time key": (b'{"t": 5}\n', "line 1: no key 'timestamp'"),
+    "json lines missing time": (b'{"timestamp": 5}\n{"x": 1}\n', "line 2: bad timestamp ''"),
 }
 
 
@@ -172,18 +181,100 @@ def test_a_bad_row_names_its_line(tmp_path: Path, case: str, wrap: str) -> None:
     assert message in str(err.value)
 
 
-def test_bad_duration_and_missing_columns(tmp_path: Path) -> None:
+BAD_COLUMNS: dict[str, tuple[str, dict[str, str], str]] = {
+    "negative duration": ("t,d\n1,2\n2,-1\n", {"duration_column": "d"}, r"line 3: duration '-1'"),
+    "empty duration": ("t,d\n1,2\n2,\n", {"duration_column": "d"}, r"line 3: duration is empty"),
+    "no time column": ("t,d\n1,2\n", {"time_column": "start"}, r"no column 'start'"),
+    "no duration column": ("t,d\n1,2\n", {"duration_column": "run_s"}, r"no column 'run_s'"),
+    "end before start": (
+        "t,end\n1,2\n10,5\n",
+        {"end_column": "end"},
+        r"line 3: end '5' is before the request's time",
+    ),
+    "bad end": ("t,end\n1,2\n2,later\n", {"end_column": "end"}, r"line 3: bad timestamp 'later'"),
+    "end and duration": (
+        "t,end\n1,2\n",
+        {"end_column": "end", "duration_column": "end"},
+        "alternatives",
+    ),
+    "no end column": ("t,end\n1,2\n", {"end_column": "stop"}, r"no column 'stop'"),
+    "end without a time column": (
+        "t,end\n1,2\n",
+        {"end_column": "end", "time_column": ""},
+        "need a request CSV with a time column",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_COLUMNS)
+def test_bad_durations_ends_and_missing_columns(tmp_path: Path, case: str) -> None:
+    content, options, message = BAD_COLUMNS[case]
     p = tmp_path / "bad.csv"
-    p.write_text("t,d\n1,2\n2,-1\n")
-    with pytest.raises(TraceError, match=r"line 3: duration '-1'"):
-        read_trace(p, time_column="t", duration_column="d")
-    p.write_text("t,d\n1,2\n2,\n")
-    with pytest.raises(TraceError, match=r"bad\.csv: line 3: duration is empty"):
-        read_trace(p, time_column="t", duration_column="d")
-    with pytest.raises(TraceError, match=r"no column 'start'"):
-        read_trace(p, time_column="start")
-    with pytest.raises(TraceError, match=r"no column 'run_s'"):
-        read_trace(p, time_column="t", duration_column="run_s")
+    p.write_text(content)
+    kwargs = {"time_column": "t", **options}
+    if not kwargs["time_column"]:
+        del kwargs["time_column"]
+    with pytest.raises(TraceError, match=r"bad\.csv: ") as err:
+        read_trace(p, **kwargs)
+    assert err.match(message)
+
+
+def test_requests_with_end_times_are_in_flight_until_then(tmp_path: Path) -> None:
+    p = tmp_path / "pods.csv"
+    # Alibaba's raw pod list: creation and deletion times; a pod still running
+    # has no deletion time and is in flight until the trace's last time.
+    p.write_text("name,num_gpu,creation_time,deletion_time\na,1,100,103.5\nb,1,101,\nc,0,102,110\n")
+    tr = read_trace(p, time_column="creation_time", end_column="DELETION_TIME")
+    assert tr.shape == "requests" and tr.busy is not None
+    assert list(tr.arrivals[:3]) == [1.0, 1.0, 1.0]
+    assert len(tr.busy) == 10  # to the last end, 110
+    assert math.isclose(sum(tr.busy), 3.5 + 9 + 8, rel_tol=1e-6)
+    assert list(tr.busy[:4]) == [1.0, 2.0, 3.0, 2.5]
+    assert any("1 request(s) with no end" in n for n in tr.notes)
+    with_durations = tmp_path / "d.csv"
+    with_durations.write_text("t,d\n100,3.5\n102,8\n")
+    ends = tmp_path / "e.csv"
+    ends.write_text("t,end\n100,103.5\n102,110\n")
+    a = read_trace(with_durations, time_column="t", duration_column="d")
+    b = read_trace(ends, time_column="t", end_column="end")
+    assert a.busy is not None and b.busy is not None and list(a.busy) == list(b.busy)
+
+
+def test_token_columns_by_name(tmp_path: Path) -> None:
+    p = tmp_path / "burstgpt.csv"
+    # BurstGPT's header: relative seconds and its own names for the token counts.
+    p.write_text(
+        "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
+        "5,ChatGPT,5000,50,5050,Conversation log\n"
+        "6,GPT-4,0,100,100,API log\n"
+    )
+    tr = read_trace(p, time_column="Timestamp", token_columns="Request tokens,Response tokens")
+    assert tr.busy is not None
+    assert math.isclose(sum(tr.busy), (1 + 1) + 2, rel_tol=1e-6)  # as the token model says
+    assert read_trace(p, time_column="Timestamp").busy is None  # no token model unless asked
+    with pytest.raises(TraceError, match="two names"):
+        read_trace(p, time_column="Timestamp", token_columns="Request tokens")
+    with pytest.raises(TraceError, match=r"no column 'Output'"):
+        read_trace(p, time_column="Timestamp", token_columns="Request tokens,Output")
+    p.write_text("Timestamp,In,Out\n5,10,20\n6,10,-3\n")
+    with pytest.raises(TraceError, match=r"line 3: Out '-3' must be a count of tokens"):
+        read_trace(p, time_column="Timestamp", token_columns=("In", "Out"))
+
+
+def test_json_lines_as_mooncake_publishes_them(tmp_path: Path) -> None:
+    p = tmp_path / "mooncake.jsonl"
+    p.write_bytes(
+        gzip.compress(
+            b'{"timestamp": 0, "input_length": 5000, "output_length": 50, "hash_ids": [1, 2]}\n'
+            b'{"timestamp": 2500, "input_length": 0, "output_length": 100, "hash_ids": []}\n'
+        )
+    )
+    tr = read_trace(p, period_s=0.001, token_columns="input_length,output_length")
+    assert tr.shape == "requests (JSON Lines)"
+    assert list(tr.arrivals[:3]) == [1.0, 0.0, 1.0]  # milliseconds, read as such
+    assert tr.busy is not None and math.isclose(sum(tr.busy), 2 + 2, rel_tol=1e-6)
+    with pytest.raises(TraceError, match=r"line 1: no key 'ts'"):
+        read_trace(p, time_column="ts")
 
 
 @pytest.mark.parametrize(

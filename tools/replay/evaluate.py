@@ -42,7 +42,7 @@ from tools.termout import stdout_console
 
 RATIO_CAP = 10.0
 """Largest under-provisioning ratio a trace adds to a leave-one-out mean."""
-_SUFFIXES = (".csv", ".txt", ".gz", ".bz2", ".tbz2", ".tbz", ".tar", ".tgz")
+_SUFFIXES = (".csv", ".txt", ".jsonl", ".gz", ".bz2", ".tbz2", ".tbz", ".tar", ".tgz")
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,8 @@ class EvalTrace:
 
     path: Path
     options: dict[str, Any]
-    """Keyword arguments for read_trace (time_column, duration_column, period_s)."""
+    """Keyword arguments for read_trace (time_column, duration_column, end_column,
+    token_columns, period_s)."""
     skip_zero_runs_s: int = 600
     """Zero runs this long are missing telemetry; 0 where the trace's zeros are real."""
 
@@ -76,7 +77,7 @@ def collect(paths: Sequence[Path]) -> list[EvalTrace]:
 
 
 def _entry(path: Path, entry: dict[str, Any]) -> EvalTrace:
-    keys = ("time_column", "duration_column", "period_s")
+    keys = ("time_column", "duration_column", "end_column", "token_columns", "period_s")
     return EvalTrace(
         path,
         {k: entry[k] for k in keys if k in entry},

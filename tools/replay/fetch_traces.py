@@ -51,8 +51,9 @@ class Entry:
     sources: tuple[Source, ...]
     build: Callable[[list[bytes]], bytes]
     replay: dict[str, Any] = field(default_factory=dict)
-    """Options for `fleet replay` (time_column, duration_column, period_s,
-    skip_zero_runs_s: 0 where the trace's long zero runs are real silence)."""
+    """Options for `fleet replay` (time_column, duration_column, end_column,
+    token_columns, period_s, skip_zero_runs_s: 0 where the trace's long zero runs
+    are real silence)."""
 
 
 def _same(raw: list[bytes]) -> bytes:

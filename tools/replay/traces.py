@@ -1,4 +1,4 @@
-"""Workload trace readers: four shapes, plain, gzip, bzip2 or tar.
+"""Workload trace readers: five shapes, plain, gzip, bzip2 or tar.
 
 Every reader returns a `Trace`: arrivals per second, and where the trace says
 how long each request is served, the requests in flight each second. Shapes,
@@ -25,9 +25,15 @@ told apart by the first non-empty line:
   default a column called `timestamp`), one row per request, times in epoch
   seconds (units of `period_s`) or as date-times (any number of fractional
   digits, UTC). With `duration_column` each request is in flight for that
-  many seconds; else, with `ContextTokens`/`GeneratedTokens` columns, for
-  the token model below; else demand follows from arrivals and a fixed
-  service time later.
+  many seconds; with `end_column` until that column's time (read as the
+  time column; an empty end: until the trace's last time, a pod still
+  running); else, with token columns (`ContextTokens`/`GeneratedTokens`, or
+  the two `token_columns` names), for the token model below; else demand
+  follows from arrivals and a fixed service time later;
+- requests as JSON Lines, one object a line (a first line starting `{`):
+  read as a request CSV whose header is the first object's keys (Mooncake's
+  `{"timestamp": ..., "input_length": ..., "output_length": ...}` with
+  `token_columns` `input_length,output_length` and `period_s` 0.001).
 
 Numeric times past year 5000 read as seconds are noted (`Trace.notes`) as
 likely epoch milliseconds.
@@ -49,10 +55,13 @@ import csv
 import math
 import re
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
+
+import msgspec
 
 from tools.replay.archive import TraceError, open_lines
 from tools.replay.grid import Grid, SpanError
@@ -89,10 +98,15 @@ class Trace:
 
 @dataclass(frozen=True)
 class Columns:
-    """How to read a request CSV; None picks the default."""
+    """How to read a request CSV or JSON Lines file; None picks the default."""
 
     time: str | None = None
     duration: str | None = None
+    end: str | None = None
+    """Column with each request's end time (as the time column): in flight until then."""
+    tokens: tuple[str, str] | None = None
+    """(prompt, generated) token columns for the token model; default
+    ContextTokens/GeneratedTokens when the header has them."""
 
 
 def read_trace(
@@ -101,14 +115,28 @@ def read_trace(
     time_column: str | None = None,
     duration_column: str | None = None,
     period_s: float = 1.0,
+    end_column: str | None = None,
+    token_columns: str | Sequence[str] | None = None,
 ) -> Trace:
-    """Read a trace file in any supported shape; raises TraceError on bad input."""
+    """Read a trace file in any supported shape; raises TraceError on bad input.
+    `token_columns` is `PROMPT,GENERATED` (or a pair): the token model's columns."""
     if period_s <= 0 or not math.isfinite(period_s):
         raise TraceError(f"period unit must be > 0 seconds, not {period_s}")
+    columns = Columns(time_column, duration_column, end_column, _token_pair(token_columns))
     with open_lines(Path(path)) as (name, lines):
-        return parse_lines(
-            lines, name, columns=Columns(time_column, duration_column), period_s=period_s
+        return parse_lines(lines, name, columns=columns, period_s=period_s)
+
+
+def _token_pair(text: str | Sequence[str] | None) -> tuple[str, str] | None:
+    if text is None:
+        return None
+    parts = [p.strip() for p in (text.split(",") if isinstance(text, str) else text)]
+    if len(parts) != 2 or not all(parts):
+        raise TraceError(
+            f"token columns are two names, PROMPT,GENERATED (e.g. `Request tokens,Response "
+            f"tokens`), not {text!r}"
         )
+    return parts[0], parts[1]
 
 
 def parse_lines(
@@ -128,6 +156,10 @@ def parse_lines(
             break
     if not first:
         raise TraceError(f"{name}: empty trace")
+    if columns.duration is not None and columns.end is not None:
+        raise TraceError(f"{name}: --duration-column and --end-column are alternatives; pass one")
+    if first.startswith("{"):
+        return _json_lines(first, lineno, numbered, name, columns, period_s)
     # A per-second trace may hold all its counts on one line: no CSV parse of that.
     cells = next(csv.reader([first])) if len(first) < 65_536 else [first]
     head = [c.strip().strip('"').lower() for c in cells]
@@ -137,13 +169,17 @@ def parse_lines(
                 f"{name}: line {lineno}: no column {columns.time!r} "
                 f"(the header has {', '.join(head)})"
             )
-        return _requests(head, numbered, name, columns, period_s)
-    if COUNT_COLUMN in head and columns.duration is None:
+        return _requests(head, _csv_cells(numbered), name, columns, period_s)
+    per_request = columns.duration or columns.end or columns.tokens
+    if COUNT_COLUMN in head and not per_request:
         return _per_interval(first, lineno, numbered, name, period_s, head)
     if DEFAULT_TIME_COLUMN in head:
-        return _requests(head, numbered, name, columns, period_s)
-    if columns.duration is not None:
-        raise TraceError(f"{name}: --duration-column needs a request CSV with a time column")
+        return _requests(head, _csv_cells(numbered), name, columns, period_s)
+    if per_request:
+        raise TraceError(
+            f"{name}: --duration-column, --end-column and --token-columns need a request "
+            "CSV with a time column (--time-column NAME)"
+        )
     if "," not in first:
         return _per_second(first, lineno, numbered, name)
     if _is_header(head, period_s):
@@ -421,32 +457,88 @@ def parse_time(text: str, unit_s: float = 1.0) -> float:
     return v * unit_s
 
 
+def _csv_cells(rest: Iterator[tuple[int, str]]) -> Iterator[tuple[int, list[str]]]:
+    """The cells of each non-empty CSV row after the header, with its line number."""
+    for n, line in rest:
+        if line.strip():
+            yield n, next(csv.reader([line]))
+
+
+def _json_lines(
+    first: str,
+    lineno: int,
+    rest: Iterator[tuple[int, str]],
+    name: str,
+    columns: Columns,
+    period_s: float,
+) -> Trace:
+    """JSON Lines, one object a request (Mooncake's `{"timestamp": ms, "input_length":
+    ..., "output_length": ...}`): read as a request CSV whose header is the first
+    object's keys; each value as its text."""
+    decoder = msgspec.json.Decoder(dict[str, Any])
+
+    def obj(n: int, line: str) -> dict[str, Any]:
+        try:
+            return decoder.decode(line)
+        except msgspec.DecodeError as exc:
+            raise TraceError(f"{name}: line {n}: not a JSON object ({exc})") from None
+
+    head_obj = obj(lineno, first)
+    keys = list(head_obj)
+    head = [k.lower() for k in keys]
+    if (columns.time or DEFAULT_TIME_COLUMN).lower() not in head:
+        raise TraceError(
+            f"{name}: line {lineno}: no key {columns.time or DEFAULT_TIME_COLUMN!r} for the "
+            f"request time (the first object has {', '.join(keys)}; pass --time-column NAME)"
+        )
+
+    def cells(o: dict[str, Any]) -> list[str]:
+        return ["" if (v := o.get(k)) is None else str(v) for k in keys]
+
+    def rows() -> Iterator[tuple[int, list[str]]]:
+        yield lineno, cells(head_obj)
+        for n, line in rest:
+            if line.strip():
+                yield n, cells(obj(n, line))
+
+    trace = _requests(head, rows(), name, columns, period_s)
+    trace.shape = "requests (JSON Lines)"
+    return trace
+
+
+def _column(header: list[str], column: str | None, name: str) -> int | None:
+    if column is None:
+        return None
+    if column.lower() not in header:
+        raise TraceError(
+            f"{name}: line 1: no column {column!r} (the header has {', '.join(header)})"
+        )
+    return header.index(column.lower())
+
+
 def _requests(
     header: list[str],
-    rest: Iterator[tuple[int, str]],
+    rows: Iterator[tuple[int, list[str]]],
     name: str,
     columns: Columns,
     period_s: float = 1.0,
 ) -> Trace:
     t_col = header.index((columns.time or DEFAULT_TIME_COLUMN).lower())
-    d_col = None
-    if columns.duration is not None:
-        if columns.duration.lower() not in header:
-            raise TraceError(
-                f"{name}: line 1: no column {columns.duration!r} "
-                f"(the header has {', '.join(header)})"
-            )
-        d_col = header.index(columns.duration.lower())
-    ctx = header.index("contexttokens") if "contexttokens" in header else None
-    gen = header.index("generatedtokens") if "generatedtokens" in header else None
-    modelled = d_col is not None or ctx is not None or gen is not None
+    d_col = _column(header, columns.duration, name)
+    e_col = _column(header, columns.end, name)
+    ctx_name, gen_name = columns.tokens or ("ContextTokens", "GeneratedTokens")
+    if columns.tokens is not None:
+        ctx, gen = _column(header, ctx_name, name), _column(header, gen_name, name)
+    else:
+        ctx = header.index("contexttokens") if "contexttokens" in header else None
+        gen = header.index("generatedtokens") if "generatedtokens" in header else None
+    modelled = d_col is not None or e_col is not None or ctx is not None or gen is not None
     arrivals, busy = Grid(), Grid() if modelled else None
     last_end = -math.inf
+    open_ended: array[float] = array("d")
+    """Starts of requests with an empty end cell: still in flight when the trace ends."""
     n = 0
-    for n, line in rest:
-        if not line.strip():
-            continue
-        cells = next(csv.reader([line]))
+    for n, cells in rows:
         try:
             t = parse_time(cells[t_col], period_s)
             work = 0.0
@@ -454,11 +546,23 @@ def _requests(
                 work = _seconds(cells[d_col])
                 if not math.isfinite(work) or work < 0:
                     raise ValueError(f"duration {cells[d_col]!r} must be >= 0 seconds")
+            elif e_col is not None:
+                if not cells[e_col].strip():
+                    open_ended.append(t)
+                    arrivals.add(t, 1.0)
+                    last_end = max(last_end, t)
+                    continue
+                end = parse_time(cells[e_col], period_s)
+                if end < t:
+                    raise ValueError(
+                        f"end {cells[e_col]!r} is before the request's time {cells[t_col]!r}"
+                    )
+                work = end - t
             else:
                 if ctx is not None:
-                    work += _tokens(cells[ctx], "ContextTokens") * PREFILL_S_PER_TOKEN
+                    work += _tokens(cells[ctx], ctx_name) * PREFILL_S_PER_TOKEN
                 if gen is not None:
-                    work += _tokens(cells[gen], "GeneratedTokens") * DECODE_S_PER_TOKEN
+                    work += _tokens(cells[gen], gen_name) * DECODE_S_PER_TOKEN
             arrivals.add(t, 1.0)
             if busy is not None:
                 busy.spread(t, t + max(0.0, work))
@@ -474,6 +578,12 @@ def _requests(
     notes = _ms_note(first, "request times", period_s)
     if busy is None:
         return Trace(name=name, arrivals=arr, shape="requests", notes=notes)
+    if open_ended:
+        for t in open_ended:
+            busy.spread(t, last_end)
+        notes.append(
+            f"{len(open_ended):,} request(s) with no end are in flight until the trace's last time"
+        )
     # Trailing seconds that only hold service time keep their busy value.
     span = max(len(arr), math.ceil(last_end) - first)
     return Trace(

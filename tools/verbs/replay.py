@@ -30,11 +30,15 @@ Traces, plain, gzip, bzip2 or a tar of one file (told by content, not name):
   per series, each interval's count the sum over the rows;
 - request CSV, one row per request, with a header naming its time column
   (--time-column, default `timestamp`; epoch seconds (x --period-s) or
-  date-times).
+  date-times);
+- requests as JSON Lines, one object a line, its keys read as a request CSV's
+  header (Mooncake: --token-columns input_length,output_length --period-s 0.001).
 Demand (requests in flight): with --duration-column each request is in flight
-that many seconds; a request CSV with ContextTokens/GeneratedTokens uses the
-token model (prompt at 5,000 tokens/s, generation at 50 tokens/s); otherwise
-Little's law, each request served for --service-s seconds.
+that many seconds; with --end-column until that time (an empty end: until the
+trace's last time); with token columns (ContextTokens/GeneratedTokens, or the
+two --token-columns names) the token model (prompt at 5,000 tokens/s,
+generation at 50 tokens/s); otherwise Little's law, each request served for
+--service-s seconds.
 
 Units are ready --lead-time seconds after being asked for and billed from
 then; scale-in removes them at once. under unit-s = sum over seconds of
@@ -101,6 +105,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=None,
         metavar="NAME",
         help="request CSV: the column with each request's seconds in service",
+    )
+    p.add_argument(
+        "--end-column",
+        default=None,
+        metavar="NAME",
+        help="request CSV: the column with each request's end time (instead of a duration)",
+    )
+    p.add_argument(
+        "--token-columns",
+        default=None,
+        metavar="PROMPT,GENERATED",
+        help="request CSV: the prompt and generated token columns for the token model "
+        "(default ContextTokens,GeneratedTokens when present)",
     )
     p.add_argument(
         "--period-s",
@@ -311,6 +328,8 @@ def run(args: argparse.Namespace) -> int:
                 time_column=args.time_column,
                 duration_column=args.duration_column,
                 period_s=args.period_s,
+                end_column=args.end_column,
+                token_columns=args.token_columns,
             )
             source = str(args.trace)
         opts = Options(
