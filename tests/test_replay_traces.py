@@ -92,6 +92,19 @@ def test_timestamp_parsing_keeps_all_fractional_digits() -> None:
     b = parse_timestamp("2023-11-16 18:15:46")
     assert math.isclose(a - b, 0.68059, abs_tol=1e-6)
     assert parse_timestamp("2023-11-16T18:15:46Z") == b
+    # UTC offsets, as Azure's 2024 LLM traces write their times.
+    assert parse_timestamp("2023-11-16 18:15:46+00:00") == b
+    assert math.isclose(
+        parse_timestamp("2023-11-16 18:15:46.6805900+00:00") - b, 0.68059, abs_tol=1e-6
+    )
+    assert parse_timestamp("2023-11-16 20:15:46+02:00") == b
+    assert parse_timestamp("2023-11-16T13:45:46.0-0430") == b
+    assert parse_timestamp("2023-11-16 18:15:46 UTC") == b
+    assert parse_timestamp("2023-11-16 18:15") == b - 46  # a time ending in :MM is no offset
+    assert parse_timestamp("2023-11-16") == b - (18 * 3600 + 15 * 60 + 46)
+    for bad in ("2023-11-16 18:15:46+0x:00", "2023-11-16 18:15:46+", "2023-11-16+02:00"):
+        with pytest.raises(TraceError):
+            parse_timestamp(bad)
     with pytest.raises(TraceError):
         parse_timestamp("yesterday")
 

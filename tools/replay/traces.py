@@ -22,14 +22,15 @@ told apart by the first non-empty line:
   above (x `period_s`), and its count is the sum over the rows. An empty
   cell is a zero count;
 - requests: CSV with a header naming a time column (`time_column`, by
-  default a column called `timestamp`), one row per request, times in epoch
-  seconds (units of `period_s`) or as date-times (any number of fractional
-  digits, UTC). With `duration_column` each request is in flight for that
-  many seconds; with `end_column` until that column's time (read as the
-  time column; an empty end: until the trace's last time, a pod still
-  running); else, with token columns (`ContextTokens`/`GeneratedTokens`, or
-  the two `token_columns` names), for the token model below; else demand
-  follows from arrivals and a fixed service time later;
+  default a column called `timestamp`), one row per request, times in
+  epoch seconds (units of `period_s`) or as date-times (any number of
+  fractional digits; UTC unless they carry an offset, `+00:00` or
+  `-0530`). With `duration_column` each request is in flight for that many
+  seconds; with `end_column` until that column's time (read as the time
+  column; an empty end: until the trace's last time, a pod still running);
+  else, with token columns (`ContextTokens`/`GeneratedTokens`, or the two
+  `token_columns` names), for the token model below; else demand follows
+  from arrivals and a fixed service time later;
 - requests as JSON Lines, one object a line (a first line starting `{`):
   read as a request CSV whose header is the first object's keys (Mooncake's
   `{"timestamp": ..., "input_length": ..., "output_length": ...}` with
@@ -422,9 +423,34 @@ _EPOCH = datetime(1970, 1, 1)
 _seconds_cache: dict[str, float] = {}
 
 
+def _utc_offset(text: str) -> tuple[str, float]:
+    """`text` without a trailing UTC offset (`+00:00`, `-0530`, `Z`, ` UTC`) after a
+    time of day, and that offset in seconds (0 when there is none)."""
+    tail = text[-6:]
+    if "+" not in tail and "-" not in tail and tail[-1:].isdigit():
+        return text, 0.0  # the common case, kept fast: a million rows a second
+    if text.endswith("Z"):
+        return text[:-1], 0.0
+    if text.endswith(" UTC"):
+        return text[:-4], 0.0
+    for width, colon in ((6, True), (5, False)):  # +HH:MM, +HHMM
+        if len(text) <= width + 5 or text[-width] not in "+-" or not text[-width - 1].isdigit():
+            continue
+        hh, mm = text[-width + 1 : -width + 3], text[-2:]
+        if (text[-3] == ":") != colon or not (hh + mm).isdigit() or ":" not in text[:-width]:
+            continue
+        sign = 1.0 if text[-width] == "+" else -1.0
+        return text[:-width], sign * (int(hh) * 3600 + int(mm) * 60)
+    return text, 0.0
+
+
 def parse_timestamp(text: str) -> float:
-    """Seconds since the epoch (UTC) of `YYYY-MM-DD[ T]HH:MM[:SS][.fraction][Z]`."""
-    text = text.strip().strip('"').replace("T", " ").rstrip("Z")
+    """Seconds since the epoch (UTC) of `YYYY-MM-DD[ T]HH:MM[:SS][.fraction]`, with an
+    optional UTC offset (`Z`, `+00:00`, `-0530`: Azure's 2024 LLM traces carry one)."""
+    text = text.strip().strip('"')
+    if len(text) > 10 and text[10] == "T":
+        text = f"{text[:10]} {text[11:]}"
+    text, offset = _utc_offset(text)
     main, _, frac = text.partition(".")
     secs = _seconds_cache.get(main)
     if secs is None:
@@ -443,7 +469,7 @@ def parse_timestamp(text: str) -> float:
         if not frac.isdigit():
             raise TraceError(f"bad timestamp {text!r}")
         secs += int(frac) / 10 ** len(frac)
-    return secs
+    return secs - offset
 
 
 def parse_time(text: str, unit_s: float = 1.0) -> float:

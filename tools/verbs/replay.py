@@ -30,7 +30,7 @@ Traces, plain, gzip, bzip2 or a tar of one file (told by content, not name):
   per series, each interval's count the sum over the rows;
 - request CSV, one row per request, with a header naming its time column
   (--time-column, default `timestamp`; epoch seconds (x --period-s) or
-  date-times);
+  date-times, UTC unless they carry an offset such as `+00:00`);
 - requests as JSON Lines, one object a line, its keys read as a request CSV's
   header (Mooncake: --token-columns input_length,output_length --period-s 0.001).
 Demand (requests in flight): with --duration-column each request is in flight
