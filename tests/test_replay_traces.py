@@ -177,6 +177,7 @@ BAD_ROWS = {
     "columns no rows": (b"app,1,2\n", "no rows under the header"),
     "json lines truncated": (b'{"timestamp": 5}\n{"timestamp": \n', "line 2: not a JSON object"),
     "json lines not an object": (b'{"timestamp": 5}\n\n[5]\n', "line 3: not a JSON object"),
+    "pretty-printed json": (b'{\n  "timestamp": 5\n}\n', "line 1: not a JSON object"),
     "json lines time": (b'{"timestamp": 5}\n{"timestamp": "soon"}\n', "line 2: bad timestamp"),
     "json lines no time key": (b'{"t": 5}\n', "line 1: no key 'timestamp'"),
     "json lines missing time": (b'{"timestamp": 5}\n{"x": 1}\n', "line 2: bad timestamp ''"),

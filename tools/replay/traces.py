@@ -507,7 +507,9 @@ def _json_lines(
         try:
             return decoder.decode(line)
         except msgspec.DecodeError as exc:
-            raise TraceError(f"{name}: line {n}: not a JSON object ({exc})") from None
+            raise TraceError(
+                f"{name}: line {n}: not a JSON object ({exc}); JSON Lines hold one object a line"
+            ) from None
 
     head_obj = obj(lineno, first)
     keys = list(head_obj)
