@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import operator
 from typing import Any, TypeVar
 
 import msgspec
@@ -251,9 +252,18 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
+_TIME = operator.itemgetter(0)
+_VALUE = operator.itemgetter(1)
+
+
+def _values(series: tuple[tuple[float, _V], ...]) -> list[_V]:
+    """The values of a (time, value) series, in order (a C loop: decide() runs every tick)."""
+    return list(map(_VALUE, series))
+
+
 def _cut(series: tuple[tuple[float, _V], ...], cutoff: float) -> int:
     """Index of the first entry of a time-ordered series later than `cutoff`."""
-    return bisect.bisect_right(series, cutoff, key=lambda e: e[0])
+    return bisect.bisect_right(series, cutoff, key=_TIME)
 
 
 def _since(series: tuple[tuple[float, _V], ...], cutoff: float) -> tuple[tuple[float, _V], ...]:
@@ -291,8 +301,8 @@ def decide(
         fc = msgspec.structs.replace(fc, horizon_s=lead)
     fc = forecast.observe(fc, now, demand)
     stable = _since(samples, now - policy.stable_window_s)
-    stable_mean = _mean([d for _, d in stable])
-    short_mean = _mean([d for _, d in _since(samples, now - policy.panic_window_s)])
+    stable_mean = _mean(_values(stable))
+    short_mean = _mean(_values(_since(samples, now - policy.panic_window_s)))
     # A step beyond anything the minute before saw counts on its first sample, as the
     # short window's demand, when acting before the short window confirms it pays:
     # this pool's past steps say how often the window did (`rules.early_pays`).
@@ -308,7 +318,9 @@ def decide(
     need_now = units_for(demand, policy)
     if need_now >= policy.panic_threshold:
         cut = now - policy.panic_window_s
-        busiest = max((d for t, d in stable if t < cut), default=None)
+        # The samples before the short window (times < cut).
+        before = stable[: bisect.bisect_left(stable, cut, key=_TIME)]
+        busiest = max(_values(before), default=None)
         prior = units_for(busiest, policy) if busiest is not None else 0
         if busiest is not None and rules.step_seen(need_now, prior, policy.panic_threshold):
             if not steps:
@@ -340,7 +352,7 @@ def decide(
     # asked for now, ready before it. The level a jump is measured from: the
     # hold window before the stable one.
     older = _cut(samples, now - policy.stable_window_s)
-    level = sum(d for _, d in samples[:older]) / older if older else stable_mean
+    level = sum(map(_VALUE, samples[:older])) / older if older else stable_mean
     jump, jumps = rules.jump_step(
         state.jump,
         short_mean,
@@ -444,7 +456,7 @@ def decide(
     held = _since(needs, now - keep_s - 1e-6)  # a need exactly one window old counts
     keep = max(planned, held[0][1]) if held else planned
     if keep < current:  # only a possible scale-in needs the demand quantile
-        window = [d for _, d in _since(samples, now - hold_s)]
+        window = _values(_since(samples, now - hold_s))
         keep = max(keep, units_for(rules.quantile(window, q), policy))
 
     if panic.active:
