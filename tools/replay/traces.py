@@ -53,6 +53,7 @@ naming the file, the line and the value.
 from __future__ import annotations
 
 import csv
+import itertools
 import math
 import re
 from array import array
@@ -412,11 +413,9 @@ def _put(grid: Grid, t: float, count: float, base: float, step: int) -> None:
 def _csv_rows(
     first: str, lineno: int, rest: Iterator[tuple[int, str]]
 ) -> Iterator[tuple[int, list[str]]]:
-    """Cells of each non-empty row, stripped, with its line number."""
-    yield lineno, [c.strip().strip('"') for c in next(csv.reader([first]))]
-    for n, line in rest:
-        if line.strip():
-            yield n, [c.strip().strip('"') for c in next(csv.reader([line]))]
+    """Cells of each non-empty row, the first one's too, stripped, with its line number."""
+    for n, cells in _csv_cells(itertools.chain([(lineno, first)], rest)):
+        yield n, [c.strip().strip('"') for c in cells]
 
 
 _EPOCH = datetime(1970, 1, 1)
@@ -576,16 +575,14 @@ def _requests(
                     raise ValueError(f"duration {cells[d_col]!r} must be >= 0 seconds")
             elif e_col is not None:
                 if not cells[e_col].strip():
-                    open_ended.append(t)
-                    arrivals.add(t, 1.0)
-                    last_end = max(last_end, t)
-                    continue
-                end = parse_time(cells[e_col], period_s)
-                if end < t:
-                    raise ValueError(
-                        f"end {cells[e_col]!r} is before the request's time {cells[t_col]!r}"
-                    )
-                work = end - t
+                    open_ended.append(t)  # spread once the trace's last time is known
+                else:
+                    end = parse_time(cells[e_col], period_s)
+                    if end < t:
+                        raise ValueError(
+                            f"end {cells[e_col]!r} is before the request's time {cells[t_col]!r}"
+                        )
+                    work = end - t
             else:
                 if ctx is not None:
                     work += _tokens(cells[ctx], ctx_name) * PREFILL_S_PER_TOKEN
